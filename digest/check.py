@@ -1,0 +1,210 @@
+"""`digest check`: a deliverability lint of a rendered issue before anyone receives it."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+from digest.models import RenderedIssue
+from digest.personalize import html_marker
+from digest.settings import Settings
+
+# Gmail clips messages whose HTML is larger than this; the warning leaves room to grow.
+CLIP_BYTES = 102 * 1024
+WARN_BYTES = 90 * 1024
+SUBJECT_LIMIT = 78
+_LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain"})
+_UNSUBSCRIBE_MARKER = html_marker("unsubscribe_url")
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+                   "source", "track", "wbr"})
+
+
+@dataclass
+class CheckReport:
+    """What `digest check` found: errors block sending, warnings do not."""
+
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    html_bytes: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        """The report as JSON-ready data: ok, errors, warnings, html_bytes."""
+        return {
+            "ok": self.ok,
+            "errors": list(self.errors),
+            "warnings": list(self.warnings),
+            "html_bytes": self.html_bytes,
+        }
+
+
+class _Elements(HTMLParser):
+    """Collects the links and images of an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []  # (href, text)
+        self.images: list[dict[str, str | None]] = []
+        self.hidden_text: list[str] = []  # text in display:none elements, where a preheader sits
+        self._hidden: list[bool] = []  # per open element: is it hidden?
+        self._open_link: list[str] | None = None
+        self._href = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag not in _VOID:
+            style = (values.get("style") or "").replace(" ", "").lower()
+            self._hidden.append("display:none" in style)
+        if tag == "a" and "href" in values:
+            self._href = (values["href"] or "").strip()
+            self._open_link = []
+        elif tag == "img":
+            self.images.append(values)
+
+    def handle_data(self, data: str) -> None:
+        if any(self._hidden):
+            self.hidden_text.append(data)
+        if self._open_link is not None:
+            self._open_link.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in _VOID and self._hidden:
+            self._hidden.pop()
+        if tag == "a" and self._open_link is not None:
+            self.links.append((self._href, " ".join("".join(self._open_link).split())))
+            self._open_link = None
+
+
+def check_issue(
+    rendered: RenderedIssue, story_count: int, settings: Settings, headers: dict[str, str]
+) -> CheckReport:
+    """Lint a rendered issue and the headers of a sample message; errors mean: do not send."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    header = {name.lower(): value for name, value in headers.items()}
+    size = len(rendered.html.encode("utf-8"))
+    parser = _Elements()
+    parser.feed(rendered.html)
+    parser.close()
+
+    if size > CLIP_BYTES:
+        errors.append(
+            f"HTML part is {_kb(size)}, over the {_kb(CLIP_BYTES)} at which Gmail clips it "
+            "(and hides the unsubscribe link): lower [selection] top or shorten the summaries"
+        )
+    elif size > WARN_BYTES:
+        warnings.append(
+            f"HTML part is {_kb(size)}, close to the {_kb(CLIP_BYTES)} at which Gmail clips it"
+        )
+    if not rendered.text.strip():
+        errors.append("the plain-text part is empty: check the issue.txt.j2 template")
+    if story_count == 0:
+        errors.append(
+            "the lineup is empty: no stories in this window; ingest articles or widen the window"
+        )
+    if not settings.postal_address.strip():
+        errors.append(
+            "no postal address in the footer (required by CAN-SPAM): "
+            "set [newsletter] postal_address in digest.toml"
+        )
+    if not _has_unsubscribe_link(parser.links, header.get("list-unsubscribe", "")):
+        errors.append(
+            "no unsubscribe link in the HTML body: "
+            "add <a href=\"{{ subscriber.unsubscribe_url }}\"> to the template's footer"
+        )
+    if not header.get("list-unsubscribe", "").strip():
+        errors.append(
+            "no List-Unsubscribe header on the sample message: set [newsletter] base_url "
+            "(or from_email, for the mailto: form)"
+        )
+    errors.extend(_image_problems(parser.images))
+    errors.extend(_link_problems(parser.links))
+
+    if len(rendered.subject) > SUBJECT_LIMIT:
+        warnings.append(
+            f"subject is {len(rendered.subject)} characters, over {SUBJECT_LIMIT}: "
+            "mail clients will cut it; shorten [newsletter] name"
+        )
+    preheader = rendered.preheader.strip()
+    if not preheader or preheader not in "".join(parser.hidden_text):
+        warnings.append(
+            "no preheader: inboxes will show the first text of the email instead; "
+            "put <mj-preview> in the template"
+        )
+    if not header.get("list-unsubscribe-post", "").strip():
+        warnings.append(
+            "no one-click unsubscribe (List-Unsubscribe-Post header missing), which Gmail "
+            "and Yahoo expect from bulk senders: set [newsletter] base_url"
+        )
+    return CheckReport(ok=not errors, errors=errors, warnings=warnings, html_bytes=size)
+
+
+def _has_unsubscribe_link(links: list[tuple[str, str]], list_unsubscribe: str) -> bool:
+    header_urls = {part.strip(" <>") for part in list_unsubscribe.split(",") if part.strip()}
+    for href, _text in links:
+        if href.startswith(_UNSUBSCRIBE_MARKER) or href in header_urls:
+            return True
+        if "unsubscribe" in href.lower() and _link_problem(href) is None:
+            return True
+    return False
+
+
+def _image_problems(images: list[dict[str, str | None]]) -> list[str]:
+    problems: list[str] = []
+    for image in images:
+        src = (image.get("src") or "").strip()
+        if not (image.get("alt") or "").strip():
+            problems.append(f"image without alt text: {_short(src)}: give it an alt attribute")
+        problem = _link_problem(src, allow_mailto=False)
+        if problem:
+            problems.append(f"image {_short(src)} {problem}")
+    return problems
+
+
+def _link_problems(links: list[tuple[str, str]]) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for href, text in links:
+        if href in seen or href.startswith(_UNSUBSCRIBE_MARKER):
+            continue
+        seen.add(href)
+        problem = _link_problem(href)
+        if problem:
+            problems.append(f"link {_short(href)} ({_short(text, 40)!r}) {problem}")
+    return problems
+
+
+def _link_problem(url: str, *, allow_mailto: bool = True) -> str | None:
+    """Why `url` will not work for a reader, or None when it will."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "is not a valid URL"
+    scheme = parts.scheme.lower()
+    if scheme == "mailto" and allow_mailto:
+        return None if parts.path.strip() else "has no address"
+    allowed = "http(s) or mailto" if allow_mailto else "http(s)"
+    if scheme not in ("http", "https") or not host:
+        return f"is not an absolute {allowed} URL"
+    if host in _LOCAL_HOSTS or host.endswith(".localhost") or _is_local_ip(host):
+        return "points to this computer (localhost), which readers cannot reach: set base_url"
+    return None
+
+
+def _is_local_ip(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1024:.1f} KB"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,44 @@
+"""Delivery: the `Sender` protocol every backend speaks, and what passes through it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from digest.models import DeliveryStatus, Issue, Subscriber
+
+
+@dataclass
+class Envelope:
+    """One recipient's copy of an issue: who, the values filled into the markers, and headers."""
+
+    subscriber: Subscriber
+    list_name: str
+    values: dict[str, str]  # marker name → plain value: email, name, unsubscribe_url, ...
+    headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe, ...
+
+
+@dataclass
+class Outcome:
+    """What became of one envelope."""
+
+    subscriber_id: int
+    status: DeliveryStatus  # SENT, FAILED or UNKNOWN
+    message_id: str | None = None
+    error: str | None = None
+
+
+class Sender(Protocol):
+    """A way out of the building: outbox files, SMTP or SendGrid."""
+
+    name: str
+    batch_size: int  # how many envelopes one `send` call takes at most
+
+    def open(self, issue: Issue) -> None:
+        """Get ready to send `issue` (connect, prepare shared parts)."""
+
+    def send(self, batch: list[Envelope]) -> list[Outcome]:
+        """Hand a batch over; one Outcome per envelope. Raise SendError to stop the whole send."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,121 @@
+"""The newsletter's nouns as plain data: Article, Story, Lineup, Issue, Subscriber, Delivery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+@dataclass
+class Article:
+    """One article as read from a source, before or after it is stored."""
+
+    title: str
+    text: str
+    origin: str  # the file path or URL it was read from
+    url: str | None = None
+    source: str | None = None  # site or feed name
+    published: datetime | None = None  # timezone-aware
+    summary: str | None = None  # the source's own summary, plain text
+    author: str | None = None
+    image: str | None = None
+    date_flag: str | None = None  # "missing" (fell back to another date) or "future"
+    related: list[str] = field(default_factory=list)  # teaser headlines seen beside it
+    id: int | None = None
+
+
+@dataclass
+class Story:
+    """One event in the lineup: a representative article and the others that covered it."""
+
+    article: Article
+    summary: str
+    score: float
+    also: list[Article] = field(default_factory=list)
+    components: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Window:
+    """A half-open time range [since, until) and the label that names its issue."""
+
+    since: datetime
+    until: datetime
+    label: str
+
+
+@dataclass
+class Lineup:
+    """The ranked stories chosen for one window."""
+
+    window: Window
+    stories: list[Story]
+
+
+class SubscriberStatus(StrEnum):
+    """Where a subscriber stands; only `active` ones receive issues."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+@dataclass
+class Subscriber:
+    """A person on one or more lists."""
+
+    email: str
+    name: str = ""
+    lists: list[str] = field(default_factory=list)
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
+    fields: dict[str, str] = field(default_factory=dict)
+    id: int | None = None
+
+
+@dataclass
+class RenderedIssue:
+    """An issue rendered once, with per-subscriber markers left to fill in."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+@dataclass
+class Issue:
+    """One edition: its window, frozen lineup and rendered content."""
+
+    id: int
+    number: int
+    label: str
+    since: datetime
+    until: datetime
+    lineup: list[dict[str, object]]
+    rendered: RenderedIssue
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class DeliveryStatus(StrEnum):
+    """The ledger's states: pending → sending → sent | failed | unknown."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class Delivery:
+    """One issue to one subscriber, as the ledger tracks it."""
+
+    issue_id: int
+    subscriber: Subscriber
+    list_name: str
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    message_id: str | None = None
+    error: str | None = None

@@ -1,0 +1,327 @@
+"""The stages wired together: each function is one CLI command's work and returns a report."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from digest.check import CheckReport, check_issue
+from digest.delivery.ledger import DeliveryReport, Progress, deliver
+from digest.delivery.message import envelope_for
+from digest.delivery.senders import make_sender
+from digest.errors import DigestError, SendError, SourceError
+from digest.ingest import IngestReport, ingest
+from digest.models import Issue, Lineup, Subscriber, SubscriberStatus, Window
+from digest.personalize import fill
+from digest.render import render_issue
+from digest.selection import lineup_json, select
+from digest.settings import CONFIG_NAME, Settings, read_settings
+from digest.sources import SourceFailure, read_source
+from digest.sources.samples import write_samples
+from digest.store import Store
+from digest.subscribers import ImportReport, import_csv
+from digest.summarize import summarize
+
+SAMPLE_SUBSCRIBER = Subscriber(email="subscriber@example.com", name="Sample Subscriber", id=0)
+
+
+def is_url(spec: str) -> bool:
+    """Whether a source is a URL rather than a path."""
+    return spec.startswith(("http://", "https://"))
+
+
+def configured_sources(settings: Settings, specs: Sequence[str]) -> list[str]:
+    """The sources to read: those given, else those in digest.toml (paths relative to it)."""
+    if specs:
+        return list(specs)
+    if not settings.sources:
+        raise SourceError(
+            "no sources given and none configured",
+            "pass files, folders or URLs to 'digest ingest', or list them in digest.toml "
+            "under [sources] paths",
+        )
+    return [s if is_url(s) else str(settings.resolve(s)) for s in settings.sources]
+
+
+def ingest_sources(store: Store, settings: Settings, specs: Sequence[str]) -> IngestReport:
+    """Read sources into the store."""
+    return ingest(store, configured_sources(settings, specs), tz=settings.tz)
+
+
+def article_records(
+    store: Store, settings: Settings, window: Window | None
+) -> list[dict[str, Any]]:
+    """Stored articles (in a window, or all) as the `digest articles --json` records."""
+    found = (
+        store.all_articles()
+        if window is None
+        else store.articles_between(window.since, window.until)
+    )
+    records = []
+    for article in found:
+        summary = summarize(
+            article, sentences=settings.summary_sentences, budget=settings.summary_chars
+        )
+        records.append(
+            {
+                "id": article.id,
+                "title": article.title,
+                "url": article.url,
+                "source": article.source,
+                "origin": article.origin,
+                "origins": store.article_origins(article.id) if article.id else [article.origin],
+                "published": article.published.isoformat() if article.published else None,
+                "date_flag": article.date_flag,
+                "author": article.author,
+                "image": article.image,
+                "summary": summary.text,
+                "text": article.text,
+            }
+        )
+    return records
+
+
+def build_lineup(store: Store, settings: Settings, window: Window, top: int | None) -> Lineup:
+    """The window's top stories, summarized."""
+    return select(
+        store.articles_between(window.since, window.until),
+        window,
+        top=top or settings.top,
+        sentences=settings.summary_sentences,
+        budget=settings.summary_chars,
+    )
+
+
+def current_issue(store: Store, settings: Settings, window: Window, top: int | None) -> Issue:
+    """The window's issue: frozen if it was already sent, else a fresh draft (id 0)."""
+    frozen = store.issue_by_label(window.label)
+    if frozen is not None:
+        return frozen
+    lineup = build_lineup(store, settings, window, top)
+    number = store.next_issue_number()
+    return Issue(
+        id=0,
+        number=number,
+        label=window.label,
+        since=window.since,
+        until=window.until,
+        lineup=lineup_json(lineup),
+        rendered=render_issue(lineup, settings, number),
+        created_at=datetime.now(UTC),
+    )
+
+
+def sample_subscriber(store: Store, list_name: str) -> Subscriber:
+    """Who the preview is filled in for: the list's first active member, else a made-up one."""
+    for person in store.subscribers(list_name):
+        if person.status == SubscriberStatus.ACTIVE:
+            return person
+    return SAMPLE_SUBSCRIBER
+
+
+@dataclass
+class Preview:
+    """What a sample subscriber would get."""
+
+    issue: Issue
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]
+
+
+def preview(
+    store: Store, settings: Settings, window: Window, top: int | None, list_name: str | None = None
+) -> Preview:
+    """The issue as a sample subscriber of the list would receive it."""
+    issue = current_issue(store, settings, window, top)
+    list_name = list_name or settings.list
+    envelope = envelope_for(
+        issue,
+        sample_subscriber(store, list_name),
+        list_name,
+        settings,
+        settings.secret or store.secret(),
+    )
+    return Preview(
+        issue=issue,
+        subject=issue.rendered.subject,
+        html=fill(issue.rendered.html, envelope.values),
+        text=fill(issue.rendered.text, envelope.values),
+        headers=envelope.headers,
+    )
+
+
+def check(store: Store, settings: Settings, window: Window, top: int | None) -> CheckReport:
+    """Lint the window's issue as it would go out."""
+    sample = preview(store, settings, window, top)
+    return check_issue(sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers)
+
+
+@dataclass
+class SendPlan:
+    """What `digest send` is about to do, shown before it asks."""
+
+    issue: Issue
+    list_name: str
+    backend: str
+    recipients: int  # active members of the list
+    check: CheckReport
+    frozen: bool  # the issue was already (partly) sent: its content will not change
+    ingested: IngestReport | None = None  # the configured sources, read first
+
+    @property
+    def stories(self) -> list[dict[str, Any]]:
+        """The lineup that goes out."""
+        return self.issue.lineup
+
+
+def plan_send(
+    store: Store,
+    settings: Settings,
+    window: Window,
+    top: int | None,
+    list_name: str | None,
+    *,
+    gather: bool = True,
+) -> SendPlan:
+    """Gather the configured sources, build (or load) the issue and count who would get it."""
+    list_name = list_name or settings.list
+    ingested = None
+    if gather and settings.sources and store.issue_by_label(window.label) is None:
+        ingested = ingest_sources(store, settings, ())
+    sample = preview(store, settings, window, top, list_name)
+    report = check_issue(sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers)
+    return SendPlan(
+        issue=sample.issue,
+        list_name=list_name,
+        backend=settings.backend,
+        recipients=store.count_active(list_name),
+        check=report,
+        frozen=sample.issue.id != 0,
+        ingested=ingested,
+    )
+
+
+def send(
+    store: Store,
+    settings: Settings,
+    plan: SendPlan,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> DeliveryReport:
+    """Freeze the issue (first send only) and deliver it through the configured sender."""
+    if not plan.check.ok and not force:
+        raise SendError(
+            f"the issue failed the check: {'; '.join(plan.check.errors)}",
+            "fix what 'digest check' reports, or pass --force to send anyway",
+        )
+    if plan.recipients == 0:
+        raise SendError(
+            f"list {plan.list_name!r} has no active subscribers",
+            "import some with 'digest subscribers import FILE.csv --list "
+            f"{plan.list_name}', or pick another list with --list",
+        )
+    issue = plan.issue if dry_run else freeze(store, plan.issue)
+    sender = make_sender(settings)
+    return deliver(
+        store, issue, plan.list_name, sender, settings, dry_run=dry_run, progress=progress
+    )
+
+
+def freeze(store: Store, draft: Issue) -> Issue:
+    """Store a draft issue once; from then on every send of it is identical."""
+    if draft.id:
+        return draft
+    try:
+        return store.create_issue(
+            draft.label, draft.since, draft.until, draft.lineup, draft.rendered, draft.number
+        )
+    except sa.exc.IntegrityError:
+        # Another run froze it first: use theirs, so both send the same thing.
+        frozen = store.issue_by_label(draft.label)
+        if frozen is None:
+            raise
+        return frozen
+
+
+@dataclass
+class SummaryRecord:
+    """`digest summarize` output for one article."""
+
+    origin: str
+    title: str
+    summary: str
+    sentences: list[str]
+
+
+def summarize_sources(
+    settings: Settings, specs: Sequence[str], sentences: int | None
+) -> tuple[list[SummaryRecord], list[SourceFailure]]:
+    """Summarize articles read from files or URLs, storing nothing."""
+    records: list[SummaryRecord] = []
+    failures: list[SourceFailure] = []
+    for spec in specs:
+        result = read_source(spec, tz=settings.tz)
+        failures.extend(result.failures)
+        for article in result.articles:
+            chosen = summarize(
+                article,
+                sentences=sentences or settings.summary_sentences,
+                budget=settings.summary_chars,
+            )
+            records.append(
+                SummaryRecord(
+                    origin=article.origin,
+                    title=article.title,
+                    summary=chosen.text,
+                    sentences=chosen.sentences,
+                )
+            )
+    return records, failures
+
+
+@dataclass
+class InitReport:
+    """What `digest init` wrote."""
+
+    folder: Path
+    written: list[Path] = field(default_factory=list)
+    subscribers: ImportReport | None = None
+
+
+def init_folder(
+    folder: Path, *, force: bool = False, database_url: str | None = None, today: date | None = None
+) -> InitReport:
+    """Write a ready-to-run newsletter folder: digest.toml, subscribers.csv, sample articles."""
+    folder = folder.resolve()
+    config = folder / CONFIG_NAME
+    if config.exists() and not force:
+        raise DigestError(
+            f"{config} already exists",
+            "run 'digest init' in an empty folder, or pass --force to overwrite the samples",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    report = InitReport(folder=folder)
+    built_in = resources.files("digest.templates") / "init"
+    for name in (CONFIG_NAME, "subscribers.csv"):
+        with resources.as_file(built_in / name) as source:
+            shutil.copyfile(source, folder / name)
+        report.written.append(folder / name)
+    report.written.extend(write_samples(folder / "articles", today or datetime.now(UTC).date()))
+    settings = read_settings(config, overrides={"database_url": database_url})
+    store = Store.open(settings.database_url)
+    try:
+        report.subscribers = import_csv(store, folder / "subscribers.csv", settings.list)
+    finally:
+        store.close()
+    return report

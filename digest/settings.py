@@ -1,0 +1,257 @@
+"""Settings, layered once: built-in defaults → digest.toml → DIGEST_* environment → flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digest.errors import SettingsError
+
+CONFIG_NAME = "digest.toml"
+BACKENDS = ("outbox", "smtp", "sendgrid")
+SMTP_SECURITY = ("starttls", "ssl", "none")
+SECRET_FIELDS = frozenset({"smtp_password", "sendgrid_api_key", "secret"})
+
+# digest.toml section and key of each setting; the environment name is DIGEST_<FIELD>.
+TOML_PLACES: dict[str, tuple[str, str]] = {
+    "database_url": ("database", "url"),
+    "name": ("newsletter", "name"),
+    "from_email": ("newsletter", "from_email"),
+    "from_name": ("newsletter", "from_name"),
+    "reply_to": ("newsletter", "reply_to"),
+    "postal_address": ("newsletter", "postal_address"),
+    "base_url": ("newsletter", "base_url"),
+    "timezone": ("newsletter", "timezone"),
+    "language": ("newsletter", "language"),
+    "secret": ("newsletter", "secret"),
+    "templates": ("newsletter", "templates"),
+    "sources": ("sources", "paths"),
+    "top": ("selection", "top"),
+    "summary_sentences": ("selection", "summary_sentences"),
+    "summary_chars": ("selection", "summary_chars"),
+    "backend": ("delivery", "backend"),
+    "outbox": ("delivery", "outbox"),
+    "list": ("delivery", "list"),
+    "batch_size": ("delivery", "batch_size"),
+    "smtp_host": ("smtp", "host"),
+    "smtp_port": ("smtp", "port"),
+    "smtp_security": ("smtp", "security"),
+    "smtp_username": ("smtp", "username"),
+    "smtp_password": ("smtp", "password"),
+    "smtp_timeout": ("smtp", "timeout"),
+    "smtp_verify": ("smtp", "verify"),
+    "sendgrid_host": ("sendgrid", "host"),
+    "sendgrid_timeout": ("sendgrid", "timeout"),
+}
+# Names outside the DIGEST_ prefix that the ecosystem already uses.
+EXTRA_ENV = {"sendgrid_api_key": "SENDGRID_API_KEY"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting digest reads, validated; paths are absolute."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    config_path: Path | None = None
+    database_url: str = ""
+    name: str = "The Weekly Digest"
+    from_email: str = "digest@example.com"
+    from_name: str = ""
+    reply_to: str = ""
+    postal_address: str = ""
+    base_url: str = ""
+    timezone: str = "UTC"
+    language: str = "en"
+    secret: str = ""
+    templates: Path | None = None
+    sources: tuple[str, ...] = ()
+    top: int = 10
+    summary_sentences: int = 2
+    summary_chars: int = 320
+    backend: str = "outbox"
+    outbox: Path = Path("outbox")
+    list: str = "main"
+    batch_size: int = 1000
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_timeout: float = 30.0
+    smtp_verify: bool = True
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_timeout: float = 30.0
+    sendgrid_api_key: str = field(default="", repr=False)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The newsletter's time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sender_name(self) -> str:
+        """The display name in From:, the newsletter's name unless set."""
+        return self.from_name or self.name
+
+    def resolve(self, value: str | Path) -> Path:
+        """A path from the settings, relative to the config's folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def find_config(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read: --config, then DIGEST_CONFIG, then ./digest.toml if present."""
+    chosen = explicit or environ.get("DIGEST_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise SettingsError(
+                f"config file {path} does not exist",
+                "pass an existing file to --config (or DIGEST_CONFIG), or run 'digest init' first",
+            )
+        return path.resolve()
+    default = Path.cwd() / CONFIG_NAME
+    return default.resolve() if default.is_file() else None
+
+
+def read_settings(
+    config: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings once: defaults → digest.toml → DIGEST_* environment → overrides."""
+    environ = os.environ if environ is None else environ
+    path = find_config(config, environ)
+    raw: dict[str, tuple[Any, str]] = {}  # field → (value, where it came from)
+    if path is not None:
+        for name, (value, where) in _read_toml(path).items():
+            raw[name] = (value, where)
+    for name in TOML_PLACES:
+        env_name = f"DIGEST_{name.upper()}"
+        if env_name in environ:
+            raw[name] = (environ[env_name], f"environment variable {env_name}")
+    for name, env_name in EXTRA_ENV.items():
+        if environ.get(env_name):
+            raw[name] = (environ[env_name], f"environment variable {env_name}")
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            raw[name] = (value, f"--{name.replace('_', '-')}")
+    base_dir = path.parent if path is not None else Path.cwd()
+    settings = Settings(base_dir=base_dir, config_path=path)
+    values = {name: _coerce(settings, name, value, where) for name, (value, where) in raw.items()}
+    settings = replace(settings, **values)
+    if not settings.database_url:
+        settings = replace(settings, database_url=f"sqlite:///{base_dir / 'digest.db'}")
+    _validate(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, tuple[Any, str]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{path}: {e}", "fix the TOML syntax at that line") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SettingsError(f"{path}: cannot read: {e}", "check the file's permissions") from e
+    known = {place: name for name, place in TOML_PLACES.items()}
+    found: dict[str, tuple[Any, str]] = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise SettingsError(
+                f"{path}: '{section}' must be a [section]",
+                f"known sections: {', '.join(sorted({s for s, _ in known}))}",
+            )
+        for key, value in table.items():
+            name = known.get((section, key))
+            if name is None:
+                keys = sorted(k for s, k in known if s == section)
+                hint = (
+                    f"known keys in [{section}]: {', '.join(keys)}"
+                    if keys
+                    else (f"known sections: {', '.join(sorted({s for s, _ in known}))}")
+                )
+                raise SettingsError(f"{path}: unknown setting [{section}] {key}", hint)
+            found[name] = (value, f"{path} [{section}] {key}")
+    return found
+
+
+def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
+    kind = str({f.name: f.type for f in fields(Settings)}[name])
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind in ("Path", "Path | None"):
+            return defaults.resolve(str(value)) if value != "" else None
+        if kind == "tuple[str, ...]":
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return tuple(value)
+            raise ValueError
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except (TypeError, ValueError) as e:
+        expected = {"tuple[str, ...]": "a list of strings", "Path | None": "a path"}.get(kind, kind)
+        raise SettingsError(
+            f"{where}: {name} must be {expected}, got {value!r}",
+            f"set {where.split(' [')[0]} to a valid {expected}",
+        ) from e
+
+
+def _validate(s: Settings) -> None:
+    if s.backend not in BACKENDS:
+        raise SettingsError(
+            f"unknown sender backend {s.backend!r}",
+            f"set [delivery] backend (or --backend) to one of: {', '.join(BACKENDS)}",
+        )
+    if s.smtp_security not in SMTP_SECURITY:
+        raise SettingsError(
+            f"unknown SMTP security {s.smtp_security!r}",
+            f"set [smtp] security to one of: {', '.join(SMTP_SECURITY)}",
+        )
+    try:
+        ZoneInfo(s.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise SettingsError(
+            f"unknown time zone {s.timezone!r}",
+            "set [newsletter] timezone to an IANA name such as 'Europe/Berlin' or 'UTC'",
+        ) from e
+    for name, low in (("top", 1), ("summary_sentences", 1), ("summary_chars", 40)):
+        if getattr(s, name) < low:
+            raise SettingsError(
+                f"{name} must be at least {low}", f"raise [selection] {name} to {low} or more"
+            )
+    if not 1 <= s.batch_size <= 1000:
+        raise SettingsError(
+            f"batch_size must be between 1 and 1000, got {s.batch_size}",
+            "set [delivery] batch_size within 1..1000 (SendGrid's limit per request)",
+        )
+    if s.base_url and not s.base_url.startswith(("https://", "http://")):
+        raise SettingsError(
+            f"base_url must start with https://, got {s.base_url!r}",
+            "set [newsletter] base_url (or DIGEST_BASE_URL) to e.g. https://news.example.com",
+        )
+    if "@" not in s.from_email:
+        raise SettingsError(
+            f"from_email is not an address: {s.from_email!r}",
+            "set [newsletter] from_email to the address the newsletter is sent from",
+        )

@@ -1,0 +1,185 @@
+"""Reading sources: files, folders and URLs holding feeds, HTML pages or scraped text pages.
+
+`read_source` never raises for bad input: every problem becomes a `SourceFailure`, and one
+bad file never stops the rest of a folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+
+import charset_normalizer
+
+from digest.errors import DigestError
+from digest.identity import canonical_url
+from digest.sources.dates import from_timestamp, settle_date
+from digest.sources.feeds import parse_feed
+from digest.sources.fetch import fetch
+from digest.sources.htmlpage import parse_html_page
+from digest.sources.results import SourceFailure, SourceResult
+from digest.sources.textpage import parse_text_page
+
+__all__ = ["SourceFailure", "SourceResult", "read_bytes", "read_source", "sniff"]
+
+FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/rdf+xml",
+                        "application/xml", "text/xml", "application/feed+xml"})
+# Encodings news pages really use; guessing among all of them mistakes Latin-1 for cp775.
+LIKELY_ENCODINGS = ["cp1252", "iso8859_15", "cp1250", "cp1251", "koi8_r", "cp949", "euc_kr",
+                    "shift_jis", "euc_jp", "gb18030", "big5", "iso8859_7", "cp1254", "latin_1"]
+_KINDS_HINT = "digest reads RSS/Atom feeds, HTML pages and plain-text pages"
+_FIRST_TAG = re.compile(r"<\s*([a-z][\w:.-]*)", re.IGNORECASE)
+_PREAMBLE = re.compile(r"^(\s|<\?.*?\?>|<!--.*?-->|<!doctype[^>]*>)*", re.IGNORECASE | re.DOTALL)
+
+
+def read_source(
+    spec: str, *, tz: tzinfo = UTC, timeout: float = 20.0, max_bytes: int = 10_000_000
+) -> SourceResult:
+    """Every article in a file, a folder (recursively, hidden files skipped) or an http(s) URL.
+
+    The kind (feed, HTML page, plain-text page) is told from the content, not the name.
+    """
+    spec = spec.strip()
+    if re.match(r"^https?://", spec, re.IGNORECASE):
+        return _read_url(spec, tz=tz, timeout=timeout, max_bytes=max_bytes)
+    if not spec:
+        return _failed(spec, "empty source name; list files, folders or URLs under [sources]")
+    path = Path(spec).expanduser().absolute()
+    if path.is_dir():
+        result = SourceResult()
+        for file in _files_in(path):
+            result.extend(_read_file(file, tz=tz, max_bytes=max_bytes))
+        return result
+    if not path.exists():
+        return _failed(str(path), "no such file or folder; check the path in your sources")
+    return _read_file(path, tz=tz, max_bytes=max_bytes)
+
+
+def read_bytes(
+    data: bytes,
+    origin: str,
+    *,
+    tz: tzinfo = UTC,
+    fallback: datetime | None = None,
+    content_type: str | None = None,
+    charset: str | None = None,
+    page_url: str | None = None,
+) -> SourceResult:
+    """The articles in one document's bytes, whatever its kind; `fallback` dates undated ones."""
+    if not data.strip():
+        return _failed(origin, "the file is empty")
+    if _looks_binary(data):
+        return _failed(origin, f"binary data, not text; {_KINDS_HINT}")
+    kind = sniff(data, content_type)
+    try:
+        if kind == "feed":
+            return parse_feed(data, origin, tz=tz, fallback=fallback, base_url=page_url,
+                              content_type=content_type)
+        text = decode(data, charset)
+        if _control_ratio(text) > 0.1:
+            return _failed(origin, f"binary data, not text; {_KINDS_HINT}")
+        if kind == "html":
+            article = parse_html_page(text, origin, tz=tz, page_url=page_url)
+        else:
+            article = parse_text_page(text, origin, tz=tz)
+            if article.url is None and page_url:
+                article.url = canonical_url(page_url)
+    except DigestError as e:
+        return _failed(origin, _reason(e))
+    except Exception as e:  # noqa: BLE001 - a parser's bug on one document must not stop the batch
+        return _failed(origin, f"could not be read ({type(e).__name__}: {e}); {_KINDS_HINT}")
+    return SourceResult(articles=[settle_date(article, fallback)])
+
+
+def sniff(data: bytes, content_type: str | None = None) -> str:
+    """'feed', 'html' or 'text', told from the first bytes (and the HTTP content type)."""
+    head = data[:4096].decode("latin-1").lstrip("\ufeff\xef\xbb\xbf")
+    head = _PREAMBLE.sub("", head, count=1)
+    if head.startswith("<"):
+        match = _FIRST_TAG.match(head)
+        name = match.group(1).lower() if match else ""
+        if name in ("rss", "feed", "rdf:rdf", "rdf"):
+            return "feed"
+        if name in ("html", "head", "body", "meta", "title", "div", "article", "p", "link"):
+            return "html"
+        if content_type in FEED_TYPES or data.lstrip().startswith(b"<?xml"):
+            return "feed"  # feedparser judges other XML, and says so if it is no feed
+        return "html"
+    if content_type == "text/html" and "<" in head:
+        return "html"
+    return "text"
+
+
+def decode(data: bytes, charset: str | None = None) -> str:
+    """Text of `data`: the declared charset, else UTF-8, else a detected one, else Latin-1."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        charset = "utf-16"  # the byte-order mark says so, whatever was declared
+    for encoding in (charset, "utf-8-sig"):
+        if encoding:
+            try:
+                return data.decode(encoding)
+            except (UnicodeDecodeError, LookupError):
+                pass
+    best = charset_normalizer.from_bytes(data[:200_000], cp_isolation=LIKELY_ENCODINGS).best()
+    if best is not None and best.encoding:
+        try:
+            return data.decode(best.encoding)
+        except (UnicodeDecodeError, LookupError):
+            pass
+    return data.decode("latin-1")
+
+
+def _read_url(url: str, *, tz: tzinfo, timeout: float, max_bytes: int) -> SourceResult:
+    try:
+        fetched = fetch(url, timeout=timeout, max_bytes=max_bytes)
+    except DigestError as e:
+        return _failed(url, _reason(e))
+    return read_bytes(fetched.data, url, tz=tz, fallback=datetime.now(UTC),
+                      content_type=fetched.content_type, charset=fetched.charset,
+                      page_url=fetched.url)
+
+
+def _read_file(path: Path, *, tz: tzinfo, max_bytes: int) -> SourceResult:
+    origin = str(path)
+    try:
+        stat = path.stat()
+        if stat.st_size > max_bytes:
+            return _failed(origin, f"file is {stat.st_size:,} bytes, over the {max_bytes:,}-byte "
+                                   "limit; split it or remove it from the sources")
+        data = path.read_bytes()
+    except OSError as e:
+        return _failed(origin, f"cannot read the file: {e.strerror or e}")
+    return read_bytes(data, origin, tz=tz, fallback=from_timestamp(stat.st_mtime))
+
+
+def _files_in(folder: Path) -> list[Path]:
+    """Every non-hidden file under `folder`, in a stable order."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / name for name in sorted(files) if not name.startswith("."))
+    return found
+
+
+def _looks_binary(data: bytes) -> bool:
+    head = data[:8192]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False  # UTF-16 text has NUL bytes by design
+    return b"\x00" in head or head.startswith(b"%PDF-")
+
+
+def _control_ratio(text: str) -> float:
+    sample = text[:8192]
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
+    return controls / max(1, len(sample))
+
+
+def _reason(error: DigestError) -> str:
+    text = f"{error.message}; {error.hint}" if error.hint else error.message
+    return " ".join(text.split())
+
+
+def _failed(source: str, reason: str) -> SourceResult:
+    return SourceResult(failures=[SourceFailure(source, reason)])

@@ -1,0 +1,154 @@
+"""RSS 2.0, RSS 1.0 and Atom feeds, read with feedparser; entry HTML becomes plain text."""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+
+from digest.identity import canonical_url
+from digest.models import Article
+from digest.sources.dates import parse_date, settle_date
+from digest.sources.html_text import html_to_text, tidy
+from digest.sources.results import SourceFailure, SourceResult
+
+_DATE_KEYS = ("published", "updated", "created", "dc_date")
+
+
+def parse_feed(
+    data: bytes,
+    origin: str,
+    *,
+    tz: tzinfo = UTC,
+    fallback: datetime | None = None,
+    base_url: str | None = None,
+    content_type: str | None = None,
+) -> SourceResult:
+    """The entries of a feed as articles; entries without a date take the feed's date
+    (or `fallback`) and are flagged "missing". A malformed feed keeps what parses."""
+    headers = {"content-type": content_type} if content_type else {}
+    if base_url:
+        headers["content-location"] = base_url
+    parsed = feedparser.parse(io.BytesIO(data), response_headers=headers,
+                              sanitize_html=True, resolve_relative_uris=True)
+    result = SourceResult()
+    if not parsed.get("version") or not parsed.entries:
+        if parsed.get("bozo") or not parsed.get("version"):
+            result.failures.append(_malformed(parsed, origin))
+        return result  # a well-formed feed with no entries is not an error
+    feed: Any = parsed.feed
+    source = _text(feed.get("title_detail"), feed.get("title")) or _host(feed.get("link"))
+    feed_date = _entry_date(feed, tz) or fallback
+    base = feed.get("link") or base_url or ""
+    for number, entry in enumerate(parsed.entries, start=1):
+        article = _article(entry, origin=origin, source=source, tz=tz, base=base)
+        if article is None:
+            where, why = _where_broken(parsed, origin)
+            result.failures.append(SourceFailure(
+                where, f"entry {number} has neither a title nor any text{why}; it was skipped"))
+            continue
+        result.articles.append(settle_date(article, feed_date))
+    return result
+
+
+def _article(entry: Any, *, origin: str, source: str | None, tz: tzinfo,
+             base: str) -> Article | None:
+    summary = _text(entry.get("summary_detail"), entry.get("summary"))
+    content = ""
+    for part in entry.get("content") or []:
+        content = _text(part, part.get("value"))
+        if content:
+            break
+    text = content or summary
+    title = _text(entry.get("title_detail"), entry.get("title"))
+    if not title:
+        if not text:
+            return None
+        title = _first_words(text)
+    link = entry.get("link") or ""
+    if not link and str(entry.get("id", "")).startswith(("http://", "https://")):
+        link = entry.get("id")
+    url = canonical_url(urljoin(base, link)) if link else None
+    return Article(
+        title=title,
+        text=text,
+        origin=origin,
+        url=url,
+        source=source,
+        published=_entry_date(entry, tz),
+        summary=summary or None,
+        author=tidy((entry.get("author_detail") or {}).get("name")
+                    or entry.get("author") or "") or None,
+        image=_image(entry),
+    )
+
+
+def _text(detail: Any, value: Any) -> str:
+    """Plain text of a feed field, whatever markup it was declared to hold."""
+    raw = (detail or {}).get("value") if detail else value
+    if not isinstance(raw, str) or not raw.strip():
+        return ""
+    kind = (detail or {}).get("type", "text/html") if detail else "text/html"
+    return html_to_text(raw) if "html" in kind else tidy(raw)
+
+
+def _entry_date(item: Any, tz: tzinfo) -> datetime | None:
+    for key in _DATE_KEYS:
+        raw = item.get(key)
+        if isinstance(raw, str):
+            when = parse_date(raw, tz)
+            if when is not None:
+                return when
+        parsed = item.get(f"{key}_parsed")
+        if isinstance(parsed, time.struct_time):
+            return datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalizes to UTC
+    return None
+
+
+def _image(entry: Any) -> str | None:
+    for media in entry.get("media_content") or []:
+        if media.get("url") and (media.get("medium") == "image"
+                                 or str(media.get("type", "")).startswith("image/")):
+            return str(media["url"])
+    for thumb in entry.get("media_thumbnail") or []:
+        if thumb.get("url"):
+            return str(thumb["url"])
+    for link in entry.get("links") or []:
+        if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
+            return str(link.get("href"))
+    return None
+
+
+def _host(link: Any) -> str | None:
+    return urlsplit(link).hostname if isinstance(link, str) and link else None
+
+
+def _first_words(text: str, limit: int = 80) -> str:
+    first = text.split("\n", 1)[0]
+    return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + "…"
+
+
+def _where_broken(parsed: Any, origin: str) -> tuple[str, str]:
+    """The place ("file:LINE") and a note on why, when the feed's XML is broken."""
+    error = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if error is None:
+        return origin, ""
+    line = getattr(error, "getLineNumber", lambda: None)()
+    detail = getattr(error, "getMessage", lambda: str(error))()
+    return (f"{origin}:{line}" if line else origin), f" (the feed is malformed: {detail})"
+
+
+def _malformed(parsed: Any, origin: str) -> SourceFailure:
+    error = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    line = getattr(error, "getLineNumber", lambda: None)() if error is not None else None
+    where = f"{origin}:{line}" if line else origin
+    detail = getattr(error, "getMessage", lambda: str(error))() if error is not None else ""
+    if detail:
+        return SourceFailure(where, f"not a readable feed ({detail}); no entries could be read, "
+                                    "fix the XML or remove the file from the sources")
+    return SourceFailure(where, "not a feed: no RSS or Atom root element; a source file must be "
+                                "a feed, an HTML page or a plain-text page")

@@ -1,0 +1,1 @@
+"""The built-in templates: the issue (MJML and text) and what `digest init` writes."""

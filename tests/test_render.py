@@ -1,0 +1,506 @@
+"""Rendering an issue: golden output, subject and preheader, templates, hostile content."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from digest.errors import RenderError, TemplateError
+from digest.models import Article, Lineup, RenderedIssue, Story, Window
+from digest.render import render_issue, render_preview, safe_url, template_environment
+from digest.settings import Settings
+
+GOLDEN = Path(__file__).parent / "golden"
+BUILTIN = Path(__file__).resolve().parents[1] / "templates"
+NOW = datetime(2025, 11, 24, 7, 30, tzinfo=UTC)
+WINDOW = Window(datetime(2025, 11, 17, tzinfo=UTC), datetime(2025, 11, 24, tzinfo=UTC), "2025-W47")
+VALUES = {
+    "email": "ada@example.com",
+    "name": "Ada",
+    "unsubscribe_url": "https://news.example.com/u/tok123",
+    "list": "main",
+}
+
+
+def settings_for(**changes: Any) -> Settings:
+    """The newsletter's settings as a test needs them."""
+    base = Settings(
+        name="Harbour Town Weekly",
+        postal_address="Harbour Town Media\n1 Quay Street\nHarbour Town HT1 1AA",
+        base_url="https://news.example.com",
+        timezone="Europe/Berlin",
+        language="en",
+    )
+    return replace(base, **changes)
+
+
+def article(title: str, url: str | None, source: str | None = None, **more: Any) -> Article:
+    return Article(title=title, text="", origin=url or "test", url=url, source=source, **more)
+
+
+def fixed_lineup() -> Lineup:
+    """Three stories covering the template's branches: image, also-covered, no URL, no source."""
+    lead = article(
+        "Council approves protected cycle lanes on six city-centre streets",
+        "https://harbour-news.example.org/2025/11/cycle-lanes?ref=rss&id=42",
+        "Harbour News",
+        published=datetime(2025, 11, 20, 23, 15, tzinfo=UTC),
+        image="https://harbour-news.example.org/img/cycle-lanes.jpg",
+    )
+    also = [
+        article("Cycle lanes get the go-ahead", "https://gazette.example.net/cycle", "The Gazette"),
+        article("Lanes approved", "https://radio.example.com/news/lanes"),
+    ]
+    second = article(
+        "Ferry timetable changes from December",
+        "https://ferries.example.com/notices/winter",
+        None,
+        published=datetime(2025, 11, 19, 8, 0, tzinfo=UTC),
+    )
+    third = article("Library extends weekend opening hours", None, "Town Hall Bulletin")
+    return Lineup(
+        WINDOW,
+        [
+            Story(
+                lead,
+                "The council voted 31 to 12 on Tuesday to build protected cycle lanes on six "
+                "streets in the city centre. Work begins in the spring and is expected to take "
+                "two years, officials said.",
+                3.2,
+                also,
+            ),
+            Story(
+                second,
+                "Winter sailings to the islands will leave 20 minutes earlier, and the late "
+                "Friday crossing is cancelled until March.",
+                2.1,
+            ),
+            Story(third, "The central library will open until 8 pm on Saturdays.", 1.0),
+        ],
+    )
+
+
+def story_with(title: str, summary: str = "A summary.", **fields: Any) -> Story:
+    url = fields.pop("url", "https://example.com/a")
+    return Story(article(title, url, **fields), summary, 1.0)
+
+
+class Document(HTMLParser):
+    """The parsed output HTML: every element with its attributes, and text by element."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str]]] = []
+        self.texts: dict[str, list[str]] = {}
+        self._stack: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, {k: v or "" for k, v in attrs}))
+        self._break(tag)
+        if tag not in ("br", "img", "meta", "link", "hr", "input"):
+            self._stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._break(tag)
+        if tag in self._stack:
+            while self._stack.pop() != tag:
+                pass
+
+    def handle_data(self, data: str) -> None:
+        for tag in set(self._stack):
+            self.texts.setdefault(tag, []).append(data)
+
+    def _break(self, tag: str) -> None:
+        # block elements and <br> separate words the way a browser would show them
+        if tag not in ("a", "b", "i", "em", "strong", "span"):
+            self.handle_data(" ")
+
+    def text_of(self, tag: str) -> str:
+        return " ".join("".join(self.texts.get(tag, [])).split())
+
+    def all(self, tag: str) -> list[dict[str, str]]:
+        return [attrs for name, attrs in self.elements if name == tag]
+
+
+def mask(text: str) -> str:
+    """Nothing in the output is volatile with a fixed `now`; this keeps the hook for it."""
+    return text
+
+
+def check_golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("DIGEST_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(mask(actual), encoding="utf-8")
+    assert path.exists(), f"{path} missing; run with DIGEST_UPDATE_GOLDEN=1 to create it"
+    assert mask(actual) == path.read_text(encoding="utf-8"), (
+        f"{name} differs from the golden file; if the change is intended, "
+        "rerun with DIGEST_UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+@pytest.fixture
+def rendered() -> RenderedIssue:
+    return render_issue(fixed_lineup(), settings_for(), 7, now=NOW)
+
+
+# --- golden files ---------------------------------------------------------------------------
+
+
+def test_html_matches_golden(rendered: RenderedIssue) -> None:
+    check_golden("issue.html", rendered.html)
+
+
+def test_text_matches_golden(rendered: RenderedIssue) -> None:
+    check_golden("issue.txt", rendered.text)
+
+
+# --- what the reader sees -------------------------------------------------------------------
+
+
+def test_subject_names_newsletter_number_and_lead_story(rendered: RenderedIssue) -> None:
+    assert rendered.subject == (
+        "Harbour Town Weekly #7: Council approves protected cycle lanes on six…"
+    )
+    assert len(rendered.subject) <= 78
+
+
+def test_short_subject_is_not_trimmed() -> None:
+    lineup = Lineup(WINDOW, [story_with("Ferry timetable changes")])
+    issue = render_issue(lineup, settings_for(), 3, now=NOW)
+    assert issue.subject == "Harbour Town Weekly #3: Ferry timetable changes"
+
+
+def test_long_subject_is_cut_at_a_word_with_an_ellipsis() -> None:
+    title = "Harbour authority publishes its long-awaited plan for the redevelopment of the docks"
+    issue = render_issue(Lineup(WINDOW, [story_with(title)]), settings_for(), 12, now=NOW)
+    assert len(issue.subject) <= 78
+    assert issue.subject.endswith("…")
+    kept = issue.subject.removeprefix("Harbour Town Weekly #12: ").removesuffix("…")
+    assert title.startswith(kept) and title[len(kept)] == " "
+
+
+def test_one_long_word_title_is_cut_with_an_ellipsis() -> None:
+    title = "Supercalifragilistic" * 6
+    issue = render_issue(Lineup(WINDOW, [story_with(title)]), settings_for(), 1, now=NOW)
+    assert len(issue.subject) <= 78 and issue.subject.endswith("…")
+
+
+def test_title_with_line_breaks_gives_a_one_line_subject() -> None:
+    lineup = Lineup(WINDOW, [story_with("Ferry\r\nBcc: victim@example.com\ncancelled")])
+    issue = render_issue(lineup, settings_for(), 1, now=NOW)
+    assert "\n" not in issue.subject and "\r" not in issue.subject
+    assert issue.subject.endswith("Ferry Bcc: victim@example.com cancelled")
+
+
+def test_preheader_joins_the_first_titles_within_150_characters(rendered: RenderedIssue) -> None:
+    assert rendered.preheader.startswith(
+        "Council approves protected cycle lanes on six city-centre streets · "
+        "Ferry timetable changes from December"
+    )
+    assert len(rendered.preheader) <= 150
+    titles = [f"Story number {i} with a fairly long title" for i in range(9)]
+    many = Lineup(WINDOW, [story_with(title) for title in titles])
+    preheader = render_issue(many, settings_for(), 1, now=NOW).preheader
+    assert 0 < len(preheader) <= 150
+    assert preheader.startswith("Story number 0 with a fairly long title · Story number 1")
+
+
+def test_html_has_language_dark_mode_and_preview(rendered: RenderedIssue) -> None:
+    doc = Document(rendered.html)
+    assert doc.all("html")[0]["lang"] == "en"
+    metas = {m.get("name"): m.get("content") for m in doc.all("meta")}
+    assert metas["color-scheme"] == "light dark"
+    assert "@media (prefers-color-scheme: dark)" in doc.text_of("style")
+    assert rendered.preheader in doc.text_of("div")
+    assert any("max-width:600px" in d.get("style", "") for d in doc.all("div"))
+
+
+def test_language_setting_sets_lang() -> None:
+    issue = render_issue(fixed_lineup(), settings_for(language="de"), 7, now=NOW)
+    assert Document(issue.html).all("html")[0]["lang"] == "de"
+
+
+def test_header_date_is_in_the_newsletter_time_zone() -> None:
+    late = datetime(2025, 11, 23, 23, 30, tzinfo=UTC)
+    utc = render_issue(fixed_lineup(), settings_for(timezone="UTC"), 7, now=late)
+    auckland = render_issue(fixed_lineup(), settings_for(timezone="Pacific/Auckland"), 7, now=late)
+    assert "Issue #7 · 23 November 2025" in Document(utc.html).text_of("div")
+    assert "Issue #7 · 24 November 2025" in Document(auckland.html).text_of("div")
+    assert "Issue #7 · 24 November 2025" in auckland.text
+
+
+def test_story_cards_link_titles_and_show_source_date_also(rendered: RenderedIssue) -> None:
+    doc = Document(rendered.html)
+    links = {a["href"] for a in doc.all("a")}
+    assert "https://harbour-news.example.org/2025/11/cycle-lanes?ref=rss&id=42" in links
+    assert {"https://gazette.example.net/cycle", "https://radio.example.com/news/lanes"} <= links
+    text = doc.text_of("div")
+    # 23:15 UTC on the 20th is already the 21st in Berlin
+    assert "Harbour News · 21 Nov 2025" in text
+    assert "Also covered by: The Gazette, radio.example.com" in text
+    assert "ferries.example.com · 19 Nov 2025" in text  # no source: the site's host stands in
+    img = doc.all("img")[0]
+    assert img["src"] == "https://harbour-news.example.org/img/cycle-lanes.jpg"
+    assert img["alt"] == "Council approves protected cycle lanes on six city-centre streets"
+
+
+def test_story_without_url_renders_its_title_unlinked(rendered: RenderedIssue) -> None:
+    doc = Document(rendered.html)
+    assert "Library extends weekend opening hours" in doc.text_of("h2")
+    assert "Library extends weekend opening hours" not in doc.text_of("a")
+
+
+def test_footer_has_reason_unsubscribe_link_and_postal_address(rendered: RenderedIssue) -> None:
+    html, text = render_preview(rendered, VALUES)
+    doc = Document(html)
+    assert "You receive this because you subscribed to main as ada@example.com." in doc.text_of("p")
+    unsubscribe = [a for a in doc.all("a") if a["href"] == VALUES["unsubscribe_url"]]
+    assert unsubscribe
+    assert "Harbour Town Media 1 Quay Street Harbour Town HT1 1AA" in doc.text_of("p")
+    assert f"<{VALUES['unsubscribe_url']}>" in text.splitlines()
+    assert "Harbour Town HT1 1AA" in text
+
+
+def test_preview_escapes_subscriber_values_in_html_only(rendered: RenderedIssue) -> None:
+    html, text = render_preview(rendered, {**VALUES, "list": "<b>main</b> & co"})
+    assert "&lt;b&gt;main&lt;/b&gt; &amp; co" in html
+    assert not Document(html).all("b")
+    assert "subscribed to <b>main</b> & co" in text
+
+
+def test_markers_stay_until_filled(rendered: RenderedIssue) -> None:
+    assert 'href="[[h:unsubscribe_url]]"' in rendered.html
+    assert "<[[t:unsubscribe_url]]>" in rendered.text
+
+
+def test_text_part_lines_fit_78_columns_except_urls() -> None:
+    long_summary = " ".join(["The harbour authority said the works would continue."] * 12)
+    lineup = fixed_lineup()
+    lineup.stories[0].summary = long_summary
+    lineup.stories[0].article.url = "https://example.com/" + "very-long-path-segment/" * 6
+    text = render_issue(lineup, settings_for(), 7, now=NOW).text
+    for line in text.splitlines():
+        if len(line) > 78:
+            assert re.fullmatch(r" *<https?://\S+>", line), line
+    assert "    The harbour authority said the works would continue. The harbour" in text
+
+
+def test_text_part_numbers_stories_and_puts_urls_on_their_own_line(rendered: RenderedIssue) -> None:
+    lines = rendered.text.splitlines()
+    assert "1.  Council approves protected cycle lanes on six city-centre streets" in lines
+    assert "    <https://harbour-news.example.org/2025/11/cycle-lanes?ref=rss&id=42>" in lines
+    assert "3.  Library extends weekend opening hours" in lines
+    assert "    - The Gazette" in lines and "      <https://gazette.example.net/cycle>" in lines
+
+
+def test_empty_lineup_still_renders() -> None:
+    issue = render_issue(Lineup(WINDOW, []), settings_for(), 2, now=NOW)
+    assert issue.subject == "Harbour Town Weekly #2"
+    assert issue.preheader == ""
+    assert "No stories this time." in Document(issue.html).text_of("div")
+    assert "No stories this time." in issue.text
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+def user_templates(tmp_path: Path, files: dict[str, str]) -> Settings:
+    folder = tmp_path / "my-templates"
+    folder.mkdir()
+    for name, body in files.items():
+        (folder / name).write_text(body, encoding="utf-8")
+    return settings_for(templates=folder)
+
+
+def test_user_text_template_wins_over_the_builtin(tmp_path: Path) -> None:
+    settings = user_templates(
+        tmp_path,
+        {"issue.txt.j2": "{{ newsletter.name }} no. {{ issue.number }}: "
+         "{% for s in stories %}{{ s.title }}; {% endfor %}<{{ subscriber.unsubscribe_url }}>\n"},
+    )
+    issue = render_issue(fixed_lineup(), settings, 7, now=NOW)
+    assert issue.text.startswith("Harbour Town Weekly no. 7: Council approves protected")
+    assert issue.text.endswith("<[[t:unsubscribe_url]]>\n")
+    assert 'href="[[h:unsubscribe_url]]"' in issue.html  # the HTML still comes from the built-in
+
+
+def test_relative_templates_folder_is_read_from_the_config_folder(tmp_path: Path) -> None:
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "issue.txt.j2").write_text("custom {{ issue.number }}\n", encoding="utf-8")
+    settings = settings_for(base_dir=tmp_path, templates=Path("tpl"))
+    assert render_issue(fixed_lineup(), settings, 4, now=NOW).text == "custom 4\n"
+
+
+def test_missing_templates_folder_is_a_template_error(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="templates folder .*nowhere does not exist") as e:
+        template_environment(settings_for(templates=tmp_path / "nowhere"))
+    assert e.value.hint and "[newsletter] templates" in e.value.hint
+
+
+def test_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    broken = "line one\nline two\n{% for s in stories %}\n"
+    settings = user_templates(tmp_path, {"issue.txt.j2": broken})
+    with pytest.raises(TemplateError) as e:
+        render_issue(fixed_lineup(), settings, 7, now=NOW)
+    assert f"{tmp_path / 'my-templates' / 'issue.txt.j2'}, line 3" in e.value.message
+    assert "syntax error" in e.value.message and "endfor" in e.value.message
+
+
+def test_undefined_variable_names_the_file_and_line(tmp_path: Path) -> None:
+    settings = user_templates(tmp_path, {"issue.txt.j2": "Hello\n\n{{ newsletter.nmae }}\n"})
+    with pytest.raises(TemplateError) as e:
+        render_issue(fixed_lineup(), settings, 7, now=NOW)
+    assert f"{tmp_path / 'my-templates' / 'issue.txt.j2'}, line 3" in e.value.message
+    assert "nmae" in e.value.message
+
+
+def test_failing_expression_names_the_file_and_line(tmp_path: Path) -> None:
+    settings = user_templates(tmp_path, {"issue.txt.j2": "{{ issue.number }}\n{{ 1 // 0 }}\n"})
+    with pytest.raises(TemplateError, match=r"issue\.txt\.j2, line 2: ZeroDivisionError"):
+        render_issue(fixed_lineup(), settings, 7, now=NOW)
+
+
+def test_unknown_subscriber_field_is_a_template_error(tmp_path: Path) -> None:
+    body = (BUILTIN / "issue.mjml.j2").read_text(encoding="utf-8").replace(
+        "{{ subscriber.email }}", "{{ subscriber.phone }}"
+    )
+    settings = user_templates(tmp_path, {"issue.mjml.j2": body})
+    with pytest.raises(TemplateError, match=r"issue\.mjml\.j2, line \d+: .*phone") as e:
+        render_issue(fixed_lineup(), settings, 7, now=NOW)
+    assert e.value.hint and "unsubscribe_url" in e.value.hint
+
+
+def test_broken_mjml_is_a_render_error(tmp_path: Path) -> None:
+    settings = user_templates(tmp_path, {"issue.mjml.j2": "<mjml><mj-body><mj-text>oops</mj-body>"})
+    with pytest.raises(RenderError, match="MJML"):
+        render_issue(fixed_lineup(), settings, 7, now=NOW)
+
+
+def test_text_templates_are_not_escaped_and_others_are(tmp_path: Path) -> None:
+    env = template_environment(settings_for())
+    assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
+    settings = user_templates(tmp_path, {"issue.txt.j2": "{{ stories[0].title }}\n"})
+    lineup = Lineup(WINDOW, [story_with("Fish & <Chips>")])
+    assert render_issue(lineup, settings, 1, now=NOW).text == "Fish & <Chips>\n"
+
+
+# --- hostile content ------------------------------------------------------------------------
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "<svg onload=alert(1)>",
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "  javascript:alert(1)",
+    "java\tscript:alert(1)",
+    "\x00javascript:alert(1)",
+    "&#106;avascript:alert(1)",
+    "&#x6A;avascript&#58;alert(1)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    "vbscript:msgbox(1)",
+    "//evil.example/path",
+    'https://example.com/" onmouseover="alert(1)',
+    "https://example.com/<script>alert(1)</script>",
+    '"><script>alert(1)</script>',
+    '<iframe src="https://evil.example/"></iframe>',
+    '<object data="https://evil.example/x.swf"></object>',
+    '<embed src="https://evil.example/x.swf">',
+    '<meta http-equiv="refresh" content="0;url=https://evil.example/">',
+    '<div style="width: expression(alert(1))">x</div>',
+    "<b>unclosed <i>tags <a href='",
+    "</mj-text></mj-column></mj-section><mj-raw><script>alert(1)</script></mj-raw>",
+    "</mj-preview></mj-head><mj-body><mj-raw><script>x</script></mj-raw>",
+    "--><script>alert(1)</script><!--",
+    "</title><script>alert(1)</script>",
+    "{{ 7 * 7 }}{% raw %}{{ settings.smtp_password }}",
+    "\u202egnp.exe",
+]
+
+
+def hostile_lineup(payload: str) -> Lineup:
+    """The payload in every field that comes from the internet."""
+    other = article(payload, payload, payload)
+    lead = article(payload, payload, payload, image=payload)
+    return Lineup(WINDOW, [Story(lead, payload, 1.0, [other]), story_with(payload, payload)])
+
+
+def assert_harmless(html: str) -> Document:
+    doc = Document(html)
+    tags = {tag for tag, _ in doc.elements}
+    assert not tags & {"script", "iframe", "object", "embed", "svg", "applet", "form", "base"}
+    for tag, attrs in doc.elements:
+        for name, value in attrs.items():
+            assert not name.startswith("on"), (tag, name)
+            if name == "style":
+                assert "expression(" not in value.lower().replace(" ", "")
+            if name in ("href", "src", "action", "background"):
+                scheme = urlsplit(value).scheme
+                assert value.startswith("[[h:") or scheme in ("http", "https"), value
+                assert " " not in value and '"' not in value
+        if tag == "meta":
+            assert attrs.get("http-equiv", "").lower() != "refresh"
+    return doc
+
+
+@pytest.mark.parametrize("payload", HOSTILE)
+def test_hostile_content_is_shown_as_text_never_run(payload: str) -> None:
+    issue = render_issue(hostile_lineup(payload), settings_for(), 1, now=NOW)
+    doc = assert_harmless(issue.html)
+    shown = " ".join(payload.replace("\x00", "").replace("\u202e", "").split())
+    assert shown in doc.text_of("h2")  # escaped, not dropped
+    html, _ = render_preview(issue, VALUES)
+    assert_harmless(html)
+    for line in issue.text.splitlines():
+        url_line = re.fullmatch(r"\s*<([A-Za-z][A-Za-z0-9+.-]*):\S*>", line)
+        if url_line:
+            assert url_line.group(1) in ("http", "https"), line
+
+
+@pytest.mark.parametrize("payload", HOSTILE)
+def test_hostile_urls_never_become_links_unless_http(payload: str) -> None:
+    url = safe_url(payload)
+    if url is not None:
+        assert url.startswith(("http://", "https://"))
+        assert not re.search(r"[\s\"'<>]", url)
+
+
+def test_unsafe_story_url_leaves_the_title_unlinked() -> None:
+    lineup = Lineup(WINDOW, [story_with("Click me", url="javascript:alert(1)")])
+    doc = Document(render_issue(lineup, settings_for(), 1, now=NOW).html)
+    assert "Click me" in doc.text_of("h2")
+    assert "Click me" not in doc.text_of("a")
+    assert not any("alert" in a["href"] for a in doc.all("a"))
+
+
+def test_only_http_images_are_shown() -> None:
+    lineup = Lineup(
+        WINDOW,
+        [
+            story_with("A", image="data:image/svg+xml;base64,PHN2Zz48L3N2Zz4="),
+            story_with("B", image="file:///etc/passwd"),
+            story_with("C", image="https://cdn.example.com/c.png"),
+        ],
+    )
+    doc = Document(render_issue(lineup, settings_for(), 1, now=NOW).html)
+    assert [img["src"] for img in doc.all("img")] == ["https://cdn.example.com/c.png"]
+
+
+def test_safe_url_keeps_ordinary_urls_and_encodes_the_rest() -> None:
+    assert safe_url("https://example.com/a?b=1&c=2#d") == "https://example.com/a?b=1&c=2#d"
+    assert safe_url("HTTP://Example.com/a%20b") == "http://Example.com/a%20b"
+    assert safe_url("https://example.com/caf\u00e9 bar") == "https://example.com/caf%C3%A9%20bar"
+    assert safe_url("https://b\u00fccher.example/") == "https://xn--bcher-kva.example/"
+    for bad in ("", None, "/relative", "mailto:a@example.com", "https://", "https://x:99999/"):
+        assert safe_url(bad) is None

@@ -1,0 +1,299 @@
+"""Sentence splitting and extractive summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pysbd
+import pytest
+
+from digest.models import Article
+from digest.summarize import Summary, good_feed_summary, split_sentences, summarize
+from tests.conftest import SEED, SHARED
+
+CORPUS = SHARED / "corpus" / "bbc-news-summary"
+
+CAPTION = (
+    "On July 16, 2018, then-President Donald Trump (left) held a joint press conference with "
+    "Russian President Vladimir Putin in Helsinki, Finland. / AFP Yonhap News"
+)
+
+
+def seed_parts() -> tuple[str, str]:
+    """The seed page's title and its body paragraphs (after the caption, before the furniture)."""
+    lines = SEED.read_text(encoding="utf-8").splitlines()
+    title = lines[2].strip()
+    text = "\n".join(lines)
+    body = text.split(CAPTION + "\n\n", 1)[1].split("Hot this week", 1)[0]
+    return title, body.strip()
+
+
+def seed_article(**changes: object) -> Article:
+    title, body = seed_parts()
+    article = Article(title=title, text=body, origin=str(SEED))
+    for name, value in changes.items():
+        setattr(article, name, value)
+    return article
+
+
+def corpus_articles() -> list[Article]:
+    """The BBC corpus articles, each line a paragraph, as the bench reads them."""
+    articles = []
+    for path in sorted((CORPUS / "article").glob("*/*.txt")):
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        lines = [line for line in lines if line]
+        articles.append(Article(title=lines[0], text="\n\n".join(lines[1:]), origin=str(path)))
+    return articles
+
+
+def pysbd_sentences(text: str) -> list[str]:
+    """Plain pysbd, one line at a time: what split_sentences must agree with."""
+    segmenter = pysbd.Segmenter(language="en", clean=False)
+    out: list[str] = []
+    for line in text.splitlines():
+        own: list[str] = []
+        for piece in segmenter.segment(line.strip()) if line.strip() else []:
+            piece = piece.strip()
+            if own and not any(ch.isalnum() for ch in piece):
+                own[-1] += piece
+            elif piece:
+                own.append(piece)
+        out.extend(own)
+    return out
+
+
+# ---- split_sentences --------------------------------------------------------------------
+
+
+def test_split_keeps_abbreviations_and_quotes_whole() -> None:
+    text = (
+        'Mr. Smith went to Washington D.C. on Monday. He said "we will win. We always do." '
+        "Then he left at 5 p.m. for the U.S. Capitol."
+    )
+    assert split_sentences(text) == [
+        "Mr. Smith went to Washington D.C. on Monday.",
+        'He said "we will win. We always do."',
+        "Then he left at 5 p.m. for the U.S. Capitol.",
+    ]
+
+
+def test_split_never_joins_paragraphs() -> None:
+    text = "Hot this week\n\nGold tops $3,100 for the first time\nOil falls. Stocks fall too."
+    assert split_sentences(text) == [
+        "Hot this week",
+        "Gold tops $3,100 for the first time",
+        "Oil falls.",
+        "Stocks fall too.",
+    ]
+
+
+def test_split_agrees_with_pysbd_on_seed_and_corpus() -> None:
+    texts = [SEED.read_text(encoding="utf-8")]
+    for article in corpus_articles():
+        lines = article.text.split("\n\n")
+        texts.append(article.text)
+        # The same sentences run together into paragraphs, as most pages have them.
+        texts.append("\n\n".join(" ".join(lines[i : i + 3]) for i in range(0, len(lines), 3)))
+    assert len(texts) > 40
+    for text in texts:
+        assert split_sentences(text) == pysbd_sentences(text)
+
+
+# ---- summarize: shape -------------------------------------------------------------------
+
+
+def all_test_articles() -> list[Article]:
+    return [seed_article(), *corpus_articles()]
+
+
+@pytest.mark.parametrize("budget", [60, 150, 240, 320, 600])
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_summary_within_budget_unless_single_sentence(budget: int, count: int) -> None:
+    for article in all_test_articles():
+        summary = summarize(article, sentences=count, budget=budget)
+        assert 1 <= len(summary.sentences) <= count
+        if len(summary.sentences) > 1:
+            assert len(summary.text) <= budget, article.origin
+        assert summary.text == " ".join(summary.sentences)
+
+
+def test_summary_is_whole_sentences_in_article_order() -> None:
+    for article in all_test_articles():
+        sentences = split_sentences(article.text)
+        summary = summarize(article, sentences=3, budget=600)
+        positions = [sentences.index(s) for s in summary.sentences]  # whole, or ValueError
+        assert positions == sorted(positions)
+
+
+def test_too_small_budget_gives_one_whole_sentence() -> None:
+    article = seed_article()
+    summary = summarize(article, sentences=2, budget=40)
+    assert len(summary.sentences) == 1
+    assert len(summary.text) > 40
+    assert summary.sentences[0] in split_sentences(article.text)
+
+
+def test_seed_article_summary() -> None:
+    article = seed_article()
+    summary = summarize(article)
+    assert isinstance(summary, Summary)
+    assert 1 <= len(summary.sentences) <= 2
+    assert len(summary.text) <= 320 or len(summary.sentences) == 1
+    body_sentences = split_sentences(article.text)
+    assert all(s in body_sentences for s in summary.sentences)
+    assert "Putin" in summary.text and "Trump" in summary.text
+
+
+def test_off_topic_sentence_is_not_chosen() -> None:
+    text = "\n\n".join(
+        [
+            "The weather in the capital was unusually warm for the time of year, officials noted.",
+            "The city council approved a new budget for public transport on Tuesday evening.",
+            "The transport budget adds two tram lines and more night buses across the city.",
+            "Council members said the public transport budget would cut traffic in the city.",
+            "Critics of the council said the transport budget relied on higher parking fees.",
+        ]
+    )
+    article = Article(title="Council approves transport budget", text=text, origin="test")
+    summary = summarize(article, sentences=2, budget=1000)
+    assert len(summary.sentences) == 2
+    assert not any("weather" in s for s in summary.sentences)
+
+
+def test_empty_article_gives_empty_summary() -> None:
+    summary = summarize(Article(title="Nothing here", text="", origin="test"))
+    assert summary.sentences == []
+    assert summary.text == ""
+
+
+# ---- summarize: what is never chosen ----------------------------------------------------
+
+
+def test_caption_byline_dateline_and_fragments_never_chosen() -> None:
+    title, body = seed_parts()
+    page = "\n\n".join(
+        [
+            "Tuesday, April 1, 2025",
+            title,
+            CAPTION,
+            CAPTION,
+            "By Jane Doe and John Roe, Staff Reporters",
+            "Updated: April 1, 2025 at 10:00 a.m.",
+            "Trump and Putin spoke again. (Photo: Reuters)",
+            "Yes, he did.",
+            body,
+            "Reporting by Jane Doe; editing by John Roe.",
+        ]
+    )
+    article = Article(title=title, text=page, origin="test")
+    # Asking for every sentence shows everything the summarizer considers fit.
+    summary = summarize(article, sentences=50, budget=100_000)
+    assert len(summary.sentences) >= 10
+    for sentence in summary.sentences:
+        assert "AFP Yonhap" not in sentence
+        assert not sentence.startswith(("By Jane", "Updated", "Reporting by", "Tuesday"))
+        assert "(Photo" not in sentence
+        assert len(sentence) >= 30
+        assert sentence != title
+
+
+def test_byline_rule_keeps_sentences_starting_with_by() -> None:
+    text = (
+        "By 2030, the company expects to double its output of electric buses and trucks.\n\n"
+        "By Jane Doe"
+    )
+    article = Article(title="Bus maker plans", text=text, origin="test")
+    assert summarize(article, sentences=5, budget=1000).sentences == [text.split("\n\n")[0]]
+
+
+def test_dateline_is_dropped_from_first_sentence() -> None:
+    text = (
+        "WASHINGTON (Reuters) — The Senate passed the spending bill late on Friday, averting "
+        "a government shutdown.\n\nThe bill now goes to the president for signature."
+    )
+    article = Article(title="Senate passes spending bill", text=text, origin="test")
+    summary = summarize(article, sentences=2, budget=1000)
+    assert summary.sentences[0].startswith("The Senate passed the spending bill")
+    assert all("Reuters" not in s for s in summary.sentences)
+
+
+# ---- the source's own summary -----------------------------------------------------------
+
+GOOD = (
+    "Donald Trump says he may meet Vladimir Putin soon after taking office, and the Kremlin "
+    "says it is open to talks on normalizing relations."
+)
+
+
+def test_good_feed_summary_is_kept() -> None:
+    article = seed_article(summary=GOOD)
+    assert good_feed_summary(article)
+    assert summarize(article).text == GOOD
+
+
+def test_feed_summary_is_trimmed_to_whole_sentences_within_budget() -> None:
+    article = seed_article(summary=GOOD + " " + GOOD.replace("Donald", "Former president"))
+    summary = summarize(article, sentences=2, budget=200)
+    assert summary.sentences == [GOOD]
+
+
+@pytest.mark.parametrize(
+    "feed_summary",
+    [
+        GOOD[:-1] + "…",
+        GOOD[:-1] + "...",
+        GOOD[:-1] + " […]",
+        GOOD + " Continue reading",
+        GOOD + " Read more.",
+        GOOD + " The post Trump and Putin appeared first on World News Daily.",
+        "Trump and Putin eye a new meeting.",  # too short to say anything the title does not
+        "Trump and Putin Eye a New Meeting – Could This Be the Start of a New Era for "
+        "U.S.-Russia Relations?",  # the title again
+    ],
+)
+def test_poor_feed_summary_is_replaced_by_the_body(feed_summary: str) -> None:
+    article = seed_article(summary=feed_summary)
+    assert not good_feed_summary(article)
+    summary = summarize(article)
+    assert summary.sentences
+    assert all(s in split_sentences(article.text) for s in summary.sentences)
+
+
+def test_corpus_is_present() -> None:
+    # The shape tests above lean on the corpus; fail loudly rather than test nothing.
+    assert len(corpus_articles()) >= 20, f"no corpus in {CORPUS}"
+    assert Path(SEED).is_file()
+
+
+def test_teaser_without_body_falls_back_to_the_clipped_feed_summary() -> None:
+    teaser = Article(
+        title="Gold tops $3,100",
+        text="Gold tops $3,100",
+        origin="feed",
+        summary="Gold prices have exceeded $3,100 per ounce for the first time, driven by …",
+    )
+    assert not good_feed_summary(teaser)
+    assert summarize(teaser).text == teaser.summary
+
+
+def test_repeated_paragraph_far_apart_is_not_a_caption() -> None:
+    quote = "The council said the new tram lines would open to passengers in the spring of 2027."
+    text = "\n\n".join([quote, "Work on the depot starts next month, the council said.", quote])
+    article = Article(title="Tram lines", text=text, origin="test")
+    assert quote in summarize(article, sentences=3, budget=1000).sentences
+
+
+def test_two_sentences_saying_the_same_thing_are_not_both_chosen() -> None:
+    lead = "The city council approved a new budget for public transport on Tuesday evening."
+    text = "\n\n".join(
+        [
+            lead,
+            "On Tuesday evening the city council approved a new public transport budget.",
+            "The budget adds two tram lines and more night buses across the city.",
+            "Critics said the transport plan relied on higher parking fees in the centre.",
+        ]
+    )
+    article = Article(title="Council approves transport budget", text=text, origin="test")
+    summary = summarize(article, sentences=2, budget=1000)
+    assert len(summary.sentences) == 2
+    assert sum("approved" in s for s in summary.sentences) == 1
