@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from digest.cli import cli
 from tests.conftest import SEED
+from tests.peers import sendgrid_server, smtp_server
 
 
 @pytest.fixture
@@ -183,3 +184,49 @@ def test_send_refuses_an_empty_list(folder: Path) -> None:
     result = CliRunner().invoke(cli, ["send", "--list", "nobody", "--yes", "--outbox", "out"])
     assert result.exit_code == 1
     assert "Error: list 'nobody' has no active subscribers" in result.output
+
+
+def test_send_through_a_real_smtp_server_once(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with smtp_server(username="editor", password="s3cret-pass") as peer:
+        monkeypatch.setenv("DIGEST_SMTP_HOST", peer.host)
+        monkeypatch.setenv("DIGEST_SMTP_PORT", str(peer.port))
+        monkeypatch.setenv("DIGEST_SMTP_SECURITY", "none")
+        monkeypatch.setenv("DIGEST_SMTP_USERNAME", "editor")
+        monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "s3cret-pass")
+        first = run("send", "--backend", "smtp", "--yes")
+        assert first.exit_code == 0, first.output
+        again = run("send", "--backend", "smtp", "--yes")
+        assert again.exit_code == 0, again.output
+    recipients = [rcpt for mail in peer.messages for rcpt in mail.rcpt_tos]
+    active = {
+        p["email"]
+        for p in json.loads(run("subscribers", "list", "--list", "main", "--json").output)
+        if p["status"] == "active"
+    }
+    assert sorted(recipients) == sorted(active)
+    assert all(mail.login == "editor" for mail in peer.messages)
+    message = email.message_from_bytes(peer.messages[0].data, policy=email.policy.default)
+    assert message["List-Unsubscribe"] and message["List-Unsubscribe-Post"]
+    assert "s3cret-pass" not in first.output + again.output
+
+
+def test_send_through_sendgrid_once(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with sendgrid_server() as peer:
+        monkeypatch.setenv("SENDGRID_API_KEY", peer.api_key)
+        monkeypatch.setenv("DIGEST_SENDGRID_HOST", peer.url)
+        first = run("send", "--backend", "sendgrid", "--yes")
+        assert first.exit_code == 0, first.output
+        again = run("send", "--backend", "sendgrid", "--yes")
+        assert again.exit_code == 0, again.output
+    assert peer.schema_failures == []
+    [body] = peer.bodies()
+    active = {
+        p["email"]
+        for p in json.loads(run("subscribers", "list", "--list", "main", "--json").output)
+        if p["status"] == "active"
+    }
+    assert sorted(p["to"][0]["email"] for p in body["personalizations"]) == sorted(active)
+    assert peer.api_key not in first.output + again.output
+    assert json.loads(run("status", "--json").output)[0]["sent"] == len(active)
