@@ -22,6 +22,8 @@ class Article:
     image: str | None = None
     date_flag: str | None = None  # "missing" (fell back to another date) or "future"
     related: list[str] = field(default_factory=list)  # teaser headlines seen beside it
+    section: str | None = None  # the source's section or topic, where it names one
+    metrics: dict[str, float] = field(default_factory=dict)  # views, clicks, shares (imported)
     id: int | None = None
 
 

@@ -41,8 +41,19 @@ articles = sa.Table(
     sa.Column("image", sa.Text),
     sa.Column("date_flag", sa.String(20)),
     sa.Column("related", sa.Text),  # JSON list of teaser headlines
+    sa.Column("section", sa.Text),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+article_metrics = sa.Table(
+    "article_metrics",
+    metadata,
+    sa.Column("article_id", sa.Integer, sa.ForeignKey("articles.id"), primary_key=True),
+    sa.Column("views", sa.Float),
+    sa.Column("clicks", sa.Float),
+    sa.Column("shares", sa.Float),
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
@@ -139,6 +150,7 @@ def content_hash(article: Article) -> str:
         article.summary or "",
         article.author or "",
         article.image or "",
+        article.section or "",
         article.published.isoformat() if article.published else "",
     ]
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
@@ -224,6 +236,7 @@ class Store:
             "image": article.image,
             "date_flag": article.date_flag,
             "related": json.dumps(article.related) if article.related else None,
+            "section": article.section,
             "content_hash": digest_,
             "updated_at": now,
         }
@@ -264,13 +277,30 @@ class Store:
             .order_by(articles.c.published, articles.c.id)
         )
         with self.engine.connect() as conn:
-            return [_article(row) for row in conn.execute(query)]
+            return _with_metrics(conn, [_article(row) for row in conn.execute(query)])
+
+    def save_metrics(self, key: str, metrics: dict[str, float]) -> bool:
+        """Store popularity numbers for the article with this key; False if there is none."""
+        values = {k: v for k, v in metrics.items() if k in METRICS}
+        with self.begin() as conn:
+            article_id = conn.execute(
+                sa.select(articles.c.id).where(articles.c.key == key)
+            ).scalar_one_or_none()
+            if article_id is None:
+                return False
+            conn.execute(article_metrics.delete().where(article_metrics.c.article_id == article_id))
+            conn.execute(
+                article_metrics.insert().values(
+                    article_id=article_id, updated_at=utcnow(), **values
+                )
+            )
+        return True
 
     def all_articles(self) -> list[Article]:
         """Every stored article, oldest first."""
         with self.engine.connect() as conn:
             query = sa.select(articles).order_by(articles.c.published, articles.c.id)
-            return [_article(row) for row in conn.execute(query)]
+            return _with_metrics(conn, [_article(row) for row in conn.execute(query)])
 
     def article_origins(self, article_id: int) -> list[str]:
         """Every origin an article was read from."""
@@ -622,6 +652,26 @@ def _safe_url(url: str) -> str:
         return "(unparseable URL)"
 
 
+METRICS = ("views", "clicks", "shares")
+
+
+def _with_metrics(conn: Connection, found: list[Article]) -> list[Article]:
+    """Attach imported popularity numbers to articles read from the store."""
+    by_id = {a.id: a for a in found}
+    ids = list(by_id)
+    for start in range(0, len(ids), 500):
+        query = sa.select(article_metrics).where(
+            article_metrics.c.article_id.in_(ids[start : start + 500])
+        )
+        for row in conn.execute(query):
+            by_id[row.article_id].metrics = {
+                name: float(getattr(row, name))
+                for name in METRICS
+                if getattr(row, name) is not None
+            }
+    return found
+
+
 def _article(row: Any) -> Article:
     return Article(
         id=row.id,
@@ -635,6 +685,7 @@ def _article(row: Any) -> Article:
         author=row.author,
         image=row.image,
         date_flag=row.date_flag,
+        section=row.section,
         related=json.loads(row.related) if row.related else [],
     )
 
