@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from digest.models import RenderedIssue
-from digest.personalize import html_marker
+from digest.personalize import fill
 from digest.settings import Settings
 
 # Gmail clips messages whose HTML is larger than this; the warning leaves room to grow.
@@ -16,7 +17,6 @@ CLIP_BYTES = 102 * 1024
 WARN_BYTES = 90 * 1024
 SUBJECT_LIMIT = 78
 _LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain"})
-_UNSUBSCRIBE_MARKER = html_marker("unsubscribe_url")
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
                    "source", "track", "wbr"})
 
@@ -78,15 +78,25 @@ class _Elements(HTMLParser):
 
 
 def check_issue(
-    rendered: RenderedIssue, story_count: int, settings: Settings, headers: dict[str, str]
+    rendered: RenderedIssue,
+    story_count: int,
+    settings: Settings,
+    headers: dict[str, str],
+    values: Mapping[str, str] | None = None,
 ) -> CheckReport:
-    """Lint a rendered issue and the headers of a sample message; errors mean: do not send."""
+    """Lint a rendered issue and the headers of a sample message; errors mean: do not send.
+
+    The HTML is checked as a subscriber gets it: the markers filled with `values` (a sample
+    subscriber's; made up from the settings and headers when not given).
+    """
     errors: list[str] = []
     warnings: list[str] = []
     header = {name.lower(): value for name, value in headers.items()}
-    size = len(rendered.html.encode("utf-8"))
+    values = dict(values) if values is not None else sample_values(settings, headers)
+    html = fill(rendered.html, values)
+    size = len(html.encode("utf-8"))
     parser = _Elements()
-    parser.feed(rendered.html)
+    parser.feed(html)
     parser.close()
 
     if size > CLIP_BYTES:
@@ -109,7 +119,9 @@ def check_issue(
             "no postal address in the footer (required by CAN-SPAM): "
             "set [newsletter] postal_address in digest.toml"
         )
-    if not _has_unsubscribe_link(parser.links, header.get("list-unsubscribe", "")):
+    if not _has_unsubscribe_link(
+        parser.links, header.get("list-unsubscribe", ""), values.get("unsubscribe_url", "")
+    ):
         errors.append(
             "no unsubscribe link in the HTML body: "
             "add <a href=\"{{ subscriber.unsubscribe_url }}\"> to the template's footer"
@@ -133,7 +145,13 @@ def check_issue(
             "no preheader: inboxes will show the first text of the email instead; "
             "put <mj-preview> in the template"
         )
-    if not header.get("list-unsubscribe-post", "").strip():
+    one_click = "list-unsubscribe=one-click" in header.get("list-unsubscribe-post", "").lower()
+    if not one_click and settings.base_url:
+        errors.append(
+            "no one-click unsubscribe (List-Unsubscribe-Post: List-Unsubscribe=One-Click) "
+            "although base_url makes one possible: Gmail and Yahoo require it from bulk senders"
+        )
+    elif not one_click:
         warnings.append(
             "no one-click unsubscribe (List-Unsubscribe-Post header missing), which Gmail "
             "and Yahoo expect from bulk senders: set [newsletter] base_url"
@@ -141,10 +159,31 @@ def check_issue(
     return CheckReport(ok=not errors, errors=errors, warnings=warnings, html_bytes=size)
 
 
-def _has_unsubscribe_link(links: list[tuple[str, str]], list_unsubscribe: str) -> bool:
+def sample_values(settings: Settings, headers: Mapping[str, str]) -> dict[str, str]:
+    """Made-up subscriber values shaped like the real ones, for checking without a store."""
+    links = [
+        part.strip(" <>")
+        for name, value in headers.items()
+        if name.lower() == "list-unsubscribe"
+        for part in value.split(",")
+    ]
+    base = settings.base_url.rstrip("/")
+    return {
+        "email": "subscriber@example.com",
+        "name": "Sample Subscriber",
+        "list": settings.list,
+        "unsubscribe_url": next(iter(links), ""),
+        "web_url": f"{base}/issues/0" if base else "",
+        "preferences_url": f"{base}/p/sample" if base else "",
+    }
+
+
+def _has_unsubscribe_link(
+    links: list[tuple[str, str]], list_unsubscribe: str, unsubscribe_url: str
+) -> bool:
     header_urls = {part.strip(" <>") for part in list_unsubscribe.split(",") if part.strip()}
     for href, _text in links:
-        if href.startswith(_UNSUBSCRIBE_MARKER) or href in header_urls:
+        if (unsubscribe_url and href == unsubscribe_url) or href in header_urls:
             return True
         if "unsubscribe" in href.lower() and _link_problem(href) is None:
             return True
@@ -167,7 +206,7 @@ def _link_problems(links: list[tuple[str, str]]) -> list[str]:
     problems: list[str] = []
     seen: set[str] = set()
     for href, text in links:
-        if href in seen or href.startswith(_UNSUBSCRIBE_MARKER):
+        if href in seen:
             continue
         seen.add(href)
         problem = _link_problem(href)

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,12 +14,20 @@ import click
 import sqlalchemy as sa
 
 from digest import pipeline
+from digest.delivery.ledger import send_test_copy
+from digest.delivery.progress import ProgressBar
+from digest.delivery.schedule import cancel as cancel_schedule
+from digest.delivery.schedule import parse_send_at
+from digest.editorial import pending, pick, rank_window, unpick
 from digest.errors import DigestError
+from digest.ingest import LateProgressBar, source_rows
 from digest.models import Window
-from digest.selection import lineup_json, parse_window
+from digest.render import read_note
+from digest.selection import lineup_json, parse_window, ranking_json
 from digest.settings import Settings, read_settings
 from digest.store import Store
-from digest.subscribers import import_csv, unsubscribe
+from digest.subscribers import counts as subscriber_counts
+from digest.subscribers import export_csv, import_csv, unsubscribe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -170,16 +179,27 @@ def init(app: App, folder: Path, force: bool) -> None:
 
 @cli.command()
 @click.argument("sources", nargs=-1)
+@click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path),
+              help="A CSV of URL plus views, clicks and/or shares to store per article.")
 @click.pass_obj
-def ingest(app: App, sources: tuple[str, ...]) -> None:
-    """Read articles from files, folders, feeds or URLs into the store.
+def ingest(app: App, sources: tuple[str, ...], metrics: Path | None) -> None:
+    """Read articles from files, folders, feeds, OPML lists or URLs into the store.
 
     Without SOURCES, reads the [sources] paths of digest.toml.
 
-    Example: digest ingest articles/ https://example.com/feed.xml
+    Example: digest ingest articles/ https://example.com/feed.xml --metrics stats.csv
     """
-    report = pipeline.ingest_sources(app.store, app.settings, sources)
+    # A bar only where someone watches, and only once the ingest has taken a second.
+    bar = LateProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        report = pipeline.ingest_sources(app.store, app.settings, sources, metrics=metrics,
+                                         progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(report.line())
+    if report.metrics is not None:
+        click.echo(f"metrics: {report.metrics} rows stored")
     for failure in report.failures:
         click.echo(f"{failure.source}: {failure.reason}")
     if report.failures:
@@ -211,27 +231,51 @@ def articles(
 @cli.command()
 @window_options
 @click.option("--top", type=click.IntRange(min=1), help="How many stories (default 10).")
+@click.option(
+    "--explain", is_flag=True,
+    help="Every story of the window with its score's components and why it is in or out.",
+)
 @json_option
 @click.pass_obj
 def select(
-    app: App, week: str | None, since: str | None, until: str | None, top: int | None, as_json: bool
+    app: App, week: str | None, since: str | None, until: str | None, top: int | None,
+    explain: bool, as_json: bool,
 ) -> None:
     """Show the lineup: the window's top stories, ranked and summarized.
 
-    Example: digest select --week 2025-W14 --top 5
+    The score is source_weight × (0.35 popularity + 0.25 coverage + 0.20 recency
+    + 0.20 completeness); pins go first, drops stay out (digest pin / digest drop).
+
+    Example: digest select --week 2025-W14 --top 5 --explain
     """
     window = app.window(week, since, until)
-    stories = lineup_json(pipeline.build_lineup(app.store, app.settings, window, top))
+    if explain:
+        stories = ranking_json(rank_window(app.store, app.settings, window, top))
+    else:
+        stories = lineup_json(pipeline.build_lineup(app.store, app.settings, window, top))
     if as_json:
         echo_json(stories)
         return
-    click.echo(f"Lineup for {window.label} ({len(stories)} stories)")
+    chosen = sum(1 for s in stories if s["rank"] is not None)
+    click.echo(f"Lineup for {window.label} ({chosen} stories)")
     for s in stories:
         click.echo(
-            f"{s['rank']:>3}. {s['title']}  [{s['source'] or '-'}, "
+            f"{s['rank'] or '-':>3}. {s['title']}  [{s['source'] or '-'}, "
             f"{(s['published'] or '')[:10]}, score {s['score']}]"
+            + (f"  {s['reason']}" if explain else "")
         )
-        click.echo(f"     {s['summary']}")
+        if explain:
+            c = s["components"]
+            click.echo(
+                f"     popularity {c['popularity']:.2f} · coverage {c['coverage']:.2f} "
+                f"({c['sources']:.0f} source{'s' if c['sources'] != 1 else ''}) · "
+                f"recency {c['recency']:.2f} · "
+                f"completeness {c['completeness']:.2f} · source weight {c['source_weight']:g}"
+            )
+            for other in s["also"]:
+                click.echo(f"     also: {other['source'] or '-'}: {other['title']}")
+        if s["summary"]:
+            click.echo(f"     {s['summary']}")
 
 
 @cli.command()
@@ -266,6 +310,15 @@ def summarize(app: App, sources: tuple[str, ...], sentences: int | None, as_json
     help="Write to this file instead of standard output.",
 )
 @click.option("--text", is_flag=True, help="The plain-text part instead of the HTML.")
+@click.option(
+    "--note",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An editor's note in Markdown (instead of [newsletter] note).",
+)
+@click.option("--serve", is_flag=True, help="Serve a live preview page on 127.0.0.1.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True,
+              help="The port for --serve.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the --serve page in a browser.")
 @click.pass_obj
 def preview(
     app: App,
@@ -276,11 +329,31 @@ def preview(
     list_name: str | None,
     out: Path | None,
     text: bool,
+    note: Path | None,
+    serve: bool,
+    port: int,
+    open_browser: bool,
 ) -> None:
-    """Write the HTML (or text part) a sample subscriber would get.
+    """Write the HTML (or text part) a sample subscriber would get, or serve a live preview.
 
-    Example: digest preview --out issue.html
+    --serve shows the issue at desktop and mobile width, light and dark, its text part,
+    headers and size, and reloads by itself when a template, the settings or the lineup
+    changes.
+
+    Example: digest preview --out issue.html; digest preview --serve --open
     """
+    if serve:
+        from digest import preview as live
+
+        live.serve(
+            app.config, app.overrides,
+            {"week": week, "since": since, "until": until, "top": top, "list_name": list_name},
+            port=port, open_browser=open_browser, note_file=note,
+            ready=lambda url: click.echo(f"Previewing at {url} (Ctrl-C stops)"),
+        )
+        return
+    if note is not None:
+        app.overrides["note"] = read_note(note)
     result = pipeline.preview(
         app.store, app.settings, app.window(week, since, until), top, list_name
     )
@@ -288,7 +361,7 @@ def preview(
     if out is None:
         click.echo(body, nl=False)
         return
-    out.write_text(body, encoding="utf-8")
+    out.write_bytes(body.encode("utf-8"))  # the very bytes of the decoded MIME part
     click.echo(f"wrote {out} ({len(body.encode('utf-8'))} bytes): {result.subject}")
 
 
@@ -398,7 +471,23 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 @click.option("--no-ingest", is_flag=True, help="Do not read the configured sources first.")
 @click.option("--dry-run", is_flag=True, help="Build every message, send and record nothing.")
 @click.option("--force", is_flag=True, help="Send even if 'digest check' finds errors.")
+@click.option(
+    "--note",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An editor's note in Markdown (instead of [newsletter] note).",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before sending.")
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Also send to those whose earlier delivery is 'unknown' (they may get it twice).",
+)
+@click.option(
+    "--test-to", metavar="ADDRESS", help="Send one copy to this address only; record nothing."
+)
+@click.option(
+    "--send-at", metavar="TIME", help="Schedule it (SendGrid), e.g. '2025-04-07 08:00', ≤ 72 h."
+)
 @click.pass_obj
 def send(
     app: App,
@@ -412,7 +501,11 @@ def send(
     no_ingest: bool,
     dry_run: bool,
     force: bool,
+    note: Path | None,
     yes: bool,
+    resend_unknown: bool,
+    test_to: str | None,
+    send_at: str | None,
 ) -> None:
     """Send the window's issue to a list, exactly once per subscriber.
 
@@ -422,6 +515,8 @@ def send(
     Example: digest send --backend outbox --outbox out --yes
     """
     app.overrides.update(backend=backend, outbox=outbox)
+    if note is not None:
+        app.overrides["note"] = read_note(note)
     plan = pipeline.plan_send(
         app.store,
         app.settings,
@@ -434,6 +529,8 @@ def send(
         click.echo(f"ingest: {plan.ingested.line()}")
         for failure in plan.ingested.failures:
             click.echo(f"{failure.source}: {failure.reason}")
+    if plan.suppressions is not None:
+        click.echo(f"suppressions: {plan.suppressions}")
     click.echo(f"Issue #{plan.issue.number} ({plan.issue.label}): {plan.issue.rendered.subject}")
     if plan.frozen:
         click.echo("  (already sent before: the same content goes to those still waiting)")
@@ -447,18 +544,22 @@ def send(
         click.echo(f"warning: {warning}")
     for error in plan.check.errors:
         click.echo(f"error: {error}")
+    if test_to:
+        outcome = send_test_copy(app.store, app.settings, plan.issue, plan.list_name, test_to)
+        click.echo(f"test copy to {test_to}: {outcome.status}"
+                   + (f" ({outcome.error})" if outcome.error else ""))
+        sys.exit(0 if outcome.status == "sent" else 1)
+    when = parse_send_at(send_at, app.settings.tz, datetime.now(UTC)) if send_at else None
     if not (yes or dry_run):
-        click.confirm("Send now?", abort=True)
+        click.confirm("Send now?" if when is None else f"Schedule for {when}?", abort=True)
     # A bar only where someone watches; scripts and logs get the summary line alone.
-    if sys.stderr.isatty():
-        with click.progressbar(
-            length=plan.recipients, label="sending", file=sys.stderr, show_pos=True
-        ) as bar:
-            report = pipeline.send(
-                app.store, app.settings, plan, dry_run=dry_run, force=force, progress=bar.update
-            )
-    else:
-        report = pipeline.send(app.store, app.settings, plan, dry_run=dry_run, force=force)
+    bar = ProgressBar(plan.recipients, sys.stderr) if sys.stderr.isatty() else None
+    report = pipeline.send(
+        app.store, app.settings, plan, dry_run=dry_run, force=force, progress=bar,
+        resend_unknown=resend_unknown, send_at=when,
+    )
+    if bar is not None:
+        bar.finish(report)
     click.echo(report.line())
     if report.interrupted:
         click.echo(
@@ -467,7 +568,12 @@ def send(
         )
     for email, reason in report.failures:
         click.echo(f"{email}: {reason}")
-    if report.failed or report.unknown:
+    if report.unknown:
+        click.echo(
+            f"{report.unknown} deliveries are 'unknown': the provider may have them. "
+            "'digest send --resend-unknown' sends them again (some may get it twice)"
+        )
+    if report.failed or report.unknown or report.deferred or report.interrupted:
         sys.exit(1)
 
 
@@ -492,6 +598,12 @@ def status(app: App, as_json: bool) -> None:
                     "pending": r.pending,
                     "sending": r.sending,
                     "unknown": r.unknown,
+                    "delivered": r.delivered,
+                    "opens": r.opens,
+                    "clicks": r.clicks,
+                    "bounces": r.bounces,
+                    "complaints": r.complaints,
+                    "unsubscribes": r.unsubscribes,
                 }
                 for r in rows
             ]
@@ -503,7 +615,186 @@ def status(app: App, as_json: bool) -> None:
         click.echo(
             f"#{r.number} {r.issue} [{r.list}]: {r.sent} sent, {r.failed} failed, "
             f"{r.pending} pending, {r.unknown} unknown"
+            + (
+                f"; {r.delivered} delivered, {r.opens} opens, {r.clicks} clicks, "
+                f"{r.bounces} bounces, {r.complaints} complaints, {r.unsubscribes} unsubscribes"
+                if r.delivered or r.opens or r.clicks or r.bounces or r.complaints
+                or r.unsubscribes
+                else ""
+            )
         )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_obj
+def serve(app: App, host: str, port: int) -> None:
+    """Run the web side: one-click unsubscribe (/u/TOKEN), preferences (/p/TOKEN),
+    the archive (/archive, /issues/ID, /feed.xml) and SendGrid's event webhook.
+
+    Put it behind your HTTPS proxy at [newsletter] base_url.
+
+    Example: digest serve --port 8080
+    """
+    from digest.web import serve as run_server
+
+    run_server(app.settings, app.store, host, port)
+
+
+@cli.group()
+def suppressions() -> None:
+    """SendGrid's suppression lists: unsubscribes, group unsubscribes, bounces, spam reports."""
+
+
+@suppressions.command("sync")
+@json_option
+@click.pass_obj
+def suppressions_sync(app: App, as_json: bool) -> None:
+    """Pull SendGrid's suppressions and stop mail to those addresses here too.
+
+    'digest send' with the SendGrid backend does this first by itself.
+
+    Example: SENDGRID_API_KEY=SG.… digest suppressions sync
+    """
+    from digest.suppressions import sync_sendgrid
+
+    report = sync_sendgrid(app.store, app.settings)
+    if as_json:
+        echo_json(report.as_json())
+    else:
+        click.echo(report.line())
+
+
+@cli.group()
+def archive() -> None:
+    """The public archive of sent issues as static files."""
+
+
+@archive.command("build")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def archive_build(app: App, folder: Path) -> None:
+    """Write the archive, each sent issue's web view and the Atom feed into FOLDER.
+
+    Example: digest archive build public/
+    """
+    from digest.archive import build_archive
+
+    click.echo(build_archive(app.store, app.settings, folder).line())
+
+
+@cli.command()
+@click.argument("url", required=False)
+@click.option("--list", "show", is_flag=True, help="Show the pins and drops waiting.")
+@click.pass_obj
+def pin(app: App, url: str | None, show: bool) -> None:
+    """Pin an article's story into the next issue, whatever its score.
+
+    Pins and drops wait for the next issue that is not yet sent; undo with 'digest unpin'.
+
+    Example: digest pin https://example.com/news/big-story
+    """
+    if show:
+        picks = pending(app.store)
+        for key, action in picks:
+            click.echo(f"{action:<5} {key}")
+        click.echo(f"{len(picks)} picks for the next issue")
+        return
+    if not url:
+        raise UserError("no URL given", "pass the article's URL, or --list to see the picks")
+    click.echo(pick(app.store, url, "pin").line())
+
+
+@cli.command()
+@click.argument("url")
+@click.pass_obj
+def drop(app: App, url: str) -> None:
+    """Keep an article's story out of the next issue.
+
+    Example: digest drop https://example.com/news/old-news
+    """
+    click.echo(pick(app.store, url, "drop").line())
+
+
+@cli.command()
+@click.argument("url")
+@click.pass_obj
+def unpin(app: App, url: str) -> None:
+    """Forget a pin or a drop waiting for the next issue.
+
+    Example: digest unpin https://example.com/news/big-story
+    """
+    click.echo(unpick(app.store, url).line())
+
+
+@subscribers.command("export")
+@click.argument("csv_file", metavar="[FILE]", required=False, type=click.Path(path_type=Path))
+@click.option("--list", "list_name", help="Only this list.")
+@click.pass_obj
+def subscribers_export(app: App, csv_file: Path | None, list_name: str | None) -> None:
+    """Write subscribers as CSV (to FILE, or standard output); 'import' reads it back.
+
+    Example: digest subscribers export --list main people.csv
+    """
+    if csv_file is None:
+        export_csv(app.store, sys.stdout, list_name)
+        return
+    with csv_file.open("w", encoding="utf-8", newline="") as out:
+        count = export_csv(app.store, out, list_name)
+    click.echo(f"wrote {count} subscribers to {csv_file}")
+
+
+@subscribers.command("counts")
+@json_option
+@click.pass_obj
+def subscribers_counts(app: App, as_json: bool) -> None:
+    """Members per list and status.
+
+    Example: digest subscribers counts --json
+    """
+    rows = subscriber_counts(app.store)
+    if as_json:
+        echo_json([{**asdict(r), "total": r.total} for r in rows])
+        return
+    click.echo(f"{'list':<20} {'active':>9} {'unsubscribed':>13} {'bounced':>8} "
+               f"{'complained':>11} {'total':>9}")
+    for r in rows:
+        click.echo(f"{r.list:<20} {r.active:>9} {r.unsubscribed:>13} {r.bounced:>8} "
+                   f"{r.complained:>11} {r.total:>9}")
+
+
+@cli.command()
+@click.argument("issue")
+@click.pass_obj
+def cancel(app: App, issue: str) -> None:
+    """Cancel the scheduled send of an issue (sent with --send-at, SendGrid).
+
+    ISSUE is its label (e.g. 2025-W14) or number.
+
+    Example: digest cancel 2025-W14
+    """
+    click.echo(cancel_schedule(app.store, app.settings, issue).line())
+
+
+@cli.command("sources")
+@json_option
+@click.pass_obj
+def sources_(app: App, as_json: bool) -> None:
+    """List the configured sources, and feeds seen, with last fetch, status and item count.
+
+    Example: digest sources --json
+    """
+    rows = source_rows(app.store, app.settings)
+    if as_json:
+        echo_json([row.as_json() for row in rows])
+        return
+    if not rows:
+        click.echo("no sources configured or read yet (list them under [sources] paths)")
+    for row in rows:
+        when = row.last_fetch.strftime("%Y-%m-%d %H:%M") if row.last_fetch else "-"
+        mark = "" if row.configured else "  (not configured)"
+        click.echo(f"{row.source}{mark}\n    last read {when}  {row.status}  {row.items} items")
 
 
 def main() -> None:

@@ -53,12 +53,17 @@ def canonical_url(url: str) -> str:
 def article_key(article: Article) -> str:
     """The article's identity: its canonical URL if it has one, else a hash of title and text."""
     if article.url and article.url.strip():
-        url = canonical_url(article.url)
-        if len(url) <= MAX_KEY_LENGTH:
-            return url
-        return "url-sha256:" + hashlib.sha256(url.encode("utf-8")).hexdigest()
+        return url_key(article.url)
     content = _normalized(article.title) + "\n" + _normalized(article.text)
     return "sha256:" + hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def url_key(url: str) -> str:
+    """The key of the article at `url`: its canonical form, hashed if it is very long."""
+    url = canonical_url(url)
+    if len(url) <= MAX_KEY_LENGTH:
+        return url
+    return "url-sha256:" + hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
 def _normalized(text: str) -> str:

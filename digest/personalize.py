@@ -6,7 +6,7 @@ import html
 import re
 
 # The per-subscriber values every template may use as {{ subscriber.NAME }}.
-FIELDS = ("email", "name", "unsubscribe_url", "list")
+FIELDS = ("email", "name", "unsubscribe_url", "list", "web_url", "preferences_url")
 
 _MARKER = re.compile(r"\[\[([ht]):([a-z_]+)\]\]")
 

@@ -16,17 +16,18 @@ from digest.check import CheckReport, check_issue
 from digest.delivery.ledger import DeliveryReport, Progress, deliver
 from digest.delivery.message import envelope_for
 from digest.delivery.senders import make_sender
+from digest.editorial import rank_window
 from digest.errors import DigestError, SendError, SourceError
 from digest.ingest import IngestReport, ingest
-from digest.models import Issue, Lineup, Subscriber, SubscriberStatus, Window
-from digest.personalize import fill
-from digest.render import render_issue
-from digest.selection import lineup_json, select
+from digest.ingest import Progress as IngestProgress
+from digest.models import Issue, Lineup, Subscriber, Window
+from digest.render import render_issue, render_preview
+from digest.selection import lineup_json
 from digest.settings import CONFIG_NAME, Settings, read_settings
 from digest.sources import SourceFailure, read_source
 from digest.sources.samples import write_samples
 from digest.store import Store
-from digest.subscribers import ImportReport, import_csv
+from digest.subscribers import ImportReport, first_active, import_csv
 from digest.summarize import summarize
 
 SAMPLE_SUBSCRIBER = Subscriber(email="subscriber@example.com", name="Sample Subscriber", id=0)
@@ -50,9 +51,19 @@ def configured_sources(settings: Settings, specs: Sequence[str]) -> list[str]:
     return [s if is_url(s) else str(settings.resolve(s)) for s in settings.sources]
 
 
-def ingest_sources(store: Store, settings: Settings, specs: Sequence[str]) -> IngestReport:
-    """Read sources into the store."""
-    return ingest(store, configured_sources(settings, specs), tz=settings.tz)
+def ingest_sources(
+    store: Store,
+    settings: Settings,
+    specs: Sequence[str],
+    *,
+    metrics: Path | None = None,
+    progress: IngestProgress | None = None,
+) -> IngestReport:
+    """Read sources into the store, then a metrics CSV (alone, if no source is configured)."""
+    chosen = [] if metrics and not (specs or settings.sources) else configured_sources(
+        settings, specs)
+    return ingest(store, chosen, tz=settings.tz, mapping=settings.source_mapping,
+                  metrics=metrics, progress=progress)
 
 
 def article_records(
@@ -67,7 +78,8 @@ def article_records(
     records = []
     for article in found:
         summary = summarize(
-            article, sentences=settings.summary_sentences, budget=settings.summary_chars
+            article, sentences=settings.summary_sentences, budget=settings.summary_chars,
+            language=settings.language,
         )
         records.append(
             {
@@ -89,14 +101,8 @@ def article_records(
 
 
 def build_lineup(store: Store, settings: Settings, window: Window, top: int | None) -> Lineup:
-    """The window's top stories, summarized."""
-    return select(
-        store.articles_between(window.since, window.until),
-        window,
-        top=top or settings.top,
-        sentences=settings.summary_sentences,
-        budget=settings.summary_chars,
-    )
+    """The window's top stories, summarized (pins, drops and caps applied)."""
+    return rank_window(store, settings, window, top).lineup()
 
 
 def current_issue(store: Store, settings: Settings, window: Window, top: int | None) -> Issue:
@@ -120,10 +126,9 @@ def current_issue(store: Store, settings: Settings, window: Window, top: int | N
 
 def sample_subscriber(store: Store, list_name: str) -> Subscriber:
     """Who the preview is filled in for: the list's first active member, else a made-up one."""
-    for person in store.subscribers(list_name):
-        if person.status == SubscriberStatus.ACTIVE:
-            return person
-    return SAMPLE_SUBSCRIBER
+    email = first_active(store, list_name)  # one row, not the whole list
+    person = store.subscriber_by_email(email) if email else None
+    return person if person is not None else SAMPLE_SUBSCRIBER
 
 
 @dataclass
@@ -135,6 +140,7 @@ class Preview:
     html: str
     text: str
     headers: dict[str, str]
+    values: dict[str, str] = field(default_factory=dict)  # the sample subscriber's values
 
 
 def preview(
@@ -153,16 +159,19 @@ def preview(
     return Preview(
         issue=issue,
         subject=issue.rendered.subject,
-        html=fill(issue.rendered.html, envelope.values),
-        text=fill(issue.rendered.text, envelope.values),
+        html=render_preview(issue.rendered, envelope.values)[0],
+        text=render_preview(issue.rendered, envelope.values)[1],
         headers=envelope.headers,
+        values=envelope.values,
     )
 
 
 def check(store: Store, settings: Settings, window: Window, top: int | None) -> CheckReport:
     """Lint the window's issue as it would go out."""
     sample = preview(store, settings, window, top)
-    return check_issue(sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers)
+    return check_issue(
+        sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers, sample.values
+    )
 
 
 @dataclass
@@ -176,6 +185,7 @@ class SendPlan:
     check: CheckReport
     frozen: bool  # the issue was already (partly) sent: its content will not change
     ingested: IngestReport | None = None  # the configured sources, read first
+    suppressions: str | None = None  # SendGrid's suppressions, pulled first (a summary line)
 
     @property
     def stories(self) -> list[dict[str, Any]]:
@@ -197,8 +207,11 @@ def plan_send(
     ingested = None
     if gather and settings.sources and store.issue_by_label(window.label) is None:
         ingested = ingest_sources(store, settings, ())
+    synced = pull_suppressions(store, settings) if settings.backend == "sendgrid" else None
     sample = preview(store, settings, window, top, list_name)
-    report = check_issue(sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers)
+    report = check_issue(
+        sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers, sample.values
+    )
     return SendPlan(
         issue=sample.issue,
         list_name=list_name,
@@ -207,7 +220,20 @@ def plan_send(
         check=report,
         frozen=sample.issue.id != 0,
         ingested=ingested,
+        suppressions=synced,
     )
+
+
+def pull_suppressions(store: Store, settings: Settings) -> str | None:
+    """Apply SendGrid's suppressions before a send; a failure is reported, not fatal."""
+    from digest.suppressions import sync_sendgrid
+
+    if not settings.sendgrid_api_key:
+        return None  # the sender itself says the key is missing
+    try:
+        return sync_sendgrid(store, settings).line()
+    except SendError as e:
+        return f"not synced: {e.message}"
 
 
 def send(
@@ -218,8 +244,17 @@ def send(
     dry_run: bool = False,
     force: bool = False,
     progress: Progress | None = None,
+    resend_unknown: bool = False,
+    send_at: datetime | None = None,
 ) -> DeliveryReport:
     """Freeze the issue (first send only) and deliver it through the configured sender."""
+    if len(plan.stories) < settings.min_stories and not plan.frozen and not force:
+        raise SendError(
+            f"the lineup has {len(plan.stories)} stories, fewer than [selection] min_stories "
+            f"({settings.min_stories})",
+            "ingest more articles or widen the window (--since), lower min_stories in "
+            "digest.toml, or pass --force to send anyway",
+        )
     if not plan.check.ok and not force:
         raise SendError(
             f"the issue failed the check: {'; '.join(plan.check.errors)}",
@@ -232,9 +267,10 @@ def send(
             f"{plan.list_name}', or pick another list with --list",
         )
     issue = plan.issue if dry_run else freeze(store, plan.issue)
-    sender = make_sender(settings)
+    sender = make_sender(settings, dry_run=dry_run)
     return deliver(
-        store, issue, plan.list_name, sender, settings, dry_run=dry_run, progress=progress
+        store, issue, plan.list_name, sender, settings, dry_run=dry_run, progress=progress,
+        resend_unknown=resend_unknown, send_at=send_at,
     )
 
 
@@ -243,9 +279,11 @@ def freeze(store: Store, draft: Issue) -> Issue:
     if draft.id:
         return draft
     try:
-        return store.create_issue(
+        issue = store.create_issue(
             draft.label, draft.since, draft.until, draft.lineup, draft.rendered, draft.number
         )
+        store.attach_picks(issue.label)  # the editor's pins and drops belong to it now
+        return issue
     except sa.exc.IntegrityError:
         # Another run froze it first: use theirs, so both send the same thing.
         frozen = store.issue_by_label(draft.label)
@@ -278,6 +316,7 @@ def summarize_sources(
                 article,
                 sentences=sentences or settings.summary_sentences,
                 budget=settings.summary_chars,
+                language=settings.language,
             )
             records.append(
                 SummaryRecord(

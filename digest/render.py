@@ -10,7 +10,6 @@ import importlib.resources
 import re
 import textwrap
 import traceback
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,9 +18,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import jinja2
 import mjml
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from markupsafe import Markup
 
-from digest.errors import RenderError, TemplateError
+from digest.errors import DigestError, RenderError, SettingsError, TemplateError
 from digest.models import Article, Lineup, RenderedIssue, Story
 from digest.personalize import FIELDS, fill, html_marker, text_marker
 from digest.settings import Settings
@@ -37,8 +39,18 @@ ELLIPSIS = "…"
 # end an attribute or smuggle markup ('%' stays so existing escapes are not doubled).
 _URL_SAFE = "/:?#[]@!$&()*+,;=%~-._"
 _WHITESPACE = re.compile(r"\s+")
-# Bidirectional overrides can make a title read differently from what it says.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters that are not whitespace, and the bidirectional overrides that can make
+# a title read differently from what it says: dropped from every piece of article text.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
+_COLOR = re.compile(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?")
+_FONT = re.compile(r"[A-Za-z0-9 ,'\"-]+")
+SYSTEM_FONTS = (
+    "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+)
+# What an editor's note may contain once rendered from Markdown (raw HTML is off anyway).
+_NOTE_TAGS = {"p", "a", "em", "strong", "ul", "ol", "li", "br", "code", "blockquote"}
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
+_environments: dict[Path | None, jinja2.Environment] = {}
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,32 @@ class StoryView:
     summary: str
     image: str | None
     also: list[Link] = field(default_factory=list)
+    section: str = ""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Stories under one heading: a section of the settings, or the untitled rest."""
+
+    title: str
+    stories: list[StoryView]
+
+
+@dataclass(frozen=True)
+class Note:
+    """The editor's note: sanitized HTML for the email, wrapped plain text for the text part."""
+
+    html: Markup
+    text: str
+
+
+@dataclass(frozen=True)
+class Brand:
+    """The newsletter's look, validated: accent colour, logo and font."""
+
+    accent: str
+    logo: str | None
+    font: str
 
 
 class SubscriberMarkers:
@@ -77,15 +115,22 @@ class SubscriberMarkers:
 
 
 def template_environment(settings: Settings) -> jinja2.Environment:
-    """A Jinja2 environment that looks in the user's templates folder first, then the built-ins."""
+    """A Jinja2 environment that looks in the user's templates folder first, then the built-ins.
+
+    One environment per folder is kept, so templates compile once and are reloaded only when
+    their file changes.
+    """
+    folder = settings.resolve(settings.templates) if settings.templates is not None else None
+    if folder is not None and not folder.is_dir():
+        raise TemplateError(
+            f"templates folder {folder} does not exist",
+            "set [newsletter] templates to an existing folder, or remove it for the built-ins",
+        )
+    env = _environments.get(folder)
+    if env is not None:
+        return env
     loaders: list[jinja2.BaseLoader] = []
-    if settings.templates is not None:
-        folder = settings.resolve(settings.templates)
-        if not folder.is_dir():
-            raise TemplateError(
-                f"templates folder {folder} does not exist",
-                "set [newsletter] templates to an existing folder, or remove it for the built-ins",
-            )
+    if folder is not None:
         loaders.append(jinja2.FileSystemLoader(str(folder)))
     loaders.append(_builtin_loader())
     env = jinja2.Environment(
@@ -97,6 +142,7 @@ def template_environment(settings: Settings) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = wrap
+    _environments[folder] = env
     return env
 
 
@@ -111,6 +157,7 @@ def render_issue(
     stories = [_story_view(i, story, settings) for i, story in enumerate(lineup.stories, 1)]
     subject = make_subject(settings.name, number, stories[0].title if stories else None)
     preheader = make_preheader([s.title for s in stories])
+    brand = brand_of(settings)
     context: dict[str, Any] = {
         "newsletter": {
             "name": _clean(settings.name),
@@ -121,6 +168,8 @@ def render_issue(
                 line.strip() for line in settings.postal_address.splitlines() if line.strip()
             ],
         },
+        "brand": brand,
+        "note": render_note(settings.note, brand.accent) if settings.note.strip() else None,
         "issue": {
             "number": number,
             "subject": subject,
@@ -130,18 +179,112 @@ def render_issue(
             "window": lineup.window.label,
         },
         "stories": stories,
+        "lead": stories[0] if stories else None,
+        "groups": group_stories(stories[1:], settings.sections),
     }
     env = template_environment(settings)
     html_context = {**context, "subscriber": SubscriberMarkers(html=True)}
     text_context = {**context, "subscriber": SubscriberMarkers(html=False)}
     source = _render_template(env, HTML_TEMPLATE, html_context)
     text = _render_template(env, TEXT_TEMPLATE, text_context)
-    return RenderedIssue(subject=subject, preheader=preheader, html=to_html(source), text=text)
+    html = mime_body(to_html(source))
+    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=mime_body(text))
 
 
 def render_preview(rendered: RenderedIssue, values: dict[str, str]) -> tuple[str, str]:
-    """The (html, text) one subscriber would receive: the markers filled with `values`."""
-    return fill(rendered.html, values), fill(rendered.text, values)
+    """The (html, text) one subscriber would receive: the markers filled with `values`.
+
+    These are exactly the decoded bodies of the subscriber's MIME parts.
+    """
+    clean = {name: mime_body(value, end=False) for name, value in values.items()}
+    return fill(rendered.html, clean), fill(rendered.text, clean)
+
+
+def mime_body(text: str, *, end: bool = True) -> str:
+    """`text` with the line endings a MIME text part has once decoded: '\\n', and one at the end."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if end and not text.endswith("\n"):
+        text += "\n"
+    return text
+
+
+def brand_of(settings: Settings) -> Brand:
+    """The brand settings, checked: they go into CSS and attributes of every issue."""
+    accent = settings.accent_color.strip()
+    if not _COLOR.fullmatch(accent):
+        raise SettingsError(
+            f"[brand] accent_color must be a hex colour like #2f5bea, got {accent!r}",
+            "set [brand] accent_color (or DIGEST_ACCENT_COLOR) to #rgb or #rrggbb",
+        )
+    font = settings.font.strip()
+    if font and not _FONT.fullmatch(font):
+        raise SettingsError(
+            f"[brand] font must be a CSS font-family list, got {font!r}",
+            "set [brand] font to letters, digits, spaces, commas, hyphens and quotes, "
+            "e.g. \"Georgia, serif\"",
+        )
+    logo = safe_url(settings.logo_url) if settings.logo_url.strip() else None
+    if settings.logo_url.strip() and logo is None:
+        raise SettingsError(
+            f"[brand] logo_url must be an absolute https:// URL, got {settings.logo_url!r}",
+            "set [brand] logo_url to the public address of the logo image, or leave it empty",
+        )
+    return Brand(accent=accent, logo=logo, font=font or SYSTEM_FONTS)
+
+
+def render_note(markdown: str, accent: str = "#2f5bea") -> Note:
+    """The editor's note from Markdown: raw HTML off, then sanitized; and as plain paragraphs."""
+    html = nh3.clean(
+        _markdown.render(markdown),
+        tags=_NOTE_TAGS,
+        attributes={"a": {"href"}},
+        url_schemes={"http", "https", "mailto"},
+        url_relative="deny",
+        set_tag_attribute_values={"a": {"style": f"color:{accent};"}},
+    )
+    blocks: list[str] = []
+    for paragraph in _note_paragraphs(_markdown.parse(markdown)):
+        if paragraph.startswith("- "):
+            item = wrap(paragraph[2:], indent="    ", first="  - ")
+            if blocks and blocks[-1].startswith("  - "):
+                blocks[-1] += "\n" + item  # items of one list stay together
+                continue
+            blocks.append(item)
+        else:
+            blocks.append(wrap(paragraph))
+    return Note(html=Markup(html), text="\n\n".join(blocks))
+
+
+def read_note(path: Path) -> str:
+    """The Markdown of an editor's note file (--note FILE.md)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DigestError(
+            f"{path}: cannot read the editor's note: {e}",
+            "pass --note a readable UTF-8 Markdown file",
+        ) from e
+
+
+def group_stories(stories: list[StoryView], sections: tuple[str, ...]) -> list[Group]:
+    """The stories under the settings' section headings, in their order, then the rest.
+
+    Without sections: one untitled group. A story goes under the first section whose name
+    matches its own section (case-insensitively); unmatched ones go under "More stories".
+    """
+    if not sections:
+        return [Group("", stories)] if stories else []
+    wanted = {name.strip().casefold(): name.strip() for name in reversed(sections)}
+    by_title: dict[str, list[StoryView]] = {name.strip(): [] for name in sections}
+    rest: list[StoryView] = []
+    for story in stories:
+        title = wanted.get(story.section.casefold())
+        (by_title[title] if title else rest).append(story)
+    groups = [Group(_clean(title), items) for title, items in by_title.items() if items]
+    if rest:
+        groups.append(Group("More stories", rest))
+    return groups
 
 
 def to_html(mjml_source: str) -> str:
@@ -264,6 +407,7 @@ def _story_view(number: int, story: Story, settings: Settings) -> StoryView:
         summary=_clean(story.summary),
         image=safe_url(article.image),
         also=[_also_link(other) for other in story.also],
+        section=_clean(article.section or ""),
     )
 
 
@@ -283,11 +427,33 @@ def _host(url: str | None) -> str:
 
 def _clean(text: str) -> str:
     """One line of printable text: control characters dropped, whitespace runs collapsed."""
-    kept = "".join(
-        c if c.isspace() or (unicodedata.category(c) != "Cc" and c not in _BIDI_CONTROLS) else ""
-        for c in text
-    )
-    return _WHITESPACE.sub(" ", kept).strip()
+    return _WHITESPACE.sub(" ", _UNPRINTABLE.sub("", text)).strip()
+
+
+def _note_paragraphs(tokens: list[Token]) -> list[str]:
+    """The note as plain paragraphs: list items start with '- ', links show their URL."""
+    paragraphs: list[str] = []
+    bullet = ""
+    for token in tokens:
+        if token.type == "list_item_open":
+            bullet = "- "
+        elif token.type == "inline":
+            words: list[str] = []
+            href: str | None = None
+            for child in token.children or []:
+                if child.type in ("text", "code_inline"):
+                    words.append(child.content)
+                elif child.type in ("softbreak", "hardbreak"):
+                    words.append(" ")
+                elif child.type == "link_open":
+                    href = safe_url(str(child.attrs.get("href", "")))
+                elif child.type == "link_close" and href:
+                    words.append(f" <{href}>")
+            text = _clean("".join(words))
+            if text:
+                paragraphs.append(bullet + text)
+            bullet = ""
+    return paragraphs
 
 
 def _autoescape(name: str | None) -> bool:

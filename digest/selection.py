@@ -1,33 +1,59 @@
 """The week's window, and choosing its top stories → Lineup.
 
-Score (0..1), for now: half recency within the window (1.0 at its end, 0.0 at its start) and
-half body completeness (1.0 from COMPLETE_WORDS words of text up). Articles whose titles are
-the same once case, accents and punctuation are ignored are one story: the best-scoring one
-stands for it and the others are listed in `also`. Ties go to the newer article, then by
-title, then by URL, so the same articles always give the same lineup.
+Stories, not articles: the window's articles are grouped by event (digest/clustering.py). A
+story's representative is its most complete article (body words, full from COMPLETE_WORDS
+up), else the most popular, else the earliest, preferring those with a URL (a subscriber
+needs a link); the others are its `also` ("also covered by").
+
+The score of a story, every component in 0..1 except the source weight:
+
+    total = source_weight × (0.35·popularity + 0.25·coverage + 0.20·recency + 0.20·completeness)
+
+- popularity: for each imported metric (views, clicks, shares) the story's sum over its
+  articles, log-scaled (log1p) and divided by the window's largest; averaged over the metrics
+  that any article in the window has. 0 when none has metrics.
+- coverage: 1 − 1/n for n distinct sources (1 source 0, 2 sources 0.5, 3 sources 0.67…).
+- recency: where its newest article falls in the window (0 at the start, 1 at the end).
+- completeness: the representative's body words / COMPLETE_WORDS, at most 1 (teasers low).
+- source_weight: `[selection] source_weights` for the source name (or URL host), the largest
+  among the story's articles; 1 for sources not listed, 0 mutes a source.
+
+The editor's pins go first (in score order) whatever their score or the caps, and count
+towards `top`; a dropped story is left out (a pin on any of its articles wins over a drop).
+Then stories are taken in score order, skipping those over `max_per_source` or
+`max_per_section`, until `top`. Ties go to the newer story, then by title, URL and origin, and
+the articles are sorted before they are grouped, so the same articles always give the same
+lineup whatever their order.
 """
 
 from __future__ import annotations
 
+import math
 import re
-import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from pathlib import PurePath
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from digest.clustering import DEFAULT_THRESHOLD, group
 from digest.errors import WindowError
+from digest.identity import canonical_url
 from digest.models import Article, Lineup, Story, Window
 from digest.summarize import summarize
 
-RECENCY_WEIGHT = 0.5
-COMPLETENESS_WEIGHT = 0.5
+POPULARITY_WEIGHT = 0.35
+COVERAGE_WEIGHT = 0.25
+RECENCY_WEIGHT = 0.20
+COMPLETENESS_WEIGHT = 0.20
 # A body this long counts as a whole article; shorter ones are likely teasers or stubs.
 COMPLETE_WORDS = 300
+METRICS = ("views", "clicks", "shares")
 
 _WEEK = re.compile(r"(\d{4})-W(\d{2})", re.IGNORECASE)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_WORD = re.compile(r"[^\W_]+")
 
 WEEK_HINT = "give an ISO week as YYYY-Www, e.g. --week 2026-W48"
 DATE_HINT = "give a date as YYYY-MM-DD or an ISO datetime, e.g. 2026-11-23 or 2026-11-23T08:00"
@@ -128,21 +154,77 @@ def _aware(moment: datetime, tz: tzinfo) -> datetime:
     return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
 
 
-def _title_key(title: str) -> str:
-    """A title with case, accents, punctuation and spacing ignored."""
-    text = unicodedata.normalize("NFKD", title).casefold()
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return " ".join(_WORD.findall(text))
+@dataclass(frozen=True)
+class Rules:
+    """How the lineup is chosen beyond `top`: settings and the editor's picks."""
+
+    cluster_threshold: float = DEFAULT_THRESHOLD
+    source_weights: Mapping[str, float] = field(default_factory=dict)
+    max_per_source: int = 0  # 0: no cap
+    max_per_section: int = 0  # 0: no cap
+    pins: frozenset[str] = frozenset()  # pick_key() of pinned articles
+    drops: frozenset[str] = frozenset()
 
 
-def score(article: Article, window: Window) -> dict[str, float]:
-    """The components of an article's score in `window`, and their weighted `total`."""
-    since, until = window.since.timestamp(), window.until.timestamp()
-    published = _timestamp(article.published, window) if article.published else since
-    recency = min(1.0, max(0.0, (published - since) / ((until - since) or 1.0)))
-    completeness = min(1.0, len(article.text.split()) / COMPLETE_WORDS)
-    total = RECENCY_WEIGHT * recency + COMPLETENESS_WEIGHT * completeness
-    return {"recency": recency, "completeness": completeness, "total": total}
+@dataclass
+class Candidate:
+    """One story of the window and what became of it."""
+
+    story: Story
+    rank: int | None  # its place in the lineup, None when left out
+    verdict: str  # "pinned", "in", "dropped", "below top", "source cap", "section cap"
+    reason: str  # the verdict in words, for --explain
+
+
+@dataclass
+class Ranking:
+    """Every story of a window, best first, each with its verdict."""
+
+    window: Window
+    candidates: list[Candidate]
+
+    def lineup(self) -> Lineup:
+        """The stories that made it, in rank order."""
+        chosen = sorted((c for c in self.candidates if c.rank is not None),
+                        key=lambda c: c.rank or 0)
+        return Lineup(window=self.window, stories=[c.story for c in chosen])
+
+
+def pick_key(value: str) -> str:
+    """How a pin or drop names an article: its canonical URL, or its origin as given."""
+    return canonical_url(value)
+
+
+def article_keys(article: Article) -> set[str]:
+    """The keys a pin or drop can match this article by."""
+    keys = {article.origin}
+    if article.url:
+        keys.add(canonical_url(article.url))
+    return keys
+
+
+def source_name(article: Article) -> str:
+    """The source a story came from: its site or feed name, else its URL's host, else file."""
+    if article.source and article.source.strip():
+        return article.source.strip()
+    if article.url:
+        host = urlsplit(article.url).hostname
+        if host:
+            return host
+    return PurePath(article.origin).name or article.origin
+
+
+def _weight(article: Article, weights: Mapping[str, float]) -> float:
+    """The source weight of one article: by source name or URL host, case-insensitively."""
+    names = {source_name(article).casefold()}
+    if article.url:
+        names.add((urlsplit(article.url).hostname or "").casefold())
+    found = [w for name, w in weights.items() if name.casefold() in names]
+    return max(found) if found else 1.0
+
+
+def _completeness(article: Article) -> float:
+    return min(1.0, len(article.text.split(maxsplit=COMPLETE_WORDS)) / COMPLETE_WORDS)
 
 
 def _timestamp(moment: datetime, window: Window) -> float:
@@ -150,10 +232,8 @@ def _timestamp(moment: datetime, window: Window) -> float:
     return _aware(moment, window.since.tzinfo or UTC).timestamp()
 
 
-def _order(article: Article, total: float, window: Window) -> tuple[float, float, str, str, str]:
-    """Sort key: best score, then newer, then title, URL and origin."""
-    published = _timestamp(article.published, window) if article.published else float("-inf")
-    return (-round(total, 9), -published, article.title, article.url or "", article.origin)
+def _published(article: Article, window: Window) -> float:
+    return _timestamp(article.published, window) if article.published else float("-inf")
 
 
 def in_window(article: Article, window: Window) -> bool:
@@ -164,6 +244,157 @@ def in_window(article: Article, window: Window) -> bool:
     return window.since.timestamp() <= published < window.until.timestamp()
 
 
+def _popularity(article: Article) -> float:
+    return sum(math.log1p(max(0.0, article.metrics.get(k, 0.0))) for k in METRICS)
+
+
+def _representative(members: Sequence[Article], window: Window) -> Article:
+    """The most complete article, else the most popular, else the earliest; one with a link."""
+    if len(members) == 1:
+        return members[0]
+    return min(members, key=lambda a: (not a.url, -_completeness(a), -_popularity(a),
+                                       _published(a, window), a.url or "", a.origin, a.title))
+
+
+def _story_parts(members: Sequence[Article], window: Window, rules: Rules) -> dict[str, float]:
+    """A story's components except popularity (which needs the whole window)."""
+    since, until = window.since.timestamp(), window.until.timestamp()
+    newest = max(_published(a, window) for a in members)
+    sources = {source_name(a).casefold() for a in members}
+    # Canonical URLs cost a parse each: only worth it when the editor picked something.
+    keys = set().union(*(article_keys(a) for a in members)) if rules.pins or rules.drops else set()
+    weight = max(_weight(a, rules.source_weights) for a in members) if rules.source_weights else 1.0
+    return {
+        "coverage": 1.0 - 1.0 / len(sources),
+        "recency": min(1.0, max(0.0, (newest - since) / ((until - since) or 1.0))),
+        "completeness": _completeness(members[0]),
+        "source_weight": weight,
+        "pinned": 1.0 if keys & rules.pins else 0.0,
+        "dropped": 1.0 if keys & rules.drops and not keys & rules.pins else 0.0,
+        "sources": float(len(sources)),
+    }
+
+
+def _popularity_components(groups: Sequence[Sequence[Article]]) -> list[float]:
+    """Each story's popularity: log-scaled metric sums over the window's largest, averaged."""
+    kinds = [k for k in METRICS if any(k in a.metrics for g in groups for a in g)]
+    if not kinds:
+        return [0.0] * len(groups)
+    sums = [{k: math.log1p(sum(max(0.0, a.metrics.get(k, 0.0)) for a in g)) for k in kinds}
+            for g in groups]
+    tops = {k: max(s[k] for s in sums) for k in kinds}
+    return [sum(s[k] / tops[k] if tops[k] else 0.0 for k in kinds) / len(kinds) for s in sums]
+
+
+def score(parts: Mapping[str, float]) -> float:
+    """The documented total of a story's components (see the module's docstring)."""
+    return parts["source_weight"] * (
+        POPULARITY_WEIGHT * parts["popularity"]
+        + COVERAGE_WEIGHT * parts["coverage"]
+        + RECENCY_WEIGHT * parts["recency"]
+        + COMPLETENESS_WEIGHT * parts["completeness"]
+    )
+
+
+def stories(
+    articles: Sequence[Article], window: Window, rules: Rules | None = None,
+    language: str = "en",
+) -> list[Story]:
+    """The window's articles grouped into stories and scored, best first, pins first.
+
+    Summaries are left empty: only the stories that make the lineup need one.
+    """
+    rules = rules or Rules()
+    found = sorted((a for a in articles if in_window(a, window)),
+                   key=lambda a: (_published(a, window), a.url or "", a.origin, a.title))
+    groups = []
+    for indexes in group(found, rules.cluster_threshold, language):
+        members = [found[i] for i in indexes]
+        lead = _representative(members, window)
+        groups.append([lead, *(a for a in members if a is not lead)])
+    out = []
+    for members, popularity in zip(groups, _popularity_components(groups), strict=True):
+        parts = {"popularity": popularity, **_story_parts(members, window, rules)}
+        out.append(Story(article=members[0], summary="", score=score(parts),
+                         also=members[1:], components=parts))
+    out.sort(key=lambda s: _order(s, window))
+    return out
+
+
+def _order(story: Story, window: Window) -> tuple[float, float, float, str, str, str]:
+    """Sort key: pinned first, then best score, then newer, then title, URL and origin."""
+    newest = max(_published(a, window) for a in [story.article, *story.also])
+    article = story.article
+    return (-story.components["pinned"], -round(story.score, 9), -newest, article.title,
+            article.url or "", article.origin)
+
+
+def _section(story: Story) -> str | None:
+    for article in (story.article, *story.also):
+        if article.section and article.section.strip():
+            return article.section.strip()
+    return None
+
+
+def choose(found: Sequence[Story], window: Window, top: int, rules: Rules) -> Ranking:
+    """Decide, best first, which stories make the lineup: pins, drops, caps, then `top`."""
+    per_source: dict[str, int] = {}
+    per_section: dict[str, int] = {}
+    candidates = []
+    taken = 0
+    # Pins count towards `top`: the others fill what they leave.
+    room = max(0, top - sum(1 for s in found if s.components["pinned"]))
+    for story in found:
+        source = source_name(story.article)
+        section = _section(story)
+        pinned = bool(story.components["pinned"])
+        verdict, reason = "in", "in the lineup"
+        if pinned:
+            verdict, reason = "pinned", "pinned by the editor"
+        elif story.components["dropped"]:
+            verdict, reason = "dropped", "dropped by the editor"
+        elif room <= 0:
+            verdict, reason = "below top", f"below the top {top}"
+        elif rules.max_per_source and per_source.get(source.casefold(), 0) >= rules.max_per_source:
+            verdict = "source cap"
+            reason = f"max_per_source: already {rules.max_per_source} from {source}"
+        elif (section and rules.max_per_section
+              and per_section.get(section.casefold(), 0) >= rules.max_per_section):
+            verdict = "section cap"
+            reason = f"max_per_section: already {rules.max_per_section} in {section}"
+        rank = None
+        if verdict in ("in", "pinned"):
+            taken += 1
+            rank = taken
+            room -= 0 if pinned else 1
+            per_source[source.casefold()] = per_source.get(source.casefold(), 0) + 1
+            if section:
+                per_section[section.casefold()] = per_section.get(section.casefold(), 0) + 1
+        candidates.append(Candidate(story=story, rank=rank, verdict=verdict, reason=reason))
+    return Ranking(window=window, candidates=candidates)
+
+
+def rank(
+    articles: Sequence[Article],
+    window: Window,
+    *,
+    top: int = 10,
+    sentences: int = 2,
+    budget: int = 320,
+    language: str = "en",
+    rules: Rules | None = None,
+) -> Ranking:
+    """Every story of the window with its verdict; those in the lineup summarized."""
+    rules = rules or Rules()
+    ranking = choose(stories(articles, window, rules, language), window, top, rules)
+    for candidate in ranking.candidates:
+        if candidate.rank is not None:
+            story = candidate.story
+            story.summary = summarize(story.article, sentences=sentences, budget=budget,
+                                      language=language).text
+    return ranking
+
+
 def select(
     articles: Sequence[Article],
     window: Window,
@@ -172,34 +403,19 @@ def select(
     sentences: int = 2,
     budget: int = 320,
     language: str = "en",
+    rules: Rules | None = None,
 ) -> Lineup:
     """The window's top `top` stories, best first, each with its summary and score.
 
-    Articles outside the window (or without a date) are left out; articles with the same
-    title (ignoring case and punctuation) are merged into one story.
+    Articles outside the window (or without a date) are left out; articles about the same
+    event are merged into one story (see the module's docstring for the score and the rules).
     """
-    scored = [(a, score(a, window)) for a in articles if in_window(a, window)]
-    scored.sort(key=lambda pair: _order(pair[0], pair[1]["total"], window))
-    groups: dict[str, list[tuple[Article, dict[str, float]]]] = {}
-    for index, (article, parts) in enumerate(scored):
-        # An empty title matches nothing: such articles stay stories of their own.
-        key = _title_key(article.title) or f"\0{index}"
-        groups.setdefault(key, []).append((article, parts))
-    # Dicts keep insertion order, and each group's first member is its best: already ranked.
-    stories = []
-    for members in list(groups.values())[: max(0, top)]:
-        lead, parts = members[0]
-        summary = summarize(lead, sentences=sentences, budget=budget, language=language)
-        stories.append(
-            Story(
-                article=lead,
-                summary=summary.text,
-                score=parts["total"],
-                also=[a for a, _ in members[1:]],
-                components={k: v for k, v in parts.items() if k != "total"},
-            )
-        )
-    return Lineup(window=window, stories=stories)
+    return rank(articles, window, top=top, sentences=sentences, budget=budget,
+                language=language, rules=rules).lineup()
+
+
+def _components(story: Story) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in story.components.items()}
 
 
 def lineup_json(lineup: Lineup) -> list[dict[str, Any]]:
@@ -214,6 +430,21 @@ def lineup_json(lineup: Lineup) -> list[dict[str, Any]]:
             "summary": story.summary,
             "score": round(story.score, 4),
             "also": [{"title": a.title, "url": a.url, "source": a.source} for a in story.also],
+            "components": _components(story),
         }
         for rank, story in enumerate(lineup.stories, start=1)
     ]
+
+
+def ranking_json(ranking: Ranking) -> list[dict[str, Any]]:
+    """Every story considered, best first: the lineup's fields plus `verdict` and `reason`.
+
+    Stories left out have `rank` null and no summary.
+    """
+    out = []
+    for candidate in ranking.candidates:
+        story = candidate.story
+        entry = lineup_json(Lineup(ranking.window, [story]))[0]
+        entry.update(rank=candidate.rank, verdict=candidate.verdict, reason=candidate.reason)
+        out.append(entry)
+    return out

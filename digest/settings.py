@@ -30,14 +30,29 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "language": ("newsletter", "language"),
     "secret": ("newsletter", "secret"),
     "templates": ("newsletter", "templates"),
+    "note": ("newsletter", "note"),
+    "sections": ("newsletter", "sections"),
+    "accent_color": ("brand", "accent_color"),
+    "logo_url": ("brand", "logo_url"),
+    "font": ("brand", "font"),
     "sources": ("sources", "paths"),
+    "source_mapping": ("sources", "mapping"),
     "top": ("selection", "top"),
     "summary_sentences": ("selection", "summary_sentences"),
     "summary_chars": ("selection", "summary_chars"),
+    "cluster_threshold": ("selection", "cluster_threshold"),
+    "source_weights": ("selection", "source_weights"),
+    "max_per_source": ("selection", "max_per_source"),
+    "max_per_section": ("selection", "max_per_section"),
+    "min_stories": ("selection", "min_stories"),
     "backend": ("delivery", "backend"),
     "outbox": ("delivery", "outbox"),
     "list": ("delivery", "list"),
     "batch_size": ("delivery", "batch_size"),
+    "workers": ("delivery", "workers"),
+    "rate": ("delivery", "rate"),
+    "retries": ("delivery", "retries"),
+    "backoff": ("delivery", "backoff"),
     "smtp_host": ("smtp", "host"),
     "smtp_port": ("smtp", "port"),
     "smtp_security": ("smtp", "security"),
@@ -47,6 +62,9 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "smtp_verify": ("smtp", "verify"),
     "sendgrid_host": ("sendgrid", "host"),
     "sendgrid_timeout": ("sendgrid", "timeout"),
+    "sendgrid_asm_group_id": ("sendgrid", "asm_group_id"),
+    "sendgrid_sandbox": ("sendgrid", "sandbox"),
+    "sendgrid_webhook_public_key": ("sendgrid", "webhook_public_key"),
 }
 # Names outside the DIGEST_ prefix that the ecosystem already uses.
 EXTRA_ENV = {"sendgrid_api_key": "SENDGRID_API_KEY"}
@@ -69,14 +87,29 @@ class Settings:
     language: str = "en"
     secret: str = ""
     templates: Path | None = None
+    note: str = ""  # the editor's note, Markdown (or digest preview/send --note FILE.md)
+    sections: tuple[str, ...] = ()  # topics, in order; stories grouped by section
+    accent_color: str = "#2f5bea"  # links, rules and buttons
+    logo_url: str = ""  # an https:// image shown above the name
+    font: str = ""  # a CSS font-family list; empty: the system font stack
     sources: tuple[str, ...] = ()
+    source_mapping: dict[str, str] = field(default_factory=dict)  # article field → export field
     top: int = 10
     summary_sentences: int = 2
     summary_chars: int = 320
+    cluster_threshold: float = 0.42  # TF-IDF cosine at which two articles are one story
+    source_weights: dict[str, float] = field(default_factory=dict)  # source name → weight
+    max_per_source: int = 0  # stories from one source per issue; 0 = no cap
+    max_per_section: int = 0  # stories from one section or topic per issue; 0 = no cap
+    min_stories: int = 1  # digest send refuses a shorter lineup unless --force
     backend: str = "outbox"
     outbox: Path = Path("outbox")
     list: str = "main"
     batch_size: int = 1000
+    workers: int = 8  # requests (SendGrid) or connections (SMTP) in flight at once
+    rate: float = 0.0  # messages per second across all workers; 0 = no limit
+    retries: int = 5  # attempts per batch for answers that say "not taken, try again"
+    backoff: float = 1.0  # seconds before the first retry; doubles each time, with jitter
     smtp_host: str = "localhost"
     smtp_port: int = 587
     smtp_security: str = "starttls"
@@ -86,7 +119,10 @@ class Settings:
     smtp_verify: bool = True
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_timeout: float = 30.0
+    sendgrid_asm_group_id: int = 0  # SendGrid unsubscribe group; 0 = none
+    sendgrid_sandbox: bool = False  # mail_settings.sandbox_mode: validate, deliver nothing
     sendgrid_api_key: str = field(default="", repr=False)
+    sendgrid_webhook_public_key: str = ""  # verifies the Event Webhook (base64 DER)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -198,6 +234,10 @@ def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError
+        if kind == "dict[str, float]":
+            return _weights(value)
+        if kind == "dict[str, str]":
+            return _field_map(value, where)
         if kind in ("Path", "Path | None"):
             return defaults.resolve(str(value)) if value != "" else None
         if kind == "tuple[str, ...]":
@@ -210,11 +250,55 @@ def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
             raise ValueError
         return value
     except (TypeError, ValueError) as e:
-        expected = {"tuple[str, ...]": "a list of strings", "Path | None": "a path"}.get(kind, kind)
+        expected = {
+            "tuple[str, ...]": "a list of strings",
+            "Path | None": "a path",
+            "dict[str, float]": "a table of names and numbers (NAME = 1.5, or NAME=1.5,… in env)",
+            "dict[str, str]": 'a table of field names (title = "headline", or title=headline,…)',
+        }.get(kind, kind)
         raise SettingsError(
             f"{where}: {name} must be {expected}, got {value!r}",
             f"set {where.split(' [')[0]} to a valid {expected}",
         ) from e
+
+
+# The article fields a CMS export's columns can be mapped to ([sources.mapping]).
+MAPPING_FIELDS = ("title", "text", "url", "published", "summary", "author", "section", "source",
+                  "image")
+
+
+def _field_map(value: Any, where: str) -> dict[str, str]:
+    """[sources.mapping]: article field → the export's field name (a TOML table, or
+    "title=headline, text=body" from the environment)."""
+    if isinstance(value, str):
+        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(value)
+        value = {field.strip(): name.strip() for field, name in pairs}
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+        raise ValueError(value)
+    for field_name in value:
+        if field_name not in MAPPING_FIELDS:
+            raise SettingsError(f"{where}: {field_name!r} is not an article field",
+                                f"map any of: {', '.join(MAPPING_FIELDS)}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _weights(value: Any) -> dict[str, float]:
+    """A name → number table: a TOML table, or "Name=1.5, Other=0.5" from the environment."""
+    if isinstance(value, str):
+        pairs = [part.rsplit("=", 1) for part in value.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(value)
+        value = {name.strip(): number.strip() for name, number in pairs}
+    if not isinstance(value, dict):
+        raise ValueError(value)
+    weights = {}
+    for name, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int | float | str):
+            raise ValueError(number)
+        weights[str(name)] = float(number)
+    return weights
 
 
 def _validate(s: Settings) -> None:
@@ -240,10 +324,38 @@ def _validate(s: Settings) -> None:
             raise SettingsError(
                 f"{name} must be at least {low}", f"raise [selection] {name} to {low} or more"
             )
+    if not 0.0 < s.cluster_threshold <= 1.0:
+        raise SettingsError(
+            f"cluster_threshold must be above 0 and at most 1, got {s.cluster_threshold}",
+            "set [selection] cluster_threshold to e.g. 0.42 (higher merges fewer articles)",
+        )
+    for name in ("max_per_source", "max_per_section", "min_stories"):
+        if getattr(s, name) < 0:
+            raise SettingsError(
+                f"{name} must not be negative, got {getattr(s, name)}",
+                f"set [selection] {name} to 0 or more (0 = no limit)",
+            )
+    negative = sorted(name for name, weight in s.source_weights.items() if weight < 0)
+    if negative:
+        raise SettingsError(
+            f"source_weights: the weight of {negative[0]!r} is negative",
+            "give each source in [selection.source_weights] a weight of 0 or more (1 = neutral)",
+        )
     if not 1 <= s.batch_size <= 1000:
         raise SettingsError(
             f"batch_size must be between 1 and 1000, got {s.batch_size}",
             "set [delivery] batch_size within 1..1000 (SendGrid's limit per request)",
+        )
+    for name, low, high in (("workers", 1, 64), ("retries", 1, 20)):
+        if not low <= getattr(s, name) <= high:
+            raise SettingsError(
+                f"{name} must be between {low} and {high}, got {getattr(s, name)}",
+                f"set [delivery] {name} within {low}..{high}",
+            )
+    if s.rate < 0 or s.backoff < 0:
+        raise SettingsError(
+            f"rate and backoff must not be negative, got {s.rate} and {s.backoff}",
+            "set [delivery] rate (messages/s, 0 = no limit) and backoff (seconds) to 0 or more",
         )
     if s.base_url and not s.base_url.startswith(("https://", "http://")):
         raise SettingsError(

@@ -106,7 +106,8 @@ deliveries = sa.Table(
     sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
     sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
     sa.Column("list_name", sa.String(200), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False, index=True),
+    # No index: five values, and each one doubles the cost of the ledger's two writes per row.
+    sa.Column("status", sa.String(20), nullable=False),
     sa.Column("message_id", sa.String(300)),
     sa.Column("error", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
@@ -118,6 +119,56 @@ meta = sa.Table(
     metadata,
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+# A subscriber who left one list: kept so a re-import never puts them back on it.
+optouts = sa.Table(
+    "optouts",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("list_name", sa.String(200), primary_key=True),
+    sa.Column("issue_id", sa.Integer, index=True),  # the issue whose link they used, if any
+    sa.Column("source", sa.String(40), nullable=False),  # one-click, preferences, sendgrid, …
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# Provider events (SendGrid's Event Webhook), each counted once by its sg_event_id.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sg_event_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("issue_id", sa.Integer, index=True),  # from custom_args; no FK: provider data
+    sa.Column("list_name", sa.String(200)),
+    sa.Column("subscriber_id", sa.Integer),
+    sa.Column("email", sa.String(320)),
+    sa.Column("happened_at", sa.DateTime),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# The editor's pins and drops: pending (issue_label NULL) until the next issue freezes.
+picks = sa.Table(
+    "picks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(1000), nullable=False, index=True),  # canonical URL or origin
+    sa.Column("action", sa.String(10), nullable=False),  # "pin" or "drop"
+    sa.Column("issue_label", sa.String(100), index=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# What the last read of each source (file, folder or feed URL) found, and a feed's validators
+# (ETag / Last-Modified) for the next conditional GET.
+feed_state = sa.Table(
+    "feed_state",
+    metadata,
+    sa.Column("url", sa.String(1000), primary_key=True),  # a URL, or a file or folder path
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_fetch", sa.DateTime, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # "ok", "not modified", or what failed
+    sa.Column("items", sa.Integer, nullable=False, default=0),
 )
 
 
@@ -168,6 +219,25 @@ class StatusRow:
     pending: int
     sending: int
     unknown: int
+    # From provider events and unsubscribe links (0 until any arrive).
+    delivered: int = 0
+    opens: int = 0
+    clicks: int = 0
+    bounces: int = 0
+    complaints: int = 0
+    unsubscribes: int = 0
+
+
+@dataclass
+class SourceState:
+    """A source as last read: when, how it went, how many articles, a feed's validators."""
+
+    url: str
+    last_fetch: datetime
+    status: str
+    items: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 class Store:
@@ -222,40 +292,27 @@ class Store:
 
     def save_article(self, key: str, article: Article) -> str:
         """Insert or update one article; returns 'new', 'updated' or 'unchanged'."""
-        digest_ = content_hash(article)
-        now = utcnow()
-        values = {
-            "url": article.url,
-            "title": article.title,
-            "source": article.source,
-            "origin": article.origin,
-            "published": to_db(article.published),
-            "summary": article.summary,
-            "text": article.text,
-            "author": article.author,
-            "image": article.image,
-            "date_flag": article.date_flag,
-            "related": json.dumps(article.related) if article.related else None,
-            "section": article.section,
-            "content_hash": digest_,
-            "updated_at": now,
-        }
         with self.begin() as conn:
-            row = conn.execute(
-                sa.select(articles.c.id, articles.c.content_hash).where(articles.c.key == key)
-            ).first()
-            if row is None:
-                article_id = conn.execute(
-                    articles.insert().values(key=key, created_at=now, **values)
-                ).inserted_primary_key[0]
-                outcome = "new"
-            elif row.content_hash == digest_:
-                article_id, outcome = row.id, "unchanged"
-            else:
-                article_id = row.id
-                conn.execute(articles.update().where(articles.c.id == row.id).values(**values))
-                outcome = "updated"
-            self._remember_origin(conn, article_id, article.origin)
+            return self._save_article(conn, key, article)
+
+    def _save_article(self, conn: Connection, key: str, article: Article) -> str:
+        now = utcnow()
+        values = _article_values(article, now)
+        digest_ = values["content_hash"]
+        row = conn.execute(
+            sa.select(articles.c.id, articles.c.content_hash).where(articles.c.key == key)
+        ).first()
+        if row is None:
+            inserted = conn.execute(articles.insert().values(key=key, created_at=now, **values))
+            article_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+            outcome = "new"
+        elif row.content_hash == digest_:
+            article_id, outcome = row.id, "unchanged"
+        else:
+            article_id = row.id
+            conn.execute(articles.update().where(articles.c.id == row.id).values(**values))
+            outcome = "updated"
+        self._remember_origin(conn, article_id, article.origin)
         article.id = article_id
         return outcome
 
@@ -357,6 +414,14 @@ class Store:
                     for r in conn.execute(
                         sa.select(memberships.c.list_name).where(
                             memberships.c.subscriber_id == subscriber_id
+                        )
+                    )
+                }
+                have |= {  # lists they left stay left
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(optouts.c.list_name).where(
+                            optouts.c.subscriber_id == subscriber_id
                         )
                     )
                 }
@@ -618,6 +683,7 @@ class Store:
                 pending=c.get("pending", 0),
                 sending=c.get("sending", 0),
                 unknown=c.get("unknown", 0),
+                **self.engagement(label, list_name),
             )
             for (label, number, list_name), c in sorted(
                 rows.items(), key=lambda kv: (-kv[0][1], kv[0][2])
@@ -634,6 +700,186 @@ class Store:
         )
         with self.engine.connect() as conn:
             yield from ((r[0], r[1], r[2]) for r in conn.execute(query))
+
+    def engagement(self, label: str, list_name: str) -> dict[str, int]:
+        """Provider events and unsubscribes counted for one issue and list."""
+        kinds = {
+            "delivered": ("delivered",),
+            "opens": ("open",),
+            "clicks": ("click",),
+            "bounces": ("bounce", "dropped"),
+            "complaints": ("spamreport",),
+        }
+        issue_id = sa.select(issues.c.id).where(issues.c.label == label).scalar_subquery()
+        counted = (
+            sa.select(events.c.event, sa.func.count())
+            .where(events.c.issue_id == issue_id, events.c.list_name == list_name)
+            .group_by(events.c.event)
+        )
+        left = sa.select(sa.func.count()).select_from(optouts).where(
+            optouts.c.issue_id == issue_id, optouts.c.list_name == list_name
+        )
+        with self.engine.connect() as conn:
+            by_event = {str(kind): int(n) for kind, n in conn.execute(counted)}
+            found = {key: sum(by_event.get(k, 0) for k in names) for key, names in kinds.items()}
+            found["unsubscribes"] = int(conn.execute(left).scalar_one())
+        return found
+
+    # ---- the editor's picks ---------------------------------------------------------------
+
+    def set_pick(self, key: str, action: str) -> str | None:
+        """Pin or drop `key` for the coming issue; returns what was pending for it before."""
+        pending = sa.and_(picks.c.key == key, picks.c.issue_label.is_(None))
+        with self.begin() as conn:
+            before = conn.execute(sa.select(picks.c.action).where(pending)).scalar()
+            conn.execute(picks.delete().where(pending))
+            conn.execute(picks.insert().values(key=key, action=action, created_at=utcnow()))
+        return None if before is None else str(before)
+
+    def remove_pick(self, key: str) -> str | None:
+        """Forget the pending pin or drop of `key`; returns what it was, or None."""
+        pending = sa.and_(picks.c.key == key, picks.c.issue_label.is_(None))
+        with self.begin() as conn:
+            before = conn.execute(sa.select(picks.c.action).where(pending)).scalar()
+            conn.execute(picks.delete().where(pending))
+        return None if before is None else str(before)
+
+    def picks(self, label: str | None = None) -> list[tuple[str, str]]:
+        """(key, action) pairs, oldest first: pending ones, or those frozen with issue `label`."""
+        where = picks.c.issue_label.is_(None) if label is None else picks.c.issue_label == label
+        query = sa.select(picks.c.key, picks.c.action).where(where).order_by(picks.c.id)
+        with self.engine.connect() as conn:
+            return [(str(key), str(action)) for key, action in conn.execute(query)]
+
+    def article_known(self, key: str) -> bool:
+        """Whether a stored article has this key (canonical URL), URL or origin."""
+        query = sa.select(articles.c.id).where(
+            sa.or_(articles.c.key == key, articles.c.url == key, articles.c.origin == key)
+        ).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def attach_picks(self, label: str) -> int:
+        """Give the pending picks to the issue `label` as it freezes; returns how many."""
+        with self.begin() as conn:
+            result = conn.execute(
+                picks.update().where(picks.c.issue_label.is_(None)).values(issue_label=label)
+            )
+            return int(result.rowcount or 0)
+
+
+    # ---- ingest: batches and source states ------------------------------------------------
+
+    def save_articles(
+        self, batch: Sequence[tuple[str, Article, Sequence[str]]]
+    ) -> list[str]:
+        """Save (key, article, other origins) items as save_article does, in one transaction.
+
+        Every origin is remembered. Returns each item's outcome; if the store refuses one
+        item the whole batch is rolled back and raises, so the caller can retry one by one.
+        """
+        keys = [key for key, _, _ in batch]
+        if len(set(keys)) != len(keys):  # the same key twice: the second sees the first
+            with self.begin() as conn:
+                return [self._save_article(conn, k, a) for k, a, _ in batch]
+        now = utcnow()
+        outcomes: list[str] = []
+        with self.begin() as conn:
+            found = {
+                row.key: (row.id, row.content_hash)
+                for row in conn.execute(
+                    sa.select(articles.c.key, articles.c.id, articles.c.content_hash)
+                    .where(articles.c.key.in_(keys))
+                )
+            }
+            fresh: list[dict[str, Any]] = []
+            for key, article, _ in batch:
+                values = _article_values(article, now)
+                before = found.get(key)
+                if before is None:
+                    fresh.append({"key": key, "created_at": now, **values})
+                    outcomes.append("new")
+                    continue
+                article.id = before[0]
+                if before[1] == values["content_hash"]:
+                    outcomes.append("unchanged")
+                else:
+                    conn.execute(articles.update().where(articles.c.id == before[0])
+                                 .values(**values))
+                    outcomes.append("updated")
+            if fresh:
+                inserted = conn.execute(
+                    articles.insert().returning(articles.c.key, articles.c.id,
+                                                sort_by_parameter_order=True), fresh)
+                ids = {row.key: row.id for row in inserted}
+                for key, article, _ in batch:
+                    article.id = ids.get(key, article.id)
+            wanted = {(article.id, origin) for _, article, others in batch
+                      for origin in (article.origin, *others) if article.id is not None}
+            ids_ = sorted({article_id for article_id, _ in wanted})
+            have = set()
+            for start in range(0, len(ids_), 500):
+                have |= {
+                    (row.article_id, row.origin)
+                    for row in conn.execute(sa.select(article_origins).where(
+                        article_origins.c.article_id.in_(ids_[start : start + 500])))
+                }
+            missing = sorted(wanted - have)
+            if missing:
+                conn.execute(article_origins.insert(),
+                             [{"article_id": a, "origin": o} for a, o in missing])
+        return outcomes
+
+    def source_state(self, url: str) -> SourceState | None:
+        """How a source (URL or path) was last read, or None if never."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(feed_state).where(feed_state.c.url == url)).first()
+        return None if row is None else _source_state(row)
+
+    def source_states(self) -> list[SourceState]:
+        """Every source read so far, by name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(feed_state).order_by(feed_state.c.url)).all()
+        return [_source_state(row) for row in rows]
+
+    def save_source_states(self, states: Iterable[SourceState]) -> None:
+        """Record how sources were read (replacing what was recorded before)."""
+        with self.begin() as conn:
+            for state in states:
+                values = {"etag": state.etag, "last_modified": state.last_modified,
+                          "last_fetch": to_db(state.last_fetch), "status": state.status[:2000],
+                          "items": state.items}
+                done = conn.execute(
+                    feed_state.update().where(feed_state.c.url == state.url).values(**values)
+                )
+                if not done.rowcount:
+                    conn.execute(feed_state.insert().values(url=state.url, **values))
+
+
+def _article_values(article: Article, now: datetime) -> dict[str, Any]:
+    """The articles row of an article, without key and created_at."""
+    return {
+        "url": article.url,
+        "title": article.title,
+        "source": article.source,
+        "origin": article.origin,
+        "published": to_db(article.published),
+        "summary": article.summary,
+        "text": article.text,
+        "author": article.author,
+        "image": article.image,
+        "date_flag": article.date_flag,
+        "related": json.dumps(article.related) if article.related else None,
+        "section": article.section,
+        "content_hash": content_hash(article),
+        "updated_at": now,
+    }
+
+
+def _source_state(row: Any) -> SourceState:
+    return SourceState(url=row.url, last_fetch=from_db(row.last_fetch) or datetime.now(UTC),
+                       status=row.status, items=row.items or 0, etag=row.etag,
+                       last_modified=row.last_modified)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -20,6 +20,7 @@ from operator import mul
 
 import pysbd
 from pysbd.lang.english import English
+from pysbd.languages import LANGUAGE_CODES
 
 from digest.models import Article
 
@@ -104,6 +105,17 @@ def _segmenter(language: str) -> pysbd.Segmenter:
     return pysbd.Segmenter(language=language, clean=False, char_span=True)
 
 
+@lru_cache(maxsize=32)
+def text_language(language: str) -> str:
+    """The pysbd language for a setting like "en", "en-GB" or "fr_CA"; English if unknown.
+
+    pysbd's English rules (a capital after ., ! or ?) are the safest guess for a language it
+    does not know; stopwords and stemming apply to English only.
+    """
+    primary = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
+    return primary if primary in LANGUAGE_CODES else "en"
+
+
 def _paragraphs(text: str) -> list[str]:
     """Non-empty lines: blank lines and single line breaks both end a paragraph."""
     return [line.strip() for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
@@ -174,7 +186,7 @@ def _split_paragraphs(paragraphs: Sequence[str], language: str) -> list[str]:
 
 def split_sentences(text: str, language: str = "en") -> list[str]:
     """Split `text` into sentences with pysbd; paragraphs (lines) are split separately first."""
-    return _split_paragraphs(_paragraphs(text), language)
+    return _split_paragraphs(_paragraphs(text), text_language(language))
 
 
 def _normal(text: str) -> str:
@@ -199,11 +211,23 @@ def _stem(word: str) -> str:
     return word
 
 
-def _content_words(text: str, language: str) -> list[str]:
+# Word → its term in English ("" for a stopword or a stray letter), filled as words are met.
+_TERMS: dict[str, str] = {}
+
+
+def content_words(text: str, language: str = "en") -> list[str]:
+    """The words of `text` that carry meaning: casefolded; in English, stemmed, no stopwords."""
     words = _WORD.findall(text.casefold())
-    if language != "en":
+    if text_language(language) != "en":
         return [w for w in words if len(w) > 1 or w.isdigit()]
-    return [_stem(w) for w in words if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    terms = _TERMS
+    if len(terms) > 500_000:
+        terms.clear()  # bounded: a long-running process meets ever more words
+    for word in set(words).difference(terms):
+        terms[word] = "" if word in STOPWORDS or (len(word) < 2 and not word.isdigit()) else (
+            _stem(word))
+    # Every word is in the table now: one C-level lookup each (selection runs this 10,000 times).
+    return [term for term in map(terms.__getitem__, words) if term]
 
 
 def _is_caption_or_byline(paragraph: str) -> bool:
@@ -326,8 +350,8 @@ def _score(
     sentences: Sequence[str], title: str, language: str
 ) -> tuple[list[float], list[dict[str, float]]]:
     """Each sentence's score and TF-IDF vector."""
-    vectors = _tfidf([*(_content_words(s, language) for s in sentences),
-                      _content_words(title, language)])
+    vectors = _tfidf([*(content_words(s, language) for s in sentences),
+                      content_words(title, language)])
     title_vector = vectors.pop()
     size = len(sentences)
     centrality = _pagerank(_similarity(vectors))
@@ -386,6 +410,7 @@ def summarize(
     best sentence is longer than the budget, that one sentence is returned whole. Captions,
     bylines, datelines, fragments under 30 characters and unpunctuated lines are never chosen.
     """
+    language = text_language(language)
     if good_feed_summary(article):
         return _lead(split_sentences(article.summary or "", language), sentences, budget)
     candidates = _candidates(article, language)

@@ -5,6 +5,7 @@ Both bind 127.0.0.1 on a free port and record everything they receive.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import json
@@ -12,8 +13,9 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,6 +105,8 @@ class SmtpPeer:
     messages: list[ReceivedMail] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # RCPT TO addresses answered 550 or 450
     connections: int = 0
+    busy: int = 0  # answer this many more DATA commands with 451 (then accept again)
+    drop_after: int = 0  # hang up each connection after this many accepted messages (0: never)
 
 
 class _Handler:
@@ -139,6 +143,14 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.peer.busy > 0:
+            self.peer.busy -= 1
+            return "451 4.3.0 Temporary server error, try again later"
+        if self.peer.drop_after and server.transport is not None:
+            count = getattr(session, "accepted", 0) + 1
+            session.accepted = count  # type: ignore[attr-defined]
+            if count >= self.peer.drop_after:  # hang up right after this answer
+                asyncio.get_running_loop().call_soon(server.transport.close)
         data = envelope.original_content or b""
         login = getattr(session.auth_data, "login", None)
         self.peer.messages.append(
@@ -241,6 +253,7 @@ class RecordedRequest:
     raw: bytes
     status: int  # what the peer answered (0 when it dropped the connection)
     message_id: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -252,6 +265,11 @@ class SendGridPeer:
     requests: list[RecordedRequest] = field(default_factory=list)
     schema_failures: list[str] = field(default_factory=list)  # one line per invalid body
     replies: deque[Reply] = field(default_factory=deque)
+    delay: float = 0.0  # seconds every unscripted answer waits (a slow API)
+    validate: bool = True  # check mail/send bodies against the schema (off for benchmarks)
+    keep_bodies: bool = True  # False: count recipients in `recipients`, keep no bodies
+    recipients: Counter[str] = field(default_factory=Counter)
+    scheduled: dict[str, str] = field(default_factory=dict)  # batch id → "" or "cancel"
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -323,10 +341,14 @@ def _sendgrid_handler(peer: SendGridPeer, validator: Draft202012Validator) -> ty
             record = RecordedRequest(
                 "POST", self.path, dict(self.headers.items()), body, raw, status=0
             )
+            if not peer.keep_bodies:  # a benchmark's million recipients: counts only
+                record.body, record.raw = None, b""
             with peer.lock:
                 peer.requests.append(record)
                 scripted = peer.replies.popleft() if peer.replies else None
             status, headers, answer = self._judge(body)
+            if scripted is None and peer.delay and peer.stopping.wait(peer.delay):
+                return
             if scripted is not None:
                 if scripted.delay and peer.stopping.wait(scripted.delay):
                     return
@@ -336,19 +358,27 @@ def _sendgrid_handler(peer: SendGridPeer, validator: Draft202012Validator) -> ty
                 status, headers, answer = scripted.status, scripted.headers, scripted.body
             record.status = status
             record.message_id = headers.get("X-Message-Id")
+            if not peer.keep_bodies and status == 202 and isinstance(body, dict):
+                emails = [t["email"] for p in body["personalizations"] for t in p["to"]]
+                with peer.lock:
+                    peer.recipients.update(emails)
             self._answer(status, headers, answer)
 
         def _judge(
             self, body: Any
         ) -> tuple[int, dict[str, str], dict[str, Any] | bytes | None]:
-            if self.path != "/v3/mail/send":
+            if self.path not in ("/v3/mail/send", "/v3/mail/batch", "/v3/user/scheduled_sends"):
                 return 404, {}, {"errors": [{"message": "not found", "field": None}]}
             if self.headers.get("Authorization") != f"Bearer {peer.api_key}":
                 return 401, {}, {"errors": [{
                     "message": "The provided authorization grant is invalid, expired, or revoked",
                     "field": None, "help": None,
                 }]}
-            if not isinstance(body, dict):
+            if self.path != "/v3/mail/send":
+                return self._schedule(body)
+            if not peer.validate:
+                problems = []
+            elif not isinstance(body, dict):
                 problems = [("", "request body must be a JSON object")]
             else:
                 problems = [
@@ -361,6 +391,22 @@ def _sendgrid_handler(peer: SendGridPeer, validator: Draft202012Validator) -> ty
                 errors = [{"message": m, "field": f or None, "help": None} for f, m in problems]
                 return 400, {}, {"errors": errors}
             return 202, {"X-Message-Id": uuid.uuid4().hex[:22]}, None
+
+        def _schedule(
+            self, body: Any
+        ) -> tuple[int, dict[str, str], dict[str, Any] | bytes | None]:
+            if self.path == "/v3/mail/batch":
+                batch_id = uuid.uuid4().hex
+                with peer.lock:
+                    peer.scheduled[batch_id] = ""
+                return 201, {}, {"batch_id": batch_id}
+            batch_id = body.get("batch_id") if isinstance(body, dict) else None
+            status = body.get("status") if isinstance(body, dict) else None
+            if batch_id not in peer.scheduled or status not in ("cancel", "pause"):
+                return 400, {}, {"errors": [{"message": "invalid batch id", "field": "batch_id"}]}
+            with peer.lock:
+                peer.scheduled[batch_id] = status
+            return 201, {}, {"batch_id": batch_id, "status": status}
 
         def _answer(
             self, status: int, headers: dict[str, str], body: dict[str, Any] | bytes | None
@@ -388,6 +434,8 @@ def sendgrid_server(api_key: str = "SG.test-key.local") -> Iterator[SendGridPeer
     POST /v3/mail/send checks the bearer key, validates the body against the shared schema
     (invalid → 400 in SendGrid's error shape, and a line in `schema_failures`) and answers 202
     with a fresh X-Message-Id; `peer.script(Reply(...))` overrides the next answers.
+    POST /v3/mail/batch makes a batch id; POST /v3/user/scheduled_sends cancels or pauses one.
+    `peer.delay` slows every unscripted answer; `peer.validate = False` skips the schema.
     """
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     peer = SendGridPeer(url=f"http://127.0.0.1:{server.server_address[1]}", api_key=api_key)

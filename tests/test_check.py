@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.check import CLIP_BYTES, WARN_BYTES, CheckReport, check_issue
+from digest.check import CLIP_BYTES, WARN_BYTES, CheckReport, check_issue, sample_values
 from digest.models import Article, Lineup, RenderedIssue, Story, Window
+from digest.personalize import fill
 from digest.render import render_issue
 from digest.settings import Settings
 
@@ -40,14 +41,21 @@ def render(stories: list[Story], settings: Settings = SETTINGS) -> RenderedIssue
     return render_issue(Lineup(WINDOW, stories), settings, 7, now=NOW)
 
 
-def with_template(tmp_path: Path, old: str, new: str) -> Settings:
-    """Settings whose templates folder holds the built-in MJML template with `old` → `new`."""
-    body = (BUILTIN / "issue.mjml.j2").read_text(encoding="utf-8")
+def with_template(tmp_path: Path, old: str, new: str, name: str = "issue.mjml.j2") -> Settings:
+    """Settings whose templates folder holds the built-in template `name` with `old` → `new`."""
+    body = (BUILTIN / name).read_text(encoding="utf-8")
     assert old in body
     folder = tmp_path / "templates"
-    folder.mkdir()
-    (folder / "issue.mjml.j2").write_text(body.replace(old, new), encoding="utf-8")
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(body.replace(old, new), encoding="utf-8")
     return replace(SETTINGS, templates=folder)
+
+
+FOOTER = "partials/footer.mjml.j2"
+UNSUBSCRIBE = (
+    '<a href="{{ subscriber.unsubscribe_url }}" style="color:{{ brand.accent }};">'
+    "Unsubscribe from {{ newsletter.name }}</a>"
+)
 
 
 def errors_about(report: CheckReport, word: str) -> list[str]:
@@ -60,7 +68,9 @@ def test_good_issue_passes() -> None:
     assert report.errors == []
     assert report.warnings == []
     assert report.ok
-    assert report.html_bytes == len(rendered.html.encode("utf-8"))
+    filled = fill(rendered.html, sample_values(SETTINGS, HEADERS))
+    assert "[[" not in filled
+    assert report.html_bytes == len(filled.encode("utf-8"))
     assert report.as_json() == {
         "ok": True, "errors": [], "warnings": [], "html_bytes": report.html_bytes,
     }
@@ -95,11 +105,7 @@ def test_empty_text_part_is_an_error() -> None:
 
 
 def test_missing_unsubscribe_link_is_an_error(tmp_path: Path) -> None:
-    settings = with_template(
-        tmp_path,
-        '<a href="{{ subscriber.unsubscribe_url }}" style="color:#2f5bea;">Unsubscribe</a>',
-        "Reply to this email to stop.",
-    )
+    settings = with_template(tmp_path, UNSUBSCRIBE, "Reply to this email to stop.", FOOTER)
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)
     assert errors_about(report, "no unsubscribe link")
     assert not report.ok
@@ -107,7 +113,8 @@ def test_missing_unsubscribe_link_is_an_error(tmp_path: Path) -> None:
 
 def test_fixed_unsubscribe_url_in_the_body_counts(tmp_path: Path) -> None:
     settings = with_template(
-        tmp_path, 'href="{{ subscriber.unsubscribe_url }}"', 'href="https://news.example.com/u/tok"'
+        tmp_path, 'href="{{ subscriber.unsubscribe_url }}"', 'href="https://news.example.com/u/tok"',
+        FOOTER,
     )
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)
     assert not errors_about(report, "unsubscribe link")
@@ -120,7 +127,7 @@ def test_missing_list_unsubscribe_header_is_an_error() -> None:
 
 
 def test_image_without_alt_is_an_error(tmp_path: Path) -> None:
-    settings = with_template(tmp_path, 'alt="{{ story.title }}"', "")
+    settings = with_template(tmp_path, 'alt="{{ story.title }}"', "", "partials/lead.mjml.j2")
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)
     problems = errors_about(report, "without alt")
     assert problems and "https://harbour-news.example.org/img/1.jpg" in problems[0]
@@ -132,7 +139,7 @@ def test_image_without_alt_is_an_error(tmp_path: Path) -> None:
 )
 def test_link_that_is_not_absolute_http_is_an_error(tmp_path: Path, href: str) -> None:
     settings = with_template(
-        tmp_path, ">Unsubscribe</a>", f'>Unsubscribe</a> · <a href="{href}">Archive</a>'
+        tmp_path, UNSUBSCRIBE, f'{UNSUBSCRIBE} · <a href="{href}">Archive</a>', FOOTER
     )
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)
     problems = errors_about(report, "not an absolute")
@@ -152,9 +159,8 @@ def test_link_to_localhost_is_an_error(url: str) -> None:
 
 def test_mailto_link_is_fine(tmp_path: Path) -> None:
     settings = with_template(
-        tmp_path,
-        ">Unsubscribe</a>",
-        '>Unsubscribe</a> · <a href="mailto:editor@example.com">Write</a>',
+        tmp_path, UNSUBSCRIBE, f'{UNSUBSCRIBE} · <a href="mailto:editor@example.com">Write</a>',
+        FOOTER,
     )
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)
     assert report.ok, report.errors
@@ -197,3 +203,25 @@ def test_no_one_click_unsubscribe_is_a_warning() -> None:
     report = check_issue(render([story(1)], settings), 1, settings, headers)
     assert [w for w in report.warnings if "one-click" in w and "base_url" in w]
     assert report.ok
+
+
+def test_no_one_click_with_a_base_url_is_an_error() -> None:
+    headers = {"List-Unsubscribe": HEADERS["List-Unsubscribe"]}
+    report = check_issue(render([story(1)]), 1, SETTINGS, headers)
+    assert errors_about(report, "List-Unsubscribe=One-Click")
+    assert not report.ok
+
+
+def test_links_are_checked_as_the_subscriber_gets_them() -> None:
+    """A base_url on localhost makes every web link unreachable: the filled links show it."""
+    settings = replace(SETTINGS, base_url="http://localhost:8000")
+    values = sample_values(settings, HEADERS)
+    report = check_issue(render([story(1)], settings), 1, settings, HEADERS, values)
+    problems = errors_about(report, "localhost")
+    assert any("http://localhost:8000/issues/0" in p for p in problems)
+    assert any("http://localhost:8000/p/sample" in p for p in problems)
+
+
+def test_hostile_article_urls_never_reach_the_check_as_links() -> None:
+    report = check_issue(render([story(1, url="javascript:alert(1)")]), 1, SETTINGS, HEADERS)
+    assert report.ok, report.errors  # the unsafe URL was dropped at render time, not linked

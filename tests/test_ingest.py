@@ -27,8 +27,8 @@ def corpus(tmp_path: Path) -> Path:
     return folder
 
 
-# 7 pages + 3 RSS 2.0 items + 2 Atom entries + 1 RSS 1.0 item + 1 HTML page
-CORPUS_SIZE = 14
+# every page + 3 RSS 2.0 items + 2 Atom entries + 1 RSS 1.0 item + 1 HTML page
+CORPUS_SIZE = len(list((FIXTURES / "pages").glob("*.txt"))) + 7
 
 
 # ---- identity --------------------------------------------------------------------------------

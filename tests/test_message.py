@@ -9,7 +9,13 @@ from email.message import EmailMessage
 
 import pytest
 
-from digest.delivery.message import build_message, envelope_for
+from digest.delivery import Envelope
+from digest.delivery.message import (
+    build_message,
+    build_message_naive,
+    envelope_for,
+    prepare,
+)
 from digest.models import Issue, RenderedIssue, Subscriber
 from digest.personalize import html_marker, text_marker
 from digest.settings import Settings
@@ -87,8 +93,11 @@ def test_unsubscribe_link_and_headers_carry_a_valid_token() -> None:
     assert url.startswith("https://news.example.org/u/")  # trailing slash of base_url dropped
     claims = read_token(SECRET, url.rsplit("/", 1)[1])
     assert (claims.subscriber_id, claims.list_name, claims.issue_id) == (42, "main", 7)
-    assert env.values == {"email": "ada@example.com", "name": "Ada", "list": "main",
-                          "unsubscribe_url": url}
+    assert env.values == {
+        "email": "ada@example.com", "name": "Ada", "list": "main", "unsubscribe_url": url,
+        "web_url": "https://news.example.org/issues/7",
+        "preferences_url": url.replace("/u/", "/p/"),
+    }
 
     data = build_message(issue, env, s)
     msg = parse(data)
@@ -109,6 +118,7 @@ def test_without_base_url_unsubscribe_is_a_mailto_only() -> None:
     env = envelope_for(issue, sub, "main", s, SECRET)
     mailto = "mailto:news@digest.example.org?subject=unsubscribe"
     assert env.values["unsubscribe_url"] == mailto
+    assert env.values["web_url"] == env.values["preferences_url"] == ""
     msg = parse(build_message(issue, env, s))
     assert msg["List-Unsubscribe"] == f"<{mailto}>"
     assert msg["List-Unsubscribe-Post"] is None
@@ -166,3 +176,116 @@ def test_international_domain_is_written_in_idna_form() -> None:
     sub = Subscriber(email="anna@bücher.example", name="Anna", id=1)
     msg = parse(build_message(issue, envelope_for(issue, sub, "main", s, SECRET), s))
     assert msg["To"].addresses[0].addr_spec == "anna@xn--bcher-kva.example"
+
+
+# --- the prepared (fast) message equals the plain EmailMessage one ---------------------------
+
+VOLATILE = {"message-id", "date"}
+
+
+def same_message(fast: bytes, naive: bytes) -> None:
+    """Equal apart from Message-ID, Date and MIME boundaries: headers parsed, bodies decoded."""
+    a, b = parse(fast), parse(naive)
+    skip = {*VOLATILE, "content-type"}
+    assert [(k, str(v)) for k, v in a.items() if k.lower() not in skip] == [
+        (k, str(v)) for k, v in b.items() if k.lower() not in skip
+    ]
+    assert a.get_content_type() == b.get_content_type() == "multipart/alternative"
+    assert [k.lower() for k in a] == [k.lower() for k in b]
+    for x, y in zip(a.iter_parts(), b.iter_parts(), strict=True):
+        assert list(x.items()) == list(y.items())
+        assert x.get_content() == y.get_content()
+        assert x.get_payload(decode=True) == y.get_payload(decode=True)
+    assert len(list(a.iter_parts())) == 2
+    # valid as sent: 7-bit, CRLF only, quoted-printable lines within 76 characters
+    assert fast.isascii()
+    assert b"\n" not in fast.replace(b"\r\n", b"")
+    body_lines = fast.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert max(len(line) for line in body_lines) <= 76
+
+
+def tricky_issue() -> Issue:
+    """Markers everywhere, next to '=', long lines, trailing spaces and non-ASCII text."""
+    html = (
+        "<html><body><p>Hello " + html_marker("name") + "=" + html_marker("email") + "</p>\n"
+        + "<p>" + "é=x " * 40 + html_marker("unsubscribe_url") + "x" * 200 + "</p> \n"
+        + '<a href="' + html_marker("web_url") + '">Read online</a>'
+        + html_marker("preferences_url") + "=3D" + html_marker("list")
+    )
+    text = (
+        f"Hi {text_marker('name')}  \r\nLine with trailing space \n"
+        + "w" * 74 + text_marker("email") + "\n"
+        + f"{text_marker('unsubscribe_url')}{text_marker('preferences_url')}\n"
+        + "— the end, ünïcödé " * 10 + text_marker("list")
+    )
+    issue = make_issue()
+    issue.rendered = RenderedIssue("Ça bouge — l’actualité de la semaine", "p", html, text)
+    return issue
+
+
+SUBSCRIBERS = [
+    Subscriber(email="ada@example.com", name="Ada Lovelace", id=1),
+    Subscriber(email="zoe@example.com", name="Zoë Ångström, PhD", id=2),
+    Subscriber(email="al@example.com", name='Al "Bo" O\'Neil, Jr.', id=3),
+    Subscriber(email="x@example.com", name="", id=4),
+    Subscriber(email="eq=sign+tag@example.com", name="a=b =3D ==", id=5),
+    Subscriber(email="long.address.for.testing@a-very-long-subdomain.example.com",
+               name="Bartholomew Maximilian Fitzgerald-Worthington the Third of Harbour", id=6),
+    Subscriber(email="anna@bücher.example", name="Анна Каренина", id=7),
+    Subscriber(email="tab@example.com", name="Tab\tand\r\nbreaks  ", id=8),
+    Subscriber(email="amp@example.com", name="<script>&amp;</script>", id=9),
+]
+
+
+@pytest.mark.parametrize("subscriber", SUBSCRIBERS, ids=lambda s: s.email)
+@pytest.mark.parametrize("base_url", ["https://news.example.org/", ""])
+def test_fast_message_equals_the_email_package_message(
+    subscriber: Subscriber, base_url: str
+) -> None:
+    s = settings(base_url=base_url, name="Café Hebdo")
+    issue = tricky_issue()
+    env = envelope_for(issue, subscriber, "main & more=lists", s, SECRET)
+    same_message(build_message(issue, env, s), build_message_naive(issue, env, s))
+
+
+def test_fast_message_equals_naive_for_a_rendered_issue() -> None:
+    from digest.render import render_issue
+    from tests.test_render import NOW, fixed_lineup, settings_for
+
+    s = settings_for(note="A **note** with [a link](https://example.com/a?b=c&d=e).")
+    issue = make_issue()
+    issue.rendered = render_issue(fixed_lineup(), s, 7, now=NOW)
+    for subscriber in SUBSCRIBERS:
+        env = envelope_for(issue, subscriber, "main", s, SECRET)
+        same_message(build_message(issue, env, s), build_message_naive(issue, env, s))
+
+
+def test_long_values_and_subject_markers_and_extra_headers() -> None:
+    s = settings(base_url="https://news.example.org/" + "deep/" * 30)
+    issue = tricky_issue()
+    issue.rendered.subject = f"For {text_marker('name')}: " + "a long subject " * 8
+    sub = Subscriber(email="ada@example.com", name="Ada " + "Ü" * 40, id=1)
+    env = envelope_for(issue, sub, "main", s, SECRET)
+    env.headers["X-Campaign"] = "café week, " * 12
+    assert len(env.values["unsubscribe_url"]) > 200
+    same_message(build_message(issue, env, s), build_message_naive(issue, env, s))
+
+
+def test_prepared_issue_is_reused_and_rebuilt_when_the_issue_changes() -> None:
+    s = settings()
+    issue = make_issue()
+    assert prepare(issue, s) is prepare(issue, s)
+    first = prepare(issue, s)
+    issue.rendered = RenderedIssue("Another subject", "p", "<p>new</p>", "new\n")
+    assert prepare(issue, s) is not first
+    env = Envelope(Subscriber(email="a@example.com", id=1), "main", {})
+    assert parts(parse(build_message(issue, env, s)))[1][1].splitlines() == ["<p>new</p>"]
+
+
+def test_a_header_value_with_a_line_break_is_refused() -> None:
+    s = settings()
+    issue = make_issue()
+    env = envelope_for(issue, Subscriber(email="a@example.com", id=1), "main", s, SECRET)
+    env.headers["X-Bad"] = "one\r\nBcc: victim@example.com"
+    with pytest.raises(ValueError, match="line break"):
+        build_message(issue, env, s)

@@ -13,9 +13,17 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from digest.errors import RenderError, TemplateError
-from digest.models import Article, Lineup, RenderedIssue, Story, Window
-from digest.render import render_issue, render_preview, safe_url, template_environment
+from digest.delivery.message import build_message, envelope_for
+from digest.errors import DigestError, RenderError, SettingsError, TemplateError
+from digest.models import Article, Issue, Lineup, RenderedIssue, Story, Subscriber, Window
+from digest.render import (
+    read_note,
+    render_issue,
+    render_note,
+    render_preview,
+    safe_url,
+    template_environment,
+)
 from digest.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -27,6 +35,8 @@ VALUES = {
     "name": "Ada",
     "unsubscribe_url": "https://news.example.com/u/tok123",
     "list": "main",
+    "web_url": "https://news.example.com/issues/3",
+    "preferences_url": "https://news.example.com/p/tok123",
 }
 
 
@@ -133,17 +143,19 @@ class Document(HTMLParser):
 
 
 def mask(text: str) -> str:
-    """Nothing in the output is volatile with a fixed `now`; this keeps the hook for it."""
-    return text
+    """The output with its volatile values (Date, Message-ID, MIME boundary) masked."""
+    text = re.sub(r"(?m)^Date: .*$", "Date: <DATE>", text)
+    text = re.sub(r"(?m)^Message-ID: .*$", "Message-ID: <MESSAGE-ID>", text)
+    return re.sub(r"={15}\d+==", "<BOUNDARY>", text)
 
 
 def check_golden(name: str, actual: str) -> None:
     path = GOLDEN / name
     if os.environ.get("DIGEST_UPDATE_GOLDEN") == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(mask(actual), encoding="utf-8")
+        path.write_bytes(mask(actual).encode("utf-8"))
     assert path.exists(), f"{path} missing; run with DIGEST_UPDATE_GOLDEN=1 to create it"
-    assert mask(actual) == path.read_text(encoding="utf-8"), (
+    assert mask(actual) == path.read_bytes().decode("utf-8"), (
         f"{name} differs from the golden file; if the change is intended, "
         "rerun with DIGEST_UPDATE_GOLDEN=1 and review the diff"
     )
@@ -163,6 +175,31 @@ def test_html_matches_golden(rendered: RenderedIssue) -> None:
 
 def test_text_matches_golden(rendered: RenderedIssue) -> None:
     check_golden("issue.txt", rendered.text)
+
+
+FULL = settings_for(
+    note="Welcome back! This week: **the harbour**, and a [short survey](https://example.com/s).",
+    sections=("Heritage", "Transport"),
+    accent_color="#0b7a75",
+    logo_url="https://cdn.example.com/logo.png",
+)
+
+
+def test_full_issue_matches_golden() -> None:
+    issue = render_issue(sectioned_lineup(), FULL, 8, now=NOW)
+    check_golden("issue-full.html", issue.html)
+    check_golden("issue-full.txt", issue.text)
+
+
+def test_message_matches_golden() -> None:
+    """The whole .eml one subscriber gets: headers, both parts, quoted-printable."""
+    issue = Issue(
+        id=8, number=8, label="2025-W47", since=WINDOW.since, until=WINDOW.until, lineup=[],
+        rendered=render_issue(sectioned_lineup(), FULL, 8, now=NOW), created_at=NOW,
+    )
+    person = Subscriber(email="zoe@example.com", name="Zoë Ångström", id=12)
+    envelope = envelope_for(issue, person, "main", FULL, "golden-secret")
+    check_golden("issue.eml", build_message(issue, envelope, FULL).decode("ascii"))
 
 
 # --- what the reader sees -------------------------------------------------------------------
@@ -257,18 +294,26 @@ def test_story_cards_link_titles_and_show_source_date_also(rendered: RenderedIss
 
 def test_story_without_url_renders_its_title_unlinked(rendered: RenderedIssue) -> None:
     doc = Document(rendered.html)
-    assert "Library extends weekend opening hours" in doc.text_of("h2")
+    assert "Library extends weekend opening hours" in doc.text_of("h3")
     assert "Library extends weekend opening hours" not in doc.text_of("a")
 
 
 def test_footer_has_reason_unsubscribe_link_and_postal_address(rendered: RenderedIssue) -> None:
     html, text = render_preview(rendered, VALUES)
     doc = Document(html)
-    assert "You receive this because you subscribed to main as ada@example.com." in doc.text_of("p")
-    unsubscribe = [a for a in doc.all("a") if a["href"] == VALUES["unsubscribe_url"]]
-    assert unsubscribe
+    assert (
+        "You receive Harbour Town Weekly because you subscribed to the list “main” as "
+        "ada@example.com." in doc.text_of("p")
+    )
+    links = {a["href"]: a for a in doc.all("a")}
+    assert VALUES["unsubscribe_url"] in links
+    assert VALUES["preferences_url"] in links and VALUES["web_url"] in links
+    assert "Unsubscribe from Harbour Town Weekly" in doc.text_of("a")
+    assert "Manage your email preferences" in doc.text_of("a")
+    assert "View this issue in your browser" in doc.text_of("a")
     assert "Harbour Town Media 1 Quay Street Harbour Town HT1 1AA" in doc.text_of("p")
-    assert f"<{VALUES['unsubscribe_url']}>" in text.splitlines()
+    for name in ("unsubscribe_url", "preferences_url", "web_url"):
+        assert f"<{VALUES[name]}>" in text.splitlines()
     assert "Harbour Town HT1 1AA" in text
 
 
@@ -276,7 +321,7 @@ def test_preview_escapes_subscriber_values_in_html_only(rendered: RenderedIssue)
     html, text = render_preview(rendered, {**VALUES, "list": "<b>main</b> & co"})
     assert "&lt;b&gt;main&lt;/b&gt; &amp; co" in html
     assert not Document(html).all("b")
-    assert "subscribed to <b>main</b> & co" in text
+    assert "subscribed to the list “<b>main</b> & co”" in " ".join(text.split())
 
 
 def test_markers_stay_until_filled(rendered: RenderedIssue) -> None:
@@ -312,6 +357,147 @@ def test_empty_lineup_still_renders() -> None:
     assert "No stories this time." in issue.text
 
 
+def test_lead_story_image_has_alt_width_and_height(rendered: RenderedIssue) -> None:
+    (img,) = Document(rendered.html).all("img")
+    assert img["alt"] == "Council approves protected cycle lanes on six city-centre streets"
+    assert (img["width"], img["height"]) == ("552", "310")
+    assert "height:auto" in img["style"] and "width:100%" in img["style"]
+
+
+def test_lead_title_is_a_heading_above_the_cards(rendered: RenderedIssue) -> None:
+    doc = Document(rendered.html)
+    assert doc.text_of("h2") == "Council approves protected cycle lanes on six city-centre streets"
+    assert doc.text_of("h3") == (
+        "Ferry timetable changes from December Library extends weekend opening hours"
+    )
+
+
+def test_read_links_say_where_they_lead(rendered: RenderedIssue) -> None:
+    doc = Document(rendered.html)
+    labels = [a.get("aria-label", "") for a in doc.all("a")]
+    assert (
+        "Read the story at Harbour News: Council approves protected cycle lanes on six "
+        "city-centre streets" in labels
+    )
+    assert "Read the story at ferries.example.com →" in doc.text_of("a")
+    assert "click here" not in doc.text_of("a").lower()
+
+
+def test_editor_note_is_markdown_without_raw_html() -> None:
+    note = (
+        "Welcome to **issue seven**! Take our [survey](https://example.com/survey?a=1&b=2).\n\n"
+        "- first point\n- second with `code`\n\n"
+        "<script>alert(1)</script> <img src=x onerror=alert(1)> [bad](javascript:alert(1)) "
+        "[rel](/relative) ![pic](https://example.com/pic.png)"
+    )
+    issue = render_issue(fixed_lineup(), settings_for(note=note), 7, now=NOW)
+    doc = assert_harmless(issue.html)
+    assert "issue seven" in doc.text_of("strong")
+    hrefs = [a["href"] for a in doc.all("a") if "href" in a]
+    assert "https://example.com/survey?a=1&b=2" in hrefs
+    assert not [h for h in hrefs if "javascript" in h or h.startswith("/")]
+    assert "<script>alert(1)</script>" in doc.text_of("div")  # shown as text
+    assert "first point" in doc.text_of("li")
+    assert [img["src"] for img in doc.all("img")] == [
+        "https://harbour-news.example.org/img/cycle-lanes.jpg"
+    ]  # no images from the note
+    lines = issue.text.splitlines()
+    assert "Welcome to issue seven! Take our survey <https://example.com/survey?a=1&b=2>." in lines
+    assert "  - first point" in lines and "  - second with code" in lines
+
+
+def test_note_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "note.md"
+    path.write_text("Hello *everyone*.\n", encoding="utf-8")
+    assert read_note(path) == "Hello *everyone*.\n"
+    with pytest.raises(DigestError, match="note.md"):
+        read_note(tmp_path / "missing" / "note.md")
+
+
+def test_no_note_no_note_block(rendered: RenderedIssue) -> None:
+    assert 'class="digest-note"' not in rendered.html
+    assert render_note("x").html == "<p>x</p>\n"
+
+
+def sectioned_lineup() -> Lineup:
+    lineup = fixed_lineup()
+    extra = story_with("Harbour crane restored", section="Heritage")
+    lineup.stories.append(extra)
+    lineup.stories[1].article.section = "transport"
+    return lineup
+
+
+def test_sections_group_stories_in_the_settings_order() -> None:
+    settings = settings_for(sections=("Heritage", "Transport", "Sport"))
+    issue = render_issue(sectioned_lineup(), settings, 7, now=NOW)
+    doc = Document(issue.html)
+    assert doc.text_of("h2").split(" HERITAGE")[0].startswith("Council approves")
+    order = [t for t in ("Heritage", "Transport", "Sport", "More stories") if t in issue.html]
+    assert order == ["Heritage", "Transport", "More stories"]  # no empty Sport heading
+    html = issue.html[issue.html.index('class="digest-card"'):]
+    assert html.index("Heritage") < html.index("Harbour crane restored") < html.index(
+        "Transport") < html.index("Ferry timetable") < html.index("More stories") < html.index(
+        "Library extends")
+    text = issue.text
+    assert text.index("HERITAGE") < text.index("Harbour crane") < text.index("TRANSPORT")
+
+
+def test_without_sections_no_headings() -> None:
+    issue = render_issue(sectioned_lineup(), settings_for(), 7, now=NOW)
+    assert "More stories" not in issue.html and "HERITAGE" not in issue.text
+
+
+def test_brand_settings_colour_logo_and_font() -> None:
+    settings = settings_for(
+        accent_color="#c0392b", logo_url="https://cdn.example.com/logo.png", font="Georgia, serif"
+    )
+    doc = Document(render_issue(fixed_lineup(), settings, 7, now=NOW).html)
+    logo = doc.all("img")[0]
+    assert logo["src"] == "https://cdn.example.com/logo.png"
+    assert logo["alt"] == "Harbour Town Weekly"
+    styles = " ".join(attrs.get("style", "") for _, attrs in doc.elements)
+    assert "#c0392b" in styles and "#2f5bea" not in styles
+    assert "font-family:Georgia, serif" in styles
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("accent_color", "red;background:url(x)", "accent_color"),
+        ("accent_color", "#12345", "accent_color"),
+        ("font", "x;}</style><script>", "font"),
+        ("logo_url", "javascript:alert(1)", "logo_url"),
+        ("logo_url", "logo.png", "logo_url"),
+    ],
+)
+def test_bad_brand_settings_are_settings_errors(field: str, value: str, words: str) -> None:
+    with pytest.raises(SettingsError, match=words) as e:
+        render_issue(fixed_lineup(), settings_for(**{field: value}), 7, now=NOW)
+    assert e.value.hint and f"[brand] {field}" in e.value.hint
+
+
+def test_without_base_url_no_web_or_preferences_links() -> None:
+    issue = render_issue(fixed_lineup(), settings_for(base_url=""), 7, now=NOW)
+    assert "web_url" not in issue.html and "preferences_url" not in issue.html
+    assert "web_url" not in issue.text and "preferences_url" not in issue.text
+    assert "[[h:unsubscribe_url]]" in issue.html
+
+
+def test_responsive_and_dark_mode_styles(rendered: RenderedIssue) -> None:
+    doc = Document(rendered.html)
+    css = doc.text_of("style")
+    assert "@media only screen and (max-width: 480px)" in css
+    assert "@media (prefers-color-scheme: dark)" in css
+    metas = {m.get("name"): m.get("content") for m in doc.all("meta")}
+    assert metas["viewport"] == "width=device-width, initial-scale=1"
+    assert metas["supported-color-schemes"] == "light dark"
+
+
+def test_parts_end_with_a_newline_as_mime_parts_do(rendered: RenderedIssue) -> None:
+    assert rendered.html.endswith("\n") and rendered.text.endswith("\n")
+    assert "\r" not in rendered.html + rendered.text
+
+
 # --- templates ------------------------------------------------------------------------------
 
 
@@ -333,6 +519,21 @@ def test_user_text_template_wins_over_the_builtin(tmp_path: Path) -> None:
     assert issue.text.startswith("Harbour Town Weekly no. 7: Council approves protected")
     assert issue.text.endswith("<[[t:unsubscribe_url]]>\n")
     assert 'href="[[h:unsubscribe_url]]"' in issue.html  # the HTML still comes from the built-in
+
+
+def test_user_partial_wins_and_edits_are_picked_up(tmp_path: Path) -> None:
+    settings = user_templates(tmp_path, {})
+    partials = tmp_path / "my-templates" / "partials"
+    partials.mkdir()
+    card = partials / "story.txt.j2"
+    card.write_text("* {{ story.title }}\n", encoding="utf-8")
+    text = render_issue(fixed_lineup(), settings, 7, now=NOW).text
+    assert "* Council approves protected cycle lanes on six city-centre streets" in text
+    card.write_text("# {{ story.title }}\n", encoding="utf-8")
+    stat = card.stat()
+    os.utime(card, (stat.st_atime, stat.st_mtime + 5))  # a later edit, as a template editor makes
+    text = render_issue(fixed_lineup(), settings, 7, now=NOW).text
+    assert "# Council approves protected cycle lanes on six city-centre streets" in text
 
 
 def test_relative_templates_folder_is_read_from_the_config_folder(tmp_path: Path) -> None:
@@ -372,11 +573,13 @@ def test_failing_expression_names_the_file_and_line(tmp_path: Path) -> None:
 
 
 def test_unknown_subscriber_field_is_a_template_error(tmp_path: Path) -> None:
-    body = (BUILTIN / "issue.mjml.j2").read_text(encoding="utf-8").replace(
+    body = (BUILTIN / "partials" / "footer.mjml.j2").read_text(encoding="utf-8").replace(
         "{{ subscriber.email }}", "{{ subscriber.phone }}"
     )
-    settings = user_templates(tmp_path, {"issue.mjml.j2": body})
-    with pytest.raises(TemplateError, match=r"issue\.mjml\.j2, line \d+: .*phone") as e:
+    settings = user_templates(tmp_path, {})
+    (tmp_path / "my-templates" / "partials").mkdir()
+    (tmp_path / "my-templates" / "partials" / "footer.mjml.j2").write_text(body, encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"footer\.mjml\.j2, line \d+: .*phone") as e:
         render_issue(fixed_lineup(), settings, 7, now=NOW)
     assert e.value.hint and "unsubscribe_url" in e.value.hint
 
@@ -484,15 +687,17 @@ def test_unsafe_story_url_leaves_the_title_unlinked() -> None:
     assert not any("alert" in a["href"] for a in doc.all("a"))
 
 
-def test_only_http_images_are_shown() -> None:
-    lineup = Lineup(
-        WINDOW,
-        [
-            story_with("A", image="data:image/svg+xml;base64,PHN2Zz48L3N2Zz4="),
-            story_with("B", image="file:///etc/passwd"),
-            story_with("C", image="https://cdn.example.com/c.png"),
-        ],
-    )
+@pytest.mark.parametrize(
+    "image",
+    [
+        "data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=", "file:///etc/passwd", "javascript:x",
+        "//x/a.png",
+    ],
+)
+def test_only_http_images_are_shown(image: str) -> None:
+    lineup = Lineup(WINDOW, [story_with("A", image=image), story_with("B")])
+    assert not Document(render_issue(lineup, settings_for(), 1, now=NOW).html).all("img")
+    lineup = Lineup(WINDOW, [story_with("C", image="https://cdn.example.com/c.png")])
     doc = Document(render_issue(lineup, settings_for(), 1, now=NOW).html)
     assert [img["src"] for img in doc.all("img")] == ["https://cdn.example.com/c.png"]
 

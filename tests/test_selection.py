@@ -177,20 +177,19 @@ WINDOW = Window(
     until=datetime(2026, 11, 30, tzinfo=UTC_ZONE),
     label="2026-W48",
 )
-SENTENCES = [
-    "The city council approved a new budget for public transport on Tuesday evening.",
-    "The transport budget adds two tram lines and more night buses across the city.",
-    "Council members said the public transport budget would cut traffic in the city.",
-    "Critics of the council said the transport budget relied on higher parking fees.",
-]
 
 
-def body(words: int) -> str:
-    """A plausible body of at least `words` words, two sentences a paragraph."""
+def body(words: int, seed: str = "") -> str:
+    """A plausible body of at least `words` words, two sentences a paragraph, about names
+    drawn from `seed`: articles with other seeds are about other things."""
+    rng = random.Random(seed)
+    names = ["".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
+             for _ in range(9)]
     sentences: list[str] = []
     while sum(len(s.split()) for s in sentences) < words:
         n = len(sentences)
-        sentences.append(SENTENCES[n % 4].replace("city", f"city's district {n}", 1))
+        a, b, c = names[n % 9], names[(n + 4) % 9], names[(n + 7) % 9]
+        sentences.append(f"The {a} council approved the {b} plan with the {c} group.")
     return "\n\n".join(" ".join(sentences[i : i + 2]) for i in range(0, len(sentences), 2))
 
 
@@ -198,7 +197,7 @@ def article(title: str, day: int, hour: int = 12, words: int = 300, **extra: str
     slug = title.lower().replace(" ", "-")
     return Article(
         title=title,
-        text=body(words),
+        text=body(words, extra.get("seed", title)),
         origin=f"pages/{slug}.txt",
         url=extra.get("url", f"https://news.example/{slug}"),
         source=extra.get("source", "Example News"),
@@ -211,7 +210,7 @@ def test_select_keeps_only_the_window() -> None:
         article("Start of week", 23, 0), article("Midweek", 26), article("Sunday night", 29, 23)
     ]
     outside = [article("Week before", 22, 23), article("Next Monday", 30, 0)]
-    undated = Article(title="Undated", text=body(300), origin="x")
+    undated = Article(title="Undated", text=body(300, "undated"), origin="x")
     lineup = select([*outside, *inside, undated], WINDOW)
     assert {s.article.title for s in lineup.stories} == {a.title for a in inside}
     assert lineup.window is WINDOW
@@ -229,7 +228,9 @@ def test_newer_and_fuller_articles_rank_higher() -> None:
     assert [s.article.title for s in lineup.stories] == ["New full", "Old full", "New stub"]
     scores = [s.score for s in lineup.stories]
     assert scores == sorted(scores, reverse=True)
-    assert set(lineup.stories[0].components) == {"recency", "completeness"}
+    assert {"popularity", "coverage", "recency", "completeness", "source_weight"} <= set(
+        lineup.stories[0].components
+    )
 
 
 def test_top_limits_the_lineup() -> None:
@@ -241,7 +242,11 @@ def test_top_limits_the_lineup() -> None:
 def test_select_is_deterministic_whatever_the_input_order() -> None:
     articles = [article(f"Story {n}", 23 + n % 3, 12) for n in range(12)]
     articles += [article("Same time", 25, 9), article("Also same time", 25, 9)]
+    # Two outlets with the same story, so that grouping is part of what must not move.
+    articles += [article("Tram line opens", 26, source="A", seed="tram"),
+                 article("Trams run on the new line", 27, source="B", seed="tram")]
     expected = lineup_json(select(articles, WINDOW, top=20))
+    assert len(expected) == 15
     shuffler = random.Random(7)
     for _ in range(5):
         shuffled = articles[:]
@@ -255,15 +260,18 @@ def test_select_is_deterministic_whatever_the_input_order() -> None:
 
 def test_duplicate_titles_merge_into_one_story() -> None:
     first = article("Apple unveils new iPhone", 24, url="https://a.example/1", source="A")
-    best = article("APPLE UNVEILS NEW IPHONE!", 28, url="https://b.example/2", source="B")
+    best = article("APPLE UNVEILS NEW IPHONE!", 28, url="https://b.example/2", source="B",
+                   seed="Apple unveils new iPhone", words=400)
     stub = article("Apple  unveils new iPhone.", 26, words=20, url="https://c.example/3",
-                   source="C")
+                   source="C", seed="Apple unveils new iPhone")
     other = article("Apple shares fall", 25)
     lineup = select([first, stub, other, best], WINDOW)
     assert len(lineup.stories) == 2
     story = lineup.stories[0]
-    assert story.article is best
-    assert [a.url for a in story.also] == ["https://a.example/1", "https://c.example/3"]
+    # Both full articles are complete: the earlier of them stands for the story.
+    assert story.article is first
+    assert [a.url for a in story.also] == ["https://c.example/3", "https://b.example/2"]
+    assert story.components["coverage"] == pytest.approx(1 - 1 / 3)
     assert lineup.stories[1].also == []
 
 
@@ -271,7 +279,7 @@ def test_story_summaries_respect_the_budget() -> None:
     lineup = select([article("Council budget", 26)], WINDOW, sentences=2, budget=170)
     summary = lineup.stories[0].summary
     assert summary and len(summary) <= 170
-    assert all(s in body(300) for s in split_sentences(summary))
+    assert all(s in body(300, "Council budget") for s in split_sentences(summary))
 
 
 # ---- lineup_json --------------------------------------------------------------------------
@@ -279,7 +287,8 @@ def test_story_summaries_respect_the_budget() -> None:
 
 def test_lineup_json_shape() -> None:
     lineup = select(
-        [article("Council budget", 26), article("council budget", 24, url="https://x.example/b"),
+        [article("Council budget", 26),
+         article("council budget", 24, url="https://x.example/b", seed="Council budget"),
          article("Tram lines", 25)],
         WINDOW,
     )
@@ -287,11 +296,16 @@ def test_lineup_json_shape() -> None:
     assert json.loads(json.dumps(data)) == data
     assert [entry["rank"] for entry in data] == [1, 2]
     first = data[0]
-    assert set(first) == {"rank", "title", "url", "source", "published", "summary", "score", "also"}
-    assert first["title"] == "Council budget"
-    assert first["published"] == "2026-11-26T12:00:00+00:00"
+    assert set(first) == {
+        "rank", "title", "url", "source", "published", "summary", "score", "also", "components"
+    }
+    # Equally complete: the earlier article stands for the story.
+    assert first["title"] == "council budget"
+    assert first["published"] == "2026-11-24T12:00:00+00:00"
     assert first["score"] == round(lineup.stories[0].score, 4)
     assert first["summary"] == lineup.stories[0].summary
     assert first["also"] == [
-        {"title": "council budget", "url": "https://x.example/b", "source": "Example News"}
+        {"title": "Council budget", "url": "https://news.example/council-budget",
+         "source": "Example News"}
     ]
+    assert first["components"]["recency"] == round(lineup.stories[0].components["recency"], 4)

@@ -18,7 +18,7 @@ from digest.delivery import Envelope, Outcome
 from digest.delivery.message import envelope_for
 from digest.delivery.outbox import OutboxSender
 from digest.delivery.senders import make_sender
-from digest.delivery.sendgrid import SendGridSender
+from digest.delivery.sendgrid import Schedule, SendGridSender
 from digest.delivery.smtp import SmtpSender
 from digest.errors import SendError
 from digest.models import DeliveryStatus, Issue, RenderedIssue, Subscriber
@@ -47,6 +47,7 @@ def base_settings(**changes: object) -> Settings:
     values: dict[str, object] = {
         "name": "The Weekly Digest", "from_email": "news@digest.example.org",
         "base_url": "https://news.example.org", "smtp_timeout": 5.0, "sendgrid_timeout": 5.0,
+        "retries": 3, "backoff": 0.01,
     }
     values.update(changes)
     return Settings(**values)  # type: ignore[arg-type]
@@ -194,14 +195,14 @@ def test_smtp_records_refused_recipients_and_sends_the_rest() -> None:
     assert [m.rcpt_tos for m in peer.messages] == [["ada@example.com"], ["cy@example.com"]]
 
 
-def test_smtp_temporary_refusal_is_marked_temporary() -> None:
+def test_smtp_temporary_refusal_is_left_pending_to_try_again() -> None:
     with smtp_server(defer={"ada@example.com"}) as peer:
         s, issue = smtp_settings(peer.port), make_issue()
         sender = SmtpSender(s)
         sender.open(issue)
         outcomes = sender.send(envelopes(issue, s, ["Ada", "Bob"]))
         sender.close()
-    assert by_status(outcomes) == {1: DeliveryStatus.FAILED, 2: DeliveryStatus.SENT}
+    assert by_status(outcomes) == {1: DeliveryStatus.PENDING, 2: DeliveryStatus.SENT}
     assert (outcomes[0].error or "").startswith("temporary: ")
     assert "450" in (outcomes[0].error or "")
 
@@ -375,33 +376,94 @@ def test_sendgrid_400_fails_the_batch_with_the_api_text() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("status", "expected", "prefix"),
-    [
-        (429, DeliveryStatus.FAILED, "temporary: HTTP 429"),
-        (503, DeliveryStatus.FAILED, "temporary: HTTP 503"),
-        (500, DeliveryStatus.UNKNOWN, "HTTP 500"),
-        (413, DeliveryStatus.FAILED, "HTTP 413"),
-    ],
-)
-def test_sendgrid_other_answers(status: int, expected: DeliveryStatus, prefix: str) -> None:
+def api_errors(message: str) -> dict[str, object]:
+    return {"errors": [{"message": message, "field": None}]}
+
+
+def test_sendgrid_waits_out_a_429_until_the_reset_time_then_sends() -> None:
     with sendgrid_server(API_KEY) as peer:
         s, issue = sendgrid_settings(peer.url), make_issue()
-        peer.script(Reply(status, body={"errors": [{"message": "try later", "field": None}]}))
+        reset = int(time.time()) + 1
+        peer.script(Reply(429, {"X-RateLimit-Reset": str(reset)}, api_errors("too many")))
+        sender = SendGridSender(s)
+        outcomes = send_all(sender, issue, envelopes(issue, s, ["Ada", "Bob"]))
+        answered_at = time.time()
+    assert [o.status for o in outcomes] == [DeliveryStatus.SENT] * 2
+    assert [r.status for r in peer.requests] == [429, 202]
+    assert answered_at >= reset  # it waited for the window SendGrid named
+    assert outcomes[0].message_id == peer.requests[1].message_id
+    assert sender.requests == 2
+
+
+@pytest.mark.parametrize("status", [502, 503])
+def test_sendgrid_retries_unavailable_answers_then_sends(status: int) -> None:
+    with sendgrid_server(API_KEY) as peer:
+        s, issue = sendgrid_settings(peer.url), make_issue()
+        peer.script(Reply(status, body=api_errors("down")), Reply(status, body=api_errors("down")))
+        [outcome] = send_all(SendGridSender(s), issue, envelopes(issue, s, ["Ada"]))
+    assert outcome.status == DeliveryStatus.SENT
+    assert [r.status for r in peer.requests] == [status, status, 202]
+
+
+def test_sendgrid_gives_up_after_the_retries_and_leaves_the_batch_pending() -> None:
+    with sendgrid_server(API_KEY) as peer:
+        s, issue = sendgrid_settings(peer.url, retries=2), make_issue()
+        peer.script(*[Reply(503, body=api_errors("down"))] * 3)
+        [outcome] = send_all(SendGridSender(s), issue, envelopes(issue, s, ["Ada"]))
+    assert outcome.status == DeliveryStatus.PENDING
+    assert outcome.error == "temporary: HTTP 503: down"
+    assert len(peer.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(500, DeliveryStatus.UNKNOWN), (504, DeliveryStatus.UNKNOWN), (413, DeliveryStatus.FAILED)],
+)
+def test_sendgrid_answers_that_may_have_been_taken_are_not_retried(
+    status: int, expected: DeliveryStatus
+) -> None:
+    with sendgrid_server(API_KEY) as peer:
+        s, issue = sendgrid_settings(peer.url), make_issue()
+        peer.script(Reply(status, body=api_errors("it broke")))
         [outcome] = send_all(SendGridSender(s), issue, envelopes(issue, s, ["Ada"]))
     assert outcome.status == expected
-    assert outcome.error == f"{prefix}: try later"
+    assert outcome.error == f"HTTP {status}: it broke"
+    assert len(peer.requests) == 1
 
 
-def test_sendgrid_invalid_recipient_is_rejected_by_the_api_and_fails_the_batch() -> None:
+def test_sendgrid_invalid_recipient_fails_alone_and_the_rest_of_the_batch_goes() -> None:
     with sendgrid_server(API_KEY) as peer:
         s, issue = sendgrid_settings(peer.url), make_issue()
-        envs = envelopes(issue, s, ["Ada", "Bob"])
+        envs = envelopes(issue, s, ["Ada", "Bob", "Cy"])
         envs[1].subscriber.email = "bob-at-example.com"
         outcomes = send_all(SendGridSender(s), issue, envs)
-    assert [o.status for o in outcomes] == [DeliveryStatus.FAILED] * 2
-    assert outcomes[0].error is not None and "personalizations.1.to.0.email" in outcomes[0].error
+    assert by_status(outcomes) == {
+        1: DeliveryStatus.SENT, 2: DeliveryStatus.FAILED, 3: DeliveryStatus.SENT
+    }
+    bob = next(o for o in outcomes if o.subscriber_id == 2)
+    assert bob.error is not None and "personalizations.1.to.0.email" in bob.error
     assert peer.schema_failures  # the peer really saw an invalid body
+    assert [r.status for r in peer.requests] == [400, 202]
+    assert [p["to"][0]["email"] for p in peer.bodies()[1]["personalizations"]] == [
+        "ada@example.com", "cy@example.com"
+    ]
+
+
+def test_sendgrid_options_asm_sandbox_and_schedule_are_in_the_body() -> None:
+    with sendgrid_server(API_KEY) as peer:
+        s = sendgrid_settings(peer.url, sendgrid_asm_group_id=4242, sendgrid_sandbox=True)
+        issue = make_issue()
+        sender = SendGridSender(s)
+        batch_id = sender.create_batch()
+        sender.schedule = Schedule(1_900_000_000, batch_id)
+        send_all(sender, issue, envelopes(issue, s, ["Ada"]))
+        sender.cancel(batch_id)
+    [body] = peer.bodies()
+    assert peer.schema_failures == []
+    assert body["asm"] == {"group_id": 4242}
+    assert body["mail_settings"] == {"sandbox_mode": {"enable": True}}
+    assert (body["send_at"], body["batch_id"]) == (1_900_000_000, batch_id)
+    assert peer.scheduled == {batch_id: "cancel"}
 
 
 def test_sendgrid_wrong_key_stops_the_send_without_showing_it() -> None:
@@ -411,6 +473,7 @@ def test_sendgrid_wrong_key_stops_the_send_without_showing_it() -> None:
         sender.open(issue)
         with pytest.raises(SendError, match="401") as info:
             sender.send(envelopes(issue, s, ["Ada"]))
+        sender.close()
     err = info.value
     assert "authorization grant is invalid" in err.message
     assert API_KEY not in f"{err.message} {err.hint}" and "SENDGRID_API_KEY" in (err.hint or "")
@@ -420,9 +483,10 @@ def test_sendgrid_debug_logging_never_shows_the_key(caplog: pytest.LogCaptureFix
     caplog.set_level(logging.DEBUG)
     with sendgrid_server(API_KEY) as peer:
         s, issue = sendgrid_settings(peer.url), make_issue()
+        peer.script(Reply(400, body=api_errors(f"bad key {API_KEY}")))
         [outcome] = send_all(SendGridSender(s), issue, envelopes(issue, s, ["Ada"]))
-    assert outcome.status == DeliveryStatus.SENT
-    assert any(r.name.startswith("python_http_client") for r in caplog.records)
+    assert outcome.status == DeliveryStatus.FAILED
+    assert outcome.error == "HTTP 400: bad key ***"  # an echo of the key is scrubbed
     assert API_KEY not in caplog.text
 
 
@@ -453,5 +517,5 @@ def test_sendgrid_dropped_connection_is_unknown_and_refused_one_is_failed() -> N
 
     nobody = sendgrid_settings(f"http://127.0.0.1:{free_port()}")
     refused = send_all(SendGridSender(nobody), issue, envelopes(issue, nobody, ["Ada"]))
-    assert [o.status for o in refused] == [DeliveryStatus.FAILED]
+    assert [o.status for o in refused] == [DeliveryStatus.PENDING]  # never reached: try again
     assert refused[0].error is not None and "cannot connect" in refused[0].error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -282,20 +283,33 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ThreadingHTTPServer]]:
-    """A local HTTP server on 127.0.0.1 and a free port; its base URL."""
+@contextmanager
+def local_server(
+    handler: type[BaseHTTPRequestHandler], monkeypatch: pytest.MonkeyPatch, **state: object
+) -> Iterator[tuple[str, ThreadingHTTPServer]]:
+    """A real HTTP server on 127.0.0.1 and a free port (no proxy between), with `state`
+    set on it for the handler; its base URL."""
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    server.seen_agents = []  # type: ignore[attr-defined]
+    for name, value in state.items():
+        setattr(server, name, value)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ThreadingHTTPServer]]:
+    """A small site: a feed, a page, a redirect, a 404, a huge and a slow answer."""
+    with local_server(Handler, monkeypatch, seen_agents=[]) as served:
+        yield served
 
 
 def test_feed_url(site: tuple[str, ThreadingHTTPServer]) -> None:
@@ -348,3 +362,32 @@ def test_unreachable_url_is_a_failure() -> None:
     result = read_source(f"http://127.0.0.1:{port}/feed", timeout=2)
     assert result.articles == []
     assert "cannot connect" in result.failures[0].reason
+
+
+def test_html_full_of_scripts_and_styles() -> None:
+    result = read_source(str(FIXTURES / "html" / "scripts.html"))
+    assert result.failures == []
+    [article] = result.articles
+    assert article.title == "Council approves bike lanes"
+    assert article.url == "https://citywire.example.com/bike-lanes"
+    assert article.published == datetime(2025, 4, 1, 7, 0, tzinfo=UTC)
+    assert article.text.split("\n\n")[0].startswith("The city council approved twelve")
+    assert article.text.endswith("review the plans with them.")
+    for noise in ("noise", "tracking", "display", "JavaScript", "inline", "Home"):
+        assert noise not in article.text
+    assert_plain(article)
+
+
+def test_feed_html_is_sanitized_to_plain_text(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        "<rss version='2.0'><channel><title>T</title><item><title>&lt;b&gt;Bold&lt;/b&gt; "
+        "claim</title><link>https://x.example/a</link><description><![CDATA[<p>One.</p>"
+        "<iframe src='https://evil.example'>framed</iframe><style>p{color:red}</style>"
+        "<p onclick='alert(1)'>Two.</p><noscript>no script</noscript>]]></description>"
+        "<pubDate>Tue, 01 Apr 2025 09:00:00 +0000</pubDate></item></channel></rss>",
+        encoding="utf-8")
+    [article] = read_source(str(feed)).articles
+    assert article.title == "Bold claim"
+    assert article.text == "One.\n\nTwo."
+    assert_plain(article)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from email_validator import EmailNotValidError, validate_email
 
+from digest.cli import cli
 from digest.errors import SubscriberError
 from digest.models import SubscriberStatus
 from digest.store import Store
-from digest.subscribers import import_csv, unsubscribe
+from digest.subscribers import CHUNK, counts, export_csv, import_csv, normalize_email, unsubscribe
 
 
 def csv_file(tmp_path: Path, text: str, name: str = "people.csv") -> Path:
@@ -67,3 +72,111 @@ def test_missing_email_column(store: Store, tmp_path: Path) -> None:
 def test_unknown_address_cannot_unsubscribe(store: Store) -> None:
     with pytest.raises(SubscriberError, match="no subscriber with address nobody@example.com"):
         unsubscribe(store, "nobody@example.com")
+
+
+ADDRESSES = [
+    "ada@example.com", "Ada.Lovelace+news@Example.COM", "a@b.example", "x@mail.example.co.uk",
+    "o'brien@example.ie", "first.last@xn--bcher-kva.ch", "user@bücher.ch", "ünïcode@example.com",
+    '"quoted local"@example.com', "a..b@example.com", ".a@example.com", "a.@example.com",
+    "a@-example.com", "a@example-.com", "a@ex_ample.com", "a@example", "a@localhost",
+    "a@example.test", "a@b.c1", "a@123.com", "a@example.123", "no-at-sign", "@example.com",
+    "a@", "a b@example.com", "a@@example.com", "a@example..com", "x" * 65 + "@example.com",
+    "a@" + "b" * 64 + ".com", "  spaced@example.com  ", "a@[127.0.0.1]", "a@EXAMPLE.ORG",
+]
+
+
+def by_email_validator(raw: str) -> str:
+    try:
+        valid = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as e:
+        return f"error: {e}"
+    return f"{valid.local_part}@{valid.domain.lower()}"
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_the_fast_address_check_agrees_with_email_validator(address: str) -> None:
+    try:
+        ours = normalize_email(address)
+    except SubscriberError as e:
+        ours = "error: " + e.message.split(": ", 1)[1]
+    assert ours == by_email_validator(address)
+
+
+def test_export_round_trips_through_import(store: Store, tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "email,name,lists,status,city,plan\n"
+        "ada@example.com,Ada,main;science,active,London,pro\n"
+        'bob@example.org,"Bob, Jr.",main,unsubscribed,,\n'
+        "cy@example.net,Cy,weekly,bounced,Paris,\n",
+    )
+    import_csv(store, path, "main")
+    first = io.StringIO()
+    assert export_csv(store, first) == 3
+    assert first.getvalue().splitlines() == [
+        "email,name,lists,status,city,plan",
+        "ada@example.com,Ada,main;science,active,London,pro",
+        'bob@example.org,"Bob, Jr.",main,unsubscribed,,',
+        "cy@example.net,Cy,weekly,bounced,Paris,",
+    ]
+    other = Store.open(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        report = import_csv(other, csv_file(tmp_path, first.getvalue(), "export.csv"), "main")
+        second = io.StringIO()
+        export_csv(other, second)
+    finally:
+        other.close()
+    assert (report.added, report.failures) == (3, [])
+    assert second.getvalue() == first.getvalue()
+    only = io.StringIO()
+    assert export_csv(store, only, list_name="science") == 1
+    assert only.getvalue().splitlines()[1].startswith("ada@example.com,")
+
+
+def test_counts_per_list_and_status(store: Store, tmp_path: Path) -> None:
+    import_csv(store, csv_file(
+        tmp_path,
+        "email,lists,status\na@example.com,main;vip,\nb@example.com,main,unsubscribed\n"
+        "c@example.com,main,complained\nd@example.com,vip,bounced\n",
+    ), "main")
+    assert [(c.list, c.active, c.unsubscribed, c.bounced, c.complained, c.total)
+            for c in counts(store)] == [("main", 1, 1, 0, 1, 3), ("vip", 1, 0, 1, 0, 2)]
+
+
+def test_a_big_file_is_written_in_chunks_and_merges_across_them(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [f"r{n}@example.com,R {n},main,\n" for n in range(CHUNK + 50)]
+    rows.append("r3@example.com,,extra,unsubscribed\n")  # the same person, a chunk later
+    rows.append("r4@example.com,Late Name,extra,\n")
+    report = import_csv(store, csv_file(tmp_path, "email,name,lists,status\n" + "".join(rows)),
+                        "main")
+    assert (report.added, report.updated, report.merged) == (CHUNK + 50, 0, 2)
+    r3, r4 = store.subscriber_by_email("r3@example.com"), store.subscriber_by_email(
+        "r4@example.com")
+    assert r3 is not None and (r3.name, r3.lists, r3.status) == (
+        "R 3", ["extra", "main"], SubscriberStatus.UNSUBSCRIBED)
+    assert r4 is not None and (r4.name, r4.status) == ("Late Name", SubscriberStatus.ACTIVE)
+    assert store.count_active("main") == CHUNK + 49
+
+
+def test_a_bad_line_number_is_the_physical_line(store: Store, tmp_path: Path) -> None:
+    path = csv_file(tmp_path, 'email,name\n"ada@example.com","Ada\nLovelace"\n\nbad,Bad\n')
+    report = import_csv(store, path, "main")
+    assert [f.line for f in report.failures] == [5]
+    assert report.added == 1
+
+
+def test_cli_export_and_counts(tmp_path: Path, db_url: str) -> None:
+    people = csv_file(tmp_path, "email,lists\na@example.com,main\nb@example.com,vip\n")
+    runner = CliRunner()
+    base = ["--db", db_url]
+    assert runner.invoke(cli, [*base, "subscribers", "import", str(people)]).exit_code == 0
+    out = tmp_path / "out.csv"
+    result = runner.invoke(cli, [*base, "subscribers", "export", "--list", "vip", str(out)])
+    assert result.exit_code == 0 and result.output == f"wrote 1 subscribers to {out}\n"
+    assert out.read_text().splitlines() == ["email,name,lists,status", "b@example.com,,vip,active"]
+    shown = runner.invoke(cli, [*base, "subscribers", "counts", "--json"])
+    assert [(r["list"], r["active"], r["total"]) for r in json.loads(shown.output)] == [
+        ("main", 1, 1), ("vip", 1, 1)
+    ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pysbd
 import pytest
+from click.testing import CliRunner
 
+from digest.cli import cli
 from digest.models import Article
 from digest.summarize import Summary, good_feed_summary, split_sentences, summarize
 from tests.conftest import SEED, SHARED
@@ -297,3 +300,45 @@ def test_two_sentences_saying_the_same_thing_are_not_both_chosen() -> None:
     summary = summarize(article, sentences=2, budget=1000)
     assert len(summary.sentences) == 2
     assert sum("approved" in s for s in summary.sentences) == 1
+
+
+# ---- the newsletter's language ---------------------------------------------------------------
+
+
+GERMAN = (
+    "Der Stadtrat hat am Dienstag den neuen Haushalt für den Nahverkehr beschlossen. "
+    "Es gibt zwei neue Straßenbahnlinien und mehr Nachtbusse in der ganzen Stadt.\n\n"
+    "Kritiker sagten, der Haushalt stütze sich auf höhere Parkgebühren in der Innenstadt."
+)
+
+
+@pytest.mark.parametrize("language", ["en-GB", "EN_us", "pt-BR", "xx"])
+def test_regional_and_unknown_languages_summarize_like_english(language: str) -> None:
+    article = seed_article()
+    assert summarize(article, language=language) == summarize(article, language="en")
+
+
+def test_a_language_pysbd_knows_is_split_with_its_rules() -> None:
+    article = Article(title="Haushalt für den Nahverkehr", text=GERMAN, origin="de.txt")
+    summary = summarize(article, sentences=2, budget=400, language="de-AT")
+    assert len(summary.sentences) == 2
+    assert all(s in GERMAN for s in summary.sentences)
+    assert split_sentences(GERMAN, "de")[0] == (
+        "Der Stadtrat hat am Dienstag den neuen Haushalt für den Nahverkehr beschlossen."
+    )
+
+
+def test_digest_summarize_reads_the_language_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIGEST_CONFIG", raising=False)
+    page = tmp_path / "seite.txt"
+    page.write_text("2026-03-03\n\nHaushalt für den Nahverkehr\n\n" + GERMAN + "\n",
+                    encoding="utf-8")
+    for language in ("de", "pt-BR"):
+        monkeypatch.setenv("DIGEST_LANGUAGE", language)
+        result = CliRunner().invoke(cli, ["summarize", str(page), "--json"])
+        assert result.exit_code == 0, result.output
+        sentences = json.loads(result.output)[0]["sentences"]
+        assert sentences and all(s in GERMAN for s in sentences)

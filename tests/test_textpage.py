@@ -12,6 +12,7 @@ import pytest
 
 from digest.models import Article
 from digest.sources import read_source
+from digest.sources.textpage import date_in_line
 from tests.conftest import SEED
 
 PAGES = Path(__file__).parent / "fixtures" / "pages"
@@ -59,6 +60,7 @@ class Expected:
     absent: tuple[str, ...]
     related: tuple[str, ...]
     author: str | None = None
+    section: str | None = None
 
 
 CASES = [
@@ -80,6 +82,7 @@ CASES = [
         ("Home >", "Share this article", "Photo:", "boulder field near", "Trending now"),
         ("Astronauts Grow Lettuce on the Space Station Without Soil",
          "Solar Storm Sparks Auroras as Far South as Spain"),
+        section="Space",
     ),
     Expected(
         "time-with-zone.txt",
@@ -119,6 +122,85 @@ CASES = [
          "Train Fares to Rise by 4 Percent in July",
          "Rent Controls Extended for Another Year"),
         author="Marta Ruiz",
+        section="Economy",
+    ),
+    Expected(
+        "site-name-slash-crumbs.txt",
+        "Ferry Operators Add Night Sailings Between Busan and Fukuoka",
+        datetime(2025, 4, 1, 5, 30, tzinfo=UTC),  # 14:30 GMT+9
+        "Two ferry operators will add", "to match the new timetable.",
+        ("Harbour Times", "News /", "Getty", "Passengers board", "Copy link", "Advertisement",
+         "Trending", "Typhoon"),
+        ("Typhoon Season Expected to Start Early This Year",
+         "Busan Film Festival Names Its Jury President",
+         "Subway Line 3 Closes for Weekend Repairs"),
+        author="Park Soo-jin",
+        section="Asia",
+    ),
+    Expected(
+        "getty-caption-twice-topics.txt",
+        "Scientists Map the Oldest Known Forest Floor in Britain",
+        datetime(2025, 4, 1, 9, 14, tzinfo=UTC),  # 10.14 BST
+        "Scientists have mapped", "earlier than was thought.",
+        ("Fossilised tree stumps", "Listen to this", "Share this", "Copy link", "Topics",
+         "Fossils", "Geology", "Most Read", "Roman Bath"),
+        ("Archaeologists Find Roman Bath House Under Car Park",
+         "Puffin Numbers Recover on Scottish Islands"),
+        author="Helen Ward and Tom Price",
+    ),
+    Expected(
+        "photo-credit-line-you-may-like.txt",
+        "Copper Prices Climb to a Ten-Month High on Supply Worries",
+        datetime(2025, 4, 1, 13, 14, tzinfo=UTC),  # 9:14 a.m. EDT
+        "Copper prices rose", "until the strike is settled.",
+        ("Markets |", "copper cathodes", "Photo: Reuters", "Read more", "You may also like",
+         "Oil Slips", "All rights reserved"),
+        ("Oil Slips as OPEC Signals Output Increase",
+         "Gold Holds Near Record as Dollar Weakens"),
+        author="John Smith and Ana Lee",
+        section="Commodities",
+    ),
+    Expected(
+        "iso-timestamp-unknown-heading.txt",
+        "Clinics Extend Evening Hours to Cut Waiting Lists",
+        datetime(2025, 4, 1, 0, 14, tzinfo=UTC),  # the first of the two timestamps
+        "Public health clinics", "already short of nurses.",
+        ("Reporter", "hyejin@", "From our partners", "Sleep Better", "Pollen"),
+        ("Five Ways to Sleep Better Tonight",
+         "Why Walking After Dinner Helps Your Heart",
+         "New Allergy Season Starts Earlier Than Ever"),
+        author="Kim Hye-jin",
+        section="Health",
+    ),
+    Expected(
+        "title-site-bar-dotted-date.txt",
+        "Night Trains Return to the Alps After Twenty Years",
+        datetime(2025, 4, 1, 9, 14, tzinfo=UTC),
+        "Overnight trains between Zurich", "on our website.",
+        ("Rail Europe News", "Home ›", "Story continues", "Scroll to continue",
+         "Related Stories", "Eurostar", "Tags:"),
+        ("Eurostar Adds Direct Trains to Cologne", "New Ski Resort Shuttle Cuts Journey Times"),
+        section="Rail",
+    ),
+    Expected(
+        "wire-story-dateline-no-furniture.txt",
+        "Engineers Test a Wind Turbine That Floats in Deep Water",
+        datetime(2025, 4, 1, tzinfo=UTC),
+        "OSLO (AP) — Engineers in Norway", "The test will run for two years.",
+        ("Sci-Tech", "April 1st", "Written by"),
+        (),
+        author="Lars Eriksen",
+        section="Sci-Tech",
+    ),
+    Expected(
+        "caption-bracket-most-popular.txt",
+        "Spain Opens Its First Offshore Wave Power Station",
+        datetime(2025, 4, 1, 17, 2, tzinfo=UTC),  # 1:02 PM EDT
+        "Spain has opened", "three more stations by 2030.",
+        ("World >", "Mutriku", "EPA", "Advertisement", "See also", "Most Popular", "Heatwave",
+         "Sign up"),
+        ("Heatwave Warning Issued for Southern Italy", "Paris Bans Cars From Forty More Streets"),
+        section="Europe",
     ),
 ]
 
@@ -136,6 +218,7 @@ def test_fixture_pages(case: Expected) -> None:
         assert absent not in text, absent
     assert list(case.related) == article.related
     assert article.author == case.author
+    assert article.section == case.section
     assert "\n\n\n" not in text and "  " not in text
 
 
@@ -184,3 +267,23 @@ def test_page_with_only_a_title_is_a_failure(tmp_path: Path) -> None:
     [failure] = result.failures
     assert failure.source == str(page)
     assert "no article text" in failure.reason
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("Tuesday, April 1, 2025", datetime(2025, 4, 1, tzinfo=UTC)),
+    ("Tue 01 Apr 2025", datetime(2025, 4, 1, tzinfo=UTC)),
+    ("2025-04-01", datetime(2025, 4, 1, tzinfo=UTC)),
+    ("April 1, 2025 09:14 KST", datetime(2025, 4, 1, 0, 14, tzinfo=UTC)),
+    ("Published: 01/04/2025", datetime(2025, 4, 1, tzinfo=UTC)),
+    ("Updated 2025.04.01 10:00", datetime(2025, 4, 1, 10, 0, tzinfo=UTC)),
+    ("Posted 1 April 2025, 14:30 GMT+9", datetime(2025, 4, 1, 5, 30, tzinfo=UTC)),
+    ("Tuesday 1 April 2025 10.14 BST", datetime(2025, 4, 1, 9, 14, tzinfo=UTC)),
+    ("입력 2025.04.01 10:00", datetime(2025, 4, 1, 10, 0, tzinfo=UTC)),
+    ("2025년 4월 1일", datetime(2025, 4, 1, tzinfo=UTC)),
+    ("04/13/2025", datetime(2025, 4, 13, tzinfo=UTC)),
+    ("By Jane Kim | Apr. 1, 2025 | 3 min read", datetime(2025, 4, 1, tzinfo=UTC)),
+    ("April 2025", None),
+    ("Share this article", None),
+])
+def test_date_lines(line: str, expected: datetime | None) -> None:
+    assert date_in_line(line) == expected

@@ -23,7 +23,9 @@ class Outcome:
     """What became of one envelope."""
 
     subscriber_id: int
-    status: DeliveryStatus  # SENT, FAILED or UNKNOWN
+    # SENT; FAILED (refused for good); UNKNOWN (may have been taken: never resent by itself);
+    # PENDING (certainly not taken, e.g. SMTP 4xx or SendGrid 429: safe to try again later).
+    status: DeliveryStatus
     message_id: str | None = None
     error: str | None = None
 
@@ -38,7 +40,10 @@ class Sender(Protocol):
         """Get ready to send `issue` (connect, prepare shared parts)."""
 
     def send(self, batch: list[Envelope]) -> list[Outcome]:
-        """Hand a batch over; one Outcome per envelope. Raise SendError to stop the whole send."""
+        """Hand a batch over; one Outcome per envelope. Called from several threads at once.
+
+        Raise SendError only when nothing of the batch was taken; it stops the whole send.
+        """
 
     def close(self) -> None:
         """Release connections."""

@@ -1,20 +1,41 @@
-"""The ledger: exactly-once bookkeeping around a Sender.
+"""The ledger: exactly-once bookkeeping around a Sender, with N workers and one rate limit.
 
-Every batch is marked `sending` (committed) before its request and `sent`/`failed`/`unknown`
-(committed) after it, so a killed run leaves no one silently resent or silently skipped.
+Every batch is claimed `sending` (committed) before its request and `sent` / `failed` /
+`unknown` (committed) after it. A killed run therefore leaves only `sending` rows behind,
+which the next run turns into `unknown`: reported, and sent again only on request
+(`--resend-unknown`). Nobody is silently resent, nobody silently skipped.
+
+Subscribers stream from the database a page at a time through a bounded queue, so memory
+stays flat however long the list is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
 
 from digest.delivery import Outcome, Sender
-from digest.delivery.message import build_message, envelope_for
+from digest.delivery.message import envelope_for
+from digest.delivery.ratelimit import RateLimit, backoff
+from digest.delivery.schedule import attach
+from digest.delivery.senders import make_sender
+from digest.delivery.sendgrid import SendGridSender
 from digest.errors import SendError
-from digest.models import DeliveryStatus, Issue
+from digest.models import DeliveryStatus, Issue, Subscriber
 from digest.settings import Settings
-from digest.store import Store
+from digest.store import Store, deliveries, utcnow
+from digest.subscribers import normalize_email
+
+MAX_LISTED = 100  # failures listed one by one in a report; the counts are always complete
+LATER_ROUNDS = 2  # passes over recipients a server said "not now" to (SMTP 4xx, SendGrid 429)
+_CHUNK = 1000  # ids per IN (…) clause
 
 
 @dataclass
@@ -27,21 +48,33 @@ class DeliveryReport:
     sent: int = 0
     failed: int = 0
     unknown: int = 0
+    deferred: int = 0  # not taken this time (4xx, 429, unreachable): still pending
     interrupted: int = 0  # left `sending` by an earlier run, now `unknown`
     already_sent: int = 0
+    requests: int = 0  # API requests made (SendGrid)
     dry_run: bool = False
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
+    scheduled: datetime | None = None  # --send-at
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (email, reason), the first
+
+    @property
+    def done(self) -> int:
+        """Recipients dealt with in this run, whatever the outcome."""
+        return self.sent + self.failed + self.unknown + self.deferred
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
         verb = "would send" if self.dry_run else "sent"
+        if self.scheduled is not None and not self.dry_run:
+            verb = f"scheduled for {self.scheduled.isoformat(timespec='minutes')}"
         parts = [f"{self.sent} {verb}", f"{self.failed} failed", f"{self.unknown} unknown"]
+        if self.deferred:
+            parts.append(f"{self.deferred} deferred (the next run retries them)")
         if self.already_sent:
             parts.append(f"{self.already_sent} already sent earlier")
         return f"{self.issue} to list {self.list_name} via {self.backend}: " + ", ".join(parts)
 
 
-Progress = Callable[[int], None]
+Progress = Callable[[DeliveryReport], None]
 
 
 def deliver(
@@ -52,86 +85,317 @@ def deliver(
     settings: Settings,
     *,
     dry_run: bool = False,
+    resend_unknown: bool = False,
+    send_at: datetime | None = None,
     progress: Progress | None = None,
 ) -> DeliveryReport:
-    """Send `issue` to every active member of `list_name` who has not had it yet."""
+    """Send `issue` to every active member of `list_name` who has not had it yet.
+
+    dry_run: the same path (pages, envelopes, messages or request bodies) with a sender that
+    sends nothing, and no ledger writes. resend_unknown: also send to those whose earlier
+    delivery is `unknown` (they may get it twice). send_at: schedule it (SendGrid only);
+    a resumed run of a scheduled issue joins its schedule.
+    """
     report = DeliveryReport(
         issue=issue.label, list_name=list_name, backend=sender.name, dry_run=dry_run
     )
-    secret = settings.secret or store.secret()
-    if dry_run:
-        return _dry_run(store, issue, list_name, settings, secret, report, progress)
-    report.interrupted = store.recover_interrupted(issue.id)
-    store.enqueue(issue.id, list_name)
-    report.already_sent = store.count_deliveries(issue.id, list_name, DeliveryStatus.SENT)
+    statuses = [DeliveryStatus.PENDING] + ([DeliveryStatus.UNKNOWN] if resend_unknown else [])
+    if not dry_run:
+        report.interrupted = store.recover_interrupted(issue.id)
+        store.enqueue(issue.id, list_name)
+        report.already_sent = store.count_deliveries(issue.id, list_name, DeliveryStatus.SENT)
+    if isinstance(sender, SendGridSender):
+        sender.schedule = None if dry_run else attach(store, issue, sender, send_at)
+        if sender.schedule is not None:
+            report.scheduled = datetime.fromtimestamp(sender.schedule.send_at, settings.tz)
+        elif dry_run:
+            report.scheduled = send_at
+    elif send_at is not None:
+        raise SendError(
+            f"--send-at needs the sendgrid backend, not {sender.name}",
+            "set [delivery] backend = 'sendgrid' (or --backend sendgrid), or send now",
+        )
+    run = _Run(store, issue, list_name, sender, settings, report, dry_run, statuses, progress)
     sender.open(issue)
     try:
-        last_id = 0
-        while True:
-            batch = store.pending_batch(issue.id, list_name, sender.batch_size, after_id=last_id)
-            if not batch:
-                break
-            last_id = max(p.id or 0 for p in batch)
-            envelopes = [envelope_for(issue, p, list_name, settings, secret) for p in batch]
-            ids = [p.id for p in batch if p.id is not None]
-            store.mark(issue.id, ids, DeliveryStatus.SENDING)
-            try:
-                outcomes = sender.send(envelopes)
-            except SendError:
-                # The sender raises only when it knows nothing was accepted (e.g. auth refused).
-                store.mark(issue.id, ids, DeliveryStatus.PENDING)
-                raise
-            _record(store, issue.id, outcomes, report, {p.id: p.email for p in batch})
-            if progress is not None:
-                progress(len(batch))
+        run.run()
     finally:
         sender.close()
-    if report.failed == 0 and report.unknown == 0:
+        report.requests = int(getattr(sender, "requests", 0))
+    if not dry_run and not (report.failed or report.unknown or report.deferred
+                            or report.interrupted):
         store.mark_issue_sent(issue.id)
     return report
 
 
-def _record(
+def send_test_copy(
+    store: Store, settings: Settings, issue: Issue, list_name: str, address: str
+) -> Outcome:
+    """One copy of `issue` to `address` (the editor) through the configured sender.
+
+    The ledger is not touched: the issue is not frozen and no delivery is recorded.
+    """
+    person = Subscriber(email=normalize_email(address), name="", lists=[list_name], id=0)
+    sender = make_sender(settings)
+    envelope = envelope_for(issue, person, list_name, settings, settings.secret or store.secret())
+    sender.open(issue)
+    try:
+        [outcome] = sender.send([envelope])
+    finally:
+        sender.close()
+    if outcome.status == DeliveryStatus.PENDING:  # a test copy is not retried later
+        outcome.status = DeliveryStatus.FAILED
+    return outcome
+
+
+class _Run:
+    """One delivery run: the main thread pages through the list, workers send."""
+
+    def __init__(
+        self,
+        store: Store,
+        issue: Issue,
+        list_name: str,
+        sender: Sender,
+        settings: Settings,
+        report: DeliveryReport,
+        dry_run: bool,
+        statuses: Sequence[DeliveryStatus],
+        progress: Progress | None,
+    ) -> None:
+        self.store, self.issue, self.list_name = store, issue, list_name
+        self.sender, self.settings, self.report = sender, settings, report
+        self.dry_run, self.statuses, self.progress = dry_run, list(statuses), progress
+        self.secret = settings.secret or store.secret()
+        self.limit = RateLimit(settings.rate)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.pages: queue.Queue[list[Subscriber] | None] = queue.Queue(settings.workers)
+        self.deferred_now: list[tuple[str, str]] = []
+
+    def run(self) -> None:
+        workers = [
+            threading.Thread(target=self._work, name=f"digest-send-{n}", daemon=True)
+            for n in range(self.settings.workers)
+        ]
+        for w in workers:
+            w.start()
+        try:
+            for round_ in range(1 + LATER_ROUNDS):
+                if round_:
+                    if not self.report.deferred or self.stop.is_set():
+                        break
+                    self.stop.wait(backoff(round_ + 1, self.settings.backoff))
+                    with self.lock:
+                        self.report.deferred, self.deferred_now = 0, []
+                self._one_pass()
+        finally:
+            self.stop.set()  # workers skip whatever is still queued
+            for _ in workers:
+                self.pages.put(None)
+            for w in workers:
+                w.join()
+            self.report.failures.extend(self.deferred_now[: MAX_LISTED - len(self.report.failures)])
+        if self.error is not None:
+            raise self.error
+
+    def _one_pass(self) -> None:
+        after = 0
+        while not self.stop.is_set():
+            page = next_page(
+                self.store, self.issue.id, self.list_name, after, self.sender.batch_size,
+                self.statuses,
+            )
+            if not page:
+                break
+            after = page[-1].id or 0
+            self.pages.put(page)  # blocks while every worker is busy: memory stays flat
+        self.pages.join()
+
+    def _work(self) -> None:
+        while True:
+            page = self.pages.get()
+            try:
+                if page is None:
+                    return
+                if not self.stop.is_set():
+                    self._batch(page)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread, re-raised
+                with self.lock:
+                    self.error = self.error or e
+                self.stop.set()
+            finally:
+                self.pages.task_done()
+
+    def _batch(self, people: list[Subscriber]) -> None:
+        self.limit.acquire(len(people), self.stop)
+        if self.stop.is_set():
+            return
+        if not self.dry_run:
+            claimed = claim(self.store, self.issue.id, [p.id or 0 for p in people], self.statuses)
+            people = [p for p in people if p.id in claimed]  # another run may have taken some
+            if not people:
+                return
+        ids = [p.id or 0 for p in people]
+        try:
+            envelopes = [
+                envelope_for(self.issue, p, self.list_name, self.settings, self.secret)
+                for p in people
+            ]
+            outcomes = self.sender.send(envelopes)
+        except SendError:
+            if not self.dry_run:  # a sender raises only when nothing of the batch was taken
+                settle(self.store, self.issue.id, ids, DeliveryStatus.PENDING)
+            raise
+        except BaseException as e:
+            if not self.dry_run:  # we cannot know how far it got
+                settle(self.store, self.issue.id, ids, DeliveryStatus.UNKNOWN,
+                       error=f"internal error while sending: {e!r}")
+            raise
+        outcomes = _complete(outcomes, ids)
+        if not self.dry_run:
+            record(self.store, self.issue.id, outcomes)
+        self._tally(outcomes, people)
+
+    def _tally(self, outcomes: list[Outcome], people: list[Subscriber]) -> None:
+        emails = {p.id: p.email for p in people}
+        report = self.report
+        with self.lock:
+            for o in outcomes:
+                if o.status == DeliveryStatus.SENT:
+                    report.sent += 1
+                elif o.status == DeliveryStatus.FAILED:
+                    report.failed += 1
+                    if len(report.failures) < MAX_LISTED:
+                        report.failures.append((emails.get(o.subscriber_id, "?"), o.error or ""))
+                elif o.status == DeliveryStatus.PENDING:
+                    report.deferred += 1
+                    if len(self.deferred_now) < MAX_LISTED:
+                        self.deferred_now.append((emails.get(o.subscriber_id, "?"), o.error or ""))
+                else:
+                    report.unknown += 1
+            if self.progress is not None:
+                self.progress(report)
+
+
+def _complete(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]:
+    """Every id with an outcome: one a sender forgot to report is `unknown`."""
+    seen = {o.subscriber_id for o in outcomes}
+    missing = [i for i in ids if i not in seen]
+    return outcomes + [
+        Outcome(i, DeliveryStatus.UNKNOWN, error="the sender reported nothing") for i in missing
+    ]
+
+
+# -- the ledger's queries --------------------------------------------------------------------
+# Plain SQL that SQLite and PostgreSQL both read, handed to the driver: at a million rows the
+# ledger's per-batch statements are the hot path, and SQLAlchemy's per-row handling was most of
+# their cost. Only the placeholder differs between the drivers.
+
+_PAGE = (
+    "SELECT s.id, s.email, s.name, s.fields FROM subscribers s "
+    "JOIN memberships m ON m.subscriber_id = s.id AND m.list_name = {p} "
+    "LEFT JOIN deliveries d ON d.subscriber_id = s.id AND d.issue_id = {p} "
+    "WHERE s.status = 'active' AND s.id > {p} AND (d.status IS NULL OR d.status IN ({states})) "
+    "ORDER BY s.id LIMIT {p}"
+)
+_CLAIM = (
+    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = {p} "
+    "WHERE issue_id = {p} AND status IN ({states}) AND subscriber_id IN ({ids}) "
+    "RETURNING subscriber_id"
+)
+_RECORD = (
+    "UPDATE deliveries SET status = {p}, message_id = {p}, error = {p}, updated_at = {p} "
+    "WHERE issue_id = {p} AND status = 'sending' AND subscriber_id IN ({ids})"
+)
+
+
+def _mark(conn: sa.Connection) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _now(conn: sa.Connection) -> Any:
+    """Now, as the driver should get it for a DateTime column."""
+    now = utcnow()
+    if conn.dialect.name == "sqlite":  # SQLAlchemy keeps SQLite datetimes as text
+        kind = deliveries.c.updated_at.type.dialect_impl(conn.dialect)
+        return kind.bind_processor(conn.dialect)(now)  # type: ignore[misc]
+    return now
+
+
+def _states(statuses: Sequence[DeliveryStatus]) -> str:
+    return ", ".join(f"'{DeliveryStatus(s).value}'" for s in statuses) or "NULL"
+
+
+def next_page(
     store: Store,
     issue_id: int,
-    outcomes: list[Outcome],
-    report: DeliveryReport,
-    emails: dict[int | None, str],
-) -> None:
-    by_kind: dict[tuple[DeliveryStatus, str | None, str | None], list[int]] = {}
-    for outcome in outcomes:
-        key = (outcome.status, outcome.message_id, outcome.error)
-        by_kind.setdefault(key, []).append(outcome.subscriber_id)
-        if outcome.status == DeliveryStatus.SENT:
-            report.sent += 1
-        elif outcome.status == DeliveryStatus.FAILED:
-            report.failed += 1
-            report.failures.append((emails.get(outcome.subscriber_id, "?"), outcome.error or ""))
-        else:
-            report.unknown += 1
-    for (status, message_id, error), ids in by_kind.items():
-        store.mark(issue_id, ids, status, message_id=message_id, error=error)
-
-
-def _dry_run(
-    store: Store,
-    issue: Issue,
     list_name: str,
-    settings: Settings,
-    secret: str,
-    report: DeliveryReport,
-    progress: Progress | None,
-) -> DeliveryReport:
-    """The same path without sending: build every message, touch nothing."""
-    done = {email for email, status, _ in store.deliveries_of(issue.id) if status == "sent"}
-    for person in store.subscribers(list_name):
-        if person.status != "active":
-            continue
-        if person.email in done:
-            report.already_sent += 1
-            continue
-        build_message(issue, envelope_for(issue, person, list_name, settings, secret), settings)
-        report.sent += 1
-        if progress is not None:
-            progress(1)
-    return report
+    after_id: int,
+    size: int,
+    statuses: Sequence[DeliveryStatus],
+) -> list[Subscriber]:
+    """The next `size` active members of the list, by id, still to be sent `issue_id`.
+
+    "Still to be sent" is: no delivery row yet, or one in `statuses`; so a dry run over an
+    issue never sent sees everyone, without writing a row.
+    """
+    with store.engine.connect() as conn:
+        sql = _PAGE.format(p=_mark(conn), states=_states(statuses))
+        cursor = conn.connection.cursor()  # the driver's own rows: no per-row wrapping
+        try:
+            cursor.execute(sql, (list_name, issue_id, after_id, size))
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    return [
+        Subscriber(
+            email=email, name=name, lists=[list_name], id=sid,
+            fields=json.loads(extra) if extra and extra != "{}" else {},
+        )
+        for sid, email, name, extra in rows
+    ]
+
+
+def claim(
+    store: Store, issue_id: int, ids: Sequence[int], statuses: Sequence[DeliveryStatus]
+) -> set[int]:
+    """Move these deliveries from `statuses` to `sending`, committed; the ids really moved."""
+    taken: set[int] = set()
+    with store.begin() as conn:
+        mark, now = _mark(conn), _now(conn)
+        for chunk in _chunks(ids):
+            sql = _CLAIM.format(p=mark, states=_states(statuses),
+                                ids=", ".join([mark] * len(chunk)))
+            taken.update(row[0] for row in conn.exec_driver_sql(sql, (now, issue_id, *chunk)))
+    return taken
+
+
+def record(store: Store, issue_id: int, outcomes: Iterable[Outcome]) -> None:
+    """Write a batch's outcomes over its `sending` rows, committed before this returns."""
+    groups: dict[tuple[DeliveryStatus, str | None, str | None], list[int]] = {}
+    for o in outcomes:
+        groups.setdefault((o.status, o.message_id, o.error), []).append(o.subscriber_id)
+    with store.begin() as conn:
+        mark, now = _mark(conn), _now(conn)
+        for (status, message_id, error), ids in groups.items():
+            for chunk in _chunks(ids):
+                sql = _RECORD.format(p=mark, ids=", ".join([mark] * len(chunk)))
+                conn.exec_driver_sql(
+                    sql, (DeliveryStatus(status).value, message_id, error, now, issue_id, *chunk)
+                )
+
+
+def settle(
+    store: Store, issue_id: int, ids: Sequence[int], status: DeliveryStatus,
+    error: str | None = None,
+) -> None:
+    """Put a whole claimed batch in one state."""
+    record(store, issue_id, [Outcome(i, status, error=error) for i in ids])
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+

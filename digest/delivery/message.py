@@ -1,18 +1,34 @@
-"""One subscriber's copy of an issue: its envelope (values and headers) and its MIME message."""
+"""One subscriber's copy of an issue: its envelope (values and headers) and its MIME message.
+
+An issue's message is prepared once (`prepare`): every header and body byte that is the same
+for all subscribers is encoded up front, with the per-subscriber values left as gaps. Each
+subscriber's message is then a join of those bytes and a few small encoded values, the same
+message (apart from Message-ID, Date and the MIME boundary) as `build_message_naive` makes
+with the email package, only about a hundred times faster.
+"""
 
 from __future__ import annotations
 
+import base64
 import email.policy
+import email.quoprimime
 import email.utils
+import hashlib
+import html
+import re
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
+from typing import Any
 from urllib.parse import quote
 
 from digest import personalize
 from digest.delivery import Envelope
 from digest.models import Issue, Subscriber
+from digest.render import mime_body, render_preview
 from digest.settings import Settings
 from digest.tokens import make_token
 
@@ -20,6 +36,20 @@ from digest.tokens import make_token
 # because the default refolding turns a long URL into an RFC 2047 word mail clients won't follow.
 POLICY = email.policy.SMTP.clone(refold_source="none")
 _FOLD_AT = 78
+# Quoted-printable lines of at most 76 characters: 75 of content, then a soft break's '='.
+_QP_WIDTH = 75
+_MARKER = re.compile(r"\[\[([ht]):([a-z_]+)\]\]")
+# Values QP leaves as they are: printable ASCII but '=', not ending in a space.
+_QP_PLAIN = re.compile(r"[ !-<>-~]*[!-<>-~]")
+# ... and that HTML escaping leaves as they are too (no & < > " ').
+_QP_AND_HTML_PLAIN = re.compile(r"[ !#-%(-;?-~]*[!#-%(-;?-~]")
+# Display names and addresses whose To: header needs no quoting or encoding.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9'-]+)*")
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
+_SHARED_FIELDS = frozenset({"list", "web_url"})  # values the same for a whole list
+_PREPARED = "_digest_prepared"  # where prepare() keeps its work on the Issue
 
 
 def subscriber_id(subscriber: Subscriber) -> int:
@@ -52,12 +82,20 @@ def unsubscribe_mailto(settings: Settings) -> str:
 def envelope_for(
     issue: Issue, subscriber: Subscriber, list_name: str, settings: Settings, secret: str
 ) -> Envelope:
-    """The values and List-Unsubscribe headers of `subscriber`'s copy of `issue`."""
+    """The values and List-Unsubscribe headers of `subscriber`'s copy of `issue`.
+
+    With a base_url: one-click unsubscribe, preferences and web-view links (the same signed
+    token); without: a mailto: unsubscribe and no web links.
+    """
     mailto = unsubscribe_mailto(settings)
     headers: dict[str, str] = {}
+    web_url = preferences_url = ""
     if settings.base_url:
+        base = settings.base_url.rstrip("/")
         token = make_token(secret, subscriber_id(subscriber), list_name, issue.id)
-        url = f"{settings.base_url.rstrip('/')}/u/{token}"
+        url = f"{base}/u/{token}"
+        web_url = f"{base}/issues/{issue.id}"
+        preferences_url = f"{base}/p/{token}"
         headers["List-Unsubscribe"] = f"<{url}>, <{mailto}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     else:
@@ -68,6 +106,8 @@ def envelope_for(
         "name": subscriber.name,
         "list": list_name,
         "unsubscribe_url": url,
+        "web_url": web_url,
+        "preferences_url": preferences_url,
     }
     return Envelope(subscriber=subscriber, list_name=list_name, values=values, headers=headers)
 
@@ -83,8 +123,17 @@ def build_message(
 ) -> bytes:
     """RFC 5322 bytes of `envelope`'s copy: text/plain then text/html, markers filled.
 
+    Uses the issue's prepared message (see `prepare`), built on the first call.
     Raises ValueError when an address cannot be written into a header.
     """
+    return prepare(issue, settings).message(envelope, message_id=message_id)
+
+
+def build_message_naive(
+    issue: Issue, envelope: Envelope, settings: Settings, *, message_id: str | None = None
+) -> bytes:
+    """The same message built the plain way, with a fresh EmailMessage: the reference that
+    `build_message` is tested against, and the benchmark's baseline."""
     msg = EmailMessage(policy=POLICY)
     try:
         msg["From"] = Address(settings.sender_name, addr_spec=ascii_address(settings.from_email))
@@ -102,14 +151,227 @@ def build_message(
     for name, value in envelope.headers.items():
         _set_header(msg, name, value)
     msg.make_alternative()
-    for subtype, body in (("plain", issue.rendered.text), ("html", issue.rendered.html)):
+    html_body, text_body = render_preview(issue.rendered, envelope.values)
+    for subtype, body in (("plain", text_body), ("html", html_body)):
         part = MIMEPart(policy=POLICY)
         # quoted-printable keeps the message 7-bit clean and MJML's long lines under 998.
-        part.set_content(
-            personalize.fill(body, envelope.values), subtype=subtype, cte="quoted-printable"
-        )
+        part.set_content(body, subtype=subtype, cte="quoted-printable")
         msg.attach(part)  # type: ignore[arg-type]  # typeshed wants EmailMessage; MIMEPart is right
     return msg.as_bytes()
+
+
+def prepare(issue: Issue, settings: Settings) -> PreparedIssue:
+    """The issue's message, encoded once for all subscribers; kept on `issue` for reuse."""
+    cached = issue.__dict__.get(_PREPARED)
+    if isinstance(cached, PreparedIssue) and cached.fits(issue, settings):
+        return cached
+    prepared = PreparedIssue.build(issue, settings)
+    issue.__dict__[_PREPARED] = prepared
+    return prepared
+
+
+# A body as pieces: encoded bytes shared by everyone, or (kind, field) gaps for one value.
+Piece = bytes | tuple[str, str]
+
+
+@dataclass
+class PreparedIssue:
+    """An issue's message with everything but the per-subscriber values already encoded."""
+
+    issue: Issue
+    settings: Settings
+    rendered: tuple[str, str, str]  # the subject, html and text it was built from
+    head: bytes  # From: (before To:)
+    after_to: bytes  # Reply-To: and Subject:, when the subject is the same for all
+    subject: str | None  # the subject with markers, when it differs per subscriber
+    boundary: str
+    segments: list[tuple[bytes, str, bool]]  # shared bytes, then a value's field ("": none)
+    _date: tuple[int, bytes] = (0, b"")
+    _shared: dict[tuple[str, bool], bytes] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, issue: Issue, settings: Settings) -> PreparedIssue:
+        """Encode the shared bytes of `issue`'s message."""
+        rendered = issue.rendered
+        try:
+            head = _fold(
+                "From", Address(settings.sender_name, addr_spec=ascii_address(settings.from_email))
+            )
+            after_to = b""
+            if settings.reply_to:
+                after_to = _fold("Reply-To", Address(addr_spec=ascii_address(settings.reply_to)))
+        except (ValueError, HeaderParseError, IndexError) as e:
+            raise ValueError(f"cannot write the address headers: {e}") from e
+        subject: str | None = rendered.subject
+        if not _MARKER.search(rendered.subject):
+            after_to += _fold("Subject", " ".join(rendered.subject.split()))
+            subject = None
+        # '=' followed by '=' never occurs in quoted-printable, so no body can hold this line;
+        # taken from the content, so the same issue always has the same message.
+        seed = hashlib.sha256(f"{rendered.html}\0{rendered.text}".encode()).digest()
+        boundary = f"==============={int.from_bytes(seed[:8], 'big') % 10**19:019d}=="
+        parts: list[Piece] = []
+        for subtype, body in (("plain", rendered.text), ("html", rendered.html)):
+            parts.append(
+                f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+                "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode("ascii")
+            )
+            parts.extend(_body_pieces(render_body(body)))
+            parts.append(b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode("ascii"))
+        return cls(
+            issue=issue,
+            settings=settings,
+            rendered=(rendered.subject, rendered.html, rendered.text),
+            head=head,
+            after_to=after_to,
+            subject=subject,
+            boundary=boundary,
+            segments=_segments(parts),
+        )
+
+    def fits(self, issue: Issue, settings: Settings) -> bool:
+        """Whether this was prepared from `issue` as it is now, with `settings`."""
+        r = issue.rendered
+        return (
+            self.settings is settings
+            and self.issue is issue
+            and self.rendered[0] is r.subject
+            and self.rendered[1] is r.html
+            and self.rendered[2] is r.text
+        )
+
+    def message(self, envelope: Envelope, *, message_id: str | None = None) -> bytes:
+        """The complete RFC 5322 bytes of `envelope`'s copy."""
+        values = envelope.values
+        out = [self.head, self._to(envelope), self.after_to]
+        if self.subject is not None:
+            filled = personalize.fill(self.subject, values)
+            out.append(_fold("Subject", " ".join(filled.split())))
+        out.append(self._date_header())
+        out.append(b"Message-ID: " + (message_id or new_message_id(self.settings)).encode("ascii"))
+        out.append(b"\r\nMIME-Version: 1.0\r\n")
+        for name, value in envelope.headers.items():
+            out.append(_raw_header(name, value))
+        out.append(
+            f'Content-Type: multipart/alternative;\r\n boundary="{self.boundary}"\r\n\r\n'
+            .encode("ascii")
+        )
+        shared = self._shared
+        for literal, name, for_html in self.segments:
+            out.append(literal)
+            if name:
+                value = values.get(name, "")
+                if name in _SHARED_FIELDS:  # the same for a whole list: encode it once
+                    data = shared.get((value, for_html))
+                    if data is None:
+                        data = shared[(value, for_html)] = _encode_value(value, for_html)
+                    out.append(data)
+                else:
+                    out.append(_encode_value(value, for_html))
+        return b"".join(out)
+
+    def _to(self, envelope: Envelope) -> bytes:
+        to = ascii_address(envelope.subscriber.email)
+        name = " ".join(envelope.subscriber.name.split())
+        if _PLAIN_ADDRESS.fullmatch(to):
+            line = f"To: {_display_name(name)} <{to}>\r\n" if name else f"To: {to}\r\n"
+            if len(line) <= _FOLD_AT + 2:
+                return line.encode("ascii")
+        try:
+            return _fold("To", Address(name, addr_spec=to))
+        except (ValueError, HeaderParseError, IndexError) as e:
+            raise ValueError(f"cannot write the address headers: {e}") from e
+
+    def _date_header(self) -> bytes:
+        # Date: has a resolution of a second; formatting it once a second is enough.
+        now = int(time.time())
+        if self._date[0] != now:
+            stamp = email.utils.format_datetime(datetime.fromtimestamp(now, self.settings.tz))
+            self._date = (now, f"Date: {stamp}\r\n".encode("ascii"))
+        return self._date[1]
+
+
+def render_body(body: str) -> str:
+    """A body as its MIME part decodes: the same line endings as `render.mime_body`."""
+    return mime_body(body)
+
+
+def _body_pieces(body: str) -> list[Piece]:
+    """`body` split at its markers: literal stretches QP-encoded, markers as gaps."""
+    pieces: list[Piece] = []
+    position = 0
+    for match in _MARKER.finditer(body):
+        if match.start() > position:
+            pieces.append(_encode_literal(body[position : match.start()]))
+        pieces.append((match.group(1), match.group(2)))
+        position = match.end()
+    if position < len(body):
+        pieces.append(_encode_literal(body[position:]))
+    return pieces
+
+
+def _segments(pieces: list[Piece]) -> list[tuple[bytes, str, bool]]:
+    """The pieces as (shared bytes, field after them or "", HTML-escaped?) segments."""
+    segments: list[tuple[bytes, str, bool]] = []
+    literal = b""
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            literal += piece
+        else:
+            segments.append((literal, piece[1], piece[0] == "h"))
+            literal = b""
+    segments.append((literal, "", False))
+    return segments
+
+
+def _encode_literal(text: str) -> bytes:
+    """QP bytes of `text`, ending at the start of a line (a soft break if it ended mid-line)."""
+    encoded = email.quoprimime.body_encode(
+        text.encode("utf-8").decode("latin-1"), _QP_WIDTH
+    ).replace("\n", "\r\n")
+    if not text.endswith("\n"):
+        encoded += "=\r\n"
+    return encoded.encode("ascii")
+
+
+def _encode_value(value: str, for_html: bool) -> bytes:
+    """QP bytes of one subscriber value, HTML-escaped for the HTML part."""
+    if len(value) <= _QP_WIDTH and _QP_AND_HTML_PLAIN.fullmatch(value):
+        return value.encode("ascii") + b"=\r\n"  # the usual address or URL: nothing to do
+    if for_html:
+        value = html.escape(value, quote=True)
+    if "\r" in value:
+        value = mime_body(value, end=False)
+    if _QP_PLAIN.fullmatch(value):  # printable ASCII: cut into lines
+        lines = [value[i : i + _QP_WIDTH] for i in range(0, len(value), _QP_WIDTH)]
+        return ("=\r\n".join(lines) + "=\r\n").encode("ascii")
+    return _encode_literal(value) if value else b""
+
+
+def _display_name(name: str) -> str:
+    """`name` as a To: phrase: as is, quoted, or one RFC 2047 word when it is not ASCII."""
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    if name.isascii() and name.isprintable():
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "=?utf-8?b?" + base64.b64encode(name.encode("utf-8")).decode("ascii") + "?="
+
+
+def _fold(name: str, value: Any) -> bytes:
+    """One header as the email package writes it (folded, RFC 2047-encoded where needed)."""
+    return POLICY.fold_binary(*POLICY.header_store_parse(name, value))
+
+
+def _raw_header(name: str, value: str) -> bytes:
+    """An envelope header exactly as `_set_header` + the generator write it."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} contains a line break: {value!r}")
+    if not value.isascii():
+        return _fold(name, value)
+    if len(name) + 2 + len(value) > _FOLD_AT:
+        value = value.replace(", ", ",\r\n ")
+    return f"{name}: {value}\r\n".encode("ascii")
 
 
 def _set_header(msg: EmailMessage, name: str, value: str) -> None:

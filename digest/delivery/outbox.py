@@ -28,13 +28,17 @@ class OutboxSender:
     name = "outbox"
     batch_size = 100
 
-    def __init__(self, settings: Settings, folder: Path) -> None:
+    def __init__(self, settings: Settings, folder: Path, *, dry_run: bool = False) -> None:
         self.settings = settings
         self.folder = folder
+        self.dry_run = dry_run  # build every message, write none
         self._issue: Issue | None = None
 
     def open(self, issue: Issue) -> None:
         """Create the outbox folder if needed."""
+        self._issue = issue
+        if self.dry_run:
+            return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -42,7 +46,6 @@ class OutboxSender:
                 f"cannot create outbox folder {self.folder}: {e.strerror or e}",
                 "set [delivery] outbox (or --outbox) to a folder you can write to",
             ) from e
-        self._issue = issue
 
     def send(self, batch: list[Envelope]) -> list[Outcome]:
         """Write one file per envelope; message_id is the file name."""
@@ -57,6 +60,9 @@ class OutboxSender:
                 outcomes.append(Outcome(sid, DeliveryStatus.FAILED, error=str(e)))
                 continue
             file_name = eml_name(self._issue, envelope)
+            if self.dry_run:
+                outcomes.append(Outcome(sid, DeliveryStatus.SENT))
+                continue
             self._write(self.folder / file_name, data)
             outcomes.append(Outcome(sid, DeliveryStatus.SENT, message_id=file_name))
         return outcomes

@@ -1,9 +1,10 @@
-"""The SMTP backend: one connection, reused across batches, one message per recipient."""
+"""The SMTP backend: a connection per worker, reused across batches, one message each."""
 
 from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
 
 from digest.delivery import Envelope, Outcome
 from digest.delivery.message import (
@@ -22,14 +23,20 @@ class _Dropped(Exception):
 
 
 class SmtpSender:
-    """Sends through an SMTP server with smtplib (STARTTLS, implicit TLS or plain)."""
+    """Sends through an SMTP server with smtplib (STARTTLS, implicit TLS or plain).
+
+    Each `send` call borrows one connection from a small pool and gives it back, so several
+    workers each reuse their own connection and never share one.
+    """
 
     name = "smtp"
-    batch_size = 50
+    batch_size = 20
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
         self.settings = settings
-        self._conn: smtplib.SMTP | None = None
+        self.dry_run = dry_run
+        self._idle: list[smtplib.SMTP] = []
+        self._lock = threading.Lock()
         self._issue: Issue | None = None
 
     # -- the Sender protocol -------------------------------------------------------------
@@ -37,102 +44,132 @@ class SmtpSender:
     def open(self, issue: Issue) -> None:
         """Connect and log in now, so a wrong host or password stops the send before it starts."""
         self._issue = issue
-        self._connect()
+        if not self.dry_run:
+            self._give_back(self._connect())
 
     def send(self, batch: list[Envelope]) -> list[Outcome]:
-        """Send each envelope as its own message; refusals become FAILED outcomes."""
+        """Send each envelope as its own message over one connection.
+
+        4xx answers come back PENDING (not taken, try later), 5xx FAILED, a line lost during
+        DATA UNKNOWN. Raises SendError only when no connection can be made at the start.
+        """
         if self._issue is None:
             raise RuntimeError("SmtpSender.send called before open")
-        if self._conn is None or not self._alive():
-            self._connect()  # nothing of this batch is sent yet: failing here stops the send
+        if self.dry_run:
+            return [self._build_only(self._issue, e) for e in batch]
+        conn = self._borrow()
+        if conn is None or not _alive(conn):
+            _close(conn)
+            conn = self._connect()  # nothing of this batch is sent yet: failing here stops it
         outcomes: list[Outcome] = []
-        for i, envelope in enumerate(batch):
-            try:
-                outcomes.append(self._deliver(self._issue, envelope))
-            except SendError as e:
-                # The connection is gone mid-batch: what is done stays done, the rest failed.
-                reason = f"{e.message} ({e.hint})" if e.hint else e.message
-                outcomes.extend(
-                    Outcome(subscriber_id(rest.subscriber), DeliveryStatus.FAILED, error=reason)
-                    for rest in batch[i:]
-                )
-                break
+        try:
+            for i, envelope in enumerate(batch):
+                try:
+                    outcome, conn = self._deliver(conn, self._issue, envelope)
+                except SendError as e:
+                    # The connection is gone and cannot be remade: the rest was not sent.
+                    reason = f"temporary: {e.message}"
+                    outcomes.extend(
+                        Outcome(subscriber_id(r.subscriber), DeliveryStatus.PENDING, error=reason)
+                        for r in batch[i:]
+                    )
+                    conn = None
+                    break
+                outcomes.append(outcome)
+        finally:
+            if conn is not None:
+                self._give_back(conn)
         return outcomes
 
     def close(self) -> None:
-        """Say QUIT and drop the connection."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.quit()
-        except (smtplib.SMTPException, OSError):
-            conn.close()
+        """Say QUIT on every pooled connection and drop it."""
+        with self._lock:
+            conns, self._idle = self._idle, []
+        for conn in conns:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                _close(conn)
 
     # -- one message ---------------------------------------------------------------------
 
-    def _deliver(self, issue: Issue, envelope: Envelope) -> Outcome:
+    def _build_only(self, issue: Issue, envelope: Envelope) -> Outcome:
+        sid = subscriber_id(envelope.subscriber)
+        try:
+            build_message(issue, envelope, self.settings)
+            ascii_address(envelope.subscriber.email)
+        except ValueError as e:
+            return Outcome(sid, DeliveryStatus.FAILED, error=str(e))
+        return Outcome(sid, DeliveryStatus.SENT)
+
+    def _deliver(
+        self, conn: smtplib.SMTP | None, issue: Issue, envelope: Envelope
+    ) -> tuple[Outcome, smtplib.SMTP | None]:
         sid = subscriber_id(envelope.subscriber)
         message_id = new_message_id(self.settings)
         try:
             data = build_message(issue, envelope, self.settings, message_id=message_id)
             to = ascii_address(envelope.subscriber.email)
         except ValueError as e:
-            return Outcome(sid, DeliveryStatus.FAILED, error=str(e))
+            return Outcome(sid, DeliveryStatus.FAILED, error=str(e)), conn
         for attempt in (1, 2):
-            conn = self._conn or self._connect()
+            conn = conn or self._connect()
             try:
                 refused = self._envelope(conn, to)
             except _Dropped:
-                self._drop()
+                _close(conn)
+                conn = None
                 if attempt == 2:
-                    return Outcome(
-                        sid, DeliveryStatus.FAILED, error="the SMTP server closed the connection"
-                    )
+                    return Outcome(sid, DeliveryStatus.PENDING, error="temporary: the SMTP "
+                                   "server closed the connection twice"), None
                 continue  # nothing was sent: reconnect once and try again
             if refused is not None:
-                return Outcome(sid, DeliveryStatus.FAILED, error=refused)
+                return _outcome(sid, refused), conn
             return self._data(conn, sid, data, message_id)
         raise AssertionError("unreachable")
 
-    def _envelope(self, conn: smtplib.SMTP, to: str) -> str | None:
-        """MAIL FROM and RCPT TO; the refusal text, or None when the recipient was accepted."""
+    def _envelope(self, conn: smtplib.SMTP, to: str) -> tuple[int, str] | None:
+        """MAIL FROM and RCPT TO; the refusal (code, text), or None when accepted."""
         try:
             code, reply = conn.mail(ascii_address(self.settings.from_email))
             if code == 421:
                 raise _Dropped
             if code != 250:
-                self._reset(conn)
-                return _refusal("sender refused", code, reply)
+                _reset(conn)
+                return code, _refusal("sender refused", code, reply)
             code, reply = conn.rcpt(to)
             if code == 421:
                 raise _Dropped
             if code not in (250, 251):
-                self._reset(conn)
-                return _refusal("recipient refused", code, reply)
+                _reset(conn)
+                return code, _refusal("recipient refused", code, reply)
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             raise _Dropped from e
         return None
 
-    def _data(self, conn: smtplib.SMTP, sid: int, data: bytes, message_id: str) -> Outcome:
+    def _data(
+        self, conn: smtplib.SMTP, sid: int, data: bytes, message_id: str
+    ) -> tuple[Outcome, smtplib.SMTP | None]:
         try:
             code, reply = conn.data(data)
         except smtplib.SMTPDataError as e:  # DATA itself refused: nothing was sent
-            self._reset(conn)
-            return Outcome(sid, DeliveryStatus.FAILED, error=_refusal("refused", e.smtp_code,
-                                                                        e.smtp_error))
+            _reset(conn)
+            refusal = _refusal("refused", e.smtp_code, e.smtp_error)
+            return _outcome(sid, (e.smtp_code, refusal)), conn
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             # The message may have been accepted just before the line went down.
-            self._drop()
+            _close(conn)
             return Outcome(
                 sid, DeliveryStatus.UNKNOWN, message_id=message_id,
                 error=f"connection lost while sending the message: {e}",
-            )
+            ), None
         if code == 250:
-            return Outcome(sid, DeliveryStatus.SENT, message_id=message_id)
+            return Outcome(sid, DeliveryStatus.SENT, message_id=message_id), conn
+        outcome = _outcome(sid, (code, _refusal("message refused", code, reply)))
         if code == 421:
-            self._drop()
-        return Outcome(sid, DeliveryStatus.FAILED, error=_refusal("message refused", code, reply))
+            _close(conn)
+            return outcome, None
+        return outcome, conn
 
     # -- the connection ------------------------------------------------------------------
 
@@ -143,7 +180,6 @@ class SmtpSender:
         if not s.smtp_verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        self._drop()
         conn: smtplib.SMTP | None = None
         try:
             if s.smtp_security == "ssl":
@@ -188,28 +224,40 @@ class SmtpSender:
                 f"cannot connect to {where}: {self._scrub(str(e)) or type(e).__name__}",
                 "check [smtp] host, port and security, and that the server is running",
             ) from e
-        self._conn = conn
         return conn
 
-    def _alive(self) -> bool:
-        try:
-            return self._conn is not None and self._conn.noop()[0] == 250
-        except (smtplib.SMTPException, OSError):
-            return False
+    def _borrow(self) -> smtplib.SMTP | None:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
 
-    def _reset(self, conn: smtplib.SMTP) -> None:
-        try:
-            conn.rset()
-        except (smtplib.SMTPException, OSError):
-            self._drop()
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        _close(conn)
+    def _give_back(self, conn: smtplib.SMTP) -> None:
+        with self._lock:
+            self._idle.append(conn)
 
     def _scrub(self, text: str) -> str:
         password = self.settings.smtp_password
         return text.replace(password, "***") if password else text
+
+
+def _alive(conn: smtplib.SMTP) -> bool:
+    try:
+        return conn.noop()[0] == 250
+    except (smtplib.SMTPException, OSError):
+        return False
+
+
+def _reset(conn: smtplib.SMTP) -> None:
+    try:
+        conn.rset()
+    except (smtplib.SMTPException, OSError):
+        _close(conn)
+
+
+def _outcome(sid: int, refusal: tuple[int, str]) -> Outcome:
+    """4xx: not taken, try again later (PENDING); anything else: refused for good."""
+    code, text = refusal
+    status = DeliveryStatus.PENDING if 400 <= code < 500 else DeliveryStatus.FAILED
+    return Outcome(sid, status, error=text)
 
 
 def _close(conn: smtplib.SMTP | None) -> None:

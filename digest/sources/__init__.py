@@ -1,4 +1,5 @@
-"""Reading sources: files, folders and URLs holding feeds, HTML pages or scraped text pages.
+"""Reading sources: files, folders and URLs holding feeds (RSS, Atom, JSON Feed), OPML lists,
+HTML pages, scraped text pages, and CMS exports (Markdown with front matter, JSON, CSV).
 
 `read_source` never raises for bad input: every problem becomes a `SourceFailure`, and one
 bad file never stops the rest of a folder.
@@ -6,8 +7,10 @@ bad file never stops the rest of a folder.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
@@ -16,45 +19,78 @@ import charset_normalizer
 from digest.errors import DigestError
 from digest.identity import canonical_url
 from digest.sources.dates import from_timestamp, settle_date
+from digest.sources.exports import (
+    looks_like_csv,
+    parse_csv_export,
+    parse_json_export,
+    parse_markdown,
+)
 from digest.sources.feeds import parse_feed
 from digest.sources.fetch import fetch
 from digest.sources.htmlpage import parse_html_page
-from digest.sources.results import SourceFailure, SourceResult
+from digest.sources.jsonfeed import is_json_feed, parse_json_feed
+from digest.sources.opml import is_opml, parse_opml
+from digest.sources.results import FetchInfo, SourceFailure, SourceResult
 from digest.sources.textpage import parse_text_page
 
-__all__ = ["SourceFailure", "SourceResult", "read_bytes", "read_source", "sniff"]
+__all__ = ["FetchInfo", "SourceFailure", "SourceResult", "expand", "read_bytes", "read_source",
+           "sniff"]
 
 FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/rdf+xml",
                         "application/xml", "text/xml", "application/feed+xml"})
 # Encodings news pages really use; guessing among all of them mistakes Latin-1 for cp775.
 LIKELY_ENCODINGS = ["cp1252", "iso8859_15", "cp1250", "cp1251", "koi8_r", "cp949", "euc_kr",
                     "shift_jis", "euc_jp", "gb18030", "big5", "iso8859_7", "cp1254", "latin_1"]
-_KINDS_HINT = "digest reads RSS/Atom feeds, HTML pages and plain-text pages"
+_KINDS_HINT = ("digest reads feeds (RSS, Atom, JSON Feed), OPML lists, HTML pages, plain-text "
+               "pages, Markdown, JSON and CSV exports")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
+_MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
+_FRONT_MATTER = re.compile(r"^---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(\r?\n|$)", re.DOTALL)
 _FIRST_TAG = re.compile(r"<\s*([a-z][\w:.-]*)", re.IGNORECASE)
 _PREAMBLE = re.compile(r"^(\s|<\?.*?\?>|<!--.*?-->|<!doctype[^>]*>)*", re.IGNORECASE | re.DOTALL)
 
 
 def read_source(
-    spec: str, *, tz: tzinfo = UTC, timeout: float = 20.0, max_bytes: int = 10_000_000
+    spec: str,
+    *,
+    tz: tzinfo = UTC,
+    timeout: float = 20.0,
+    max_bytes: int = 10_000_000,
+    mapping: Mapping[str, str] | None = None,
+    etag: str | None = None,
+    last_modified: str | None = None,
 ) -> SourceResult:
     """Every article in a file, a folder (recursively, hidden files skipped) or an http(s) URL.
 
-    The kind (feed, HTML page, plain-text page) is told from the content, not the name.
+    The kind (feed, OPML list, HTML page, plain-text page, export) is told from the content,
+    not the name. `mapping` names the fields of CMS exports; `etag` / `last_modified` make a
+    URL's request conditional (an unchanged one answers 304 and yields nothing).
     """
     spec = spec.strip()
     if re.match(r"^https?://", spec, re.IGNORECASE):
-        return _read_url(spec, tz=tz, timeout=timeout, max_bytes=max_bytes)
+        return _read_url(spec, tz=tz, timeout=timeout, max_bytes=max_bytes, mapping=mapping,
+                         etag=etag, last_modified=last_modified)
     if not spec:
         return _failed(spec, "empty source name; list files, folders or URLs under [sources]")
     path = Path(spec).expanduser().absolute()
     if path.is_dir():
         result = SourceResult()
         for file in _files_in(path):
-            result.extend(_read_file(file, tz=tz, max_bytes=max_bytes))
+            result.extend(_read_file(file, tz=tz, max_bytes=max_bytes, mapping=mapping))
         return result
     if not path.exists():
         return _failed(str(path), "no such file or folder; check the path in your sources")
-    return _read_file(path, tz=tz, max_bytes=max_bytes)
+    return _read_file(path, tz=tz, max_bytes=max_bytes, mapping=mapping)
+
+
+def expand(spec: str) -> list[str]:
+    """The files under a folder spec (as read_source would read them), else the spec itself."""
+    spec = spec.strip()
+    if spec and not re.match(r"^https?://", spec, re.IGNORECASE):
+        path = Path(spec).expanduser().absolute()
+        if path.is_dir():
+            return [str(file) for file in _files_in(path)]
+    return [spec]
 
 
 def read_bytes(
@@ -66,26 +102,39 @@ def read_bytes(
     content_type: str | None = None,
     charset: str | None = None,
     page_url: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    name: str = "",
 ) -> SourceResult:
-    """The articles in one document's bytes, whatever its kind; `fallback` dates undated ones."""
+    """The articles in one document's bytes, whatever its kind; `fallback` dates undated ones.
+
+    `name` (a file name) only helps tell Markdown and CSV from plain text.
+    """
     if not data.strip():
         return _failed(origin, "the file is empty")
     if _looks_binary(data):
         return _failed(origin, f"binary data, not text; {_KINDS_HINT}")
-    kind = sniff(data, content_type)
+    kind = sniff(data, content_type, name=name)
     try:
         if kind == "feed":
             return parse_feed(data, origin, tz=tz, fallback=fallback, base_url=page_url,
                               content_type=content_type)
+        if kind == "opml":
+            return parse_opml(data, origin)
         text = decode(data, charset)
         if _control_ratio(text) > 0.1:
             return _failed(origin, f"binary data, not text; {_KINDS_HINT}")
-        if kind == "html":
+        if kind == "json":
+            return _read_json(text, origin, tz=tz, fallback=fallback, mapping=mapping)
+        if kind == "csv":
+            return parse_csv_export(text, origin, mapping=mapping, tz=tz, fallback=fallback)
+        if kind == "markdown":
+            article = parse_markdown(text, origin, mapping=mapping, tz=tz)
+        elif kind == "html":
             article = parse_html_page(text, origin, tz=tz, page_url=page_url)
         else:
             article = parse_text_page(text, origin, tz=tz)
-            if article.url is None and page_url:
-                article.url = canonical_url(page_url)
+        if article.url is None and page_url:
+            article.url = canonical_url(page_url)
     except DigestError as e:
         return _failed(origin, _reason(e))
     except Exception as e:  # noqa: BLE001 - a parser's bug on one document must not stop the batch
@@ -93,22 +142,36 @@ def read_bytes(
     return SourceResult(articles=[settle_date(article, fallback)])
 
 
-def sniff(data: bytes, content_type: str | None = None) -> str:
-    """'feed', 'html' or 'text', told from the first bytes (and the HTTP content type)."""
-    head = data[:4096].decode("latin-1").lstrip("\ufeff\xef\xbb\xbf")
-    head = _PREAMBLE.sub("", head, count=1)
-    if head.startswith("<"):
-        match = _FIRST_TAG.match(head)
-        name = match.group(1).lower() if match else ""
-        if name in ("rss", "feed", "rdf:rdf", "rdf"):
+def sniff(data: bytes, content_type: str | None = None, *, name: str = "") -> str:
+    """'feed', 'opml', 'html', 'json', 'markdown', 'csv' or 'text', told from the first bytes
+    (and the HTTP content type, or the file name where the content alone cannot tell)."""
+    head = data[:4096].decode("latin-1").lstrip("\ufeff\xef\xbb\xbf\xff\xfe")
+    if "\x00" in head:  # UTF-16: look at the text itself
+        head = decode(data[:4096])[:4096].lstrip("\ufeff")
+    stripped = _PREAMBLE.sub("", head, count=1)
+    if stripped.startswith("<"):
+        if is_opml(stripped):
+            return "opml"
+        match = _FIRST_TAG.match(stripped)
+        tag = match.group(1).lower() if match else ""
+        if tag in ("rss", "feed", "rdf:rdf", "rdf"):
             return "feed"
-        if name in ("html", "head", "body", "meta", "title", "div", "article", "p", "link"):
+        if tag in ("html", "head", "body", "meta", "title", "div", "article", "p", "link"):
             return "html"
         if content_type in FEED_TYPES or data.lstrip().startswith(b"<?xml"):
             return "feed"  # feedparser judges other XML, and says so if it is no feed
         return "html"
-    if content_type == "text/html" and "<" in head:
+    suffix = Path(name).suffix.lower()
+    declared_json = suffix == ".json" or (content_type or "").endswith("json")
+    if declared_json or (stripped[:1] in ("{", "[")
+                         and data.rstrip()[-1:] in (b"}", b"]") and len(data) > 2):
+        return "json"
+    if _FRONT_MATTER.match(stripped) or suffix in _MARKDOWN_SUFFIXES:
+        return "markdown"
+    if content_type == "text/html" and "<" in stripped:
         return "html"
+    if suffix in (".csv", ".tsv") or content_type == "text/csv" or looks_like_csv(stripped):
+        return "csv"
     return "text"
 
 
@@ -131,17 +194,40 @@ def decode(data: bytes, charset: str | None = None) -> str:
     return data.decode("latin-1")
 
 
-def _read_url(url: str, *, tz: tzinfo, timeout: float, max_bytes: int) -> SourceResult:
+def _read_json(text: str, origin: str, *, tz: tzinfo, fallback: datetime | None,
+               mapping: Mapping[str, str] | None) -> SourceResult:
     try:
-        fetched = fetch(url, timeout=timeout, max_bytes=max_bytes)
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        return _failed(f"{origin}:{e.lineno}", f"not valid JSON ({e.msg}, column {e.colno}); "
+                                               "fix the file or export it again")
+    except RecursionError:
+        return _failed(origin, "JSON nested too deeply to read")
+    if is_json_feed(data):
+        return parse_json_feed(data, origin, tz=tz, fallback=fallback)
+    return parse_json_export(data, origin, mapping=mapping, tz=tz, fallback=fallback)
+
+
+def _read_url(url: str, *, tz: tzinfo, timeout: float, max_bytes: int,
+              mapping: Mapping[str, str] | None, etag: str | None,
+              last_modified: str | None) -> SourceResult:
+    try:
+        fetched = fetch(url, timeout=timeout, max_bytes=max_bytes, etag=etag,
+                        last_modified=last_modified)
     except DigestError as e:
         return _failed(url, _reason(e))
-    return read_bytes(fetched.data, url, tz=tz, fallback=datetime.now(UTC),
-                      content_type=fetched.content_type, charset=fetched.charset,
-                      page_url=fetched.url)
+    info = FetchInfo(fetched.status, fetched.etag, fetched.last_modified)
+    if fetched.status == 304:
+        return SourceResult(fetch=info)
+    result = read_bytes(fetched.data, url, tz=tz, fallback=datetime.now(UTC),
+                        content_type=fetched.content_type, charset=fetched.charset,
+                        page_url=fetched.url, mapping=mapping, name=fetched.url)
+    result.fetch = info
+    return result
 
 
-def _read_file(path: Path, *, tz: tzinfo, max_bytes: int) -> SourceResult:
+def _read_file(path: Path, *, tz: tzinfo, max_bytes: int,
+               mapping: Mapping[str, str] | None = None) -> SourceResult:
     origin = str(path)
     try:
         stat = path.stat()
@@ -151,7 +237,8 @@ def _read_file(path: Path, *, tz: tzinfo, max_bytes: int) -> SourceResult:
         data = path.read_bytes()
     except OSError as e:
         return _failed(origin, f"cannot read the file: {e.strerror or e}")
-    return read_bytes(data, origin, tz=tz, fallback=from_timestamp(stat.st_mtime))
+    return read_bytes(data, origin, tz=tz, fallback=from_timestamp(stat.st_mtime),
+                      mapping=mapping, name=path.name)
 
 
 def _files_in(folder: Path) -> list[Path]:
@@ -172,8 +259,7 @@ def _looks_binary(data: bytes) -> bool:
 
 def _control_ratio(text: str) -> float:
     sample = text[:8192]
-    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
-    return controls / max(1, len(sample))
+    return len(_CONTROL.findall(sample)) / max(1, len(sample))
 
 
 def _reason(error: DigestError) -> str:

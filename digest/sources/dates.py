@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
+from email.utils import parsedate_to_datetime
 
 from dateutil import parser as date_parser
 from dateutil import tz as date_tz
@@ -26,6 +27,15 @@ _DEFAULT_B = datetime(1902, 2, 2)
 _YEAR = re.compile(r"\b(19|20)\d\d\b")
 _YEAR_FIRST = re.compile(r"^\s*(19|20)\d\d\s*[-./]")
 _NUMERIC = re.compile(r"^\s*(\d{1,2})[-./](\d{1,2})[-./]((19|20)\d\d)\b")
+# Machine-written dates (ISO 8601, RFC 822 in feeds), read without dateutil's guessing.
+_ISO = re.compile(r"^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?)?$")
+_RFC822 = re.compile(r"^(\w{3}, )?\d{1,2} \w{3} \d{4} \d\d:\d\d(:\d\d)? ([+-]\d{4}|GMT|UTC?|Z)$")
+# "GMT+9" means nine hours ahead; dateutil reads it the POSIX way round, so write it out.
+_GMT_OFFSET = re.compile(r"\b(?:GMT|UTC)\s*([+-])(\d{1,2})(?::?(\d\d))?\b", re.IGNORECASE)
+# "10.14 BST": a dotted time after the year, which dateutil takes for a decimal.
+_DOTTED_TIME = re.compile(r"((?:19|20)\d\d,?\s+)(\d{1,2})\.(\d\d)\b(?!\.\d)")
+# "2025년 4월 1일" and "2025年4月1日"
+_CJK_DATE = re.compile(r"((?:19|20)\d\d)\s*[년年]\s*(\d{1,2})\s*[월月]\s*(\d{1,2})\s*[일日]")
 # A future date closer than this is clock skew, not a typo.
 FUTURE_SLACK = timedelta(hours=1)
 
@@ -37,9 +47,14 @@ def parse_date(value: str, tz: tzinfo = UTC) -> datetime | None:
     Numeric dates put the year first when it comes first, else the day (01/04/2025 is
     1 April) unless the first number cannot be a month-day pair that way round.
     """
-    text = value.strip()
+    text = _CJK_DATE.sub(r"\1-\2-\3", value.strip())
     if not text or len(text) > 80 or not _YEAR.search(text):
         return None
+    quick = _machine_date(text, tz)
+    if quick is not None:
+        return quick
+    text = _GMT_OFFSET.sub(lambda m: f"{m[1]}{int(m[2]):02d}:{m[3] or '00'}", text)
+    text = _DOTTED_TIME.sub(r"\1\2:\3", text)
     dayfirst = True
     yearfirst = bool(_YEAR_FIRST.match(text))
     numeric = _NUMERIC.match(text)
@@ -57,6 +72,24 @@ def parse_date(value: str, tz: tzinfo = UTC) -> datetime | None:
     if a.tzinfo is None:
         return a.replace(tzinfo=tz)
     return a.astimezone(UTC)
+
+
+def _machine_date(text: str, tz: tzinfo) -> datetime | None:
+    """ISO 8601 and RFC 822 dates, the formats feeds and meta tags use; else None."""
+    try:
+        if _ISO.match(text):
+            when = datetime.fromisoformat(text)
+        elif _RFC822.match(text):
+            when = parsedate_to_datetime(text)
+            if when.tzinfo is None:
+                return when.replace(tzinfo=UTC)  # "-0000": UTC, the sender's zone unknown
+        else:
+            return None
+    except (ValueError, TypeError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return when.replace(tzinfo=tz)
+    return when.astimezone(UTC)
 
 
 def settle_date(

@@ -33,8 +33,9 @@ def parse_feed(
     headers = {"content-type": content_type} if content_type else {}
     if base_url:
         headers["content-location"] = base_url
+    # feedparser's own sanitizer is not relied on: html_to_text applies our allowlist (nh3).
     parsed = feedparser.parse(io.BytesIO(data), response_headers=headers,
-                              sanitize_html=True, resolve_relative_uris=True)
+                              sanitize_html=False, resolve_relative_uris=True)
     result = SourceResult()
     if not parsed.get("version") or not parsed.entries:
         if parsed.get("bozo") or not parsed.get("version"):

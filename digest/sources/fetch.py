@@ -23,10 +23,24 @@ class Fetched:
     data: bytes
     content_type: str
     charset: str | None
+    status: int = 200  # 304: unchanged since the validators sent, and `data` is empty
+    etag: str | None = None
+    last_modified: str | None = None
 
 
-def fetch(url: str, *, timeout: float = 20.0, max_bytes: int = 10_000_000) -> Fetched:
-    """GET `url`, reading at most `max_bytes`; raises SourceError on any failure."""
+def fetch(
+    url: str,
+    *,
+    timeout: float = 20.0,
+    max_bytes: int = 10_000_000,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> Fetched:
+    """GET `url`, reading at most `max_bytes`; raises SourceError on any failure.
+
+    With `etag` / `last_modified` from an earlier answer the request is conditional, and
+    an unchanged document comes back as status 304 with no data.
+    """
     if urlsplit(url).scheme.lower() not in ("http", "https"):
         raise SourceError(f"{url}: not an http(s) URL", "sources are files, folders or "
                           "http:// / https:// URLs")
@@ -35,6 +49,10 @@ def fetch(url: str, *, timeout: float = 20.0, max_bytes: int = 10_000_000) -> Fe
         "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, "
                   "text/html;q=0.8, text/plain;q=0.7, */*;q=0.5",
     })
+    if etag:
+        request.add_header("If-None-Match", etag)
+    if last_modified:
+        request.add_header("If-Modified-Since", last_modified)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             headers: Message = response.headers
@@ -53,8 +71,14 @@ def fetch(url: str, *, timeout: float = 20.0, max_bytes: int = 10_000_000) -> Fe
                 data=b"".join(chunks),
                 content_type=headers.get_content_type(),
                 charset=headers.get_content_charset(),
+                etag=headers.get("ETag"),
+                last_modified=headers.get("Last-Modified"),
             )
     except urllib.error.HTTPError as e:
+        if e.code == 304:
+            return Fetched(url=url, data=b"", content_type="", charset=None, status=304,
+                           etag=e.headers.get("ETag") or etag,
+                           last_modified=e.headers.get("Last-Modified") or last_modified)
         raise SourceError(f"HTTP {e.code} {e.reason}",
                           "check the URL in your sources, or try again later") from e
     except urllib.error.URLError as e:

@@ -21,8 +21,20 @@ class SourceResult:
 
     articles: list[Article] = field(default_factory=list)
     failures: list[SourceFailure] = field(default_factory=list)
+    subscriptions: list[str] = field(default_factory=list)  # feed URLs an OPML list names
+    fetch: FetchInfo | None = None  # how a URL answered, for the next conditional GET
 
     def extend(self, other: SourceResult) -> None:
-        """Add another result's articles and failures to this one."""
+        """Add another result's articles, failures and subscriptions to this one."""
         self.articles.extend(other.articles)
         self.failures.extend(other.failures)
+        self.subscriptions.extend(other.subscriptions)
+
+
+@dataclass
+class FetchInfo:
+    """A URL's answer: 200 or 304 (not modified), and the validators to send next time."""
+
+    status: int
+    etag: str | None = None
+    last_modified: str | None = None

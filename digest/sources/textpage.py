@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
 from digest.errors import SourceError
+from digest.identity import canonical_url
 from digest.models import Article
 from digest.sources.dates import parse_date
 
@@ -62,12 +63,20 @@ _CREDIT = re.compile(
     r"(\s/\s*[A-Z][\w.&'’ -]{1,40}"  # "... Helsinki. / AFP Yonhap News"
     rf"|\s[—–-]{{1,2}}\s*({_AGENCIES})\b[\w .]{{0,30}}"
     r"|\((file )?(photo|image|picture|credit|courtesy|illustration)\b[^)]*\)"
-    r"|\b(photo|image|picture|illustration)s?\s*(by|:|credit:?|courtesy of)\s+[^.]{1,60}"
+    r"|\b(photo(graph)?|image|picture|illustration)s?\s*(by|:|credit:?|courtesy of)\s+[^.]{1,60}"
+    rf"|\((\w+\s)?({_AGENCIES})\b[^)]*\)"
     rf"|\[(photo|image|{_AGENCIES})\b[^\]]*\])\s*\.?\s*$",
     re.IGNORECASE,
 )
+_CREDIT_LINE = re.compile(
+    r"^(photo(graph)?s?|images?|pictures?|pic|illustration|video|credit|source)"
+    r"\s*(by|:|credit:?|courtesy of)\s*\S.*$"
+    rf"|^[(\[]?\s*(/\s*)?({_AGENCIES})\b[^)\]]*[)\]]?\.?$|^/\s*\S.*$",
+    re.IGNORECASE,
+)
 _DATE_LABEL = re.compile(
-    r"^(first |last )?(published|updated|posted|modified|date|dated|released)"
+    r"^((first |last )?(published|updated|posted|modified|date|dated|released)"
+    r"|입력|수정|등록|기사입력|최종수정)"
     r"(\s+(on|at))?\s*[:\-]?\s*",
     re.IGNORECASE,
 )
@@ -94,6 +103,7 @@ class _Header:
     published: datetime | None = None
     author: str | None = None
     url: str | None = None
+    section: str | None = None
 
 
 def parse_text_page(text: str, origin: str, *, tz: tzinfo = UTC) -> Article:
@@ -120,10 +130,11 @@ def parse_text_page(text: str, origin: str, *, tz: tzinfo = UTC) -> Article:
         title=header.title,
         text="\n\n".join(body),
         origin=origin,
-        url=header.url,
+        url=canonical_url(header.url) if header.url else None,
         source=None,
         published=header.published or published,
         author=header.author or author,
+        section=header.section,
         related=_teasers(lines[end + 1 :], header.title),  # lines[end] is the heading
     )
 
@@ -135,7 +146,10 @@ def _normalize(line: str) -> str:
 
 
 def _read_header(lines: list[str], tz: tzinfo) -> _Header:
+    """Date, byline, URL, section and title from the lines above the first paragraph."""
     header = _Header()
+    candidates: list[int] = []  # substantial lines that may be the headline
+    labels: list[tuple[int, str]] = []  # short lines and breadcrumbs: section names
     seen = 0
     for index, line in enumerate(lines):
         if not line:
@@ -152,13 +166,62 @@ def _read_header(lines: list[str], tz: tzinfo) -> _Header:
         if url:
             header.url = header.url or url.group(3)
             continue
-        if _is_breadcrumb(line) or _BOILERPLATE.match(line) or _CREDIT.search(line):
+        if _is_breadcrumb(line):
+            labels.append((index, _last_crumb(line)))
             continue
-        if _is_substantial(line):
-            if len(line) <= MAX_TITLE:
-                header.title, header.title_at = line, index
-            break  # the first line of prose: a page without a headline
+        if _BOILERPLATE.match(line) or _CREDIT.search(line) or _credit_only(line):
+            continue
+        if not _is_substantial(line):
+            if _is_heading(line):
+                labels.append((index, line))
+            continue
+        if _is_paragraph(line):
+            if not candidates and len(line) <= MAX_TITLE:
+                candidates.append(index)  # a page without a headline line: its first line
+            break  # the body has begun
+        if len(line) <= MAX_TITLE:
+            candidates.append(index)
+    if candidates:
+        header.title_at = _pick_title(lines, candidates)
+        header.title = lines[header.title_at]
+        above = [label for index, label in labels if index < header.title_at]
+        header.section = above[-1] if above else None
     return header
+
+
+def _pick_title(lines: list[str], candidates: list[int]) -> int:
+    """Of the headline-like lines, the one that is no site name or "Title | Site" line."""
+    kept = []
+    for n, index in enumerate(candidates):
+        line, later = lines[index], [lines[i] for i in candidates[n + 1 :]]
+        following = next((x for x in lines[index + 1 :] if x), "")
+        if _is_breadcrumb(following):
+            continue  # the site's name sits above its navigation
+        if any(other.casefold() in line.casefold() for other in later):
+            continue  # "Headline | Site name", with the bare headline below
+        if len(line.split()) <= 4 and any(len(o.split()) > 4 for o in later):
+            continue  # a short name above a real headline
+        kept.append(index)
+    return kept[0] if kept else candidates[-1]
+
+
+def _is_paragraph(line: str) -> bool:
+    """A line of body prose: a long sentence ending in a full stop, or very long."""
+    words = len(line.split())
+    return (words >= 8 and bool(_HEADLINE_END.search(line))) or words > 40
+
+
+def _last_crumb(line: str) -> str:
+    for separator in (_CRUMB_ARROW, _CRUMB_BAR):
+        parts = [p.strip() for p in separator.split(line) if p.strip()]
+        if len(parts) > 1:
+            return parts[-1]
+    return line
+
+
+def _credit_only(line: str) -> bool:
+    """A line that is nothing but a photo credit ("Photo: Reuters", "(Getty Images)")."""
+    return len(line.split()) <= 8 and bool(_CREDIT_LINE.match(line))
 
 
 def date_in_line(line: str, tz: tzinfo = UTC) -> datetime | None:
@@ -188,12 +251,12 @@ def byline_name(line: str) -> str | None:
 
 
 def _is_breadcrumb(line: str) -> bool:
-    """"Home > Science > Space"; with bars or slashes, three parts ("Title | Site" is a title)."""
+    """"Home > Science > Space", "News / World / Asia", "Markets | Commodities"."""
     if _SENTENCE_END.search(line):
         return False
-    for separator, least in ((_CRUMB_ARROW, 2), (_CRUMB_BAR, 3)):
+    for separator, least, longest in ((_CRUMB_ARROW, 2, 4), (_CRUMB_BAR, 3, 4), (_CRUMB_BAR, 2, 2)):
         parts = [p for p in separator.split(line) if p]
-        if len(parts) >= least and all(len(p.split()) <= 4 for p in parts):
+        if len(parts) >= least and all(len(p.split()) <= longest for p in parts):
             return True
     return False
 
@@ -274,14 +337,21 @@ def _body(
     author: str | None = None
     paragraphs: list[str] = []
     joinable = False  # may the next line continue the last paragraph (a hard-wrapped one)?
+    lone = False  # is the last paragraph the line just above, on its own?
     for line in region:
         if not line:
-            joinable = False
+            joinable = lone = False
             continue
         key = line.casefold()
         if counts[key] > 1 or key == title_key:
             continue  # captions are printed twice; a repeated title is not body
-        if _BOILERPLATE.match(line) or _INLINE_PROMO.match(line) or _CREDIT.search(line):
+        if _credit_only(line):
+            if lone:
+                paragraphs.pop()  # the caption the credit line belongs to
+            joinable = lone = False
+            continue
+        if (_BOILERPLATE.match(line) or _INLINE_PROMO.match(line) or _CREDIT.search(line)
+                or _is_breadcrumb(line)):
             continue
         if not _SENTENCE_END.search(line):
             when, name = date_in_line(line, tz), byline_name(line)
@@ -291,8 +361,10 @@ def _body(
         if (joinable and paragraphs and not _SENTENCE_END.search(paragraphs[-1])
                 and (line[:1].islower() or len(paragraphs[-1]) >= 50)):
             paragraphs[-1] = f"{paragraphs[-1]} {line}"
+            lone = False
         else:
             paragraphs.append(line)
+            lone = True
         joinable = True
     return paragraphs, published, author
 

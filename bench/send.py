@@ -1,0 +1,171 @@
+"""`digest send` to a big list through the local SendGrid look-alike, with a slow API.
+
+    python -m bench.send [--sizes 100000,1000000] [--delay 0.1] [--workers 8] [--db URL]
+
+For each size: imports that many subscribers (the import rate is printed too), freezes an
+issue of realistic size (~40 KB of HTML with per-subscriber markers, List-Unsubscribe
+one-click links), starts the SendGrid look-alike of tests/peers.py in its own process
+(every answer held back `--delay` seconds; schema validation off for speed, recipients
+counted), then runs the real `digest send` command in a subprocess and reports:
+
+- wall: the whole command, start to exit (Python start-up and the plan included);
+- requests, and recipients the server took, with the most copies any address got (must be 1);
+- floor: requests × delay ÷ requests in flight (workers): the time the API alone imposes;
+- peak memory: the send process's maximum resident set size.
+
+Run it as a module from the repository root (`python -m bench.send`): bench/ holds a
+select.py that would shadow the standard library's `select` if run as a script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from digest.models import RenderedIssue
+from digest.personalize import html_marker, text_marker
+from digest.selection import parse_window
+from digest.store import Store, metadata
+from digest.subscribers import import_csv
+
+API_KEY = "SG.bench.key"
+
+
+def serve(delay: float, conn: Connection) -> None:
+    """The SendGrid look-alike in its own process; answers counts when asked to stop."""
+    from tests.peers import sendgrid_server
+
+    with sendgrid_server(API_KEY) as peer:
+        peer.delay, peer.validate, peer.keep_bodies = delay, False, False
+        conn.send(peer.url)
+        conn.recv()
+        counts = peer.recipients
+        conn.send({
+            "requests": sum(1 for r in peer.requests if r.path == "/v3/mail/send"),
+            "recipients": sum(counts.values()),
+            "distinct": len(counts),
+            "most": max(counts.values(), default=0),
+        })
+
+
+def content() -> RenderedIssue:
+    """An issue of typical size: ten stories, markers for the per-subscriber parts."""
+    story = (
+        '<tr><td style="padding:16px;font-family:Arial,sans-serif;font-size:16px">'
+        '<h2 style="margin:0 0 8px">A headline of about this length for story {n}</h2>'
+        "<p>" + "A summary sentence of ordinary length that says what happened. " * 6 + "</p>"
+        '<a href="https://example.com/story/{n}" style="color:#1a73e8">Read more</a>'
+        "</td></tr>\n"
+    )
+    html = (
+        "<!doctype html><html><body><table>"
+        f"<tr><td>Hello {html_marker('name')}</td></tr>"
+        + "".join(story.format(n=n) for n in range(10)) * 4
+        + f'<tr><td><a href="{html_marker("unsubscribe_url")}">Unsubscribe</a>'
+        f" · sent to {html_marker('email')}</td></tr></table></body></html>"
+    )
+    text = (
+        f"Hello {text_marker('name')}\n\n"
+        + "".join(f"Story {n}\nA summary sentence.\nhttps://example.com/story/{n}\n\n"
+                  for n in range(10))
+        + f"Unsubscribe: {text_marker('unsubscribe_url')}\n"
+    )
+    return RenderedIssue("The Weekly Digest #1", "This week", html, text)
+
+
+def prepare(folder: Path, url: str, size: int) -> tuple[float, str]:
+    """Import `size` subscribers and freeze this week's issue; the import's seconds."""
+    csv_path = folder / "people.csv"
+    with csv_path.open("w", encoding="utf-8") as f:
+        f.write("email,name,lists\n")
+        f.writelines(f"reader{n}@example.com,Reader {n},main\n" for n in range(size))
+    store = Store.open(url)
+    try:
+        if not url.startswith("sqlite"):
+            metadata.drop_all(store.engine)
+            metadata.create_all(store.engine)
+        started = time.perf_counter()
+        report = import_csv(store, csv_path, "main")
+        took = time.perf_counter() - started
+        assert report.added == size, report.line()
+        window = parse_window(None, None, None, UTC)
+        store.create_issue(window.label, window.since, window.until, [], content(), 1)
+    finally:
+        store.close()
+    csv_path.unlink()
+    return took, window.label
+
+
+def run(size: int, delay: float, workers: int, db: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        url = db or f"sqlite:///{folder / 'bench.db'}"
+        imported, label = prepare(folder, url, size)
+        say(f"{size:>9,} subscribers: import {imported:6.2f} s ({size / imported:,.0f} rows/s)")
+        ours, theirs = mp.Pipe()
+        server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs))
+        server.start()
+        peer_url = ours.recv()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
+            "DIGEST_DATABASE_URL": url, "DIGEST_BACKEND": "sendgrid",
+            "DIGEST_SENDGRID_HOST": peer_url, "SENDGRID_API_KEY": API_KEY,
+            "DIGEST_WORKERS": str(workers), "DIGEST_BASE_URL": "https://news.example.com",
+            "DIGEST_FROM_EMAIL": "news@example.com", "DIGEST_SECRET": "bench-secret",
+            "DIGEST_POSTAL_ADDRESS": "1 Example Street", "DIGEST_SENDGRID_TIMEOUT": "60",
+        }
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digest", "send", "--no-ingest", "--yes", "--force",
+             "--week", label],
+            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert proc.stdout is not None
+        output = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        ours.send("stop")
+        seen = ours.recv()
+        server.join()
+        if status != 0:
+            say(output)
+            raise SystemExit(f"digest send failed with status {status}")
+        floor = seen["requests"] * delay / workers
+        say(
+            f"{'':>9}  send: wall {wall:6.2f} s, {seen['requests']:,} requests, "
+            f"{seen['recipients']:,} recipients ({seen['distinct']:,} distinct, at most "
+            f"{seen['most']} each), floor {floor:.2f} s ({workers} in flight × {delay * 1000:.0f}"
+            f" ms), peak memory {usage.ru_maxrss / 1024:,.0f} MB"
+        )
+        say(f"{'':>9}  {output.strip().splitlines()[-1]}")
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000",
+                        help="subscriber counts, comma-separated")
+    parser.add_argument("--delay", type=float, default=0.1, help="seconds per API answer")
+    parser.add_argument("--workers", type=int, default=8, help="[delivery] workers")
+    parser.add_argument("--db", help="a database URL (default: SQLite in a temporary folder)")
+    args = parser.parse_args()
+    say(f"digest send via the SendGrid look-alike, {args.delay * 1000:.0f} ms per answer, "
+        f"{args.workers} workers, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    for size in (int(s) for s in args.sizes.split(",")):
+        run(size, args.delay, args.workers, args.db)
+
+
+if __name__ == "__main__":
+    main()

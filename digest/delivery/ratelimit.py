@@ -1,0 +1,45 @@
+"""One rate limit shared by every worker, and the backoff between retries."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+
+class RateLimit:
+    """At most `rate` messages per second across all threads that share this object.
+
+    Each caller books its slot under a lock and sleeps outside it, so workers queue up in
+    order and the limit holds however many of them there are. `rate` 0 means no limit.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+
+    def acquire(self, count: int, stop: threading.Event | None = None) -> None:
+        """Wait until `count` more messages may go (and any pause has passed)."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next, self._paused_until)
+            if self.rate > 0:
+                self._next = start + count / self.rate
+        wait = start - now
+        if wait > 0:
+            if stop is not None:
+                stop.wait(wait)
+            else:
+                time.sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every worker back for `seconds` (the provider said: too many requests)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
+    """Seconds to wait before retry number `attempt` (1, 2, …): exponential, full jitter."""
+    return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))

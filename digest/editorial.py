@@ -1,0 +1,106 @@
+"""The editor's hand: pins and drops for the coming issue, and the lineup they shape.
+
+A pick names an article by URL (or, for a file without one, by the path it was read from).
+Picks wait for the next issue that is not yet frozen and are attached to it when it freezes
+(pipeline.freeze), so the following week starts with none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from digest.errors import DigestError
+from digest.models import Window
+from digest.selection import Ranking, Rules, pick_key, rank
+from digest.settings import Settings
+from digest.store import Store
+
+ACTIONS = ("pin", "drop")
+
+
+class PickError(DigestError):
+    """A pin, drop or unpin names nothing usable."""
+
+
+@dataclass
+class PickReport:
+    """What `digest pin`, `digest drop` or `digest unpin` did."""
+
+    key: str
+    action: str  # "pin", "drop" or "unpin"
+    before: str | None  # the pending action it replaced, if any
+    known: bool  # whether a stored article has this URL or origin
+
+    def line(self) -> str:
+        """One line for the editor."""
+        done = {"pin": "pinned", "drop": "dropped", "unpin": "no longer pinned or dropped"}
+        text = f"{self.key}: {done[self.action]} for the next issue"
+        if self.action == "unpin":
+            text = f"{self.key}: {done['unpin']}"
+        elif self.before and self.before != self.action:
+            text += f" (was {done[self.before]})"
+        if not self.known:
+            text += "; no stored article has this URL yet"
+        return text
+
+
+def _key(value: str) -> str:
+    key = pick_key(value)
+    if not key:
+        raise PickError("no URL given", "pass the article's URL, e.g. digest pin https://…")
+    return key
+
+
+def pick(store: Store, value: str, action: str) -> PickReport:
+    """Pin or drop the article at URL `value` for the coming issue (the latest pick wins)."""
+    if action not in ACTIONS:
+        raise PickError(f"unknown action {action!r}", f"use one of: {', '.join(ACTIONS)}")
+    key = _key(value)
+    before = store.set_pick(key, action)
+    return PickReport(key=key, action=action, before=before, known=store.article_known(key))
+
+
+def unpick(store: Store, value: str) -> PickReport:
+    """Forget the pending pin or drop of the article at URL `value`."""
+    key = _key(value)
+    before = store.remove_pick(key)
+    if before is None:
+        raise PickError(
+            f"{key} is neither pinned nor dropped for the next issue",
+            "see what is with 'digest pin --list'",
+        )
+    return PickReport(key=key, action="unpin", before=before, known=store.article_known(key))
+
+
+def pending(store: Store) -> list[tuple[str, str]]:
+    """(key, action) of the picks waiting for the next issue, oldest first."""
+    return store.picks(None)
+
+
+def rules_for(store: Store, settings: Settings, label: str) -> Rules:
+    """The selection rules of the issue `label`: the settings and its picks.
+
+    A frozen issue keeps the picks it froze with; a draft gets the pending ones.
+    """
+    chosen = store.picks(label if store.issue_by_label(label) is not None else None)
+    return Rules(
+        cluster_threshold=settings.cluster_threshold,
+        source_weights=dict(settings.source_weights),
+        max_per_source=settings.max_per_source,
+        max_per_section=settings.max_per_section,
+        pins=frozenset(key for key, action in chosen if action == "pin"),
+        drops=frozenset(key for key, action in chosen if action == "drop"),
+    )
+
+
+def rank_window(store: Store, settings: Settings, window: Window, top: int | None) -> Ranking:
+    """Every story of the window, scored, with what became of it (`digest select --explain`)."""
+    return rank(
+        store.articles_between(window.since, window.until),
+        window,
+        top=top or settings.top,
+        sentences=settings.summary_sentences,
+        budget=settings.summary_chars,
+        language=settings.language,
+        rules=rules_for(store, settings, window.label),
+    )

@@ -1,0 +1,275 @@
+"""CMS exports: Markdown with front matter, JSON and CSV, read through a field mapping.
+
+Each record's fields are found by the names in `[sources.mapping]` of digest.toml first,
+then by the names CMSs commonly use (`headline`, `body`, `permalink`, `published_at`…).
+A mapped name may be a dotted path into nested JSON (`author.name`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+import frontmatter
+import yaml
+
+from digest.errors import SourceError
+from digest.identity import canonical_url
+from digest.models import Article
+from digest.sources.dates import parse_date, settle_date
+from digest.sources.html_text import html_to_text, tidy
+from digest.sources.results import SourceFailure, SourceResult
+
+# The article fields an export can fill, and the names CMSs use for them, most usual first.
+FIELD_NAMES: dict[str, tuple[str, ...]] = {
+    "title": ("title", "headline", "name", "subject"),
+    "text": ("body", "content", "text", "content_text", "content_html", "html", "article_body",
+             "articlebody", "body_html", "markdown"),
+    "url": ("url", "link", "permalink", "canonical_url", "canonical", "href"),
+    "published": ("published", "published_at", "date", "pubdate", "pub_date", "date_published",
+                  "datepublished", "publish_date", "created_at", "created", "updated_at"),
+    "summary": ("summary", "excerpt", "description", "dek", "standfirst", "subtitle", "lead"),
+    "author": ("author", "byline", "authors", "creator", "writer"),
+    "section": ("section", "category", "categories", "topic", "desk", "tags"),
+    "source": ("source", "site", "site_name", "publication", "publisher"),
+    "image": ("image", "image_url", "featured_image", "thumbnail", "lead_image", "og_image"),
+}
+# Keys under which a JSON export keeps its list of records.
+_LIST_KEYS = ("items", "articles", "posts", "entries", "data", "results", "records", "stories")
+_TAG = re.compile(r"<[a-zA-Z/!][^>]*>")
+
+
+def parse_markdown(
+    text: str, origin: str, *, mapping: Mapping[str, str] | None = None, tz: tzinfo = UTC
+) -> Article:
+    """The article in a Markdown file; front matter gives the fields, the rest is the body.
+
+    Without a title in the front matter, the first `# heading` is the title.
+    """
+    try:
+        post = frontmatter.loads(text)
+    except (yaml.YAMLError, ValueError, TypeError) as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if isinstance(line, int) else ""
+        raise SourceError(f"the front matter is not valid YAML{where}",
+                          "fix the block between the '---' lines at the top") from e
+    meta: dict[str, Any] = dict(post.metadata) if isinstance(post.metadata, dict) else {}
+    body = post.content
+    if _field(meta, "title", mapping) is None:
+        heading = re.search(r"^#\s+(.+?)\s*#*\s*$", body, re.MULTILINE)
+        if heading:
+            meta = {**meta, "title": heading.group(1)}
+            body = body[: heading.start()] + body[heading.end() :]
+    meta.setdefault("body", body)
+    if mapping and "text" in mapping:
+        meta.setdefault(mapping["text"], body)
+    return record_article(meta, origin, mapping=mapping, tz=tz, markdown=True)
+
+
+def parse_json_export(
+    data: Any,
+    origin: str,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    tz: tzinfo = UTC,
+    fallback: datetime | None = None,
+) -> SourceResult:
+    """The articles of a JSON export: a list of records, or an object holding one."""
+    records = _records_in(data)
+    if records is None:
+        return SourceResult(failures=[SourceFailure(origin, (
+            "JSON holds no list of articles; expected a JSON Feed, a list of objects or an "
+            f"object with one of: {', '.join(_LIST_KEYS)}"))])
+    result = SourceResult()
+    for number, record in enumerate(records, start=1):
+        where = f"{origin}: record {number}"
+        if not isinstance(record, dict):
+            result.failures.append(SourceFailure(where, "not an object; it was skipped"))
+            continue
+        _add(result, where, lambda r=record: record_article(r, origin, mapping=mapping, tz=tz),
+             fallback)
+    return result
+
+
+def parse_csv_export(
+    text: str,
+    origin: str,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    tz: tzinfo = UTC,
+    fallback: datetime | None = None,
+) -> SourceResult:
+    """The articles of a CSV export, one per row; bad rows are reported with their line."""
+    result = SourceResult()
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=_dialect(text))
+    try:
+        for row in reader:
+            where = f"{origin}:{reader.line_num}"
+            record = {k.strip(): v for k, v in row.items() if isinstance(k, str) and v}
+            _add(result, where, lambda r=record: record_article(r, origin, mapping=mapping,
+                                                                 tz=tz), fallback)
+    except csv.Error as e:
+        result.failures.append(SourceFailure(f"{origin}:{reader.line_num}",
+                                             f"malformed CSV ({e}); the rest was skipped"))
+    return result
+
+
+def looks_like_csv(text: str, mapping: Mapping[str, str] | None = None) -> bool:
+    """Whether the first line is a CSV header naming a title column and another field."""
+    first = text.lstrip("\ufeff").split("\n", 1)[0].strip()
+    delimiter = next((d for d in (",", ";", "\t", "|") if d in first), None)
+    if delimiter is None:
+        return False
+    cells = {c.strip().strip('"').casefold() for c in first.split(delimiter)}
+    titles = set(FIELD_NAMES["title"]) | {(mapping or {}).get("title", "").casefold()}
+    others = {n for f, names in FIELD_NAMES.items() if f != "title" for n in names}
+    others |= {v.casefold() for k, v in (mapping or {}).items() if k != "title"}
+    return bool(cells & titles) and bool(cells & others)
+
+
+def record_article(
+    record: Mapping[str, Any],
+    origin: str,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    tz: tzinfo = UTC,
+    markdown: bool = False,
+) -> Article:
+    """One export record as an article; raises SourceError naming a missing field."""
+    title = _plain(_field(record, "title", mapping))
+    raw_text = _field(record, "text", mapping)
+    text = markdown_to_text(str(raw_text)) if markdown and raw_text else _plain(raw_text)
+    summary = _plain(_field(record, "summary", mapping)) or None
+    if not title:
+        raise SourceError(f"no title (looked for {_names('title', mapping)})",
+                          "add the field, or name it under [sources.mapping] title = \"…\"")
+    if not text:
+        if summary is None:
+            raise SourceError(f"no body text (looked for {_names('text', mapping)})",
+                              "add the field, or name it under [sources.mapping] text = \"…\"")
+        text = summary
+    url = _plain(_field(record, "url", mapping))
+    published_raw = _field(record, "published", mapping)
+    return Article(
+        title=title,
+        text=text,
+        origin=origin,
+        url=canonical_url(url) if url.lower().startswith(("http://", "https://")) else None,
+        source=_plain(_field(record, "source", mapping)) or None,
+        published=_date(published_raw, tz),
+        summary=summary,
+        author=_plain(_field(record, "author", mapping)) or None,
+        image=_plain(_field(record, "image", mapping)) or None,
+        section=_plain(_field(record, "section", mapping)) or None,
+    )
+
+
+def markdown_to_text(markdown: str) -> str:
+    """Plain text of Markdown: markup, images and raw HTML dropped, link texts kept."""
+    lines: list[str] = []
+    for line in markdown.replace("\r\n", "\n").split("\n"):
+        if re.match(r"^\s*(```|~~~)", line):
+            continue
+        if re.match(r"^\s{0,3}([-*+]|\d+[.)])\s+\S", line):
+            lines.append("")  # each list item is a paragraph of its own
+        line = re.sub(r"^\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+|\d+[.)]\s+)", "", line)
+        line = re.sub(r"\s#+\s*$", "", line)
+        if re.fullmatch(r"\s*([-*_]\s*){3,}", line):
+            line = ""
+        lines.append(line)
+    text = "\n".join(lines)
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"\[([^\]]+)\]\[[^\]]*\]", r"\1", text)
+    text = re.sub(r"^\s*\[[^\]]+\]:\s*\S+.*$", "", text, flags=re.MULTILINE)
+    text = re.sub(r"(\*\*|__|\*|_|`)(?=\S)(.+?)(?<=\S)\1", r"\2", text)
+    return html_to_text(text) if _TAG.search(text) else tidy(text)
+
+
+def _records_in(data: Any) -> list[Any] | None:
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for key in _LIST_KEYS:
+            if isinstance(data.get(key), list):
+                return list(data[key])
+        if any(name in data for name in FIELD_NAMES["title"]):
+            return [data]  # one article on its own
+    return None
+
+
+def _add(result: SourceResult, where: str, make: Any, fallback: datetime | None) -> None:
+    try:
+        article: Article = make()
+    except SourceError as e:
+        hint = f"; {e.hint}" if e.hint else ""
+        result.failures.append(SourceFailure(where, f"{e.message}{hint}; it was skipped"))
+        return
+    result.articles.append(settle_date(article, fallback))
+
+
+def _field(record: Mapping[str, Any], name: str, mapping: Mapping[str, str] | None) -> Any:
+    """The record's value for an article field: the mapped name, else a usual one."""
+    if mapping and name in mapping:
+        return _lookup(record, mapping[name])
+    folded = {k.casefold(): v for k, v in record.items() if isinstance(k, str)}
+    for candidate in FIELD_NAMES[name]:
+        value = folded.get(candidate)
+        if value not in (None, "", [], {}):
+            return value
+    return None
+
+
+def _lookup(record: Mapping[str, Any], path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _plain(value: Any) -> str:
+    """A field's value as one piece of plain text (names of authors, tags joined)."""
+    if value is None:
+        return ""
+    if isinstance(value, Mapping):
+        value = value.get("name") or value.get("title") or value.get("url") or ""
+    if isinstance(value, list):
+        return ", ".join(part for part in (_plain(v) for v in value) if part)
+    text = str(value)
+    return html_to_text(text) if _TAG.search(text) or "&" in text else tidy(text)
+
+
+def _date(value: Any, tz: tzinfo) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=tz)
+    if hasattr(value, "isoformat"):  # a date from YAML front matter
+        return parse_date(value.isoformat(), tz)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 10**11 else value  # milliseconds, as JS writes them
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return parse_date(str(value), tz) if value else None
+
+
+def _names(name: str, mapping: Mapping[str, str] | None) -> str:
+    if mapping and name in mapping:
+        return f"'{mapping[name]}' from [sources.mapping]"
+    return ", ".join(FIELD_NAMES[name][:4])
+
+
+def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    try:
+        return csv.Sniffer().sniff(text[:4096].split("\n", 1)[0], delimiters=",;\t|")
+    except csv.Error:
+        return csv.excel

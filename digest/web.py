@@ -1,0 +1,374 @@
+"""`digest serve`: one-click unsubscribe, preferences, web views, archive, feed and webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from digest.archive import Links, Pages, issue_page, sent_issue, sent_issues
+from digest.errors import DigestError
+from digest.events import (
+    MAX_BODY,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Verifier,
+    WebhookRejected,
+    apply_events,
+    parse_events,
+)
+from digest.models import Subscriber, SubscriberStatus
+from digest.settings import Settings
+from digest.store import Store
+from digest.suppressions import (
+    OneClick,
+    choose_lists,
+    preferences,
+    subscriber_by_id,
+    unsubscribe_many,
+)
+from digest.tokens import TokenClaims, TokenError, read_token
+
+T = TypeVar("T")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+                   Awaitable[None]]
+
+# Email HTML needs inline styles and remote images; nothing may run scripts or frame us.
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"referrer-policy", b"no-referrer"),  # a token in the URL must not leak to linked sites
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+]
+MAX_FORM = 64 * 1024
+
+
+class SecurityHeaders:
+    """Adds the security headers to every answer, and no-store where the URL holds a token."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        personal = str(scope.get("path", "")).startswith(("/u/", "/p/"))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", [])) + SECURITY_HEADERS
+                if personal:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class Batcher:
+    """Group commit for one-click POSTs: requests that arrive while a batch is being written
+    go together in the next one, so a burst costs a few transactions, not one each."""
+
+    MAX = 500
+
+    def __init__(
+        self,
+        write: Callable[..., Awaitable[dict[tuple[int, str], Subscriber]]],
+        run: Callable[[list[OneClick]], dict[tuple[int, str], Subscriber]],
+    ) -> None:
+        self.write = write
+        self.run = run
+        self.pending: list[tuple[OneClick, asyncio.Future[Subscriber | None]]] = []
+        self.draining = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: OneClick) -> Subscriber | None:
+        """Unsubscribe one (subscriber, list, issue); the subscriber after, or None if unknown."""
+        future: asyncio.Future[Subscriber | None] = asyncio.get_running_loop().create_future()
+        self.pending.append((item, future))
+        if not self.draining:
+            self.draining = True
+            self._task = asyncio.create_task(self._drain())  # kept: the loop holds tasks weakly
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending[: self.MAX], self.pending[self.MAX :]
+                try:
+                    done = await self.write(self.run, [item for item, _ in batch])
+                except Exception as e:  # noqa: BLE001  handed to every waiting request
+                    for _, future in batch:
+                        if not future.done():  # a client that hung up cancelled its own
+                            future.set_exception(e)
+                    continue
+                for (sid, name, _), future in batch:
+                    if not future.done():
+                        future.set_result(done.get((sid, name)))
+        finally:
+            self.draining = False
+
+
+class Site:
+    """The handlers, sharing settings, store, token secret and page templates."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.secret = settings.secret or store.secret()
+        self.pages = Pages(settings)
+        # SQLite has one writer at a time; queueing writes here beats its busy-wait sleeps.
+        sqlite = store.engine.dialect.name == "sqlite"
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="digest-writer") if sqlite else None
+        self.one_click = Batcher(self.write, partial(unsubscribe_many, store))
+        key = settings.sendgrid_webhook_public_key
+        self.verifier = Verifier(key) if key else None
+
+    def links(self, request: Request) -> Links:
+        """Absolute when base_url is set, else root-relative to this server."""
+        return Links(self.settings.base_url.rstrip("/"))
+
+    def site(self, request: Request) -> str:
+        """The absolute address of the site, for feed ids."""
+        return self.settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
+
+    def page(self, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+        """A rendered page answered with HTTP status `code`."""
+        return HTMLResponse(self.pages.render(name, **context), status_code=code)
+
+    def error(self, status: int, title: str, message: str, hint: str = "") -> HTMLResponse:
+        """A plain error page."""
+        return self.page("error.html.j2", status, title=title, message=message, hint=hint)
+
+    def bad_link(self) -> HTMLResponse:
+        """The answer to a forged, truncated or tampered token: nothing changed."""
+        return self.error(
+            400,
+            "This link is not valid",
+            "Nothing was changed. The link may have been cut short when it was copied.",
+            "Use the unsubscribe link at the bottom of the latest email, or reply to it.",
+        )
+
+    def read(self, request: Request) -> TokenClaims | None:
+        """The token's claims, or None when the token is not ours."""
+        token = str(request.path_params["token"])
+        if len(token) > 400:
+            return None
+        try:
+            return read_token(self.secret, token)
+        except TokenError:
+            return None
+
+    async def write(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a database write off the event loop; on SQLite, one at a time."""
+        if self.writer is None:
+            return await run_in_threadpool(func, *args, **kwargs)
+        return await asyncio.wrap_future(self.writer.submit(func, *args, **kwargs))
+
+    async def claims(self, request: Request) -> tuple[TokenClaims, Subscriber] | None:
+        """The token's claims and its subscriber, or None when the token is not ours."""
+        claims = self.read(request)
+        if claims is None:
+            return None
+        person = await run_in_threadpool(subscriber_by_id, self.store, claims.subscriber_id)
+        return None if person is None else (claims, person)
+
+    # ---- unsubscribe ---------------------------------------------------------------------
+
+    async def unsubscribe_form(self, request: Request) -> Response:
+        """GET /u/TOKEN: what the button will do, and the button."""
+        found = await self.claims(request)
+        if found is None:
+            return self.bad_link()
+        claims, person = found
+        on_list = claims.list_name in person.lists and person.status == SubscriberStatus.ACTIVE
+        return self.page(
+            "unsubscribe.html.j2",
+            state="confirm" if on_list else "already",
+            email=person.email,
+            list_name=claims.list_name,
+            others=[n for n in person.lists if n != claims.list_name],
+            action=request.url.path,
+            preferences=f"/p/{request.path_params['token']}",
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """POST /u/TOKEN: unsubscribe at once (RFC 8058 one-click or the button)."""
+        await _read_limited(request, MAX_FORM)  # the body (List-Unsubscribe=One-Click) is optional
+        claims = self.read(request)
+        if claims is None:
+            return self.bad_link()
+        person = await self.one_click.submit(
+            (claims.subscriber_id, claims.list_name, claims.issue_id or None)
+        )
+        if person is None:
+            return self.bad_link()
+        return self.page(
+            "unsubscribe.html.j2",
+            state="done",
+            email=person.email,
+            list_name=claims.list_name,
+            others=person.lists,
+            preferences=f"/p/{request.path_params['token']}",
+        )
+
+    # ---- preferences ---------------------------------------------------------------------
+
+    async def preferences(self, request: Request) -> Response:
+        """GET shows the lists; POST (form field `list`, repeated) sets them."""
+        found = await self.claims(request)
+        if found is None:
+            return self.bad_link()
+        claims, _ = found
+        saved = request.method == "POST"
+        if saved:
+            form = parse_qs((await _read_limited(request, MAX_FORM)).decode("utf-8", "replace"))
+            prefs = await self.write(
+                choose_lists,
+                self.store,
+                self.settings,
+                claims.subscriber_id,
+                form.get("list", []),
+                claims.issue_id,
+            )
+        else:
+            prefs = await run_in_threadpool(
+                preferences, self.store, self.settings, claims.subscriber_id
+            )
+        person = prefs.subscriber
+        active = person.status == SubscriberStatus.ACTIVE
+        return self.page(
+            "preferences.html.j2",
+            email=person.email,
+            offered=prefs.offered,
+            chosen=person.lists if active else [],
+            saved=saved,
+            blocked=prefs.blocked,
+            status=str(person.status),
+            action=request.url.path,
+        )
+
+    # ---- public pages --------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        """/ → the archive."""
+        return RedirectResponse("/archive", status_code=303)
+
+    async def archive(self, request: Request) -> Response:
+        """/archive: the sent issues, newest first."""
+        found = await run_in_threadpool(sent_issues, self.store)
+        return HTMLResponse(self.pages.archive(found, self.links(request)))
+
+    async def issue(self, request: Request) -> Response:
+        """/issues/ID: one sent issue as it went out, without anyone's token."""
+        found = await run_in_threadpool(sent_issue, self.store, int(request.path_params["id"]))
+        if found is None:
+            return self.error(404, "No such issue", "This issue does not exist or was not sent.")
+        return HTMLResponse(issue_page(found, self.settings, self.links(request)))
+
+    async def feed(self, request: Request) -> Response:
+        """/feed.xml: an Atom feed of sent issues."""
+        found = await run_in_threadpool(sent_issues, self.store)
+        body = self.pages.feed(found, self.links(request), self.site(request))
+        return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+    async def unsubscribe_help(self, request: Request) -> Response:
+        """/unsubscribe: where shared copies point; the personal link is in the email."""
+        return HTMLResponse(self.pages.unsubscribe_help(self.links(request)))
+
+    # ---- provider events -----------------------------------------------------------------
+
+    async def sendgrid_events(self, request: Request) -> Response:
+        """POST /webhooks/sendgrid: SendGrid's signed Event Webhook."""
+        if self.verifier is None:
+            return JSONResponse(
+                {"error": "the event webhook is not configured ([sendgrid] webhook_public_key)"},
+                status_code=503,
+            )
+        try:
+            body = await _read_limited(request, MAX_BODY)
+            self.verifier.verify(
+                body, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
+            )
+            batch = parse_events(body)
+        except WebhookRejected as e:
+            return JSONResponse({"error": e.message}, status_code=e.status)
+        report = await self.write(apply_events, self.store, batch)
+        return JSONResponse(report.as_json())
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise WebhookRejected(f"the body is larger than {limit} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings, store: Store) -> Starlette:
+    """The web application over `store`."""
+    site = Site(settings, store)
+
+    async def too_large(request: Request, exc: Exception) -> Response:
+        status = exc.status if isinstance(exc, WebhookRejected) else 400
+        return site.error(status, "Request refused", str(exc))
+
+    app = Starlette(
+        routes=[
+            Route("/", site.home),
+            Route("/u/{token}", site.unsubscribe_form, methods=["GET"]),
+            Route("/u/{token}", site.unsubscribe, methods=["POST"]),
+            Route("/p/{token}", site.preferences, methods=["GET", "POST"]),
+            Route("/unsubscribe", site.unsubscribe_help),
+            Route("/archive", site.archive),
+            Route("/issues/{id:int}", site.issue),
+            Route("/feed.xml", site.feed),
+            Route("/webhooks/sendgrid", site.sendgrid_events, methods=["POST"]),
+        ],
+        exception_handlers={WebhookRejected: too_large},
+    )
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def serve(settings: Settings, store: Store, host: str, port: int) -> None:
+    """Run the web side with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(settings, store)
+    try:  # uvicorn reports a taken port by exiting; say it our way first
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise DigestError(
+            f"cannot listen on {host}:{port}: {e.strerror}", "pick another port with --port"
+        ) from e
+    # No access log: unsubscribe and preferences URLs carry personal tokens.
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="info")
+    uvicorn.Server(config).run()

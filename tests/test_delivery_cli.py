@@ -1,0 +1,102 @@
+"""`digest send` options of the delivery flow, and `digest cancel`, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from digest.cli import cli
+from tests.peers import SendGridPeer, sendgrid_server
+
+SEND = ("send", "--backend", "sendgrid", "--no-ingest", "--yes", "--force")
+
+
+@pytest.fixture
+def folder(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `digest init` folder as the current directory, its sources ingested."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGEST_DATABASE_URL", db_url)
+    for name in ("DIGEST_CONFIG", "SENDGRID_API_KEY", "DIGEST_SENDGRID_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    assert run("init", "news").exit_code == 0
+    monkeypatch.chdir(tmp_path / "news")
+    run("ingest")
+    return tmp_path / "news"
+
+
+@pytest.fixture
+def peer(monkeypatch: pytest.MonkeyPatch) -> Iterator[SendGridPeer]:
+    with sendgrid_server() as running:
+        monkeypatch.setenv("SENDGRID_API_KEY", running.api_key)
+        monkeypatch.setenv("DIGEST_SENDGRID_HOST", running.url)
+        yield running
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def status() -> dict[str, int]:
+    rows = json.loads(run("status", "--json").output)
+    return rows[0] if rows else {}
+
+
+def test_test_to_sends_one_copy_and_records_nothing(folder: Path, peer: SendGridPeer) -> None:
+    result = run(*SEND, "--test-to", "Editor@Example.COM")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "test copy to Editor@Example.COM: sent"
+    [body] = peer.bodies()
+    assert [p["to"][0]["email"] for p in body["personalizations"]] == ["Editor@example.com"]
+    assert status() == {}  # not frozen, nobody marked
+
+
+def test_dry_run_builds_every_request_body_and_sends_none(
+    folder: Path, peer: SendGridPeer
+) -> None:
+    result = run(*SEND, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert " would send, 0 failed, 0 unknown" in result.output
+    assert peer.requests == [] and status() == {}
+
+
+def test_send_at_schedules_and_cancel_cancels(folder: Path, peer: SendGridPeer) -> None:
+    when = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    result = run(*SEND, "--send-at", when.isoformat())
+    assert result.exit_code == 0, result.output
+    assert f"scheduled for {when.isoformat(timespec='minutes')}" in result.output
+    [batch_id] = peer.scheduled
+    [body] = peer.bodies()
+    assert (body["send_at"], body["batch_id"]) == (int(when.timestamp()), batch_id)
+    sent = status()["sent"]
+
+    cancelled = run("cancel", body["custom_args"]["issue"])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert f"(batch {batch_id}): {sent} deliveries will not go out" in cancelled.output
+    assert peer.scheduled == {batch_id: "cancel"}
+    assert (status()["sent"], status()["failed"]) == (0, sent)
+    again = run(*SEND)
+    assert again.exit_code == 1
+    assert "Error: the scheduled send of issue" in again.output and "was cancelled" in again.output
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [("tomorrow-ish", "is not a date and time"), ("2001-01-01 08:00", "is in the past"),
+     ((datetime.now(UTC) + timedelta(days=4)).isoformat(), "more than 72 hours ahead")],
+)
+def test_send_at_must_be_a_time_within_72_hours(folder: Path, when: str, message: str) -> None:
+    result = run(*SEND, "--send-at", when)
+    assert result.exit_code == 1
+    assert message in result.output and "Hint: pass --send-at as e.g." in result.output
+
+
+def test_cancel_of_an_issue_that_was_not_scheduled(folder: Path, peer: SendGridPeer) -> None:
+    assert run(*SEND).exit_code == 0
+    result = run("cancel", "1")
+    assert result.exit_code == 1
+    assert "was not scheduled" in result.output and "Hint:" in result.output

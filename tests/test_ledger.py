@@ -1,0 +1,236 @@
+"""The ledger with its workers, against the SendGrid look-alike and real SMTP servers.
+
+Every test runs on SQLite and, when DIGEST_TEST_DATABASE_URL is set, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from digest.delivery.ledger import DeliveryReport, claim, deliver, send_test_copy
+from digest.delivery.sendgrid import SendGridSender
+from digest.delivery.smtp import SmtpSender
+from digest.errors import SendError
+from digest.models import DeliveryStatus, Issue, RenderedIssue, Subscriber, SubscriberStatus
+from digest.personalize import html_marker, text_marker
+from digest.settings import Settings
+from digest.store import Store
+from tests.peers import Reply, SendGridPeer, sendgrid_server, smtp_server
+
+API_KEY = "SG.ledger-test.key"
+
+
+def settings_for(url: str = "", **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "from_email": "news@digest.example.org", "base_url": "https://news.example.org",
+        "backend": "sendgrid", "sendgrid_host": url, "sendgrid_api_key": API_KEY,
+        "sendgrid_timeout": 5.0, "smtp_timeout": 5.0, "secret": "s3cret",
+        "batch_size": 4, "workers": 3, "retries": 3, "backoff": 0.01,
+    }
+    values.update(changes)
+    return Settings(**values)
+
+
+def freeze_issue(store: Store) -> Issue:
+    html = f"<p>Hello {html_marker('name')}</p><a href=\"{html_marker('unsubscribe_url')}\">u</a>"
+    text = f"Hello {text_marker('name')}\n{text_marker('unsubscribe_url')}\n"
+    return store.create_issue(
+        "2024-W05", datetime(2024, 1, 29, tzinfo=UTC), datetime(2024, 2, 5, tzinfo=UTC), [],
+        RenderedIssue("Week 5", "In brief", html, text), 1,
+    )
+
+
+def add_people(store: Store, count: int, start: int = 0) -> list[str]:
+    people = [
+        Subscriber(email=f"reader{n:03d}@example.com", name=f"Reader {n}", lists=["main"])
+        for n in range(start, start + count)
+    ]
+    store.upsert_subscribers(people)
+    return [p.email for p in people]
+
+
+def received(peer: SendGridPeer, accepted: tuple[int, ...] = (202,)) -> Counter[str]:
+    """How many copies each address got in the requests the peer accepted."""
+    return Counter(
+        p["to"][0]["email"]
+        for r in peer.requests
+        if r.path == "/v3/mail/send" and r.status in accepted
+        for p in r.body["personalizations"]
+    )
+
+
+def ledger(store: Store, issue: Issue) -> dict[str, str]:
+    return {email: status for email, status, _ in store.deliveries_of(issue.id)}
+
+
+def run(store: Store, issue: Issue, s: Settings, **kwargs: Any) -> DeliveryReport:
+    return deliver(store, issue, "main", SendGridSender(s), s, **kwargs)
+
+
+def test_everyone_gets_it_once_through_several_workers(store: Store) -> None:
+    emails = add_people(store, 25)
+    gone = add_people(store, 1, start=90)
+    store.set_subscriber_status(store.subscriber_by_email(gone[0]).id or 0,  # type: ignore[union-attr]
+                                SubscriberStatus.UNSUBSCRIBED)
+    issue = freeze_issue(store)
+    seen: list[int] = []
+    with sendgrid_server(API_KEY) as peer:
+        s = settings_for(peer.url)
+        report = run(store, issue, s, progress=lambda r: seen.append(r.sent))
+        again = run(store, issue, s)
+    assert peer.schema_failures == []
+    assert received(peer) == Counter(emails)
+    assert (report.sent, report.failed, report.unknown, report.requests) == (25, 0, 0, 7)
+    assert (again.sent, again.already_sent, again.requests) == (0, 25, 0)
+    assert ledger(store, issue) == dict.fromkeys(emails, "sent")
+    assert seen == sorted(seen) and seen[-1] == 25
+    # Each delivery keeps the X-Message-Id of the request that carried it.
+    ids = {r.message_id: {p["to"][0]["email"] for p in r.body["personalizations"]}
+           for r in peer.requests}
+    for email, _, message_id in store.deliveries_of(issue.id):
+        assert email in ids[message_id]
+    assert store.issue_by_label("2024-W05").sent_at is not None  # type: ignore[union-attr]
+
+
+def test_a_dropped_answer_is_unknown_reported_and_resent_only_on_request(store: Store) -> None:
+    emails = add_people(store, 12)
+    issue = freeze_issue(store)
+    with sendgrid_server(API_KEY) as peer:
+        s = settings_for(peer.url, workers=1)
+        peer.script(Reply(), Reply(drop=True))  # the second batch: taken, then the line drops
+        report = run(store, issue, s)
+        lost = {p["to"][0]["email"] for p in peer.requests[1].body["personalizations"]}
+        again = run(store, issue, s)
+        assert received(peer, accepted=(202, 0)) == Counter(emails)  # nobody twice
+        resent = run(store, issue, s, resend_unknown=True)
+    assert (report.sent, report.unknown) == (8, 4)
+    assert (again.sent, again.unknown, again.requests) == (0, 0, 0)
+    assert {e for e, st in ledger(store, issue).items() if st == "sent"} == set(emails)
+    assert resent.sent == 4
+    assert received(peer, accepted=(202, 0)) == Counter(emails) + Counter(lost)
+    row = next(r for r in store.status() if r.issue == "2024-W05")
+    assert (row.sent, row.unknown) == (12, 0)
+
+
+def test_a_killed_run_leaves_sending_rows_that_become_unknown(store: Store) -> None:
+    emails = add_people(store, 6)
+    issue = freeze_issue(store)
+    store.enqueue(issue.id, "main")
+    people = {p.email: p.id or 0 for p in store.subscribers("main")}
+    # What a run killed during its request leaves behind: claimed, never recorded.
+    assert claim(store, issue.id, [people[e] for e in emails[:2]], [DeliveryStatus.PENDING]) == {
+        people[emails[0]], people[emails[1]]
+    }
+    with sendgrid_server(API_KEY) as peer:
+        report = run(store, issue, settings_for(peer.url))
+    assert (report.interrupted, report.unknown, report.sent) == (2, 0, 4)
+    assert received(peer) == Counter(emails[2:])
+    assert [e for e, st in ledger(store, issue).items() if st == "unknown"] == emails[:2]
+    assert store.issue_by_label("2024-W05").sent_at is None  # type: ignore[union-attr]
+
+
+def test_a_400_fails_one_batch_and_the_others_go(store: Store) -> None:
+    emails = add_people(store, 12)
+    issue = freeze_issue(store)
+    with sendgrid_server(API_KEY) as peer:
+        peer.script(Reply(), Reply(400, body={"errors": [
+            {"message": "The content value must be a string", "field": "content.0.value"}]}))
+        report = run(store, issue, settings_for(peer.url, workers=1))
+        again = run(store, issue, settings_for(peer.url, workers=1))
+    refused = {p["to"][0]["email"] for p in peer.requests[1].body["personalizations"]}
+    assert (report.sent, report.failed, report.unknown) == (8, 4, 0)
+    assert received(peer) == Counter(set(emails) - refused)
+    assert {e for e, _ in report.failures} == refused
+    assert {r for _, r in report.failures} == {
+        "HTTP 400: content.0.value: The content value must be a string"
+    }
+    assert again.requests == 0  # a refused batch is not sent again by itself
+
+
+def test_a_refused_key_stops_the_send_and_nothing_is_lost(store: Store) -> None:
+    emails = add_people(store, 8)
+    issue = freeze_issue(store)
+    with sendgrid_server("SG.another-key") as peer:
+        with pytest.raises(SendError, match="HTTP 401") as info:
+            run(store, issue, settings_for(peer.url, workers=1))
+        assert API_KEY not in str(info.value)
+        peer.api_key = API_KEY  # the editor fixes the key
+        report = run(store, issue, settings_for(peer.url))
+    assert report.sent == 8 and report.unknown == 0
+    assert received(peer) == Counter(emails)
+
+
+def test_not_taken_batches_are_tried_again_later_in_the_run(store: Store) -> None:
+    emails = add_people(store, 8)
+    issue = freeze_issue(store)
+    with sendgrid_server(API_KEY) as peer:
+        s = settings_for(peer.url, workers=1, retries=1)
+        peer.script(Reply(503))  # retries=1: the first batch is deferred to a later pass
+        report = run(store, issue, s)
+    assert (report.sent, report.deferred, report.failed) == (8, 0, 0)
+    assert [r.status for r in peer.requests] == [503, 202, 202]
+    assert received(peer) == Counter(emails)
+
+
+def test_the_rate_limit_holds_across_all_workers(store: Store) -> None:
+    add_people(store, 40)
+    issue = freeze_issue(store)
+    with sendgrid_server(API_KEY) as peer:
+        run(store, issue, settings_for(peer.url, workers=4, rate=80.0))  # 4 per batch
+    arrivals = sorted(r.at for r in peer.requests)
+    assert len(arrivals) == 10
+    # Ten batches of four at 80 messages/s: the last may start only 9 × 50 ms after the
+    # first (less what the first request spent connecting, however slow the machine).
+    assert arrivals[-1] - arrivals[0] >= 0.3
+
+
+def test_dry_run_walks_the_path_and_writes_nothing(store: Store) -> None:
+    add_people(store, 9)
+    issue = freeze_issue(store)
+    with sendgrid_server(API_KEY) as peer:
+        s = settings_for(peer.url)
+        report = deliver(store, issue, "main", SendGridSender(s, dry_run=True), s, dry_run=True)
+    assert (report.sent, report.dry_run, report.requests) == (9, True, 0)
+    assert peer.requests == []
+    assert ledger(store, issue) == {}
+
+
+def test_a_test_copy_goes_to_the_editor_only(store: Store) -> None:
+    add_people(store, 3)
+    issue = freeze_issue(store)
+    with sendgrid_server(API_KEY) as peer:
+        outcome = send_test_copy(store, settings_for(peer.url), issue, "main", "Editor@Example.COM")
+    assert outcome.status == DeliveryStatus.SENT
+    assert received(peer) == Counter(["Editor@example.com"])
+    assert ledger(store, issue) == {}
+
+
+def test_smtp_workers_reconnect_and_retry_a_busy_server(store: Store) -> None:
+    emails = add_people(store, 10)
+    issue = freeze_issue(store)
+    with smtp_server() as peer:
+        peer.busy, peer.drop_after = 2, 3  # two 451s, and a hang-up every third message
+        s = settings_for(backend="smtp", smtp_host="127.0.0.1", smtp_port=peer.port,
+                         smtp_security="none", workers=2, batch_size=3)
+        report = deliver(store, issue, "main", SmtpSender(s), s)
+    assert (report.sent, report.failed, report.unknown, report.deferred) == (10, 0, 0, 0)
+    assert Counter(r for m in peer.messages for r in m.rcpt_tos) == Counter(emails)
+    assert peer.connections > 2  # it reconnected after the hang-ups
+    assert ledger(store, issue) == dict.fromkeys(emails, "sent")
+
+
+def test_smtp_permanent_refusals_are_recorded_per_recipient(store: Store) -> None:
+    emails = add_people(store, 4)
+    issue = freeze_issue(store)
+    with smtp_server(refuse={emails[1]}) as peer:
+        s = settings_for(backend="smtp", smtp_host="127.0.0.1", smtp_port=peer.port,
+                         smtp_security="none")
+        report = deliver(store, issue, "main", SmtpSender(s), s)
+    assert (report.sent, report.failed) == (3, 1)
+    [(email, reason)] = report.failures
+    assert email == emails[1] and "550" in reason
+    assert ledger(store, issue)[emails[1]] == "failed"
