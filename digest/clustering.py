@@ -110,7 +110,7 @@ def similar_pairs(
 @contextmanager
 def _no_cycle_collection() -> Iterator[None]:
     """Pause the cyclic garbage collector: these dicts and lists hold no cycles, and with
-    10,000 articles its repeated passes over them cost ~15% of bench/select.py's time."""
+    10,000 articles its repeated passes over them cost ~15% of bench/lineup.py's time."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

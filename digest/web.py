@@ -92,6 +92,7 @@ class Batcher:
     go together in the next one, so a burst costs a few transactions, not one each."""
 
     MAX = 500
+    GATHER = 0.003  # seconds
 
     def __init__(
         self,
@@ -116,6 +117,7 @@ class Batcher:
     async def _drain(self) -> None:
         try:
             while self.pending:
+                await asyncio.sleep(self.GATHER)  # let a burst gather: fewer, larger commits
                 batch, self.pending = self.pending[: self.MAX], self.pending[self.MAX :]
                 try:
                     done = await self.write(self.run, [item for item, _ in batch])

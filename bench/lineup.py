@@ -5,7 +5,7 @@ one to a dozen outlets (heavy-tailed), each article a title and a body of 150-45
 name the event's people, places and numbers in the lead and are filled with common words
 (Zipf-distributed) after it; half carry popularity metrics. Prints the median wall time over
 runs, the stories found, and how well they match the generated events (pair precision and
-recall). Usage: python bench/select.py [--articles N] [--runs N] [--seed N]
+recall). Usage: python bench/lineup.py [--articles N] [--runs N] [--seed N]
 """
 
 from __future__ import annotations
