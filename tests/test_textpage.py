@@ -46,7 +46,7 @@ def test_seed_page() -> None:
     assert "Lunar Ambitions Accelerate as Korea Develops Rover Propulsion System" in article.related
     assert "Golf Diplomacy? Vietnam Courts Trump to Dodge Tariffs" in article.related
     assert len(article.related) == len(set(article.related)) == 8
-    assert article.origin == str(SEED.resolve())
+    assert Path(article.origin).resolve() == SEED.resolve()
     assert article.source is None and article.url is None
 
 
