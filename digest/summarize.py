@@ -1,10 +1,15 @@
 """Sentence splitting and ranking → an extractive summary within a length budget.
 
 Method: each candidate sentence is a node in a graph whose edges are the TF-IDF cosine
-similarity of the sentences' content words (stopwords removed, light stemming); PageRank
-over that graph (power iteration) gives its centrality, as in LexRank. The final score adds
-the sentence's similarity to the title and a small bonus for coming early. The best sentences
-are taken whole, in rank order, while they fit the budget, and shown in article order.
+similarity of the sentences' content words (stopwords removed, light stemming; IDF counted
+over the article's own sentences); PageRank over that graph (power iteration) gives its
+centrality, as in LexRank. The random surfer restarts at a sentence in proportion to
+log(1 + its content words), so a sentence that says more weighs more, with diminishing returns
+(as TextRank's log-length normalization): cosine alone overrates a short sentence that only
+repeats the article's main name. The final score adds the sentence's similarity to the title
+and a small bonus for the lede (the first sentence). The best `count` sentences that do not
+repeat one another are taken whole, those that do not fit the budget dropped, and shown in
+article order.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from digest.models import Article
 # Weights of the final sentence score; centrality and title similarity are each scaled to 0..1.
 CENTRALITY_WEIGHT = 1.0
 TITLE_WEIGHT = 0.1
-POSITION_WEIGHT = 0.25
+# News puts the gist in the lede; past it, position says little about a sentence's worth.
+LEDE_WEIGHT = 0.1
 DAMPING = 0.85
 # A candidate this similar to a sentence already chosen says the same thing twice.
 REDUNDANCY = 0.5
+# Scores this close (relative) are a tie: the ranking between them is noise, not judgement.
+TIE = 0.02
 MIN_SENTENCE_CHARS = 30
 MIN_FEED_SUMMARY_CHARS = 60
 
@@ -324,20 +332,23 @@ def _similarity(vectors: Sequence[dict[str, float]]) -> list[dict[int, float]]:
     return edges
 
 
-def _pagerank(edges: Sequence[dict[int, float]], damping: float = DAMPING) -> list[float]:
-    """PageRank of a weighted undirected graph by power iteration."""
+def _pagerank(
+    edges: Sequence[dict[int, float]], restart: Sequence[float], damping: float = DAMPING
+) -> list[float]:
+    """PageRank of a weighted undirected graph by power iteration; the surfer restarts at node
+    j with probability restart[j] (a distribution summing to 1)."""
     size = len(edges)
     out_weight = [sum(row.values()) for row in edges]
     rows = [(list(row), list(row.values())) for row in edges]
     isolated = [j for j in range(size) if out_weight[j] == 0.0]
-    rank = [1.0 / size] * size
+    rank = list(restart)
     for _ in range(100):
-        # A sentence sharing no words with the others spreads its rank evenly.
-        base = (1.0 - damping) / size + damping * sum(rank[j] for j in isolated) / size
+        # A sentence sharing no words with the others hands its rank back to the restart.
+        jump = (1.0 - damping) + damping * sum(rank[j] for j in isolated)
         share = [r / w if w else 0.0 for r, w in zip(rank, out_weight, strict=True)]
         new = [
-            base + damping * sum(map(mul, weights, map(share.__getitem__, neighbours)))
-            for neighbours, weights in rows
+            jump * start + damping * sum(map(mul, weights, map(share.__getitem__, neighbours)))
+            for start, (neighbours, weights) in zip(restart, rows, strict=True)
         ]
         delta = sum(abs(x - y) for x, y in zip(new, rank, strict=True))
         rank = new
@@ -350,40 +361,52 @@ def _score(
     sentences: Sequence[str], title: str, language: str
 ) -> tuple[list[float], list[dict[str, float]]]:
     """Each sentence's score and TF-IDF vector."""
-    vectors = _tfidf([*(content_words(s, language) for s in sentences),
-                      content_words(title, language)])
+    words = [content_words(s, language) for s in sentences]
+    vectors = _tfidf([*words, content_words(title, language)])
     title_vector = vectors.pop()
     size = len(sentences)
-    centrality = _pagerank(_similarity(vectors))
+    # The surfer lands on a sentence as if picking a word, with diminishing returns per word.
+    weight = [math.log1p(len(w)) for w in words]
+    total = sum(weight)
+    restart = [w / total for w in weight] if total else [1.0 / size] * size
+    centrality = _pagerank(_similarity(vectors), restart)
     top_centrality = max(centrality)
     to_title = [_cosine(v, title_vector) for v in vectors]
     top_title = max(to_title) or 1.0
     scores = [
         CENTRALITY_WEIGHT * centrality[i] / top_centrality
         + TITLE_WEIGHT * to_title[i] / top_title
-        + POSITION_WEIGHT * (1.0 - i / size)
+        + (LEDE_WEIGHT if i == 0 else 0.0)
         for i in range(size)
     ]
     return scores, vectors
 
 
 def rank_sentences(sentences: Sequence[str], title: str = "", language: str = "en") -> list[float]:
-    """Score each sentence: centrality in the similarity graph, title similarity, position."""
+    """Score each sentence: centrality in the similarity graph, title similarity, the lede."""
     return _score(sentences, title, language)[0] if sentences else []
 
 
 def _fit(ranked: Sequence[int], sentences: Sequence[str], count: int, budget: int,
-         vectors: Sequence[dict[str, float]]) -> list[int]:
-    """Indexes of the best sentences that fit: the best always, then others while they fit."""
+         vectors: Sequence[dict[str, float]], scores: Sequence[float]) -> list[int]:
+    """Indexes of the best `count` sentences that do not repeat one another, less those that
+    overflow the budget; the best always, even alone over it.
+
+    A sentence that does not fit is dropped, not replaced by one further down the ranking: a
+    low-ranked short sentence beside the best reads worse than the best alone. Only a sentence
+    that ties with the last of the best (within TIE of its score) may stand in for it.
+    """
+    best: list[int] = []
+    for index in ranked:
+        if len(best) >= count and scores[index] < (1.0 - TIE) * scores[best[count - 1]]:
+            break
+        if not any(_cosine(vectors[index], vectors[c]) > REDUNDANCY for c in best):
+            best.append(index)
     chosen: list[int] = []
     used = 0
-    for index in ranked:
-        if len(chosen) == count:
-            break
+    for index in best:
         length = len(sentences[index]) + (1 if chosen else 0)
-        if chosen and used + length > budget:
-            continue
-        if any(_cosine(vectors[index], vectors[c]) > REDUNDANCY for c in chosen):
+        if len(chosen) == count or (chosen and used + length > budget):
             continue
         chosen.append(index)
         used += length
@@ -406,7 +429,7 @@ def summarize(
     """Up to `sentences` whole sentences within `budget` characters, in article order.
 
     The article's own summary is kept when it is good (whole, not the title, not boilerplate);
-    otherwise sentences are ranked by centrality, title similarity and position. When even the
+    otherwise sentences are ranked by centrality, title similarity and the lede. When even the
     best sentence is longer than the budget, that one sentence is returned whole. Captions,
     bylines, datelines, fragments under 30 characters and unpunctuated lines are never chosen.
     """
@@ -421,4 +444,5 @@ def summarize(
         return _lead(parts, sentences, budget)
     scores, vectors = _score(candidates, article.title, language)
     ranked = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
-    return Summary([candidates[i] for i in _fit(ranked, candidates, sentences, budget, vectors)])
+    chosen = _fit(ranked, candidates, sentences, budget, vectors, scores)
+    return Summary([candidates[i] for i in chosen])

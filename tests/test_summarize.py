@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pysbd
@@ -342,3 +343,56 @@ def test_digest_summarize_reads_the_language_setting(
         assert result.exit_code == 0, result.output
         sentences = json.loads(result.output)[0]["sentences"]
         assert sentences and all(s in GERMAN for s in sentences)
+
+
+# ---- the budget and the quality bar (issue 4) ---------------------------------------------
+
+
+def test_a_sentence_that_does_not_fit_is_dropped_not_replaced() -> None:
+    text = "\n\n".join(
+        [
+            "The city council approved a new public transport budget on Tuesday evening, adding "
+            "two tram lines, forty electric buses and night services across the city next spring.",
+            "Council members said the transport budget, the largest in a decade, would cut "
+            "traffic in the city centre and bring a tram stop within a short walk of most homes.",
+            "Critics said the transport budget relied on higher parking fees in the city centre.",
+            "The meeting ran late into the night.",
+        ]
+    )
+    article = Article(title="Council approves transport budget", text=text, origin="test")
+    best_two = summarize(article, sentences=2, budget=10_000)
+    assert len(best_two.sentences) == 2 and len(best_two.text) > 320
+    tight = summarize(article, sentences=2, budget=320)
+    # One of the two best alone, rather than the best beside a sentence ranked further down.
+    assert len(tight.sentences) == 1
+    assert tight.sentences[0] in best_two.sentences
+
+
+def test_digest_summarize_meets_the_quality_bar_on_the_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The issue's measure: the share of chosen sentences found in the reference summary,
+    # through the command with default settings (no digest.toml, budget 320).
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("DIGEST_")]:
+        monkeypatch.delenv(name)
+    for category in sorted(p for p in (CORPUS / "article").iterdir() if p.is_dir()):
+        files = sorted(category.glob("*.txt"))
+        result = CliRunner().invoke(
+            cli, ["summarize", "--sentences", "2", "--json", *map(str, files)]
+        )
+        assert result.exit_code == 0, result.output
+        records = json.loads(result.output)
+        assert len(records) == len(files) >= 10
+        hits = picked = 0
+        for record in records:
+            origin = Path(record["origin"])
+            reference = " ".join(
+                (CORPUS / "summary" / category.name / origin.name).read_text(encoding="utf-8")
+                .split()
+            )
+            assert 1 <= len(record["sentences"]) <= 2
+            assert len(record["summary"]) <= 320 or len(record["sentences"]) == 1
+            picked += len(record["sentences"])
+            hits += sum(" ".join(s.split()) in reference for s in record["sentences"])
+        assert hits / picked >= 0.90, f"{category.name}: {hits}/{picked}"
