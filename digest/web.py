@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -32,18 +32,19 @@ from digest.settings import Settings
 from digest.store import Store
 from digest.suppressions import (
     OneClick,
+    OneClickWriter,
     choose_lists,
     preferences,
     subscriber_by_id,
-    unsubscribe_many,
 )
 from digest.tokens import TokenClaims, TokenError, read_token
 
 T = TypeVar("T")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-                   Awaitable[None]]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Email HTML needs inline styles and remote images; nothing may run scripts or frame us.
 CSP = (
@@ -56,7 +57,9 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
 ]
+NO_STORE = (b"cache-control", b"no-store")
 MAX_FORM = 64 * 1024
+log = logging.getLogger(__name__)
 
 
 class SecurityHeaders:
@@ -65,12 +68,7 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(
-        self,
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -80,7 +78,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", [])) + SECURITY_HEADERS
                 if personal:
-                    headers.append((b"cache-control", b"no-store"))
+                    headers.append(NO_STORE)
                 message["headers"] = headers
             await send(message)
 
@@ -88,26 +86,26 @@ class SecurityHeaders:
 
 
 class Batcher:
-    """Group commit for one-click POSTs: requests that arrive while a batch is being written
-    go together in the next one, so a burst costs a few transactions, not one each."""
+    """Group commit for one-click POSTs: the requests that arrive while a batch is being
+    written go together in the next one, so a burst costs a few transactions, not one each.
+    Each request is answered only after the transaction holding it has committed."""
 
     MAX = 500
-    GATHER = 0.003  # seconds
 
     def __init__(
         self,
-        write: Callable[..., Awaitable[dict[tuple[int, str], Subscriber]]],
-        run: Callable[[list[OneClick]], dict[tuple[int, str], Subscriber]],
+        write: Callable[[list[OneClick]], set[int]],
+        thread: ThreadPoolExecutor,
     ) -> None:
         self.write = write
-        self.run = run
-        self.pending: list[tuple[OneClick, asyncio.Future[Subscriber | None]]] = []
+        self.thread = thread
+        self.pending: list[tuple[OneClick, asyncio.Future[bool]]] = []
         self.draining = False
         self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, item: OneClick) -> Subscriber | None:
-        """Unsubscribe one (subscriber, list, issue); the subscriber after, or None if unknown."""
-        future: asyncio.Future[Subscriber | None] = asyncio.get_running_loop().create_future()
+    async def submit(self, item: OneClick) -> bool:
+        """Unsubscribe one (subscriber, list, issue); False if the subscriber does not exist."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
         if not self.draining:
             self.draining = True
@@ -115,20 +113,23 @@ class Batcher:
         return await future
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
+            await asyncio.sleep(0)  # let the requests already read in this loop turn join
             while self.pending:
-                await asyncio.sleep(self.GATHER)  # let a burst gather: fewer, larger commits
                 batch, self.pending = self.pending[: self.MAX], self.pending[self.MAX :]
                 try:
-                    done = await self.write(self.run, [item for item, _ in batch])
+                    found = await loop.run_in_executor(
+                        self.thread, self.write, [item for item, _ in batch]
+                    )
                 except Exception as e:  # noqa: BLE001  handed to every waiting request
                     for _, future in batch:
                         if not future.done():  # a client that hung up cancelled its own
                             future.set_exception(e)
                     continue
-                for (sid, name, _), future in batch:
+                for (sid, _, _), future in batch:
                     if not future.done():
-                        future.set_result(done.get((sid, name)))
+                        future.set_result(sid in found)
         finally:
             self.draining = False
 
@@ -144,7 +145,12 @@ class Site:
         # SQLite has one writer at a time; queueing writes here beats its busy-wait sleeps.
         sqlite = store.engine.dialect.name == "sqlite"
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="digest-writer") if sqlite else None
-        self.one_click = Batcher(self.write, partial(unsubscribe_many, store))
+        # One thread writes the one-click batches; on SQLite, the one that does every write.
+        self.one_click = Batcher(
+            OneClickWriter(store),
+            self.writer or ThreadPoolExecutor(1, thread_name_prefix="digest-one-click"),
+        )
+        self.left_pages: dict[str, bytes] = {}  # the answer to RFC 8058 POSTs, by list
         key = settings.sendgrid_webhook_public_key
         self.verifier = Verifier(key) if key else None
 
@@ -175,7 +181,10 @@ class Site:
 
     def read(self, request: Request) -> TokenClaims | None:
         """The token's claims, or None when the token is not ours."""
-        token = str(request.path_params["token"])
+        return self.read_token(str(request.path_params["token"]))
+
+    def read_token(self, token: str) -> TokenClaims | None:
+        """The claims of `token`, or None when it is not ours."""
         if len(token) > 400:
             return None
         try:
@@ -216,25 +225,76 @@ class Site:
             preferences=f"/p/{request.path_params['token']}",
         )
 
-    async def unsubscribe(self, request: Request) -> Response:
-        """POST /u/TOKEN: unsubscribe at once (RFC 8058 one-click or the button)."""
-        await _read_limited(request, MAX_FORM)  # the body (List-Unsubscribe=One-Click) is optional
-        claims = self.read(request)
-        if claims is None:
-            return self.bad_link()
-        person = await self.one_click.submit(
-            (claims.subscriber_id, claims.list_name, claims.issue_id or None)
+    async def one_click_post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /u/TOKEN: unsubscribe at once (RFC 8058 one-click or the page's button).
+
+        A short path of its own, outside the router: mail providers post these in bursts.
+        The answer goes out only after the unsubscribe is committed.
+        """
+        try:
+            body = await _receive_limited(receive, MAX_FORM)
+        except _HungUp:
+            return  # nobody to answer; a POST that never arrived whole changes nothing
+        except WebhookRejected as e:
+            status, page = e.status, self._error_page("Request refused", str(e))
+        else:
+            status, page = await self._one_click(str(scope["path"])[3:], body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(page)).encode()),
+                    *SECURITY_HEADERS,
+                    NO_STORE,
+                ],
+            }
         )
+        await send({"type": "http.response.body", "body": page})
+
+    async def _one_click(self, token: str, body: bytes) -> tuple[int, bytes]:
+        claims = self.read_token(token)
+        if claims is None:
+            return 400, bytes(self.bad_link().body)
+        try:
+            found = await self.one_click.submit(
+                (claims.subscriber_id, claims.list_name, claims.issue_id or None)
+            )
+        except Exception:  # noqa: BLE001  the batch was rolled back: say so, keep serving
+            log.exception("one-click unsubscribes could not be saved")
+            return 503, self._error_page(
+                "Please try again",
+                "Nothing was changed: the unsubscribe could not be saved just now.",
+                "Try the link again in a minute.",
+            )
+        if not found:
+            return 400, bytes(self.bad_link().body)
+        if b"List-Unsubscribe" in body:  # RFC 8058: a mail provider posts it, nobody reads it
+            return 200, self.left_page(claims.list_name)
+        person = await run_in_threadpool(subscriber_by_id, self.store, claims.subscriber_id)
         if person is None:
-            return self.bad_link()
-        return self.page(
+            return 400, bytes(self.bad_link().body)
+        page = self.pages.render(
             "unsubscribe.html.j2",
             state="done",
             email=person.email,
             list_name=claims.list_name,
             others=person.lists,
-            preferences=f"/p/{request.path_params['token']}",
+            preferences=f"/p/{token}",
         )
+        return 200, page.encode()
+
+    def left_page(self, list_name: str) -> bytes:
+        """The answer to an RFC 8058 POST: the same for everyone on the list, so made once."""
+        page = self.left_pages.get(list_name)
+        if page is None:  # few: list names come from tokens we signed
+            text = self.pages.render("unsubscribe.html.j2", state="left", list_name=list_name)
+            page = self.left_pages[list_name] = text.encode()
+        return page
+
+    def _error_page(self, title: str, message: str, hint: str = "") -> bytes:
+        return self.pages.render("error.html.j2", title=title, message=message, hint=hint).encode()
 
     # ---- preferences ---------------------------------------------------------------------
 
@@ -321,6 +381,27 @@ class Site:
         return JSONResponse(report.as_json())
 
 
+class _HungUp(Exception):
+    """The client went away before its request arrived whole."""
+
+
+async def _receive_limited(receive: Receive, limit: int) -> bytes:
+    """The request body straight from ASGI `receive`, refusing more than `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _HungUp
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise WebhookRejected(f"the body is larger than {limit} bytes", status=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
     """The request body, refusing more than `limit` bytes."""
     chunks: list[bytes] = []
@@ -333,7 +414,23 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(settings: Settings, store: Store) -> Starlette:
+class WebApp:
+    """The ASGI entry: one-click POSTs take their short path, everything else goes to Starlette."""
+
+    def __init__(self, site: Site, app: ASGIApp) -> None:
+        self.site = site
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = str(scope["path"])
+            if path.startswith("/u/") and len(path) > 3 and "/" not in path[3:]:
+                await self.site.one_click_post(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings, store: Store) -> WebApp:
     """The web application over `store`."""
     site = Site(settings, store)
 
@@ -345,7 +442,6 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         routes=[
             Route("/", site.home),
             Route("/u/{token}", site.unsubscribe_form, methods=["GET"]),
-            Route("/u/{token}", site.unsubscribe, methods=["POST"]),
             Route("/p/{token}", site.preferences, methods=["GET", "POST"]),
             Route("/unsubscribe", site.unsubscribe_help),
             Route("/archive", site.archive),
@@ -356,7 +452,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         exception_handlers={WebhookRejected: too_large},
     )
     app.add_middleware(SecurityHeaders)
-    return app
+    return WebApp(site, app)
 
 
 def serve(settings: Settings, store: Store, host: str, port: int) -> None:

@@ -25,8 +25,10 @@ PIXEL = base64.b64decode(
 @pytest.fixture
 def server(newsletter: Path) -> Iterator[PreviewServer]:  # noqa: F811  (fixture by name)
     config = newsletter / "digest.toml"
-    with config.open("a", encoding="utf-8") as f:
-        f.write('\n[brand]\nlogo_url = "https://cdn.example.com/logo.png"\n')
+    text = config.read_text(encoding="utf-8")
+    assert 'logo_url = ""' in text  # digest init writes the [brand] section
+    config.write_text(text.replace('logo_url = ""', 'logo_url = "https://cdn.example.com/logo.png"'),
+                      encoding="utf-8")
     running = PreviewServer(PreviewSource(lambda: read_settings(config), {}), 0).start()
     yield running
     running.stop()

@@ -165,8 +165,10 @@ def test_version_changes_with_templates_settings_and_lineup(
     assert second != first
     assert "The Harbour Digest" in get(server.url + "email")[2]
 
-    with config.open("a", encoding="utf-8") as f:
-        f.write('\n[brand]\naccent_color = "#0b7a75"\n')
+    text = config.read_text(encoding="utf-8")
+    assert 'accent_color = "#2f5bea"' in text  # digest init writes the [brand] section
+    config.write_text(text.replace('accent_color = "#2f5bea"', 'accent_color = "#0b7a75"'),
+                      encoding="utf-8")
     third = version(server)
     assert third != second
     assert "#0b7a75" in get(server.url + "email")[2]

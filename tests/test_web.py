@@ -7,6 +7,7 @@ import email.policy
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,6 +126,48 @@ def test_leaving_the_last_list_unsubscribes_and_a_repeat_is_harmless(site: tuple
     assert "Already unsubscribed" in request(link).body
 
 
+def test_the_button_answer_names_the_address_and_the_one_click_answer_does_not(
+    site: tuple,
+) -> None:
+    store, _, url = site
+    button = request(f"{url}/u/{token(store, 'grace@example.org')}", "POST")
+    assert button.status == 200 and "You are unsubscribed" in button.body
+    assert "<strong>grace@example.org</strong>" in button.body
+    assert "You are still on: science" in button.body
+    one_click = request(f"{url}/u/{token(store, 'ada@example.com')}", "POST", ONE_CLICK, FORM)
+    assert one_click.status == 200 and "You are unsubscribed" in one_click.body
+    assert "<strong>main</strong>" in one_click.body and "@" not in one_click.body
+    for answer in (button, one_click):
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert "default-src 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_an_oversized_post_is_refused_and_changes_nothing(site: tuple) -> None:
+    store, _, url = site
+    link = f"{url}/u/{token(store, 'ada@example.com')}"
+    answer = request(link, "POST", b"x" * (64 * 1024 + 1), FORM)
+    assert answer.status == 413 and "Request refused" in answer.body
+    assert person(store, "ada@example.com").lists == ["main"]
+    assert optout_rows(store) == []
+
+
+def test_a_burst_of_posts_unsubscribes_each_once(site: tuple) -> None:
+    store, _, url = site
+    store.upsert_subscribers(
+        [Subscriber(f"reader{i}@example.com", f"Reader {i}", ["main"]) for i in range(40)]
+    )
+    links = [f"{url}/u/{token(store, f'reader{i}@example.com')}" for i in range(40)]
+    with ThreadPoolExecutor(16) as pool:  # arrive together: several share a transaction
+        answers = list(pool.map(lambda link: request(link, "POST", ONE_CLICK, FORM), links * 2))
+    assert [a.status for a in answers] == [200] * 80
+    readers = [p for p in store.subscribers() if p.email.startswith("reader")]
+    assert len(readers) == 40
+    assert all((p.status, p.lists) == (SubscriberStatus.UNSUBSCRIBED, []) for p in readers)
+    assert len(optout_rows(store)) == 40
+
+
 def test_bad_tokens_change_nothing_and_get_a_plain_400(site: tuple) -> None:
     store, _, url = site
     good = token(store, "ada@example.com")
@@ -132,7 +175,8 @@ def test_bad_tokens_change_nothing_and_get_a_plain_400(site: tuple) -> None:
     other_id = person(store, "grace@example.org").id
     forged = make_token("not-our-secret", other_id or 0, "main", 1)
     swapped = make_token(SECRET, 1, "main", 1).split(".")[0] + "." + signature[::-1]
-    for bad in (forged, good[:-4], payload, swapped, "x" * 600, "%00"):
+    unknown = make_token(SECRET, 999_999, "main", 1)  # ours, but nobody has that id
+    for bad in (forged, good[:-4], payload, swapped, "x" * 600, "%00", unknown):
         for method in ("GET", "POST"):
             answer = request(f"{url}/u/{bad}", method, ONE_CLICK if method == "POST" else None)
             assert answer.status == 400, (bad, method)
