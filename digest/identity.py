@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest.models import Article
@@ -19,6 +20,7 @@ MAX_KEY_LENGTH = 300
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@lru_cache(maxsize=65536)  # a feed's URLs are canonicalized for the article and again for its key
 def canonical_url(url: str) -> str:
     """The URL without tracking parameters (utm_*, fbclid, gclid, ref…) or fragment.
 
