@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from digest.clustering import DEFAULT_THRESHOLD, group
+from digest.clustering import DEFAULT_THRESHOLD, group, no_cycle_collection
 from digest.errors import WindowError
 from digest.identity import canonical_url
 from digest.models import Article, Lineup, Story, Window
@@ -386,7 +386,9 @@ def rank(
 ) -> Ranking:
     """Every story of the window with its verdict; those in the lineup summarized."""
     rules = rules or Rules()
-    ranking = choose(stories(articles, window, rules, language), window, top, rules)
+    # Stories and their scores are plain data without cycles: no collector passes over them.
+    with no_cycle_collection():
+        ranking = choose(stories(articles, window, rules, language), window, top, rules)
     for candidate in ranking.candidates:
         if candidate.rank is not None:
             story = candidate.story
