@@ -11,7 +11,11 @@ counted), then runs the real `digest send` command in a subprocess and reports:
 - wall: the whole command, start to exit (Python start-up and the plan included);
 - requests, and recipients the server took, with the most copies any address got (must be 1);
 - floor: requests × delay ÷ requests in flight (workers): the time the API alone imposes;
-- peak memory: the send process's maximum resident set size.
+- peak memory: the send process's maximum resident set size;
+- CPU: the send process's and the look-alike's (both share the machine's cores; the
+  look-alike parses every ~600 KB body, so on a 2-core machine it is a floor of its own).
+
+It stops with an error unless every subscriber was taken exactly once.
 
 Run it as a module from the repository root (`python -m bench.send`): bench/ holds a
 select.py that would shadow the standard library's `select` if run as a script.
@@ -48,7 +52,9 @@ def serve(delay: float, conn: Connection) -> None:
         conn.send(peer.url)
         conn.recv()
         counts = peer.recipients
+        cpu = os.times()
         conn.send({
+            "cpu": cpu.user + cpu.system,
             "requests": sum(1 for r in peer.requests if r.path == "/v3/mail/send"),
             "recipients": sum(counts.values()),
             "distinct": len(counts),
@@ -138,6 +144,8 @@ def run(size: int, delay: float, workers: int, db: str | None) -> None:
         if status != 0:
             say(output)
             raise SystemExit(f"digest send failed with status {status}")
+        if (seen["recipients"], seen["distinct"], seen["most"]) != (size, size, 1):
+            raise SystemExit(f"not exactly once: {seen}")
         floor = seen["requests"] * delay / workers
         say(
             f"{'':>9}  send: wall {wall:6.2f} s, {seen['requests']:,} requests, "
@@ -145,6 +153,8 @@ def run(size: int, delay: float, workers: int, db: str | None) -> None:
             f"{seen['most']} each), floor {floor:.2f} s ({workers} in flight × {delay * 1000:.0f}"
             f" ms), peak memory {usage.ru_maxrss / 1024:,.0f} MB"
         )
+        say(f"{'':>9}  CPU: send {usage.ru_utime + usage.ru_stime:.1f} s, "
+            f"the look-alike {seen['cpu']:.1f} s (2 cores: {2 * wall:.0f} s of CPU in that wall)")
         say(f"{'':>9}  {output.strip().splitlines()[-1]}")
 
 

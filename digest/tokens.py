@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -23,8 +24,10 @@ class TokenClaims:
     issue_id: int
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_BLOCK = 64  # SHA-256's block size, for HMAC
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 
 
 def _unb64(text: str) -> bytes:
@@ -37,8 +40,39 @@ def _sign(secret: str, payload: bytes) -> bytes:
 
 def make_token(secret: str, subscriber_id: int, list_name: str, issue_id: int) -> str:
     """A URL-safe token that only the holder of `secret` can make."""
-    payload = f"{subscriber_id}\x1f{list_name}\x1f{issue_id}".encode()
-    return f"{_b64(payload)}.{_b64(_sign(secret, payload))}"
+    return TokenMaker(secret, list_name, issue_id)(subscriber_id)
+
+
+class TokenMaker:
+    """`make_token` for one list and issue, with the fixed parts prepared once.
+
+    A send makes a token per recipient: a million of them cost seconds the plain way.
+    """
+
+    def __init__(self, secret: str, list_name: str, issue_id: int) -> None:
+        # HMAC (RFC 2104) with its keyed inner and outer hashes started once and copied per
+        # token: OpenSSL's one-shot HMAC sets itself up on every call, five times slower.
+        key = secret.encode("utf-8")
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+        self._tail = f"\x1f{list_name}\x1f{issue_id}".encode()
+
+    def __call__(self, subscriber_id: int) -> str:
+        """The token of `subscriber_id`: the same text `make_token` gives."""
+        payload = b"%d" % subscriber_id + self._tail
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        # URL-safe base64 of both, without the padding ('=' deleted by translate)
+        return (
+            binascii.b2a_base64(payload, newline=False).translate(_URLSAFE, b"=")
+            + b"."
+            + binascii.b2a_base64(outer.digest()[:16], newline=False).translate(_URLSAFE, b"=")
+        ).decode("ascii")
 
 
 def read_token(secret: str, token: str) -> TokenClaims:

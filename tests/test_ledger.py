@@ -234,3 +234,37 @@ def test_smtp_permanent_refusals_are_recorded_per_recipient(store: Store) -> Non
     [(email, reason)] = report.failures
     assert email == emails[1] and "550" in reason
     assert ledger(store, issue)[emails[1]] == "failed"
+
+
+def test_a_claim_takes_only_those_still_waiting(store: Store) -> None:
+    add_people(store, 5)
+    issue = freeze_issue(store)
+    store.enqueue(issue.id, "main")
+    ids = [p.id or 0 for p in store.subscribers("main")]
+    pending = [DeliveryStatus.PENDING]
+    assert claim(store, issue.id, ids[:2], pending) == set(ids[:2])
+    assert claim(store, issue.id, ids, pending) == set(ids[2:])  # another run had two
+    assert claim(store, issue.id, ids, pending) == set()
+    assert set(ledger(store, issue).values()) == {"sending"}
+
+
+def test_names_and_addresses_reach_the_request_as_they_are_stored(store: Store) -> None:
+    people = [
+        Subscriber(email="zoe@example.com", name='Zoë "Z" O\'Neil, <b>&amp;</b>', lists=["main"]),
+        Subscriber(email="anna@xn--bcher-kva.example", name="Анна \\ {0} \t", lists=["main"]),
+        Subscriber(email="x@example.com", name="", lists=["main"], fields={"city": "Zürich"}),
+    ]
+    store.upsert_subscribers(people)
+    issue = freeze_issue(store)
+    with sendgrid_server(API_KEY) as peer:
+        report = run(store, issue, settings_for(peer.url))
+    assert report.sent == 3 and peer.schema_failures == []
+    sent = [p for body in peer.bodies() for p in body["personalizations"]]
+    assert sorted((p["to"][0]["email"], p["to"][0].get("name", "")) for p in sent) == sorted(
+        (p.email, p.name) for p in people
+    )
+    zoe = next(p for p in sent if p["to"][0]["email"] == "zoe@example.com")
+    assert zoe["substitutions"]["[[t:name]]"] == people[0].name
+    assert zoe["substitutions"]["[[h:name]]"] == (
+        "Zoë &quot;Z&quot; O&#x27;Neil, &lt;b&gt;&amp;amp;&lt;/b&gt;"
+    )

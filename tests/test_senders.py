@@ -519,3 +519,63 @@ def test_sendgrid_dropped_connection_is_unknown_and_refused_one_is_failed() -> N
     refused = send_all(SendGridSender(nobody), issue, envelopes(issue, nobody, ["Ada"]))
     assert [o.status for o in refused] == [DeliveryStatus.PENDING]  # never reached: try again
     assert refused[0].error is not None and "cannot connect" in refused[0].error
+
+
+# -- SendGrid: batches as the ledger reads them (rows, no Envelope each) -------------------
+
+TRICKY = [
+    ("ada@example.com", "Ada Lovelace"),
+    ("zoe@example.com", "Zoë Ångström, PhD"),
+    ("al@example.com", 'Al "Bo" O\'Neil, <b>Jr.</b> & co'),
+    ("x@example.com", ""),
+    ("brace@example.com", "{0} {name} }{ %s \\ \t"),
+    ("anna@bücher.example", "Анна Каренина"),
+]
+
+
+@pytest.mark.parametrize("base_url", ["https://news.example.org/{x}?a=1&b=%s", ""])
+def test_sendgrid_rows_body_equals_the_envelope_body(base_url: str) -> None:
+    from digest.delivery.message import EnvelopeMaker
+
+    s = sendgrid_settings("http://127.0.0.1:9", base_url=base_url)
+    issue = make_issue()
+    issue.rendered.html += "".join(
+        html_marker(v) + text_marker(v)
+        for v in ("email", "list", "web_url", "preferences_url", "unknown")
+    )
+    sender = SendGridSender(s, dry_run=True)
+    sender.open(issue)
+    for list_name in ("main", 'a "list" & {more}'):
+        maker = EnvelopeMaker(issue, list_name, s, SECRET)
+        rows = [(i + 1, email, name, "{}") for i, (email, name) in enumerate(TRICKY)]
+        people = [Subscriber(email=e, name=n, lists=[list_name], id=i) for i, e, n, _ in rows]
+        assert sender.rows_body(rows, maker) == sender.body([maker(p) for p in people])
+
+
+def test_sendgrid_rows_with_refused_recipients_send_the_others() -> None:
+    from digest.delivery.message import EnvelopeMaker
+
+    refused = Reply(400, body={"errors": [
+        {"message": "Does not contain a valid address.",
+         "field": "personalizations.1.to.0.email"}]})
+    with sendgrid_server(API_KEY) as peer:
+        s, issue = sendgrid_settings(peer.url), make_issue()
+        # Twice a 400 that names the second recipient of the body it answers.
+        peer.script(refused, refused)
+        sender = SendGridSender(s)
+        sender.open(issue)
+        rows = [(1, "ada@example.com", "Ada", "{}"), (2, "bob@example.com", "Bob", "{}"),
+                (3, "cy@example.com", "Cy", "{}"), (4, "dee@example.com", "Dee", "{}")]
+        outcomes = sender.send_rows(rows, EnvelopeMaker(issue, "main", s, SECRET))
+        sender.close()
+    assert by_status(outcomes) == {
+        1: DeliveryStatus.SENT, 2: DeliveryStatus.FAILED, 3: DeliveryStatus.FAILED,
+        4: DeliveryStatus.SENT,
+    }
+    assert [r.status for r in peer.requests] == [400, 400, 202]
+    assert [[p["to"][0]["email"] for p in b["personalizations"]] for b in peer.bodies()] == [
+        ["ada@example.com", "bob@example.com", "cy@example.com", "dee@example.com"],
+        ["ada@example.com", "cy@example.com", "dee@example.com"],
+        ["ada@example.com", "dee@example.com"],
+    ]
+    assert peer.schema_failures == []

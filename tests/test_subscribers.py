@@ -180,3 +180,32 @@ def test_cli_export_and_counts(tmp_path: Path, db_url: str) -> None:
     assert [(r["list"], r["active"], r["total"]) for r in json.loads(shown.output)] == [
         ("main", 1, 1), ("vip", 1, 1)
     ]
+
+
+def test_custom_fields_keep_any_text(store: Store, tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        'email,zone,city,note\nada@example.com,Zürich,"Say ""hi"", then \\\\ {go}",日本 \u2028\n',
+    )
+    assert import_csv(store, path, "main").added == 1
+    person = store.subscriber_by_email("ada@example.com")
+    assert person is not None
+    assert person.fields == {"zone": "Zürich", "city": 'Say "hi", then \\\\ {go}', "note": "日本"}
+
+
+def test_an_old_sqlite_with_999_parameters_a_statement_imports_too(tmp_path: Path) -> None:
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    store = Store.open(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        sa.event.listen(store.engine, "connect", lambda conn, _: conn.setlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999))
+        store.engine.dispose()
+        rows = "".join(f"r{n}@example.com,R {n},main;extra\n" for n in range(1200))
+        report = import_csv(store, csv_file(tmp_path, "email,name,lists\n" + rows), "main")
+        assert (report.added, report.failures) == (1200, [])
+        assert [c.active for c in counts(store)] == [1200, 1200]
+    finally:
+        store.close()

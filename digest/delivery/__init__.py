@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from digest.models import DeliveryStatus, Issue, Subscriber
+
+if TYPE_CHECKING:
+    from digest.delivery.message import EnvelopeMaker
 
 
 @dataclass
@@ -18,7 +21,11 @@ class Envelope:
     headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe, ...
 
 
-@dataclass
+# One recipient as the ledger reads a page: id, email, name, custom fields (JSON text).
+Recipient = tuple[int, str, str, str]
+
+
+@dataclass(slots=True)
 class Outcome:
     """What became of one envelope."""
 
@@ -47,3 +54,11 @@ class Sender(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class RowSender(Protocol):
+    """A sender that also takes a batch as the ledger reads it, without an Envelope each."""
+
+    def send_rows(self, rows: list[Recipient], envelopes: EnvelopeMaker) -> list[Outcome]:
+        """`send([envelopes(subscriber) for each row])`, the same request, only faster."""

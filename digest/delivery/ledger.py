@@ -14,25 +14,25 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-import sqlalchemy as sa
-
-from digest.delivery import Outcome, Sender
-from digest.delivery.message import envelope_for
+from digest.delivery import Outcome, Recipient, RowSender, Sender
+from digest.delivery.message import EnvelopeMaker, envelope_for
 from digest.delivery.ratelimit import RateLimit, backoff
 from digest.delivery.schedule import attach
 from digest.delivery.senders import make_sender
 from digest.delivery.sendgrid import SendGridSender
 from digest.errors import SendError
-from digest.models import DeliveryStatus, Issue, Subscriber
+from digest.models import DeliveryStatus, Issue, Subscriber, SubscriberStatus
 from digest.settings import Settings
 from digest.store import Store, deliveries, utcnow
 from digest.subscribers import normalize_email
 
+T = TypeVar("T")
 MAX_LISTED = 100  # failures listed one by one in a report; the counts are always complete
 LATER_ROUNDS = 2  # passes over recipients a server said "not now" to (SMTP 4xx, SendGrid 429)
 _CHUNK = 1000  # ids per IN (…) clause
@@ -166,12 +166,16 @@ class _Run:
         self.store, self.issue, self.list_name = store, issue, list_name
         self.sender, self.settings, self.report = sender, settings, report
         self.dry_run, self.statuses, self.progress = dry_run, list(statuses), progress
-        self.secret = settings.secret or store.secret()
+        self.envelope = EnvelopeMaker(
+            issue, list_name, settings, settings.secret or store.secret()
+        )
+        self.driver = _Driver(store)
         self.limit = RateLimit(settings.rate)
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.error: BaseException | None = None
-        self.pages: queue.Queue[list[Subscriber] | None] = queue.Queue(settings.workers)
+        self.pages: queue.Queue[list[Recipient] | None] = queue.Queue(settings.workers)
+        self.rows_sender = sender if isinstance(sender, RowSender) else None
         self.deferred_now: list[tuple[str, str]] = []
 
     def run(self) -> None:
@@ -205,11 +209,11 @@ class _Run:
         while not self.stop.is_set():
             page = next_page(
                 self.store, self.issue.id, self.list_name, after, self.sender.batch_size,
-                self.statuses,
+                self.statuses, self.driver,
             )
             if not page:
                 break
-            after = page[-1].id or 0
+            after = page[-1][0]
             self.pages.put(page)  # blocks while every worker is busy: memory stays flat
         self.pages.join()
 
@@ -228,39 +232,50 @@ class _Run:
             finally:
                 self.pages.task_done()
 
-    def _batch(self, people: list[Subscriber]) -> None:
-        self.limit.acquire(len(people), self.stop)
+    def _batch(self, rows: list[Recipient]) -> None:
+        self.limit.acquire(len(rows), self.stop)
         if self.stop.is_set():
             return
+        ids = [row[0] for row in rows]
         if not self.dry_run:
-            claimed = claim(self.store, self.issue.id, [p.id or 0 for p in people], self.statuses)
-            people = [p for p in people if p.id in claimed]  # another run may have taken some
-            if not people:
+            claimed = claim(self.store, self.issue.id, ids, self.statuses, self.driver)
+            if len(claimed) < len(ids):  # another run took some
+                rows = [row for row in rows if row[0] in claimed]
+                ids = [row[0] for row in rows]
+            if not rows:
                 return
-        ids = [p.id or 0 for p in people]
         try:
-            envelopes = [
-                envelope_for(self.issue, p, self.list_name, self.settings, self.secret)
-                for p in people
-            ]
-            outcomes = self.sender.send(envelopes)
+            if self.rows_sender is not None:
+                outcomes = self.rows_sender.send_rows(rows, self.envelope)
+            else:
+                envelope = self.envelope
+                outcomes = self.sender.send(
+                    [envelope(subscriber(row, self.list_name)) for row in rows]
+                )
         except SendError:
             if not self.dry_run:  # a sender raises only when nothing of the batch was taken
-                settle(self.store, self.issue.id, ids, DeliveryStatus.PENDING)
+                settle(self.store, self.issue.id, ids, DeliveryStatus.PENDING, driver=self.driver)
             raise
         except BaseException as e:
             if not self.dry_run:  # we cannot know how far it got
                 settle(self.store, self.issue.id, ids, DeliveryStatus.UNKNOWN,
-                       error=f"internal error while sending: {e!r}")
+                       error=f"internal error while sending: {e!r}", driver=self.driver)
             raise
         outcomes = _complete(outcomes, ids)
         if not self.dry_run:
-            record(self.store, self.issue.id, outcomes)
-        self._tally(outcomes, people)
+            record(self.store, self.issue.id, outcomes, self.driver)
+        self._tally(outcomes, rows)
 
-    def _tally(self, outcomes: list[Outcome], people: list[Subscriber]) -> None:
-        emails = {p.id: p.email for p in people}
+    def _tally(self, outcomes: list[Outcome], rows: list[Recipient]) -> None:
         report = self.report
+        sent = sum(1 for o in outcomes if o.status == DeliveryStatus.SENT)
+        if sent == len(outcomes):  # the usual batch: nothing to list
+            with self.lock:
+                report.sent += sent
+                if self.progress is not None:
+                    self.progress(report)
+            return
+        emails = {row[0]: row[1] for row in rows}
         with self.lock:
             for o in outcomes:
                 if o.status == DeliveryStatus.SENT:
@@ -289,9 +304,10 @@ def _complete(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]:
 
 
 # -- the ledger's queries --------------------------------------------------------------------
-# Plain SQL that SQLite and PostgreSQL both read, handed to the driver: at a million rows the
-# ledger's per-batch statements are the hot path, and SQLAlchemy's per-row handling was most of
-# their cost. Only the placeholder differs between the drivers.
+# Plain SQL that SQLite and PostgreSQL both read, on the driver's own connection: at a million
+# rows the ledger's per-batch statements are the hot path, and SQLAlchemy's handling of a
+# statement (and of each row) cost more than the database's own work. Only the placeholder
+# differs between the drivers.
 
 _PAGE = (
     "SELECT s.id, s.email, s.name, s.fields FROM subscribers s "
@@ -305,23 +321,78 @@ _CLAIM = (
     "WHERE issue_id = {p} AND status IN ({states}) AND subscriber_id IN ({ids}) "
     "RETURNING subscriber_id"
 )
+_ONE_ROW = "SELECT json_group_array(json_array(id, email, name, fields)) FROM ({page})"
 _RECORD = (
     "UPDATE deliveries SET status = {p}, message_id = {p}, error = {p}, updated_at = {p} "
     "WHERE issue_id = {p} AND status = 'sending' AND subscriber_id IN ({ids})"
 )
+# SQLite takes one writer at a time and makes the others poll (sleeping up to 100 ms between
+# tries); workers of one run queue on this lock instead. Other processes still poll.
+_SQLITE_WRITES: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITES_LOCK = threading.Lock()
 
 
-def _mark(conn: sa.Connection) -> str:
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+class _Driver:
+    """The ledger's statements on the DBAPI connections of `store`'s pool."""
+
+    def __init__(self, store: Store) -> None:
+        self.engine = store.engine
+        dialect = self.engine.dialect
+        self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.sqlite = dialect.name == "sqlite"
+        self._stamp: Callable[[datetime], Any] | None = None
+        self.write_lock: threading.Lock | None = None
+        if self.sqlite:  # SQLAlchemy keeps SQLite datetimes as text: store them the same way
+            kind = deliveries.c.updated_at.type.dialect_impl(dialect)
+            self._stamp = kind.bind_processor(dialect)
+            with _SQLITE_WRITES_LOCK:
+                self.write_lock = _SQLITE_WRITES.setdefault(self.engine, threading.Lock())
+
+    def now(self) -> Any:
+        """Now, as the driver should get it for a DateTime column."""
+        now = utcnow()
+        return self._stamp(now) if self._stamp is not None else now
+
+    def read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """The rows of one query."""
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+        finally:
+            raw.close()  # back to the pool, which ends the read transaction
+
+    def write(self, work: Callable[[Any], T]) -> T:
+        """`work(cursor)` in one transaction, committed before this returns."""
+        lock = self.write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                try:
+                    result = work(cursor)
+                finally:
+                    cursor.close()
+                raw.commit()
+                return result
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                raw.close()
+        finally:
+            if lock is not None:
+                lock.release()
 
 
-def _now(conn: sa.Connection) -> Any:
-    """Now, as the driver should get it for a DateTime column."""
-    now = utcnow()
-    if conn.dialect.name == "sqlite":  # SQLAlchemy keeps SQLite datetimes as text
-        kind = deliveries.c.updated_at.type.dialect_impl(conn.dialect)
-        return kind.bind_processor(conn.dialect)(now)  # type: ignore[misc]
-    return now
+class _Partly(Exception):
+    """A claim took fewer rows than it was given (see `claim`)."""
 
 
 def _states(statuses: Sequence[DeliveryStatus]) -> str:
@@ -335,67 +406,95 @@ def next_page(
     after_id: int,
     size: int,
     statuses: Sequence[DeliveryStatus],
-) -> list[Subscriber]:
+    driver: _Driver | None = None,
+) -> list[Recipient]:
     """The next `size` active members of the list, by id, still to be sent `issue_id`.
 
     "Still to be sent" is: no delivery row yet, or one in `statuses`; so a dry run over an
-    issue never sent sees everyone, without writing a row.
+    issue never sent sees everyone, without writing a row. Rows, not Subscribers: at a
+    million recipients the objects cost more than the query (see `subscriber`).
     """
-    with store.engine.connect() as conn:
-        sql = _PAGE.format(p=_mark(conn), states=_states(statuses))
-        cursor = conn.connection.cursor()  # the driver's own rows: no per-row wrapping
-        try:
-            cursor.execute(sql, (list_name, issue_id, after_id, size))
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-    return [
-        Subscriber(
-            email=email, name=name, lists=[list_name], id=sid,
-            fields=json.loads(extra) if extra and extra != "{}" else {},
-        )
-        for sid, email, name, extra in rows
-    ]
+    driver = driver or _Driver(store)
+    sql = _PAGE.format(p=driver.mark, states=_states(statuses))
+    params = (list_name, issue_id, after_id, size)
+    if not driver.sqlite:
+        return driver.read(sql, params)
+    # SQLite's driver lets go of the GIL for each row it steps to, and with busy workers
+    # getting it back can take milliseconds: the page comes as one row of JSON instead.
+    [(page,)] = driver.read(_ONE_ROW.format(page=sql), params)
+    rows: list[Recipient] = [tuple(row) for row in json.loads(page)]
+    rows.sort()  # SQLite aggregates in the subquery's order, but does not promise it
+    return rows
+
+
+def subscriber(row: Recipient, list_name: str) -> Subscriber:
+    """The Subscriber of one `next_page` row, as a member of `list_name`."""
+    sid, email, name, extra = row
+    fields = json.loads(extra) if extra and extra != "{}" else {}
+    return Subscriber(email, name, [list_name], SubscriberStatus.ACTIVE, fields, sid)
 
 
 def claim(
-    store: Store, issue_id: int, ids: Sequence[int], statuses: Sequence[DeliveryStatus]
+    store: Store, issue_id: int, ids: Sequence[int], statuses: Sequence[DeliveryStatus],
+    driver: _Driver | None = None,
 ) -> set[int]:
     """Move these deliveries from `statuses` to `sending`, committed; the ids really moved."""
-    taken: set[int] = set()
-    with store.begin() as conn:
-        mark, now = _mark(conn), _now(conn)
+    driver = driver or _Driver(store)
+    mark, now, states = driver.mark, driver.now(), _states(statuses)
+
+    def every(cursor: Any) -> set[int]:
+        # The usual case, one step: everyone was still waiting. RETURNING costs a step (and
+        # on SQLite a GIL hand-over) per row, so it is only asked for when someone was not.
         for chunk in _chunks(ids):
-            sql = _CLAIM.format(p=mark, states=_states(statuses),
-                                ids=", ".join([mark] * len(chunk)))
-            taken.update(row[0] for row in conn.exec_driver_sql(sql, (now, issue_id, *chunk)))
-    return taken
+            sql = _CLAIM.format(p=mark, states=states, ids=", ".join([mark] * len(chunk)))
+            cursor.execute(sql.partition(" RETURNING ")[0], (now, issue_id, *chunk))
+            if cursor.rowcount != len(chunk):
+                raise _Partly  # rolled back: nothing of it was claimed
+        return set(ids)
+
+    def some(cursor: Any) -> set[int]:
+        taken: set[int] = set()
+        for chunk in _chunks(ids):
+            sql = _CLAIM.format(p=mark, states=states, ids=", ".join([mark] * len(chunk)))
+            cursor.execute(sql, (now, issue_id, *chunk))
+            taken.update(row[0] for row in cursor.fetchall())
+        return taken
+
+    try:
+        return driver.write(every)
+    except _Partly:
+        return driver.write(some)
 
 
-def record(store: Store, issue_id: int, outcomes: Iterable[Outcome]) -> None:
+def record(
+    store: Store, issue_id: int, outcomes: Iterable[Outcome], driver: _Driver | None = None
+) -> None:
     """Write a batch's outcomes over its `sending` rows, committed before this returns."""
+    driver = driver or _Driver(store)
     groups: dict[tuple[DeliveryStatus, str | None, str | None], list[int]] = {}
     for o in outcomes:
         groups.setdefault((o.status, o.message_id, o.error), []).append(o.subscriber_id)
-    with store.begin() as conn:
-        mark, now = _mark(conn), _now(conn)
+    mark, now = driver.mark, driver.now()
+
+    def write(cursor: Any) -> None:
         for (status, message_id, error), ids in groups.items():
             for chunk in _chunks(ids):
-                sql = _RECORD.format(p=mark, ids=", ".join([mark] * len(chunk)))
-                conn.exec_driver_sql(
-                    sql, (DeliveryStatus(status).value, message_id, error, now, issue_id, *chunk)
+                cursor.execute(
+                    _RECORD.format(p=mark, ids=", ".join([mark] * len(chunk))),
+                    (DeliveryStatus(status).value, message_id, error, now, issue_id, *chunk),
                 )
+
+    driver.write(write)
 
 
 def settle(
     store: Store, issue_id: int, ids: Sequence[int], status: DeliveryStatus,
-    error: str | None = None,
+    error: str | None = None, driver: _Driver | None = None,
 ) -> None:
     """Put a whole claimed batch in one state."""
-    record(store, issue_id, [Outcome(i, status, error=error) for i in ids])
+    record(store, issue_id, [Outcome(i, status, error=error) for i in ids], driver)
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
     for start in range(0, len(ids), _CHUNK):
         yield ids[start : start + _CHUNK]
-

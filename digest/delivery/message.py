@@ -30,7 +30,7 @@ from digest.delivery import Envelope
 from digest.models import Issue, Subscriber
 from digest.render import mime_body, render_preview
 from digest.settings import Settings
-from digest.tokens import make_token
+from digest.tokens import TokenMaker
 
 # SMTP line endings; hand-folded raw headers (List-Unsubscribe) are kept as we folded them,
 # because the default refolding turns a long URL into an RFC 2047 word mail clients won't follow.
@@ -87,29 +87,64 @@ def envelope_for(
     With a base_url: one-click unsubscribe, preferences and web-view links (the same signed
     token); without: a mailto: unsubscribe and no web links.
     """
-    mailto = unsubscribe_mailto(settings)
-    headers: dict[str, str] = {}
-    web_url = preferences_url = ""
-    if settings.base_url:
-        base = settings.base_url.rstrip("/")
-        token = make_token(secret, subscriber_id(subscriber), list_name, issue.id)
-        url = f"{base}/u/{token}"
-        web_url = f"{base}/issues/{issue.id}"
-        preferences_url = f"{base}/p/{token}"
-        headers["List-Unsubscribe"] = f"<{url}>, <{mailto}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    else:
-        url = mailto
-        headers["List-Unsubscribe"] = f"<{mailto}>"
-    values = {
-        "email": subscriber.email,
-        "name": subscriber.name,
-        "list": list_name,
-        "unsubscribe_url": url,
-        "web_url": web_url,
-        "preferences_url": preferences_url,
-    }
-    return Envelope(subscriber=subscriber, list_name=list_name, values=values, headers=headers)
+    return EnvelopeMaker(issue, list_name, settings, secret)(subscriber)
+
+
+# Per-recipient parts of an envelope: its subscriber's address, name, or unsubscribe token.
+SLOTS = ("", "email", "name", "token")
+
+
+@dataclass(frozen=True)
+class EnvelopeTemplate:
+    """Every envelope of one issue and list, as fixed text around one per-recipient slot.
+
+    Each value and header is (before, slot, after), slot one of `SLOTS` ("" for none): a
+    sender can then write a whole batch without an Envelope per recipient. A token is
+    URL-safe base64 and two dots, so neither HTML nor JSON escaping changes it.
+    """
+
+    values: dict[str, tuple[str, str, str]]
+    headers: dict[str, tuple[str, str, str]]
+
+
+class EnvelopeMaker:
+    """`envelope_for` for one issue and list, with what all its envelopes share made once."""
+
+    def __init__(self, issue: Issue, list_name: str, settings: Settings, secret: str) -> None:
+        self.list_name = list_name
+        self.token = TokenMaker(secret, list_name, issue.id)
+        mailto = unsubscribe_mailto(settings)
+        values = {"email": ("", "email", ""), "name": ("", "name", ""), "list": (list_name, "", "")}
+        if settings.base_url:
+            base = settings.base_url.rstrip("/")
+            values["unsubscribe_url"] = (f"{base}/u/", "token", "")
+            values["web_url"] = (f"{base}/issues/{issue.id}", "", "")
+            values["preferences_url"] = (f"{base}/p/", "token", "")
+            headers = {
+                "List-Unsubscribe": (f"<{base}/u/", "token", f">, <{mailto}>"),
+                "List-Unsubscribe-Post": ("List-Unsubscribe=One-Click", "", ""),
+            }
+        else:
+            values["unsubscribe_url"] = (mailto, "", "")
+            values["web_url"] = values["preferences_url"] = ("", "", "")
+            headers = {"List-Unsubscribe": (f"<{mailto}>", "", "")}
+        self.template = EnvelopeTemplate(values, headers)
+        self._tokens = any(
+            slot == "token" for _, slot, _ in [*values.values(), *headers.values()]
+        )
+
+    def __call__(self, subscriber: Subscriber) -> Envelope:
+        """The envelope of `subscriber`: its template filled in."""
+        slots = {"": "", "email": subscriber.email, "name": subscriber.name}
+        if self._tokens:
+            slots["token"] = self.token(subscriber_id(subscriber))
+        template = self.template
+        return Envelope(
+            subscriber,
+            self.list_name,
+            {name: f"{a}{slots[slot]}{b}" for name, (a, slot, b) in template.values.items()},
+            {name: f"{a}{slots[slot]}{b}" for name, (a, slot, b) in template.headers.items()},
+        )
 
 
 def new_message_id(settings: Settings) -> str:
