@@ -428,6 +428,23 @@ def _sendgrid_handler(peer: SendGridPeer, validator: Draft202012Validator) -> ty
 
 
 @contextmanager
+def serving(server: ThreadingHTTPServer, stopping: threading.Event | None = None) -> Iterator[None]:
+    """Run `server` in a thread until the block ends; `stopping` is set first, to wake
+    handlers sleeping a scripted delay."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield
+    finally:
+        if stopping is not None:
+            stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextmanager
 def sendgrid_server(api_key: str = "SG.test-key.local") -> Iterator[SendGridPeer]:
     """Run a SendGrid look-alike on 127.0.0.1 until the block ends.
 
@@ -440,13 +457,5 @@ def sendgrid_server(api_key: str = "SG.test-key.local") -> Iterator[SendGridPeer
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     peer = SendGridPeer(url=f"http://127.0.0.1:{server.server_address[1]}", api_key=api_key)
     server.RequestHandlerClass = _sendgrid_handler(peer, mail_send_validator())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
+    with serving(server, peer.stopping):
         yield peer
-    finally:
-        peer.stopping.set()  # wakes handlers that are sleeping a scripted delay
-        server.shutdown()
-        server.server_close()
-        thread.join()

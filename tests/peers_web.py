@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from digest.settings import Settings
 from digest.store import Store
 from digest.web import create_app
-from tests.peers import free_port
+from tests.peers import free_port, serving
 
 
 @dataclass
@@ -184,12 +184,5 @@ def suppression_server(api_key: str = "SG.suppressions.local") -> Iterator[Suppr
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     peer = SuppressionPeer(url=f"http://127.0.0.1:{server.server_address[1]}", api_key=api_key)
     server.RequestHandlerClass = _suppression_handler(peer)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
+    with serving(server):
         yield peer
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
