@@ -309,7 +309,7 @@ def summarize_sources(
     records: list[SummaryRecord] = []
     failures: list[SourceFailure] = []
     for spec in specs:
-        result = read_source(spec, tz=settings.tz)
+        result = read_source(spec, tz=settings.tz, mapping=settings.source_mapping)
         failures.extend(result.failures)
         for article in result.articles:
             chosen = summarize(

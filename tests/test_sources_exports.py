@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,34 @@ def test_markdown_title_from_heading_and_bad_front_matter(tmp_path: Path) -> Non
     assert "front matter is not valid YAML" in failure.reason
 
 
+def test_markdown_summaries_are_stored_as_plain_text(tmp_path: Path) -> None:
+    post = tmp_path / "post.md"
+    post.write_text(
+        "---\ntitle: Snake_case names explained\n"
+        "summary: \"The **festival** is back with [boat races](https://x.example/r), a "
+        "<em>night</em> market &amp; <script>alert(1)</script>fireworks.\"\n"
+        "dek: |\n  A _mapped_ dek with `code`.\n\n  And a second <b onclick='x()'>paragraph</b>.\n"
+        "---\n\nThe snake_case_names stay whole; *this* does not.\n", encoding="utf-8")
+    [article] = read_source(str(post)).articles
+    assert article.title == "Snake_case names explained"
+    assert article.summary == ("The festival is back with boat races, a night market & "
+                               "fireworks.")
+    assert article.text == "The snake_case_names stay whole; this does not."
+    [mapped] = read_source(str(post), mapping={"summary": "dek"}).articles
+    assert mapped.summary == "A mapped dek with code.\n\nAnd a second paragraph."
+
+
+def test_mapped_export_summary_is_stored_as_plain_text(tmp_path: Path) -> None:
+    export = tmp_path / "export.json"
+    export.write_text(
+        '[{"headline": "Tram opens", "body": "<p>It runs.</p>", "meta": {"dek": '
+        '"<p>The <b>first</b> tram &amp; its <img src=x onerror=alert(1)>riders.</p>'
+        '<style>p{color:red}</style>"}}]', encoding="utf-8")
+    [article] = read_source(str(export), mapping={"title": "headline",
+                                                  "summary": "meta.dek"}).articles
+    assert article.summary == "The first tram & its riders."
+
+
 def test_json_export_through_a_mapping() -> None:
     result = read_source(str(EXPORTS / "cms.json"), mapping=MAPPING)
     [tram] = result.articles
@@ -89,13 +118,19 @@ def test_csv_with_usual_column_names_needs_no_mapping(tmp_path: Path) -> None:
     assert (article.title, article.url) == ("A", "https://x.example/a")
 
 
-def test_mapping_from_digest_toml_through_the_cli(tmp_path: Path) -> None:
-    shutil.copy(EXPORTS / "cms.csv", tmp_path / "cms.csv")
-    (tmp_path / "digest.toml").write_text(
+def mapped_export(folder: Path) -> Path:
+    """cms.csv in `folder`, beside a digest.toml that lists it and maps its columns."""
+    shutil.copy(EXPORTS / "cms.csv", folder / "cms.csv")
+    config = folder / "digest.toml"
+    config.write_text(
         '[sources]\npaths = ["cms.csv"]\n\n[sources.mapping]\n'
         + "".join(f'{field} = "{name}"\n' for field, name in MAPPING.items()), encoding="utf-8")
+    return config
+
+
+def test_mapping_from_digest_toml_through_the_cli(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(cli, ["--config", str(tmp_path / "digest.toml"), "ingest"])
+    result = runner.invoke(cli, ["--config", str(mapped_export(tmp_path)), "ingest"])
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[0] == "2 new, 0 updated, 0 unchanged, 1 failed"
@@ -106,6 +141,19 @@ def test_mapping_from_digest_toml_through_the_cli(tmp_path: Path) -> None:
     finally:
         store.close()
     assert sections == ["Community", "Heritage"]
+
+
+def test_summarize_reads_an_export_through_the_same_mapping(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--config", str(mapped_export(tmp_path)), "summarize",
+                                 str(tmp_path / "cms.csv"), "--json"])
+    assert result.exit_code == 1
+    assert [(r["title"], r["summary"]) for r in json.loads(result.stdout)] == [
+        ("Library opens a tool-lending shelf", "Residents can now borrow drills and ladders."),
+        ("Park fountain restored", "The 1902 fountain runs again after repairs."),
+    ]
+    assert result.stderr.startswith(f"{tmp_path / 'cms.csv'}:4: no title "
+                                    "(looked for 'headline' from [sources.mapping])")
 
 
 def test_mapping_of_an_unknown_field_is_a_settings_error(tmp_path: Path) -> None:

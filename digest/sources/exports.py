@@ -16,6 +16,7 @@ from typing import Any
 
 import frontmatter
 import yaml
+from markdown_it import MarkdownIt
 
 from digest.errors import SourceError
 from digest.identity import canonical_url
@@ -41,6 +42,7 @@ FIELD_NAMES: dict[str, tuple[str, ...]] = {
 # Keys under which a JSON export keeps its list of records.
 _LIST_KEYS = ("items", "articles", "posts", "entries", "data", "results", "records", "stories")
 _TAG = re.compile(r"<[a-zA-Z/!][^>]*>")
+_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
 def parse_markdown(
@@ -141,9 +143,10 @@ def record_article(
 ) -> Article:
     """One export record as an article; raises SourceError naming a missing field."""
     title = _plain(_field(record, "title", mapping))
-    raw_text = _field(record, "text", mapping)
-    text = markdown_to_text(str(raw_text)) if markdown and raw_text else _plain(raw_text)
-    summary = _plain(_field(record, "summary", mapping)) or None
+    # In a Markdown file the body and the summary are Markdown (as Hugo and Jekyll read them).
+    as_text = _markdown_text if markdown else _plain
+    text = as_text(_field(record, "text", mapping))
+    summary = as_text(_field(record, "summary", mapping)) or None
     if not title:
         raise SourceError(f"no title (looked for {_names('title', mapping)})",
                           "add the field, or name it under [sources.mapping] title = \"…\"")
@@ -170,24 +173,8 @@ def record_article(
 
 def markdown_to_text(markdown: str) -> str:
     """Plain text of Markdown: markup, images and raw HTML dropped, link texts kept."""
-    lines: list[str] = []
-    for line in markdown.replace("\r\n", "\n").split("\n"):
-        if re.match(r"^\s*(```|~~~)", line):
-            continue
-        if re.match(r"^\s{0,3}([-*+]|\d+[.)])\s+\S", line):
-            lines.append("")  # each list item is a paragraph of its own
-        line = re.sub(r"^\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+|\d+[.)]\s+)", "", line)
-        line = re.sub(r"\s#+\s*$", "", line)
-        if re.fullmatch(r"\s*([-*_]\s*){3,}", line):
-            line = ""
-        lines.append(line)
-    text = "\n".join(lines)
-    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"\[([^\]]+)\]\[[^\]]*\]", r"\1", text)
-    text = re.sub(r"^\s*\[[^\]]+\]:\s*\S+.*$", "", text, flags=re.MULTILINE)
-    text = re.sub(r"(\*\*|__|\*|_|`)(?=\S)(.+?)(?<=\S)\1", r"\2", text)
-    return html_to_text(text) if _TAG.search(text) else tidy(text)
+    # Rendered by a CommonMark parser, then through the same allowlist as any other HTML.
+    return html_to_text(_MARKDOWN.render(markdown))
 
 
 def _records_in(data: Any) -> list[Any] | None:
@@ -246,6 +233,10 @@ def _plain(value: Any) -> str:
         return ", ".join(part for part in (_plain(v) for v in value) if part)
     text = str(value)
     return html_to_text(text) if _TAG.search(text) or "&" in text else tidy(text)
+
+
+def _markdown_text(value: Any) -> str:
+    return markdown_to_text(value) if isinstance(value, str) else _plain(value)
 
 
 def _date(value: Any, tz: tzinfo) -> datetime | None:
