@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest.models import Article
@@ -18,15 +17,28 @@ TRACKING_PARAMS = frozenset({
 # The store's key column holds 300 characters; longer URLs are keyed by their hash.
 MAX_KEY_LENGTH = 300
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# URLs canonicalized lately, each mapped to its canonical form (which maps to itself).
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_SIZE = 65536
 
 
-@lru_cache(maxsize=65536)  # a feed's URLs are canonicalized for the article and again for its key
 def canonical_url(url: str) -> str:
     """The URL without tracking parameters (utm_*, fbclid, gclid, ref…) or fragment.
 
     Scheme and host are lowercased and a default port is dropped; other parameters keep
     their order. Something that is not an http(s) URL comes back trimmed but unchanged.
     """
+    known = _CANONICAL.get(url)
+    if known is None:
+        if len(_CANONICAL) >= _CANONICAL_SIZE:
+            _CANONICAL.clear()
+        known = _CANONICAL[url] = _canonical(url)
+        # A reader canonicalizes the link and the key is taken from the result: one parse.
+        _CANONICAL[known] = known
+    return known
+
+
+def _canonical(url: str) -> str:
     url = url.strip()
     try:
         parts = urlsplit(url)

@@ -808,15 +808,16 @@ class Store:
                                  .values(**values))
                     outcomes.append("updated")
             if fresh:
-                inserted = conn.execute(
-                    articles.insert().returning(articles.c.key, articles.c.id,
-                                                sort_by_parameter_order=True), fresh)
-                ids = {row.key: row.id for row in inserted}
+                _insert_many(conn, articles, fresh)
+                ids = {row.key: row.id for row in conn.execute(
+                    sa.select(articles.c.key, articles.c.id)
+                    .where(articles.c.key.in_([row["key"] for row in fresh])))}
                 for key, article, _ in batch:
                     article.id = ids.get(key, article.id)
             wanted = {(article.id, origin) for _, article, others in batch
                       for origin in (article.origin, *others) if article.id is not None}
-            ids_ = sorted({article_id for article_id, _ in wanted})
+            # Only articles stored before this batch can have origins already.
+            ids_ = sorted({article_id for article_id, _ in found.values()})
             have = set()
             for start in range(0, len(ids_), 500):
                 have |= {
@@ -826,7 +827,7 @@ class Store:
                 }
             missing = sorted(wanted - have)
             if missing:
-                conn.execute(article_origins.insert(),
+                _insert_many(conn, article_origins,
                              [{"article_id": a, "origin": o} for a, o in missing])
         return outcomes
 
@@ -854,6 +855,27 @@ class Store:
                 )
                 if not done.rowcount:
                     conn.execute(feed_state.insert().values(url=state.url, **values))
+
+
+def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (all with the same keys) through the driver's own executemany.
+
+    SQLAlchemy's per-row statement building cost more than the database's work; the
+    columns' bind processors (SQLite's datetime format) are applied all the same.
+    """
+    names = list(rows[0])
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=names)
+    processors = {name: table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+                  for name in names}
+    order = list(compiled.positiontup or ()) if compiled.positional else names
+    convert = [(name, processors[name]) for name in order]
+    params: list[Any] = [
+        tuple(process(row[name]) if process else row[name] for name, process in convert)
+        for row in rows
+    ]
+    if not compiled.positional:
+        params = [dict(zip(order, values, strict=True)) for values in params]
+    conn.exec_driver_sql(compiled.string, params)
 
 
 def _article_values(article: Article, now: datetime) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from datetime import UTC, datetime, tzinfo
@@ -16,7 +17,9 @@ from digest.sources.dates import parse_date, settle_date
 from digest.sources.html_text import html_to_text, tidy
 from digest.sources.results import SourceFailure, SourceResult
 
-_DATE_KEYS = ("published", "updated", "created", "dc_date")
+_DATE_KEYS = tuple((key, f"{key}_parsed") for key in ("published", "updated", "created", "dc_date"))
+# FeedParserDict.get maps old key names at each call; entries are read with dict's own get.
+_get = dict.get
 
 
 def parse_feed(
@@ -34,8 +37,10 @@ def parse_feed(
     if base_url:
         headers["content-location"] = base_url
     # feedparser's own sanitizer is not relied on: html_to_text applies our allowlist (nh3).
+    # Links inside entry HTML are dropped with the markup, so resolving them is wasted work;
+    # entry links, ids and enclosures are resolved against xml:base all the same.
     parsed = feedparser.parse(io.BytesIO(data), response_headers=headers,
-                              sanitize_html=False, resolve_relative_uris=True)
+                              sanitize_html=False, resolve_relative_uris=False)
     result = SourceResult()
     if not parsed.get("version") or not parsed.entries:
         if parsed.get("bozo") or not parsed.get("version"):
@@ -58,22 +63,25 @@ def parse_feed(
 
 def _article(entry: Any, *, origin: str, source: str | None, tz: tzinfo,
              base: str) -> Article | None:
-    summary = _text(entry.get("summary_detail"), entry.get("summary"))
+    get = functools.partial(_get, entry)
+    summary = _text(get("summary_detail"), get("summary"))
     content = ""
-    for part in entry.get("content") or []:
+    for part in get("content") or ():
         content = _text(part, part.get("value"))
         if content:
             break
     text = content or summary
-    title = _text(entry.get("title_detail"), entry.get("title"))
+    title = _text(get("title_detail"), get("title"))
     if not title:
         if not text:
             return None
         title = _first_words(text)
-    link = entry.get("link") or ""
-    if not link and str(entry.get("id", "")).startswith(("http://", "https://")):
-        link = entry.get("id")
-    url = canonical_url(urljoin(base, link)) if link else None
+    link = get("link") or ""
+    if not link and str(get("id", "")).startswith(("http://", "https://")):
+        link = get("id")
+    if link and not link.startswith(("https://", "http://")):
+        link = urljoin(base, link)  # feedparser resolved it only where the feed has xml:base
+    url = canonical_url(link) if link else None
     return Article(
         title=title,
         text=text,
@@ -82,43 +90,43 @@ def _article(entry: Any, *, origin: str, source: str | None, tz: tzinfo,
         source=source,
         published=_entry_date(entry, tz),
         summary=summary or None,
-        author=tidy((entry.get("author_detail") or {}).get("name")
-                    or entry.get("author") or "") or None,
+        author=tidy((get("author_detail") or {}).get("name") or get("author") or "") or None,
         image=_image(entry),
     )
 
 
 def _text(detail: Any, value: Any) -> str:
     """Plain text of a feed field, whatever markup it was declared to hold."""
-    raw = (detail or {}).get("value") if detail else value
+    raw = _get(detail, "value") if detail else value
     if not isinstance(raw, str) or not raw.strip():
         return ""
-    kind = (detail or {}).get("type", "text/html") if detail else "text/html"
+    kind = _get(detail, "type", "text/html") if detail else "text/html"
     return html_to_text(raw) if "html" in kind else tidy(raw)
 
 
 def _entry_date(item: Any, tz: tzinfo) -> datetime | None:
-    for key in _DATE_KEYS:
-        raw = item.get(key)
+    for key, parsed_key in _DATE_KEYS:
+        raw = _get(item, key)
         if isinstance(raw, str):
             when = parse_date(raw, tz)
             if when is not None:
                 return when
-        parsed = item.get(f"{key}_parsed")
+        parsed = _get(item, parsed_key)
         if isinstance(parsed, time.struct_time):
             return datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalizes to UTC
     return None
 
 
 def _image(entry: Any) -> str | None:
-    for media in entry.get("media_content") or []:
+    get = functools.partial(_get, entry)
+    for media in get("media_content") or ():
         if media.get("url") and (media.get("medium") == "image"
                                  or str(media.get("type", "")).startswith("image/")):
             return str(media["url"])
-    for thumb in entry.get("media_thumbnail") or []:
+    for thumb in get("media_thumbnail") or ():
         if thumb.get("url"):
             return str(thumb["url"])
-    for link in entry.get("links") or []:
+    for link in get("links") or ():
         if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
             return str(link.get("href"))
     return None

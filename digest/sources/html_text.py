@@ -49,8 +49,10 @@ def tidy(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
     paragraphs: list[str] = []
     current: list[str] = []
-    # One substitution over the whole text: per line it cost more than the rest of ingest.
-    for line in _SPACES.sub(" ", text).split("\n"):
+    # One substitution over the whole text, and none where no run of spaces needs one.
+    if "  " in text or "\t" in text or "\f" in text or "\v" in text:
+        text = _SPACES.sub(" ", text)
+    for line in text.split("\n"):
         line = line.strip()
         if line:
             current.append(line)
