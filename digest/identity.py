@@ -32,7 +32,11 @@ def canonical_url(url: str) -> str:
     if known is None:
         if len(_CANONICAL) >= _CANONICAL_SIZE:
             _CANONICAL.clear()
-        known = _CANONICAL[url] = _canonical(url)
+        try:
+            known = _canonical(url)
+        except ValueError:  # a lone surrogate (from a JSON escape) cannot be re-encoded
+            known = url.strip()
+        _CANONICAL[url] = known
         # A reader canonicalizes the link and the key is taken from the result: one parse.
         _CANONICAL[known] = known
     return known

@@ -119,6 +119,25 @@ def test_same_article_read_twice_in_one_run_is_saved_once(store: Store, tmp_path
     assert "colour images" in lander.text  # the copy with more text wins
 
 
+def test_references_to_lone_surrogates_are_stored_as_replacement_characters(
+        store: Store, tmp_path: Path) -> None:
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        "<rss version='2.0'><channel><title>T</title><item><title>Bad &#xD800; title</title>"
+        "<link>https://x.example/a?q=&#55296;</link><description>One &#xdfff; two</description>"
+        "</item><item><title>Good</title><description>Fine.</description></item>"
+        "</channel></rss>", encoding="utf-8")
+    export = tmp_path / "export.json"
+    export.write_text('[{"title": "Escaped \\ud800 title", "body": "Text \\udc00."}]',
+                      encoding="utf-8")
+    report = ingest(store, [str(feed), str(export)])
+    assert report.line() == "3 new, 0 updated, 0 unchanged, 0 failed"
+    assert sorted(a.title for a in store.all_articles()) == [
+        "Bad \ufffd title", "Escaped \ufffd title", "Good"]
+    assert ingest(store, [str(feed), str(export)]).line() == (
+        "0 new, 0 updated, 3 unchanged, 0 failed")
+
+
 def test_very_long_url_is_stored(store: Store, tmp_path: Path) -> None:
     long_link = "https://news.example.com/story?" + "&".join(f"p{i}=v{i}" for i in range(80))
     feed = tmp_path / "long.xml"

@@ -105,6 +105,23 @@ def test_malformed_feed_keeps_the_entries_that_parse() -> None:
                for f in result.failures)
 
 
+def test_entry_date_with_an_impossible_offset_does_not_lose_the_feed(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        "<rss version='2.0'><channel><title>T</title>"
+        "<pubDate>Wed, 02 Apr 2025 12:00:00 +0000</pubDate>"
+        "<item><title>Odd zone</title><description>One.</description>"
+        "<pubDate>Tue, 01 Apr 2025 09:14:00 +2500</pubDate></item>"
+        "<item><title>Good zone</title><description>Two.</description>"
+        "<pubDate>Tue, 01 Apr 2025 09:14:00 +0900</pubDate></item></channel></rss>",
+        encoding="utf-8")
+    result = read_source(str(feed))
+    assert result.failures == []
+    articles = by_title(result.articles)
+    assert articles["Good zone"].published == datetime(2025, 4, 1, 0, 14, tzinfo=UTC)
+    assert articles["Odd zone"].published is not None  # feedparser's reading of it
+
+
 def test_xml_that_is_no_feed_is_a_failure_with_its_line() -> None:
     result = read_source(str(FEEDS / "not-a-feed.xml"))
     assert result.articles == []

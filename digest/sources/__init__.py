@@ -18,6 +18,7 @@ import charset_normalizer
 
 from digest.errors import DigestError
 from digest.identity import canonical_url
+from digest.models import Article
 from digest.sources.dates import from_timestamp, settle_date
 from digest.sources.exports import (
     looks_like_csv,
@@ -27,6 +28,7 @@ from digest.sources.exports import (
 )
 from digest.sources.feeds import parse_feed
 from digest.sources.fetch import fetch
+from digest.sources.html_text import scrub
 from digest.sources.htmlpage import parse_html_page
 from digest.sources.jsonfeed import is_json_feed, parse_json_feed
 from digest.sources.opml import is_opml, parse_opml
@@ -109,6 +111,16 @@ def read_bytes(
 
     `name` (a file name) only helps tell Markdown and CSV from plain text.
     """
+    result = _read_bytes(data, origin, tz=tz, fallback=fallback, content_type=content_type,
+                         charset=charset, page_url=page_url, mapping=mapping, name=name)
+    for article in result.articles:
+        _scrub(article)
+    return result
+
+
+def _read_bytes(data: bytes, origin: str, *, tz: tzinfo, fallback: datetime | None,
+                content_type: str | None, charset: str | None, page_url: str | None,
+                mapping: Mapping[str, str] | None, name: str) -> SourceResult:
     if not data.strip():
         return _failed(origin, "the file is empty")
     if _looks_binary(data):
@@ -239,6 +251,16 @@ def _read_file(path: Path, *, tz: tzinfo, max_bytes: int,
         return _failed(origin, f"cannot read the file: {e.strerror or e}")
     return read_bytes(data, origin, tz=tz, fallback=from_timestamp(stat.st_mtime),
                       mapping=mapping, name=path.name)
+
+
+def _scrub(article: Article) -> None:
+    """Lone surrogates out of every text field, so that keys, hashes and the store work."""
+    article.title, article.text = scrub(article.title), scrub(article.text)
+    for name in ("url", "source", "summary", "author", "image", "section"):
+        value = getattr(article, name)
+        if value is not None:
+            setattr(article, name, scrub(value))
+    article.related = [scrub(line) for line in article.related]
 
 
 def _files_in(folder: Path) -> list[Path]:

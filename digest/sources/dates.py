@@ -71,7 +71,10 @@ def parse_date(value: str, tz: tzinfo = UTC) -> datetime | None:
         return None  # "April 2025" names a month, not a day
     if a.tzinfo is None:
         return a.replace(tzinfo=tz)
-    return a.astimezone(UTC)
+    try:
+        return a.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None  # an offset of a day or more ("+2500") names no zone
 
 
 def _machine_date(text: str, tz: tzinfo) -> datetime | None:

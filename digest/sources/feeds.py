@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import time
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -18,6 +19,10 @@ from digest.sources.html_text import html_to_text, tidy
 from digest.sources.results import SourceFailure, SourceResult
 
 _DATE_KEYS = tuple((key, f"{key}_parsed") for key in ("published", "updated", "created", "dc_date"))
+# "&#xD800;" to "&#57343;": character references to UTF-16 surrogates, which are no characters.
+_SURROGATE_REF = re.compile(
+    rb"&#(?:[xX]0*[dD][89a-fA-F][0-9a-fA-F]{2}"
+    rb"|0*(?:5529[6-9]|55[3-9][0-9]{2}|56[0-9]{3}|57[0-2][0-9]{2}|573[0-3][0-9]|5734[0-3]));")
 # FeedParserDict.get maps old key names at each call; entries are read with dict's own get.
 _get = dict.get
 
@@ -36,6 +41,8 @@ def parse_feed(
     headers = {"content-type": content_type} if content_type else {}
     if base_url:
         headers["content-location"] = base_url
+    if b"&#" in data:  # feedparser's fallback parser dies on a reference to a lone surrogate
+        data = _SURROGATE_REF.sub(b"&#xFFFD;", data)
     # feedparser's own sanitizer is not relied on: html_to_text applies our allowlist (nh3).
     # Links inside entry HTML are dropped with the markup, so resolving them is wasted work;
     # entry links, ids and enclosures are resolved against xml:base all the same.

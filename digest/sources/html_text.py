@@ -15,6 +15,7 @@ _BLOCK_TAG = re.compile(rf"</?({'|'.join(_BLOCK)})\s*/?>", re.IGNORECASE)
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _ANY_TAG = re.compile(r"<[^>]*>")
 _SPACES = re.compile(r"[ \t\f\v]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # What survives the allowlist before the text is taken: structure, never scripts or styles.
 ALLOWED_TAGS = {"p", "br", "div", "span", "a", "b", "strong", "i", "em", "u", "s", "sub", "sup",
                 "blockquote", "pre", "code", "ul", "ol", "li", "dl", "dt", "dd", "h1", "h2",
@@ -40,8 +41,14 @@ def html_to_text(html: str) -> str:
 
 def sanitize(html: str) -> str:
     """HTML cut down to an allowlist of tags, without attributes, scripts or styles."""
-    return nh3.clean(html, tags=ALLOWED_TAGS, clean_content_tags=_DROPPED, attributes={},
+    return nh3.clean(scrub(html), tags=ALLOWED_TAGS, clean_content_tags=_DROPPED, attributes={},
                      url_schemes=set(), strip_comments=True, link_rel=None)
+
+
+def scrub(text: str) -> str:
+    """The text with each lone surrogate (left by "&#xD800;" or a JSON "\\ud800") as U+FFFD,
+    which no encoder, database or HTML sanitizer refuses."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def tidy(text: str) -> str:
