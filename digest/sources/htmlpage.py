@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, tzinfo
 from urllib.parse import urljoin
 
 import lxml.html
 import trafilatura
-from lxml import etree
 from lxml.etree import ParserError
 
 from digest.errors import SourceError
@@ -16,36 +16,28 @@ from digest.models import Article
 from digest.sources.dates import parse_date
 from digest.sources.html_text import tidy
 
-# Where pages put their publication time, most precise first.
-_DATE_META = etree.XPath(" | ".join((
-    "//meta[@property='article:published_time']/@content",
-    "//meta[@itemprop='datePublished']/@content",
-    "//time[@itemprop='datePublished']/@datetime",
-    "//meta[@name='date']/@content",
-    "//meta[@name='pubdate']/@content",
-    "//meta[@property='og:published_time']/@content",
-    "//meta[@name='dc.date']/@content",
-    "//meta[@name='DC.date.issued']/@content",
-    "//article//time/@datetime",
-)))
+# Where pages put their publication time, most precise first: (attribute, value) of a <meta>
+# whose content is the date; a <time datetime> counts with itemprop="datePublished" or
+# inside an <article>.
+_DATE_META = (("property", "article:published_time"), ("itemprop", "datePublished"),
+              ("name", "date"), ("name", "pubdate"), ("property", "og:published_time"),
+              ("name", "dc.date"), ("name", "DC.date.issued"))
 _DATE_ORDER = ("article:published_time", "datePublished", "date", "pubdate",
                "og:published_time", "dc.date", "DC.date.issued")
-# The fields publishers state in meta tags; when all are there, trafilatura's own metadata
-# search (the costlier half of its work) is skipped.
+# The fields publishers state in meta tags, by (attribute, value) of the <meta> holding them;
+# when title and author are there, trafilatura's own metadata search (the costlier half of
+# its work) is skipped.
 _META = {
-    "title": etree.XPath("//meta[@property='og:title']/@content"
-                         " | //meta[@name='twitter:title']/@content"),
-    "author": etree.XPath("//meta[@name='author']/@content"
-                          " | //meta[@property='article:author']/@content"),
-    "sitename": etree.XPath("//meta[@property='og:site_name']/@content"),
-    "image": etree.XPath("//meta[@property='og:image']/@content"),
-    "description": etree.XPath("//meta[@property='og:description']/@content"
-                               " | //meta[@name='description']/@content"),
-    "canonical": etree.XPath("//link[@rel='canonical']/@href"),
-    "og_url": etree.XPath("//meta[@property='og:url']/@content"),
-    "title_tag": etree.XPath("//title/text()"),
-    "h1": etree.XPath("normalize-space((//article//h1 | //main//h1 | //h1)[1])"),
+    ("property", "og:title"): "title", ("name", "twitter:title"): "title",
+    ("name", "author"): "author", ("property", "article:author"): "author",
+    ("property", "og:site_name"): "sitename",
+    ("property", "og:image"): "image",
+    ("property", "og:description"): "description", ("name", "description"): "description",
+    ("property", "og:url"): "og_url",
 }
+_FIELDS = ("title", "author", "sitename", "image", "description", "canonical", "og_url",
+           "title_tag", "h1")
+_XML_SPACE = re.compile(r"[ \t\r\n]+")
 
 
 def parse_html_page(
@@ -59,13 +51,13 @@ def parse_html_page(
         tree = lxml.html.document_fromstring(html)
     except (ParserError, ValueError) as e:
         raise SourceError(f"not readable HTML: {e}", "check that the file is an HTML page") from e
-    meta = {name: _first(path(tree)) for name, path in _META.items()}
+    meta, dates = _page_meta(tree)
     base = page_url or meta["og_url"] or ""
     canonical = meta["canonical"]
     url = urljoin(base, canonical) if canonical else (page_url or base or None)
     if url and not url.lower().startswith(("http://", "https://")):
         url = None  # a relative canonical link with nothing to resolve it against
-    published = _published(tree, tz)
+    published = _published(dates, tz)
     meta["title"] = meta["title"] or meta["h1"]
     stated = bool(meta["title"] and meta["author"])
     document = trafilatura.bare_extraction(
@@ -97,16 +89,51 @@ def parse_html_page(
     )
 
 
-def _published(tree: lxml.html.HtmlElement, tz: tzinfo) -> datetime | None:
+def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], list[tuple[int, str]]]:
+    """The fields the page states (the first non-blank of each, in document order), and
+    its date candidates with their rank; one walk over the tree, not one search a field."""
+    meta: dict[str, str | None] = dict.fromkeys(_FIELDS)
+    dates: list[tuple[int, str]] = []
+    seen_h1 = False
+    for element in tree.iter("meta", "link", "title", "time", "h1"):
+        tag = element.tag
+        if tag == "meta":
+            content = element.get("content")
+            if content is None:
+                continue
+            attributes = [(a, element.get(a)) for a in ("property", "name", "itemprop")]
+            for pair in attributes:
+                field = _META.get(pair)
+                if field is not None and meta[field] is None:
+                    meta[field] = content.strip() or None
+            if any(pair in _DATE_META for pair in attributes):
+                dates.append((_date_rank(element), content))
+        elif tag == "link":
+            href = element.get("href")
+            if meta["canonical"] is None and href is not None and element.get("rel") == "canonical":
+                meta["canonical"] = href.strip() or None
+        elif tag == "time":
+            when = element.get("datetime")
+            if when is not None and (element.get("itemprop") == "datePublished"
+                                     or next(element.iterancestors("article"), None) is not None):
+                dates.append((_date_rank(element), when))
+        elif tag == "title":
+            if meta["title_tag"] is None:
+                meta["title_tag"] = _first(element.xpath("text()"))
+        elif not seen_h1:  # only the first <h1> counts, even a blank one
+            seen_h1 = True
+            meta["h1"] = _XML_SPACE.sub(" ", element.text_content()).strip() or None
+    return meta, dates
+
+
+def _date_rank(element: lxml.html.HtmlElement) -> int:
+    marker = " ".join(str(element.get(a, "")) for a in ("property", "itemprop", "name")).split()
+    return next((i for i, name in enumerate(_DATE_ORDER) if name in marker), len(_DATE_ORDER))
+
+
+def _published(dates: list[tuple[int, str]], tz: tzinfo) -> datetime | None:
     """The first date the page's meta tags state, most precise kind first."""
-    found: list[tuple[int, str]] = []
-    for value in _DATE_META(tree):
-        parent = value.getparent()
-        marker = " ".join(str(parent.get(a, "")) for a in ("property", "itemprop", "name"))
-        rank = next((i for i, name in enumerate(_DATE_ORDER) if name in marker.split()),
-                    len(_DATE_ORDER))
-        found.append((rank, str(value)))
-    for _, value in sorted(found, key=lambda pair: pair[0]):
+    for _, value in sorted(dates, key=lambda pair: pair[0]):
         when = parse_date(value.strip(), tz)
         if when is not None:
             return when
