@@ -279,11 +279,11 @@ def freeze(store: Store, draft: Issue) -> Issue:
     if draft.id:
         return draft
     try:
-        issue = store.create_issue(
-            draft.label, draft.since, draft.until, draft.lineup, draft.rendered, draft.number
+        # The editor's pins and drops belong to it now, in the same transaction.
+        return store.create_issue(
+            draft.label, draft.since, draft.until, draft.lineup, draft.rendered, draft.number,
+            with_picks=True,
         )
-        store.attach_picks(issue.label)  # the editor's pins and drops belong to it now
-        return issue
     except sa.exc.IntegrityError:
         # Another run froze it first: use theirs, so both send the same thing.
         frozen = store.issue_by_label(draft.label)

@@ -506,8 +506,14 @@ class Store:
         lineup: list[dict[str, Any]],
         rendered: RenderedIssue,
         number: int,
+        *,
+        with_picks: bool = False,
     ) -> Issue:
-        """Freeze an issue: its lineup and rendered content never change after this."""
+        """Freeze an issue: its lineup and rendered content never change after this.
+
+        `with_picks`: the pending picks (the editor's pins and drops) go to it in the same
+        transaction, so a failure leaves neither the issue nor the picks half-moved.
+        """
         with self.begin() as conn:
             issue_id = conn.execute(
                 issues.insert().values(
@@ -523,6 +529,8 @@ class Store:
                     created_at=utcnow(),
                 )
             ).inserted_primary_key[0]
+            if with_picks:
+                self.attach_picks(label, conn)
             row = conn.execute(sa.select(issues).where(issues.c.id == issue_id)).one()
         return _issue(row)
 
@@ -759,13 +767,18 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def attach_picks(self, label: str) -> int:
-        """Give the pending picks to the issue `label` as it freezes; returns how many."""
-        with self.begin() as conn:
-            result = conn.execute(
-                picks.update().where(picks.c.issue_label.is_(None)).values(issue_label=label)
-            )
-            return int(result.rowcount or 0)
+    def attach_picks(self, label: str, conn: sa.Connection | None = None) -> int:
+        """Give the pending picks to the issue `label` as it freezes; returns how many.
+
+        `conn`: the transaction to do it in (create_issue's), else one of its own.
+        """
+        if conn is None:
+            with self.begin() as own:
+                return self.attach_picks(label, own)
+        result = conn.execute(
+            picks.update().where(picks.c.issue_label.is_(None)).values(issue_label=label)
+        )
+        return int(result.rowcount or 0)
 
 
     # ---- ingest: batches and source states ------------------------------------------------

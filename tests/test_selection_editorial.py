@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
@@ -182,16 +183,40 @@ def test_picks_wait_for_the_next_issue_and_freeze_with_it(store: Store) -> None:
     ranking = rank_window(store, settings, WINDOW, None)
     assert ranking.lineup().stories[0].article.url == target
 
-    draft = Issue(id=0, number=1, label=WINDOW.label, since=WINDOW.since, until=WINDOW.until,
-                  lineup=[], rendered=RenderedIssue("s", "p", "<p>h</p>", "t"),
-                  created_at=datetime.now(UTC))
-    freeze(store, draft)
+    freeze(store, draft_issue())
     assert pending(store) == []
     assert store.picks(WINDOW.label) == [(target, "pin")]
     # The frozen week keeps its pin; the next week starts with none.
     assert rank_window(store, settings, WINDOW, None).lineup().stories[0].article.url == target
     later = Window(WINDOW.since + timedelta(days=7), WINDOW.until + timedelta(days=7), "2026-W11")
     assert all(c.verdict != "pinned" for c in rank_window(store, settings, later, None).candidates)
+
+
+def draft_issue() -> Issue:
+    return Issue(id=0, number=1, label=WINDOW.label, since=WINDOW.since, until=WINDOW.until,
+                 lineup=[], rendered=RenderedIssue("s", "p", "<p>h</p>", "t"),
+                 created_at=datetime.now(UTC))
+
+
+def test_a_freeze_that_fails_after_writing_the_issue_leaves_nothing_half_done(
+    store: Store,
+) -> None:
+    target = "https://daily.example/ferry-strike"
+    pick(store, target, "pin")
+    # A database the picks update cannot run against (a column renamed by hand): the issue's
+    # row is written first, then handing it the picks fails.
+    with store.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE picks RENAME COLUMN issue_label TO frozen_with"))
+    with pytest.raises(sa.exc.DBAPIError, match="issue_label"):
+        freeze(store, draft_issue())
+    with store.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE picks RENAME COLUMN frozen_with TO issue_label"))
+    assert store.issue_by_label(WINDOW.label) is None
+    assert store.next_issue_number() == 1
+    assert pending(store) == [(target, "pin")]
+    # Once the database is right again the same send freezes the issue with its pin.
+    assert freeze(store, draft_issue()).label == WINDOW.label
+    assert pending(store) == [] and store.picks(WINDOW.label) == [(target, "pin")]
 
 
 # ---- the CLI -------------------------------------------------------------------------------
