@@ -219,13 +219,35 @@ def _stem(word: str) -> str:
     return word
 
 
+# Every ASCII character that cannot be in a _WORD match becomes a space: after casefolding, the
+# words of an ASCII text are then its whitespace-separated pieces (see split_words).
+_NOT_WORD = str.maketrans({chr(c): " " for c in range(128)
+                           if not (chr(c).isalnum() and chr(c) != "_") and chr(c) != "'"})
+
+
+def split_words(text: str) -> list[str]:
+    """The casefolded words of `text`: runs of letters and digits, joined by inner apostrophes.
+
+    The same as _WORD.findall(text.casefold()); for ASCII text (most of it) str.split does the
+    work at about a third of the regular expression's cost.
+    """
+    spaced = text.casefold().translate(_NOT_WORD)
+    if not spaced.isascii():
+        return _WORD.findall(spaced)
+    pieces = spaced.split()
+    if "'" not in spaced:
+        return pieces
+    # A piece with an apostrophe may hold several words ("a''b") or stray quotes ("'a'").
+    return [w for piece in pieces for w in ([piece] if "'" not in piece else _WORD.findall(piece))]
+
+
 # Word → its term in English ("" for a stopword or a stray letter), filled as words are met.
 _TERMS: dict[str, str] = {}
 
 
 def content_words(text: str, language: str = "en") -> list[str]:
     """The words of `text` that carry meaning: casefolded; in English, stemmed, no stopwords."""
-    words = _WORD.findall(text.casefold())
+    words = split_words(text)
     if text_language(language) != "en":
         return [w for w in words if len(w) > 1 or w.isdigit()]
     terms = _TERMS
@@ -234,8 +256,9 @@ def content_words(text: str, language: str = "en") -> list[str]:
     for word in set(words).difference(terms):
         terms[word] = "" if word in STOPWORDS or (len(word) < 2 and not word.isdigit()) else (
             _stem(word))
-    # Every word is in the table now: one C-level lookup each (selection runs this 10,000 times).
-    return [term for term in map(terms.__getitem__, words) if term]
+    # Every word is in the table now: looked up and filtered in C (selection runs this 10,000
+    # times).
+    return list(filter(None, map(terms.__getitem__, words)))
 
 
 def _is_caption_or_byline(paragraph: str) -> bool:

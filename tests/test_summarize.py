@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pysbd
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest.cli import cli
 from digest.models import Article
-from digest.summarize import Summary, good_feed_summary, split_sentences, summarize
+from digest.summarize import (
+    Summary,
+    good_feed_summary,
+    split_sentences,
+    split_words,
+    summarize,
+)
 from tests.conftest import SEED, SHARED
 
 CORPUS = SHARED / "corpus" / "bbc-news-summary"
@@ -396,3 +405,18 @@ def test_digest_summarize_meets_the_quality_bar_on_the_corpus(
             picked += len(record["sentences"])
             hits += sum(" ".join(s.split()) in reference for s in record["sentences"])
         assert hits / picked >= 0.90, f"{category.name}: {hits}/{picked}"
+
+
+def test_words_are_letters_and_digits_joined_by_inner_apostrophes() -> None:
+    text = "Don't 'quote' me: rock’n’roll, a''b, snake_case, Straße & naïve 3.5% — OK?"
+    assert split_words(text) == [
+        "don't", "quote", "me", "rock’n’roll", "a", "b", "snake", "case", "strasse", "naïve",
+        "3", "5", "ok",
+    ]
+
+
+# ASCII text takes a faster path than other text: both must find the words the pattern defines.
+@given(st.text(alphabet=st.sampled_from("aZ09_ '’.-\n\té—“”ß")))
+def test_plain_and_accented_text_split_into_the_same_words_as_the_pattern(text: str) -> None:
+    pattern = r"[^\W_]+(?:['’][^\W_]+)*"
+    assert split_words(text) == re.findall(pattern, text.casefold())
