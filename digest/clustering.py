@@ -10,21 +10,22 @@ All pairs are never compared. Each article is indexed under its KEY_TERMS heavie
 (highest TF-IDF weight: the names, places and numbers that make an event, rare in the week),
 among those another article has too, leaving out terms in more than MAX_DF_SHARE of the
 articles (or MIN_DF_CAP, if more); two articles become candidates when they share MIN_SHARED
-of those key terms, and only candidates get their exact cosine. Reports
-of one event share their key names, so this finds them, in time close to linear in the
-number of articles; the tests check it finds every pair an all-pairs comparison finds on the
-story fixtures.
+of those key terms, and only candidates get their exact cosine (and, while grouping, only
+those not already joined through others: their cosine could change nothing). Reports of one
+event share their key names, so this finds them, in time close to linear in the number of
+articles; the tests check it finds every pair an all-pairs comparison finds on the story
+fixtures.
 """
 
 from __future__ import annotations
 
 import gc
-import heapq
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import mul
 
 from digest.models import Article
 from digest.summarize import content_words
@@ -44,32 +45,78 @@ MIN_DF_CAP = 30
 MIN_SHARED = 2
 
 
-def fingerprint_words(article: Article, language: str = "en") -> list[str]:
-    """The content words that stand for an article's event: its title and lead."""
-    lead = " ".join(article.text.split(maxsplit=LEAD_WORDS)[:LEAD_WORDS]) or article.summary or ""
+def fingerprint_words(
+    article: Article, language: str = "en", body: Sequence[str] | None = None
+) -> list[str]:
+    """The content words that stand for an article's event: its title and lead.
+
+    `body`: the article's text split on whitespace (str.split, with a maxsplit of LEAD_WORDS or
+    more), when the caller has split it already.
+    """
+    pieces = article.text.split(maxsplit=LEAD_WORDS) if body is None else body
+    lead = " ".join(pieces[:LEAD_WORDS]) or article.summary or ""
     return content_words(f"{article.title}\n{lead}", language)
+
+
+# 1 + log(tf) by tf, grown as larger counts turn up: one list lookup instead of a log per term.
+_SUBLINEAR_TF = [0.0, 1.0]
+
+
+class _Weights:
+    """The TF-IDF weights (sublinear tf, smoothed idf) of a set of documents, kept as term
+    counts and idf: a weight is only worked out where it is needed (key terms, cosines)."""
+
+    def __init__(self, documents: Sequence[list[str]]) -> None:
+        count = len(documents)
+        self.counts = [Counter(words) for words in documents]
+        self.df: Counter[str] = Counter(itertools.chain.from_iterable(self.counts))
+        self.idf = {w: 1.0 + math.log((1 + count) / (1 + n)) for w, n in self.df.items()}
+        self.negative_idf = {w: -v for w, v in self.idf.items()}
+        squared = {w: v * v for w, v in self.idf.items()}.__getitem__
+        tf = _SUBLINEAR_TF
+        while len(tf) <= max(map(len, documents), default=0):  # no term is counted more often
+            tf.append(1.0 + math.log(len(tf)))
+        tf_squared = [v * v for v in tf].__getitem__
+        # Mapped in C: at 10,000 articles a Python loop over the terms costs twice as much.
+        self.norms = [
+            math.sqrt(sum(map(mul, map(squared, c), map(tf_squared, c.values())))) or 1.0
+            for c in self.counts
+        ]
+
+    def weights(self, i: int, terms: Sequence[str]) -> Iterator[float]:
+        """The weights of document i's `terms` (each one it has), not normalized."""
+        counts = self.counts[i]
+        return map(mul, map(self.idf.__getitem__, terms),
+                   map(_SUBLINEAR_TF.__getitem__, map(counts.__getitem__, terms)))
+
+    def vector(self, i: int) -> dict[str, float]:
+        """Document i's unit-length vector."""
+        terms = list(self.counts[i])
+        norm = self.norms[i]
+        return {w: v / norm for w, v in zip(terms, self.weights(i, terms), strict=True)}
+
+    def cosine(self, i: int, j: int) -> float:
+        """The cosine of documents i and j."""
+        shared = list(self.counts[i].keys() & self.counts[j].keys())
+        dot: float = sum(map(mul, self.weights(i, shared), self.weights(j, shared)))
+        return dot / (self.norms[i] * self.norms[j])
+
+    def key_terms(self, i: int, eligible: set[str]) -> Iterable[str]:
+        """Document i's KEY_TERMS heaviest terms among `eligible` (ties: alphabetical)."""
+        counts = self.counts[i]
+        terms = counts.keys() & eligible
+        if len(terms) <= KEY_TERMS:
+            return terms
+        # Sorted on (-weight, term); a set iterates in the same order each time it is not changed.
+        negative = map(mul, map(self.negative_idf.__getitem__, terms),
+                       map(_SUBLINEAR_TF.__getitem__, map(counts.__getitem__, terms)))
+        return [term for _, term in sorted(zip(negative, terms, strict=True))[:KEY_TERMS]]
 
 
 def vectors(documents: Sequence[list[str]]) -> list[dict[str, float]]:
     """Unit-length TF-IDF vectors (sublinear tf, smoothed idf) over `documents`."""
-    return _vectors(documents)[0]
-
-
-def _vectors(documents: Sequence[list[str]]) -> tuple[list[dict[str, float]], Counter[str]]:
-    """The vectors and the document frequency of each term."""
-    count = len(documents)
-    counts = [Counter(words) for words in documents]
-    df: Counter[str] = Counter()
-    for terms in counts:
-        df.update(terms.keys())
-    idf = {w: 1.0 + math.log((1 + count) / (1 + n)) for w, n in df.items()}
-    out = []
-    for terms in counts:
-        weights = {w: idf[w] * (1.0 + math.log(tf)) if tf > 1 else idf[w]
-                   for w, tf in terms.items()}
-        norm = math.sqrt(sum([v * v for v in weights.values()])) or 1.0
-        out.append({w: v / norm for w, v in weights.items()})
-    return out, df
+    weights = _Weights(documents)
+    return [weights.vector(i) for i in range(len(documents))]
 
 
 def cosine(a: dict[str, float], b: dict[str, float]) -> float:
@@ -77,31 +124,27 @@ def cosine(a: dict[str, float], b: dict[str, float]) -> float:
     return sum([a[w] * b[w] for w in a.keys() & b.keys()])
 
 
-def similar_pairs(
-    vecs: Sequence[dict[str, float]], threshold: float, df: Counter[str] | None = None
-) -> list[tuple[int, int, float]]:
-    """Pairs (i < j) of unit vectors sharing key terms whose cosine is at least `threshold`.
-
-    `df`: in how many of `vecs` each term is, when the caller has it already.
-    """
-    if df is None:
-        df = Counter()
-        for vector in vecs:
-            df.update(vector.keys())
-    cap = max(MIN_DF_CAP, int(MAX_DF_SHARE * len(vecs)))
+def _candidates(weights: _Weights) -> list[tuple[int, int]]:
+    """Pairs (i < j), in order, of documents sharing MIN_SHARED of their key terms."""
+    cap = max(MIN_DF_CAP, int(MAX_DF_SHARE * len(weights.counts)))
     # A word no other article has pairs with nothing: the key terms are shared ones.
-    eligible = {term for term, n in df.items() if 1 < n <= cap}
+    eligible = {term for term, n in weights.df.items() if 1 < n <= cap}
     index: dict[str, list[int]] = {}
-    for i, vector in enumerate(vecs):
-        rare = [(-vector[term], term) for term in vector.keys() & eligible]
-        for _, term in heapq.nsmallest(KEY_TERMS, rare):
+    for i in range(len(weights.counts)):
+        for term in weights.key_terms(i, eligible):
             index.setdefault(term, []).append(i)
     shared: Counter[tuple[int, int]] = Counter()
     for posting in index.values():
         shared.update(itertools.combinations(posting, 2))  # postings are in index order
+    return sorted(pair for pair, count in shared.items() if count >= MIN_SHARED)
+
+
+def similar_pairs(documents: Sequence[list[str]], threshold: float) -> list[tuple[int, int, float]]:
+    """Pairs (i < j) of documents sharing key terms whose cosine is at least `threshold`."""
+    weights = _Weights(documents)
     pairs = []
-    for i, j in sorted(pair for pair, count in shared.items() if count >= MIN_SHARED):
-        similarity = cosine(vecs[i], vecs[j])
+    for i, j in _candidates(weights):
+        similarity = weights.cosine(i, j)
         if similarity >= threshold:
             pairs.append((i, j, similarity))
     return pairs
@@ -128,6 +171,27 @@ def _root(parent: list[int], i: int) -> int:
     return i
 
 
+def group_words(
+    documents: Sequence[list[str]], threshold: float = DEFAULT_THRESHOLD
+) -> list[list[int]]:
+    """Indexes of `documents` (each its fingerprint words) grouped by event, each group and the
+    list in index order. A threshold above 1 groups nothing."""
+    if threshold > 1.0:
+        return [[i] for i in range(len(documents))]
+    parent = list(range(len(documents)))
+    with no_cycle_collection():
+        weights = _Weights(documents)
+        for i, j in _candidates(weights):
+            a, b = _root(parent, i), _root(parent, j)
+            # Already one story through others: how alike these two are changes nothing.
+            if a != b and weights.cosine(i, j) >= threshold:
+                parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(documents)):
+        groups.setdefault(_root(parent, i), []).append(i)
+    return list(groups.values())
+
+
 def group(
     articles: Sequence[Article], threshold: float = DEFAULT_THRESHOLD, language: str = "en"
 ) -> list[list[int]]:
@@ -137,15 +201,4 @@ def group(
     """
     if threshold > 1.0:
         return [[i] for i in range(len(articles))]
-    with no_cycle_collection():
-        vecs, df = _vectors([fingerprint_words(a, language) for a in articles])
-        pairs = similar_pairs(vecs, threshold, df)
-    parent = list(range(len(articles)))
-    for i, j, _ in pairs:
-        a, b = _root(parent, i), _root(parent, j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(articles)):
-        groups.setdefault(_root(parent, i), []).append(i)
-    return list(groups.values())
+    return group_words([fingerprint_words(a, language) for a in articles], threshold)

@@ -34,11 +34,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import PurePath
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from digest.clustering import DEFAULT_THRESHOLD, group, no_cycle_collection
+from digest.clustering import (
+    DEFAULT_THRESHOLD,
+    LEAD_WORDS,
+    fingerprint_words,
+    group_words,
+    no_cycle_collection,
+)
 from digest.errors import WindowError
 from digest.identity import canonical_url
 from digest.models import Article, Lineup, Story, Window
@@ -223,8 +229,9 @@ def _weight(article: Article, weights: Mapping[str, float]) -> float:
     return max(found) if found else 1.0
 
 
-def _completeness(article: Article) -> float:
-    return min(1.0, len(article.text.split(maxsplit=COMPLETE_WORDS)) / COMPLETE_WORDS)
+def _completeness(words: int) -> float:
+    """A body of `words` words (as str.split counts them) over COMPLETE_WORDS, at most 1."""
+    return min(1.0, words / COMPLETE_WORDS)
 
 
 def _timestamp(moment: datetime, window: Window) -> float:
@@ -244,30 +251,42 @@ def in_window(article: Article, window: Window) -> bool:
     return window.since.timestamp() <= published < window.until.timestamp()
 
 
+class _Entry(NamedTuple):
+    """An article of the window and what scoring needs of it, worked out once."""
+
+    article: Article
+    published: float  # POSIX time
+    completeness: float
+
+
 def _popularity(article: Article) -> float:
     return sum(math.log1p(max(0.0, article.metrics.get(k, 0.0))) for k in METRICS)
 
 
-def _representative(members: Sequence[Article], window: Window) -> Article:
+def _representative(members: Sequence[_Entry]) -> _Entry:
     """The most complete article, else the most popular, else the earliest; one with a link."""
     if len(members) == 1:
         return members[0]
-    return min(members, key=lambda a: (not a.url, -_completeness(a), -_popularity(a),
-                                       _published(a, window), a.url or "", a.origin, a.title))
+    return min(members, key=lambda m: (not m.article.url, -m.completeness,
+                                       -_popularity(m.article), m.published,
+                                       m.article.url or "", m.article.origin, m.article.title))
 
 
-def _story_parts(members: Sequence[Article], window: Window, rules: Rules) -> dict[str, float]:
+def _story_parts(
+    members: Sequence[_Entry], newest: float, window: Window, rules: Rules
+) -> dict[str, float]:
     """A story's components except popularity (which needs the whole window)."""
     since, until = window.since.timestamp(), window.until.timestamp()
-    newest = max(_published(a, window) for a in members)
-    sources = {source_name(a).casefold() for a in members}
+    articles = [m.article for m in members]
+    sources = {source_name(a).casefold() for a in articles}
     # Canonical URLs cost a parse each: only worth it when the editor picked something.
-    keys = set().union(*(article_keys(a) for a in members)) if rules.pins or rules.drops else set()
-    weight = max(_weight(a, rules.source_weights) for a in members) if rules.source_weights else 1.0
+    keys = set().union(*(article_keys(a) for a in articles)) if rules.pins or rules.drops else set()
+    weight = (max(_weight(a, rules.source_weights) for a in articles) if rules.source_weights
+              else 1.0)
     return {
         "coverage": 1.0 - 1.0 / len(sources),
         "recency": min(1.0, max(0.0, (newest - since) / ((until - since) or 1.0))),
-        "completeness": _completeness(members[0]),
+        "completeness": members[0].completeness,
         "source_weight": weight,
         "pinned": 1.0 if keys & rules.pins else 0.0,
         "dropped": 1.0 if keys & rules.drops and not keys & rules.pins else 0.0,
@@ -275,12 +294,13 @@ def _story_parts(members: Sequence[Article], window: Window, rules: Rules) -> di
     }
 
 
-def _popularity_components(groups: Sequence[Sequence[Article]]) -> list[float]:
+def _popularity_components(groups: Sequence[Sequence[_Entry]]) -> list[float]:
     """Each story's popularity: log-scaled metric sums over the window's largest, averaged."""
-    kinds = [k for k in METRICS if any(k in a.metrics for g in groups for a in g)]
+    kinds = [k for k in METRICS if any(k in m.article.metrics for g in groups for m in g)]
     if not kinds:
         return [0.0] * len(groups)
-    sums = [{k: math.log1p(sum(max(0.0, a.metrics.get(k, 0.0)) for a in g)) for k in kinds}
+    sums = [{k: math.log1p(sum(max(0.0, m.article.metrics.get(k, 0.0)) for m in g))
+             for k in kinds}
             for g in groups]
     tops = {k: max(s[k] for s in sums) for k in kinds}
     return [sum(s[k] / tops[k] if tops[k] else 0.0 for k in kinds) / len(kinds) for s in sums]
@@ -296,6 +316,23 @@ def score(parts: Mapping[str, float]) -> float:
     )
 
 
+def _entries(articles: Sequence[Article], window: Window, language: str
+             ) -> tuple[list[_Entry], list[list[str]]]:
+    """The window's articles in a fixed order (time, URL, origin, title), and their
+    fingerprints for clustering."""
+    since, until = window.since.timestamp(), window.until.timestamp()
+    dated = [(stamp, a) for a in articles if since <= (stamp := _published(a, window)) < until]
+    dated.sort(key=lambda d: (d[0], d[1].url or "", d[1].origin, d[1].title))
+    entries = []
+    fingerprints = []
+    for stamp, article in dated:
+        # One split serves both the completeness and the lead the fingerprint is made of.
+        body = article.text.split(maxsplit=max(COMPLETE_WORDS, LEAD_WORDS))
+        entries.append(_Entry(article, stamp, _completeness(len(body))))
+        fingerprints.append(fingerprint_words(article, language, body))
+    return entries, fingerprints
+
+
 def stories(
     articles: Sequence[Article], window: Window, rules: Rules | None = None,
     language: str = "en",
@@ -305,25 +342,25 @@ def stories(
     Summaries are left empty: only the stories that make the lineup need one.
     """
     rules = rules or Rules()
-    found = sorted((a for a in articles if in_window(a, window)),
-                   key=lambda a: (_published(a, window), a.url or "", a.origin, a.title))
+    entries, fingerprints = _entries(articles, window, language)
     groups = []
-    for indexes in group(found, rules.cluster_threshold, language):
-        members = [found[i] for i in indexes]
-        lead = _representative(members, window)
-        groups.append([lead, *(a for a in members if a is not lead)])
-    out = []
+    for indexes in group_words(fingerprints, rules.cluster_threshold):
+        members = [entries[i] for i in indexes]
+        lead = _representative(members)
+        groups.append([lead, *(m for m in members if m.article is not lead.article)])
+    ordered = []
     for members, popularity in zip(groups, _popularity_components(groups), strict=True):
-        parts = {"popularity": popularity, **_story_parts(members, window, rules)}
-        out.append(Story(article=members[0], summary="", score=score(parts),
-                         also=members[1:], components=parts))
-    out.sort(key=lambda s: _order(s, window))
-    return out
+        newest = max(m.published for m in members)
+        parts = {"popularity": popularity, **_story_parts(members, newest, window, rules)}
+        story = Story(article=members[0].article, summary="", score=score(parts),
+                      also=[m.article for m in members[1:]], components=parts)
+        ordered.append((_order(story, newest), story))
+    ordered.sort(key=lambda pair: pair[0])
+    return [story for _, story in ordered]
 
 
-def _order(story: Story, window: Window) -> tuple[float, float, float, str, str, str]:
+def _order(story: Story, newest: float) -> tuple[float, float, float, str, str, str]:
     """Sort key: pinned first, then best score, then newer, then title, URL and origin."""
-    newest = max(_published(a, window) for a in [story.article, *story.also])
     article = story.article
     return (-story.components["pinned"], -round(story.score, 9), -newest, article.title,
             article.url or "", article.origin)

@@ -113,12 +113,13 @@ def test_the_key_term_index_finds_the_pairs_all_pairs_would(
     write_samples(tmp_path / "articles", date(2026, 11, 27))
     ingest(store, [str(tmp_path / "articles")], tz=UTC)
     articles = fixture_articles()[0] + store.all_articles()
-    vecs = vectors([fingerprint_words(a) for a in articles])
+    documents = [fingerprint_words(a) for a in articles]
+    vecs = vectors(documents)
     for threshold in (0.3, DEFAULT_THRESHOLD, 0.6):
         brute = {(i, j) for i, j in itertools.combinations(range(len(vecs)), 2)
                  if cosine(vecs[i], vecs[j]) >= threshold}
         assert brute
-        assert {(i, j) for i, j, _ in similar_pairs(vecs, threshold)} == brute
+        assert {(i, j) for i, j, _ in similar_pairs(documents, threshold)} == brute
 
 
 def article(title: str, text: str, hour: int, **extra: object) -> Article:
