@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from digest.errors import SendError, SubscriberError
 from digest.models import Subscriber, SubscriberStatus
+from digest.sendgrid_api import api_client, endpoint, scrub
 from digest.settings import Settings
 from digest.store import Store, memberships, optouts, subscribers, utcnow
 
@@ -295,10 +296,7 @@ def sync_sendgrid(store: Store, settings: Settings, page_size: int = PAGE_SIZE) 
     """Pull SendGrid's unsubscribes, group suppressions, bounces and spam reports; apply them."""
     if not settings.sendgrid_api_key:
         raise SendError("no SendGrid API key is set", _KEY_HINT)
-    client = SendGridAPIClient(
-        api_key=settings.sendgrid_api_key, host=settings.sendgrid_host.rstrip("/")
-    )
-    client.client.timeout = settings.sendgrid_timeout
+    client = api_client(settings)
     report = SyncReport()
     for name, path, status, paged in SUPPRESSION_KINDS:
         rows = list(_fetch_all(client, path, paged, page_size, settings))
@@ -349,14 +347,11 @@ def _get(
     client: SendGridAPIClient, path: str, params: dict[str, int] | None, settings: Settings
 ) -> list[Any]:
     where = f"SendGrid at {settings.sendgrid_host} (/v3/{path})"
-    endpoint = client.client
-    for part in path.split("/"):
-        endpoint = endpoint._(part)
     try:
-        response = endpoint.get(query_params=params)
+        response = endpoint(client, path).get(query_params=params)
     except HTTPError as e:
         status = int(e.status_code)
-        text = _scrub(" ".join(_text(e.body).split())[:300], settings)
+        text = scrub(" ".join(_text(e.body).split())[:300], settings)
         if status in (401, 403):
             raise SendError(
                 f"{where} refused the API key (HTTP {status}): {text}", _KEY_HINT
@@ -384,8 +379,3 @@ def _get(
 
 def _text(body: bytes | str | None) -> str:
     return body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
-
-
-def _scrub(text: str, settings: Settings) -> str:
-    key = settings.sendgrid_api_key
-    return text.replace(key, "***") if key else text

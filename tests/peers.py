@@ -374,6 +374,10 @@ def _sendgrid_handler(peer: SendGridPeer, validator: Draft202012Validator) -> ty
                     "message": "The provided authorization grant is invalid, expired, or revoked",
                     "field": None, "help": None,
                 }]}
+            if self.headers.get_content_type() != "application/json" and body is not None:
+                return 415, {}, {"errors": [{
+                    "message": "Content-Type should be application/json", "field": None,
+                }]}
             if self.path != "/v3/mail/send":
                 return self._schedule(body)
             if not peer.validate:

@@ -333,6 +333,8 @@ def test_sendgrid_sends_schema_valid_batches_with_one_personalization_each() -> 
     bodies = peer.bodies()
     assert [len(b["personalizations"]) for b in bodies] == [2, 2, 1]
     assert all(r.headers["Authorization"] == f"Bearer {API_KEY}" for r in peer.requests)
+    # Through SendGrid's official client, which names itself.
+    assert all(r.headers["User-Agent"].startswith("sendgrid/") for r in peer.requests)
     assert [o.status for o in outcomes] == [DeliveryStatus.SENT] * 5
     assert [o.message_id for o in outcomes] == [
         r.message_id for r in peer.requests for _ in r.body["personalizations"]
@@ -487,7 +489,9 @@ def test_sendgrid_debug_logging_never_shows_the_key(caplog: pytest.LogCaptureFix
         [outcome] = send_all(SendGridSender(s), issue, envelopes(issue, s, ["Ada"]))
     assert outcome.status == DeliveryStatus.FAILED
     assert outcome.error == "HTTP 400: bad key ***"  # an echo of the key is scrubbed
+    assert "Bearer ***" in caplog.text  # the client logs its headers: masked
     assert API_KEY not in caplog.text
+    assert "ada@example.com" not in caplog.text  # nor the body: addresses, unsubscribe links
 
 
 def test_sendgrid_missing_key_is_a_send_error_with_a_hint() -> None:

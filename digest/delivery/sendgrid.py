@@ -1,10 +1,10 @@
 """The SendGrid backend: one mail/send request per batch, one personalization per recipient.
 
-It speaks HTTP itself (http.client, one kept-alive connection per worker thread) rather than
-through the sendgrid library, for two reasons: it must know exactly whether a request left
-whole (not sent → safe to retry; sent without an answer → `unknown`, never resent), and a
-batch of 1000 personalizations built as plain dicts and encoded once costs a fraction of the
-helper classes.
+Requests go through SendGrid's official client (`digest.sendgrid_api`). The bodies are JSON
+text written here, not the library's Mail helper objects: a batch of 1000 personalizations
+is one string format per recipient, a fraction of the helpers' cost, and the library sends
+the text as it is. Whether a request left whole decides what a failure means: not sent →
+safe to retry; sent without an answer → `unknown`, never resent without the editor's word.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import select
 import socket
 import ssl
 import threading
@@ -23,19 +22,22 @@ from html import escape as _escape
 from json.encoder import encode_basestring_ascii as _json_str
 from operator import itemgetter
 from typing import Any
+from urllib.error import URLError
 from urllib.parse import urlsplit
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
 
 from digest.delivery import Envelope, Outcome, Recipient
 from digest.delivery.message import EnvelopeMaker, EnvelopeTemplate, subscriber_id
 from digest.delivery.ratelimit import RateLimit, backoff
 from digest.errors import SendError
 from digest.models import DeliveryStatus, Issue
+from digest.sendgrid_api import HOST_HINT, JSON_TEXT, JsonBody, api_client, endpoint, scrub
 from digest.settings import Settings
 
 _KEY_HINT = "set the SENDGRID_API_KEY environment variable to an API key with Mail Send access"
-_HOST_HINT = "set [sendgrid] host (DIGEST_SENDGRID_HOST) to https://api.sendgrid.com"
 MAX_BODY = 30 * 1000 * 1000 - 64 * 1024  # SendGrid refuses 30 MB and more; keep a margin
-IDLE_REUSE = 20.0  # seconds a kept-alive connection may idle before we open a fresh one
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\b")
 _MARKER = re.compile(r"\[\[[ht]:[a-z_]+\]\]")
 
@@ -68,7 +70,7 @@ class Schedule:
 class SendGridSender:
     """Sends through SendGrid's v3 Mail Send API, markers filled by SendGrid substitutions.
 
-    Safe to call `send` from several threads at once; each thread keeps its own connection.
+    Safe to call `send` from several threads at once: each request is its own connection.
     """
 
     name = "sendgrid"
@@ -80,15 +82,13 @@ class SendGridSender:
         self.schedule: Schedule | None = None  # set before `open` for --send-at
         self.requests = 0  # HTTP requests made (mail/send and others), for reports
         self._gate = RateLimit(0)  # only its pause: a 429 holds every worker back
-        self._local = threading.local()
-        self._open: list[http.client.HTTPConnection] = []
+        self._client: SendGridAPIClient | None = None
         self._lock = threading.Lock()
         self._issue: Issue | None = None
         self._shared = b"{}"
         self._people = Personalizations([])
         split = urlsplit(settings.sendgrid_host.rstrip("/"))
-        self._scheme, self._host, self._base = split.scheme, split.hostname, split.path
-        self._port = split.port
+        self._scheme, self._host = split.scheme, split.hostname
         self._where = f"SendGrid at {settings.sendgrid_host}"
 
     # -- the Sender protocol -------------------------------------------------------------
@@ -148,12 +148,7 @@ class SendGridSender:
         )
 
     def close(self) -> None:
-        """Close every kept-alive connection."""
-        with self._lock:
-            conns, self._open = self._open, []
-        for conn in conns:
-            conn.close()
-        self._local = threading.local()
+        """Nothing to release: the client keeps no connection between requests."""
 
     # -- request bodies ------------------------------------------------------------------
 
@@ -204,7 +199,7 @@ class SendGridSender:
             attempt += 1
             self._gate.acquire(0)  # waits out a pause another worker's 429 asked for
             try:
-                answer = self._post("/v3/mail/send", body)
+                answer = self._post("mail/send", body)
             except _NotSent as e:
                 if attempt >= self.settings.retries:
                     return every(DeliveryStatus.PENDING, f"temporary: {e}")
@@ -233,7 +228,7 @@ class SendGridSender:
                                 _KEY_HINT)
             if status == 404:
                 raise SendError(f"{self._where} has no mail/send endpoint (HTTP 404): {text}",
-                                _HOST_HINT)
+                                HOST_HINT)
             if status >= 500:
                 # 500, 504, …: SendGrid "attempted to process it" and may have queued it.
                 return every(DeliveryStatus.UNKNOWN, f"HTTP {status}: {text}")
@@ -254,32 +249,21 @@ class SendGridSender:
     def create_batch(self) -> str:
         """A new batch id (POST /v3/mail/batch) to schedule, and later cancel, a send."""
         self._check_config()
-        answer = self._call("/v3/mail/batch", b"", "create a batch id")
+        answer = self._retried("mail/batch", b"", "create a batch id")
         try:
             return str(json.loads(answer.body)["batch_id"])
         except (ValueError, KeyError, TypeError) as e:
             raise SendError(f"{self._where} answered mail/batch without a batch_id",
-                            _HOST_HINT) from e
+                            HOST_HINT) from e
 
     def cancel(self, batch_id: str) -> None:
         """Cancel every scheduled send of `batch_id` (POST /v3/user/scheduled_sends)."""
         self._check_config()
         body = json.dumps({"batch_id": batch_id, "status": "cancel"}).encode("ascii")
-        self._call("/v3/user/scheduled_sends", body, "cancel the scheduled send")
-
-    def _call(self, path: str, body: bytes, what: str) -> Answer:
-        """A request that is safe to repeat: retried on any trouble, SendError at the end.
-
-        Its connection is closed afterwards: these calls come alone, before or after a send.
-        """
-        try:
-            return self._retried(path, body, what)
-        finally:
-            conn = getattr(self._local, "conn", None)
-            if conn is not None:
-                conn.close()
+        self._retried("user/scheduled_sends", body, "cancel the scheduled send")
 
     def _retried(self, path: str, body: bytes, what: str) -> Answer:
+        """A request that is safe to repeat: retried on any trouble, SendError at the end."""
         for attempt in range(1, self.settings.retries + 1):
             try:
                 answer = self._post(path, body)
@@ -295,7 +279,7 @@ class SendGridSender:
                 time.sleep(backoff(attempt, self.settings.backoff))
         raise SendError(
             f"{self._where} could not {what}: {problem}",
-            _KEY_HINT if "HTTP 401" in problem or "HTTP 403" in problem else _HOST_HINT,
+            _KEY_HINT if "HTTP 401" in problem or "HTTP 403" in problem else HOST_HINT,
         )
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -305,72 +289,49 @@ class SendGridSender:
             raise SendError("no SendGrid API key is set", _KEY_HINT)
         if self._scheme not in ("http", "https") or not self._host:
             raise SendError(f"[sendgrid] host {self.settings.sendgrid_host!r} is not a URL",
-                            _HOST_HINT)
-
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.sock is not None:
-            idle = time.monotonic() - getattr(self._local, "used", 0.0)
-            if idle > IDLE_REUSE or _dropped(conn.sock):
-                conn.close()  # reconnect rather than write into a connection the server closed
-        if conn is None:
-            timeout = self.settings.sendgrid_timeout
-            if self._scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    self._host or "", self._port, timeout=timeout,
-                    context=ssl.create_default_context(),
-                )
-            else:
-                conn = http.client.HTTPConnection(self._host or "", self._port, timeout=timeout)
-            self._local.conn = conn
-            with self._lock:
-                self._open.append(conn)
-        return conn
+                            HOST_HINT)
 
     def _post(self, path: str, body: bytes) -> Answer:
-        conn = self._connection()
+        """POST `body` (JSON text, or nothing) to `path` under /v3 through the official client.
+
+        The library (urllib underneath) raises URLError when the request did not go out
+        whole — the connection failed or the body broke off — and lets anything that goes
+        wrong while waiting for the answer through as it is: that is the line between
+        "safe to send again" and "may have been accepted".
+        """
+        if self._client is None:
+            self._client = api_client(self.settings)
         with self._lock:
             self.requests += 1
         try:
-            if conn.sock is None:
-                conn.connect()
-        except ssl.SSLCertVerificationError as e:
-            conn.close()
-            raise SendError(
-                f"TLS with {self._where} failed: {e}",
-                "check [sendgrid] host; it must be https://api.sendgrid.com or a proxy "
-                "with a valid certificate",
-            ) from e
+            response = endpoint(self._client, path).post(
+                request_body=JsonBody(body) if body else None,
+                request_headers={"Content-Type": JSON_TEXT},
+            )
+        except HTTPError as e:  # the library's: the API answered with an error status
+            headers = e.headers.items() if e.headers is not None else []
+            return Answer(int(e.status_code), {k.lower(): v for k, v in headers}, e.body or b"")
+        except URLError as e:
+            if isinstance(e.reason, ssl.SSLCertVerificationError):
+                raise SendError(
+                    f"TLS with {self._where} failed: {e.reason}",
+                    "check [sendgrid] host; it must be https://api.sendgrid.com or a proxy "
+                    "with a valid certificate",
+                ) from None
+            raise _NotSent(f"cannot connect to {self._where}: {_reason(e.reason)}") from None
         except (OSError, http.client.HTTPException) as e:
-            conn.close()
-            raise _NotSent(f"cannot connect to {self._where}: {_reason(e)}") from None
-        headers = {
-            "Authorization": f"Bearer {self.settings.sendgrid_api_key}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": "digest",
-        }
-        try:
-            conn.request("POST", self._base + path, body=body, headers=headers)
-        except (OSError, http.client.HTTPException) as e:
-            # The body did not leave whole, so the server cannot have acted on it.
-            conn.close()
-            raise _NotSent(f"the request to {self._where} broke off: {_reason(e)}") from None
-        try:
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
             raise _NoAnswer(
                 f"no answer from {self._where} after the request went out ({_reason(e)}); "
                 "it may have been accepted"
             ) from None
-        self._local.used = time.monotonic()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+        return Answer(
+            int(response.status_code),
+            {k.lower(): v for k, v in response.headers.items()},
+            response.body or b"",
+        )
 
     def _scrub(self, text: str) -> str:
-        key = self.settings.sendgrid_api_key
-        return text.replace(key, "***") if key else text
+        return scrub(text, self.settings)
 
 
 def shared_fields(issue: Issue, settings: Settings, schedule: Schedule | None) -> dict[str, Any]:
@@ -572,16 +533,9 @@ def _reset_wait(headers: dict[str, str], attempt: int, base: float) -> float:
     return min(60.0, max(0.0, wait)) + backoff(1, 0.1)  # a little jitter: not all at once
 
 
-def _dropped(sock: socket.socket) -> bool:
-    """Whether an idle kept-alive socket was closed by the server (it reads as ready)."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-def _reason(e: BaseException) -> str:
+def _reason(e: BaseException | str) -> str:
+    if isinstance(e, str):  # URLError.reason can be a plain message
+        return e
     if isinstance(e, TimeoutError | socket.timeout):
         return "timed out"
     return str(e) or type(e).__name__
