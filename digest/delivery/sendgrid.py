@@ -218,7 +218,7 @@ class SendGridSender:
                     return every(DeliveryStatus.PENDING, f"temporary: HTTP 429: {text}")
                 self._gate.pause(_reset_wait(answer.headers, limited, self.settings.backoff))
                 continue
-            if status in (502, 503):  # the API was not reached or not available: not taken
+            if status in (500, 502, 503):  # SendGrid failed or was not reached: not taken
                 if attempt >= self.settings.retries:
                     return every(DeliveryStatus.PENDING, f"temporary: HTTP {status}: {text}")
                 time.sleep(backoff(attempt, self.settings.backoff))
@@ -230,7 +230,8 @@ class SendGridSender:
                 raise SendError(f"{self._where} has no mail/send endpoint (HTTP 404): {text}",
                                 HOST_HINT)
             if status >= 500:
-                # 500, 504, …: SendGrid "attempted to process it" and may have queued it.
+                # 504 and the rarer others: a gateway gave up waiting for SendGrid, which may
+                # have queued the mail, like our own timeout.
                 return every(DeliveryStatus.UNKNOWN, f"HTTP {status}: {text}")
             bad = _refused_recipients(answer.body) if status == 400 else {}
             if not bad or len(bad) >= len(ids) or max(bad) >= len(ids):
