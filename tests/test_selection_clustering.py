@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -157,3 +160,27 @@ def test_an_article_with_a_link_stands_before_a_file_without_one() -> None:
     feed = article("Ferries halted by strike", LEAD, 9)
     story = select([page, feed], WINDOW).stories[0]
     assert story.article is feed and story.also == [page]
+
+
+RANK_IN_A_NEW_PROCESS = """
+import json, sys
+sys.path.insert(0, "bench")
+from lineup import WINDOW, generate
+from digest.selection import Rules, rank, ranking_json
+articles, _ = generate(600, seed=5)
+print(json.dumps(ranking_json(rank(articles, WINDOW, top=10, rules=Rules(max_per_source=2)))))
+"""
+
+
+def test_the_same_articles_give_the_same_lineup_in_every_process() -> None:
+    # Python salts string hashes per process, so sets of words iterate in another order each
+    # time: nothing that decides the stories may depend on that order.
+    root = Path(__file__).resolve().parents[1]
+    outputs = [
+        subprocess.run([sys.executable, "-c", RANK_IN_A_NEW_PROCESS], cwd=root, check=True,
+                       capture_output=True, text=True,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+        for seed in (1, 2, 3)
+    ]
+    assert len(json.loads(outputs[0])) > 200
+    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
