@@ -25,7 +25,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from operator import mul
+from operator import mul, neg
 
 from digest.models import Article
 from digest.summarize import content_words
@@ -71,7 +71,6 @@ class _Weights:
         self.counts = [Counter(words) for words in documents]
         self.df: Counter[str] = Counter(itertools.chain.from_iterable(self.counts))
         self.idf = {w: 1.0 + math.log((1 + count) / (1 + n)) for w, n in self.df.items()}
-        self.negative_idf = {w: -v for w, v in self.idf.items()}
         squared = {w: v * v for w, v in self.idf.items()}.__getitem__
         tf = _SUBLINEAR_TF
         while len(tf) <= max(map(len, documents), default=0):  # no term is counted more often
@@ -103,14 +102,12 @@ class _Weights:
 
     def key_terms(self, i: int, eligible: set[str]) -> Iterable[str]:
         """Document i's KEY_TERMS heaviest terms among `eligible` (ties: alphabetical)."""
-        counts = self.counts[i]
-        terms = counts.keys() & eligible
+        terms = self.counts[i].keys() & eligible
         if len(terms) <= KEY_TERMS:
             return terms
-        # Sorted on (-weight, term); a set iterates in the same order each time it is not changed.
-        negative = map(mul, map(self.negative_idf.__getitem__, terms),
-                       map(_SUBLINEAR_TF.__getitem__, map(counts.__getitem__, terms)))
-        return [term for _, term in sorted(zip(negative, terms, strict=True))[:KEY_TERMS]]
+        ordered = list(terms)
+        ranked = sorted(zip(map(neg, self.weights(i, ordered)), ordered, strict=True))
+        return [term for _, term in ranked[:KEY_TERMS]]
 
 
 def vectors(documents: Sequence[list[str]]) -> list[dict[str, float]]:
