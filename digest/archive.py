@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from digest.errors import DigestError
 from digest.models import Issue
 from digest.personalize import fill
-from digest.render import template_environment
+from digest.render import ASM_PREFERENCES, ASM_UNSUBSCRIBE, template_environment
 from digest.settings import Settings
 from digest.store import Store, issues
 
@@ -81,8 +81,15 @@ def public_values(issue: Issue, settings: Settings, links: Links) -> dict[str, s
 
 
 def issue_page(issue: Issue, settings: Settings, links: Links) -> str:
-    """The issue's HTML exactly as sent, filled with neutral values."""
-    return fill(issue.rendered.html, public_values(issue, settings, links))
+    """The issue's HTML exactly as sent, filled with neutral values.
+
+    SendGrid's unsubscribe-group links, which only SendGrid can fill, lead to the page that
+    explains how to unsubscribe, as our own links do.
+    """
+    html = fill(issue.rendered.html, public_values(issue, settings, links))
+    return html.replace(ASM_UNSUBSCRIBE, links.unsubscribe).replace(
+        ASM_PREFERENCES, links.unsubscribe
+    )
 
 
 class Pages:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from digest.models import RenderedIssue
 from digest.personalize import fill
+from digest.render import ASM_PREFERENCES, ASM_UNSUBSCRIBE, uses_asm
 from digest.settings import Settings
 
 # Gmail clips messages whose HTML is larger than this; the warning leaves room to grow.
@@ -119,9 +120,15 @@ def check_issue(
             "no postal address in the footer (required by CAN-SPAM): "
             "set [newsletter] postal_address in digest.toml"
         )
-    if not _has_unsubscribe_link(
-        parser.links, header.get("list-unsubscribe", ""), values.get("unsubscribe_url", "")
-    ):
+    # SendGrid's group links are no URLs until SendGrid fills them in, for each recipient.
+    asm = {ASM_UNSUBSCRIBE, ASM_PREFERENCES} if uses_asm(settings) else set()
+    links = [(href, text) for href, text in parser.links if href not in asm]
+    has_unsubscribe = ASM_UNSUBSCRIBE in asm and any(
+        href == ASM_UNSUBSCRIBE for href, _ in parser.links
+    ) or _has_unsubscribe_link(
+        links, header.get("list-unsubscribe", ""), values.get("unsubscribe_url", "")
+    )
+    if not has_unsubscribe:
         errors.append(
             "no unsubscribe link in the HTML body: "
             "add <a href=\"{{ subscriber.unsubscribe_url }}\"> to the template's footer"
@@ -132,7 +139,7 @@ def check_issue(
             "(or from_email, for the mailto: form)"
         )
     errors.extend(_image_problems(parser.images))
-    errors.extend(_link_problems(parser.links))
+    errors.extend(_link_problems(links))
 
     if len(rendered.subject) > SUBJECT_LIMIT:
         warnings.append(

@@ -146,6 +146,18 @@ def template_environment(settings: Settings) -> jinja2.Environment:
     return env
 
 
+# SendGrid's own unsubscribe-group links, written literally into the templates when
+# [sendgrid] asm_group_id is set: SendGrid puts each recipient's URL in their place. They are
+# not marker values, so no escaping can turn them into text SendGrid does not recognise.
+ASM_UNSUBSCRIBE = "<%asm_group_unsubscribe_raw_url%>"
+ASM_PREFERENCES = "<%asm_preferences_raw_url%>"
+
+
+def uses_asm(settings: Settings) -> bool:
+    """Whether the footer links to SendGrid's unsubscribe group instead of our own pages."""
+    return settings.backend == "sendgrid" and settings.sendgrid_asm_group_id > 0
+
+
 def render_issue(
     lineup: Lineup, settings: Settings, number: int, *, now: datetime | None = None
 ) -> RenderedIssue:
@@ -163,6 +175,9 @@ def render_issue(
             "name": _clean(settings.name),
             "language": settings.language,
             "base_url": safe_url(settings.base_url),
+            # SendGrid's group links (see ASM_UNSUBSCRIBE) instead of our own, or None.
+            "asm": {"unsubscribe_url": ASM_UNSUBSCRIBE, "preferences_url": ASM_PREFERENCES}
+            if uses_asm(settings) else None,
             "postal_address": settings.postal_address.strip(),
             "postal_lines": [
                 line.strip() for line in settings.postal_address.splitlines() if line.strip()

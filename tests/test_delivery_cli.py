@@ -100,3 +100,26 @@ def test_cancel_of_an_issue_that_was_not_scheduled(folder: Path, peer: SendGridP
     result = run("cancel", "1")
     assert result.exit_code == 1
     assert "was not scheduled" in result.output and "Hint:" in result.output
+
+
+def test_unsubscribe_group_links_reach_sendgrid_as_written(
+    folder: Path, peer: SendGridPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SENDGRID_ASM_GROUP_ID", "4242")
+    result = run("send", "--backend", "sendgrid", "--no-ingest", "--yes")  # the check passes
+    assert result.exit_code == 0, result.output
+    [body, *_] = peer.bodies()
+    assert peer.schema_failures == []
+    assert body["asm"] == {"group_id": 4242}
+    text, html = (c["value"] for c in body["content"])
+    # Literal, not escaped: SendGrid replaces only these exact tags with each reader's links.
+    assert 'href="<%asm_group_unsubscribe_raw_url%>"' in html
+    assert 'href="<%asm_preferences_raw_url%>"' in html
+    assert "&lt;%asm" not in html
+    assert "<<%asm_group_unsubscribe_raw_url%>>" in text.replace("\r\n", "\n")
+
+    monkeypatch.setenv("DIGEST_BASE_URL", "https://news.example.org")
+    archive = run("archive", "build", "site")
+    assert archive.exit_code == 0, archive.output
+    page = next(Path("site").rglob("issues/*/index.html")).read_text(encoding="utf-8")
+    assert "asm_group_unsubscribe" not in page and "asm_preferences" not in page
