@@ -19,6 +19,7 @@ from digest.models import DeliveryStatus, Issue, RenderedIssue, Subscriber, Subs
 from digest.personalize import html_marker, text_marker
 from digest.settings import Settings
 from digest.store import Store
+from digest.suppressions import leave
 from tests.peers import Reply, SendGridPeer, sendgrid_server, smtp_server
 
 API_KEY = "SG.ledger-test.key"
@@ -246,6 +247,22 @@ def test_a_claim_takes_only_those_still_waiting(store: Store) -> None:
     assert claim(store, issue.id, ids, pending) == set(ids[2:])  # another run had two
     assert claim(store, issue.id, ids, pending) == set()
     assert set(ledger(store, issue).values()) == {"sending"}
+
+
+def test_who_left_after_their_page_was_read_is_not_claimed(store: Store) -> None:
+    add_people(store, 4)
+    issue = freeze_issue(store)
+    store.enqueue(issue.id, "main")
+    ids = [p.id or 0 for p in store.subscribers("main")]
+    store.upsert_subscribers([Subscriber("reader001@example.com", "", ["other"])])
+    with store.begin() as conn:  # one-click unsubscribes while the page waits for a worker
+        leave(conn, ids[1], "main", source="one-click")  # still on "other"
+        leave(conn, ids[2], "main", source="one-click")  # no list left: unsubscribed
+    assert claim(store, issue.id, ids, [DeliveryStatus.PENDING]) == {ids[0], ids[3]}
+    assert ledger(store, issue) == {
+        "reader000@example.com": "sending", "reader001@example.com": "pending",
+        "reader002@example.com": "pending", "reader003@example.com": "sending",
+    }
 
 
 def test_names_and_addresses_reach_the_request_as_they_are_stored(store: Store) -> None:

@@ -316,9 +316,14 @@ _PAGE = (
     "WHERE s.status = 'active' AND s.id > {p} AND (d.status IS NULL OR d.status IN ({states})) "
     "ORDER BY s.id LIMIT {p}"
 )
+# A claim looks again at the list and the subscriber: someone who left after their page was
+# read (pages are read ahead) is not claimed, and stays as they were, not sent to.
 _CLAIM = (
     "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = {p} "
     "WHERE issue_id = {p} AND status IN ({states}) AND subscriber_id IN ({ids}) "
+    "AND EXISTS (SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id "
+    "WHERE m.subscriber_id = deliveries.subscriber_id AND m.list_name = deliveries.list_name "
+    "AND s.status = 'active') "
     "RETURNING subscriber_id"
 )
 _ONE_ROW = "SELECT json_group_array(json_array(id, email, name, fields)) FROM ({page})"
