@@ -575,7 +575,14 @@ class Store:
             ["issue_id", "subscriber_id", "list_name", "status", "attempts", "updated_at"], members
         )
         with self.begin() as conn:
-            return int(conn.execute(insert).rowcount or 0)
+            added = int(conn.execute(insert).rowcount or 0)
+        if added and self.engine.dialect.name == "postgresql":
+            # Fresh statistics before the send reads its pages: right after a bulk import,
+            # before autovacuum gets to it, the planner takes the tables for nearly empty
+            # and picks plans that read the whole list for each page.
+            with self.begin() as conn:
+                conn.exec_driver_sql("ANALYZE subscribers, memberships, deliveries")
+        return added
 
     def recover_interrupted(self, issue_id: int) -> int:
         """Deliveries left `sending` by a killed run: their fate is unknown."""
