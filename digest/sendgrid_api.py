@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from urllib.parse import urlsplit
 
 import python_http_client
 from sendgrid import SendGridAPIClient
 
+from digest.errors import SendError
 from digest.settings import Settings
 
 HOST_HINT = "set [sendgrid] host (DIGEST_SENDGRID_HOST) to https://api.sendgrid.com"
@@ -21,8 +23,22 @@ HOST_HINT = "set [sendgrid] host (DIGEST_SENDGRID_HOST) to https://api.sendgrid.
 JSON_TEXT = "application/json; charset=utf-8"
 
 
+def check_host(settings: Settings) -> None:
+    """SendError unless [sendgrid] host is an http(s) URL a request can be made to."""
+    host = settings.sendgrid_host
+    try:
+        parts = urlsplit(host)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        usable = False
+    if not usable or any(c.isspace() or ord(c) < 32 for c in host):
+        raise SendError(f"[sendgrid] host {host!r} is not a URL", HOST_HINT)
+
+
 def api_client(settings: Settings) -> SendGridAPIClient:
     """The official client for `settings`' host and key, with `settings.sendgrid_timeout`."""
+    check_host(settings)
     _redact(settings.sendgrid_api_key)
     client = SendGridAPIClient(
         api_key=settings.sendgrid_api_key, host=settings.sendgrid_host.rstrip("/")

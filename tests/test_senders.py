@@ -24,6 +24,8 @@ from digest.errors import SendError
 from digest.models import DeliveryStatus, Issue, RenderedIssue, Subscriber
 from digest.personalize import fill, html_marker, text_marker
 from digest.settings import Settings
+from digest.store import Store
+from digest.suppressions import sync_sendgrid
 from tests.peers import Reply, free_port, sendgrid_server, smtp_server
 
 SECRET = "test-secret"
@@ -492,6 +494,18 @@ def test_sendgrid_debug_logging_never_shows_the_key(caplog: pytest.LogCaptureFix
     assert "Bearer ***" in caplog.text  # the client logs its headers: masked
     assert API_KEY not in caplog.text
     assert "ada@example.com" not in caplog.text  # nor the body: addresses, unsubscribe links
+
+
+@pytest.mark.parametrize(
+    "host", ["http://exa mple.com", "http://127.0.0.1:port", "ftp://x", "api.sendgrid.com", ""]
+)
+def test_sendgrid_host_that_is_no_url_is_a_send_error_with_a_hint(host: str) -> None:
+    s = sendgrid_settings(host)
+    with pytest.raises(SendError, match="is not a URL") as info:
+        SendGridSender(s).open(make_issue())
+    assert info.value.hint is not None and "DIGEST_SENDGRID_HOST" in info.value.hint
+    with pytest.raises(SendError, match="is not a URL"):  # the suppressions sync says the same
+        sync_sendgrid(Store.open("sqlite://"), s)
 
 
 def test_sendgrid_missing_key_is_a_send_error_with_a_hint() -> None:

@@ -23,7 +23,6 @@ from json.encoder import encode_basestring_ascii as _json_str
 from operator import itemgetter
 from typing import Any
 from urllib.error import URLError
-from urllib.parse import urlsplit
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
@@ -33,7 +32,15 @@ from digest.delivery.message import EnvelopeMaker, EnvelopeTemplate, subscriber_
 from digest.delivery.ratelimit import RateLimit, backoff
 from digest.errors import SendError
 from digest.models import DeliveryStatus, Issue
-from digest.sendgrid_api import HOST_HINT, JSON_TEXT, JsonBody, api_client, endpoint, scrub
+from digest.sendgrid_api import (
+    HOST_HINT,
+    JSON_TEXT,
+    JsonBody,
+    api_client,
+    check_host,
+    endpoint,
+    scrub,
+)
 from digest.settings import Settings
 
 _KEY_HINT = "set the SENDGRID_API_KEY environment variable to an API key with Mail Send access"
@@ -87,8 +94,6 @@ class SendGridSender:
         self._issue: Issue | None = None
         self._shared = b"{}"
         self._people = Personalizations([])
-        split = urlsplit(settings.sendgrid_host.rstrip("/"))
-        self._scheme, self._host = split.scheme, split.hostname
         self._where = f"SendGrid at {settings.sendgrid_host}"
 
     # -- the Sender protocol -------------------------------------------------------------
@@ -288,9 +293,7 @@ class SendGridSender:
     def _check_config(self) -> None:
         if not self.settings.sendgrid_api_key:
             raise SendError("no SendGrid API key is set", _KEY_HINT)
-        if self._scheme not in ("http", "https") or not self._host:
-            raise SendError(f"[sendgrid] host {self.settings.sendgrid_host!r} is not a URL",
-                            HOST_HINT)
+        check_host(self.settings)
 
     def _post(self, path: str, body: bytes) -> Answer:
         """POST `body` (JSON text, or nothing) to `path` under /v3 through the official client.
