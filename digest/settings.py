@@ -357,6 +357,12 @@ def _validate(s: Settings) -> None:
             f"rate and backoff must not be negative, got {s.rate} and {s.backoff}",
             "set [delivery] rate (messages/s, 0 = no limit) and backoff (seconds) to 0 or more",
         )
+    for name, section in (("smtp_timeout", "smtp"), ("sendgrid_timeout", "sendgrid")):
+        if not 0 < getattr(s, name) <= 3600:
+            raise SettingsError(
+                f"{name} must be above 0 and at most 3600 seconds, got {getattr(s, name)}",
+                f"set [{section}] timeout to the seconds to wait for an answer, e.g. 30",
+            )
     if s.base_url and not s.base_url.startswith(("https://", "http://")):
         raise SettingsError(
             f"base_url must start with https://, got {s.base_url!r}",

@@ -263,7 +263,7 @@ class Store:
             metadata.create_all(engine)
         except sa.exc.OperationalError as e:
             raise StoreError(
-                f"cannot open database {_safe_url(url)}: {e.orig}",
+                f"cannot open database {_safe_url(url)}: {' '.join(str(e.orig).split())}",
                 "check that the server runs and the URL (--db / DIGEST_DATABASE_URL) is right",
             ) from e
         return cls(engine)

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from digest.cli import cli
 from tests.conftest import SEED
-from tests.peers import sendgrid_server, smtp_server
+from tests.peers import free_port, sendgrid_server, smtp_server
 
 
 @pytest.fixture
@@ -170,6 +170,10 @@ def test_summarize_without_storing(folder: Path) -> None:
         ),
         (["--config", "missing.toml", "status"], "Error: config file missing.toml does not exist"),
         (["--db", "nosuchdb://x", "status"], "Error: cannot use database URL"),
+        (
+            ["--db", f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/x", "status"],
+            "Error: cannot open database postgresql+psycopg://nobody@127.0.0.1:",
+        ),
     ],
 )
 def test_user_errors_are_one_clean_line(folder: Path, args: list[str], line: str) -> None:
@@ -177,7 +181,8 @@ def test_user_errors_are_one_clean_line(folder: Path, args: list[str], line: str
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[0].startswith(line), result.output
     assert "Traceback" not in result.output
-    assert "Hint: " in result.output
+    assert result.output.splitlines()[1].startswith("Hint: "), result.output
+    assert len(result.output.splitlines()) == 2, result.output  # one line each, however long
 
 
 def test_send_refuses_an_empty_list(folder: Path) -> None:

@@ -59,6 +59,8 @@ def test_api_key_comes_from_environment_and_is_not_shown(tmp_path: Path) -> None
         ("[newsletter\n", {}, "digest.toml"),
         ("", {"DIGEST_TOP": "0"}, "top must be at least 1"),
         ("", {"DIGEST_BASE_URL": "news.example.com"}, "base_url must start with https://"),
+        ("[sendgrid]\ntimeout = 0\n", {}, "sendgrid_timeout must be above 0"),
+        ("", {"DIGEST_SMTP_TIMEOUT": "-5"}, "smtp_timeout must be above 0"),
     ],
 )
 def test_invalid_settings_say_where_and_how(
