@@ -142,6 +142,11 @@ def _rows(path: Path) -> Iterator[tuple[int, _Columns, list[str]]]:
     with handle:
         reader = csv.reader(handle)
         try:
+            # Spreadsheets in many locales save CSV with ';' (or tabs): the header says which.
+            first = handle.readline()
+            handle.seek(0)
+            delimiter = max((",", ";", "\t"), key=first.count)
+            reader = csv.reader(handle, delimiter=delimiter if first.count(delimiter) else ",")
             header = [h.strip().lower() for h in next(reader, [])]
             if "email" not in header:
                 raise SubscriberError(

@@ -64,6 +64,21 @@ def test_extra_list_is_added(store: Store, tmp_path: Path) -> None:
     assert [p.email for p in store.subscribers("vip")] == ["ada@example.com"]
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_spreadsheet_csv_with_semicolons_or_tabs(store: Store, tmp_path: Path, sep: str) -> None:
+    text = f"\ufeffEmail{sep}Name{sep}Lists{sep}City\n" + "".join(
+        f"{email}{sep}{name}{sep}{lists}{sep}{city}\n"
+        for email, name, lists, city in [("ada@example.com", "Ada, Countess", "main|vip", "London"),
+                                         ("bo@example.com", "Bo", "vip", "Oslo")]
+    )
+    report = import_csv(store, csv_file(tmp_path, text), "main")
+    assert (report.added, report.failures) == (2, [])
+    people = {p.email: p for p in store.subscribers()}
+    assert people["ada@example.com"].name == "Ada, Countess"  # a comma is text here
+    assert people["ada@example.com"].lists == ["main", "vip"]
+    assert people["bo@example.com"].fields == {"city": "Oslo"}
+
+
 def test_missing_email_column(store: Store, tmp_path: Path) -> None:
     with pytest.raises(SubscriberError, match=r"people.csv:1: no 'email' column"):
         import_csv(store, csv_file(tmp_path, "mail,name\nx@example.com,X\n"), "main")
