@@ -160,6 +160,22 @@ def test_html_page() -> None:
     assert_plain(article)
 
 
+def test_html_page_text_leaves_out_tables(tmp_path: Path) -> None:
+    body = "".join(f"<p>Paragraph {i} of the report on the council's harbour budget vote, "
+                   "which passed after a long debate.</p>" for i in range(5))
+    page = tmp_path / "vote.html"
+    page.write_text(
+        "<html><head><title>Harbour budget passes</title>"
+        "<meta name='author' content='Mia Park'></head><body><article>"
+        f"<h1>Harbour budget passes</h1>{body}<table><tr><th>Ward</th><th>Votes</th></tr>"
+        "<tr><td>Northgate ward</td><td>1204</td></tr></table></article></body></html>",
+        encoding="utf-8")
+    [article] = read_source(str(page)).articles
+    assert (article.title, article.author) == ("Harbour budget passes", "Mia Park")
+    assert article.text.count("\n\n") == 4 and article.text.startswith("Paragraph 0 of")
+    assert "Northgate" not in article.text and "1204" not in article.text
+
+
 # ---- folders and bad input -------------------------------------------------------------------
 
 
@@ -198,6 +214,25 @@ def test_missing_path_is_a_failure(tmp_path: Path) -> None:
     [failure] = result.failures
     assert failure.source == str(tmp_path / "nowhere")
     assert "no such file or folder" in failure.reason
+
+
+def test_path_through_a_file_is_a_missing_path(tmp_path: Path) -> None:
+    page = tmp_path / "page.txt"
+    page.write_bytes(PAGE.read_bytes())
+    [failure] = read_source(str(page / "more.txt")).failures
+    assert failure.source == str(page / "more.txt")
+    assert "no such file or folder" in failure.reason
+
+
+def test_text_full_of_control_characters_is_binary_but_a_few_are_kept(tmp_path: Path) -> None:
+    noisy = tmp_path / "noisy.txt"
+    noisy.write_bytes(b"\x01\x02\x1b caf\xc3\xa9 \x7f\x03" * 200)  # no NUL byte
+    [failure] = read_source(str(noisy)).failures
+    assert failure.reason.startswith("binary data, not text")
+    page = tmp_path / "page.txt"
+    page.write_bytes(PAGE.read_bytes().replace(b"Port officials said", b"Port\x0b officials said"))
+    [article] = read_source(str(page)).articles
+    assert article.title == "Port of Busan Handles Record Container Volume in First Quarter"
 
 
 def test_too_large_file_is_a_failure(tmp_path: Path) -> None:

@@ -7,9 +7,11 @@ bad file never stops the rest of a folder.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -45,7 +47,10 @@ LIKELY_ENCODINGS = ["cp1252", "iso8859_15", "cp1250", "cp1251", "koi8_r", "cp949
                     "shift_jis", "euc_jp", "gb18030", "big5", "iso8859_7", "cp1254", "latin_1"]
 _KINDS_HINT = ("digest reads feeds (RSS, Atom, JSON Feed), OPML lists, HTML pages, plain-text "
                "pages, Markdown, JSON and CSV exports")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
+# Control characters that text never holds (tab, newlines and form feed it does).
+_CONTROL = bytes(c for c in range(0x20) if c not in (0x09, 0x0a, 0x0c, 0x0d))
+# The errors of a path that names nothing (as Path.exists() tells them).
+_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 _MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
 _FRONT_MATTER = re.compile(r"^---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(\r?\n|$)", re.DOTALL)
 _FIRST_TAG = re.compile(r"<\s*([a-z][\w:.-]*)", re.IGNORECASE)
@@ -75,14 +80,26 @@ def read_source(
     if not spec:
         return _failed(spec, "empty source name; list files, folders or URLs under [sources]")
     path = Path(spec).expanduser().absolute()
-    if path.is_dir():
-        result = SourceResult()
-        for file in _files_in(path):
-            result.extend(_read_file(file, tz=tz, max_bytes=max_bytes, mapping=mapping))
-        return result
-    if not path.exists():
+    try:
+        # Open first and ask the open file what it is: an ingest reads a folder of 10,000
+        # files one file spec at a time, and a look-up of each path by name costs.
+        fd = os.open(path, os.O_RDONLY)
+    except (OSError, ValueError) as e:
+        if isinstance(e, OSError) and e.errno not in _MISSING:
+            return _failed(str(path), f"cannot read the file: {e.strerror or e}")
         return _failed(str(path), "no such file or folder; check the path in your sources")
-    return _read_file(path, tz=tz, max_bytes=max_bytes, mapping=mapping)
+    try:
+        found = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        return _failed(str(path), f"cannot read the file: {e.strerror or e}")
+    if stat.S_ISDIR(found.st_mode):
+        os.close(fd)
+        result = SourceResult()
+        for name in _files_in(path):
+            result.extend(_read_file(name, tz=tz, max_bytes=max_bytes, mapping=mapping))
+        return result
+    return _read_file(path, tz=tz, max_bytes=max_bytes, mapping=mapping, opened=(fd, found))
 
 
 def expand(spec: str) -> list[str]:
@@ -239,18 +256,33 @@ def _read_url(url: str, *, tz: tzinfo, timeout: float, max_bytes: int,
 
 
 def _read_file(path: Path, *, tz: tzinfo, max_bytes: int,
-               mapping: Mapping[str, str] | None = None) -> SourceResult:
+               mapping: Mapping[str, str] | None = None,
+               opened: tuple[int, os.stat_result] | None = None) -> SourceResult:
+    """The articles of one file; `opened` is its descriptor and status, if it is open."""
     origin = str(path)
     try:
-        stat = path.stat()
-        if stat.st_size > max_bytes:
-            return _failed(origin, f"file is {stat.st_size:,} bytes, over the {max_bytes:,}-byte "
-                                   "limit; split it or remove it from the sources")
-        data = path.read_bytes()
+        fd, info = opened or (os.open(path, os.O_RDONLY), None)
+        try:
+            info = info or os.fstat(fd)
+            if info.st_size > max_bytes:
+                return _failed(origin, f"file is {info.st_size:,} bytes, over the "
+                                       f"{max_bytes:,}-byte limit; split it or remove it "
+                                       "from the sources")
+            data = _read_all(fd, info.st_size)
+        finally:
+            os.close(fd)
     except OSError as e:
         return _failed(origin, f"cannot read the file: {e.strerror or e}")
-    return read_bytes(data, origin, tz=tz, fallback=from_timestamp(stat.st_mtime),
+    return read_bytes(data, origin, tz=tz, fallback=from_timestamp(info.st_mtime),
                       mapping=mapping, name=path.name)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Everything left in the open file `fd`, whose status said `size` bytes."""
+    chunks = [os.read(fd, size + 1)]  # all of it in one read, unless it grew meanwhile
+    while chunks[-1]:
+        chunks.append(os.read(fd, 1 << 20))
+    return chunks[0] if len(chunks) == 2 else b"".join(chunks)
 
 
 def _scrub(article: Article) -> None:
@@ -281,7 +313,10 @@ def _looks_binary(data: bytes) -> bool:
 
 def _control_ratio(text: str) -> float:
     sample = text[:8192]
-    return len(_CONTROL.findall(sample)) / max(1, len(sample))
+    # In UTF-8 a control character is its own byte and no other character holds that byte;
+    # deleting bytes is quicker than a regular expression over the characters.
+    encoded = sample.encode("utf-8", "surrogatepass")
+    return (len(encoded) - len(encoded.translate(None, _CONTROL))) / max(1, len(sample))
 
 
 def _reason(error: DigestError) -> str:

@@ -48,7 +48,13 @@ def sanitize(html: str) -> str:
 def scrub(text: str) -> str:
     """The text with each lone surrogate (left by "&#xD800;" or a JSON "\\ud800") as U+FFFD,
     which no encoder, database or HTML sanitizer refuses."""
-    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")  # refuses any surrogate, and is quicker than searching for one
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def tidy(text: str) -> str:

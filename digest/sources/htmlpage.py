@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from copy import copy
 from datetime import UTC, datetime, tzinfo
 from urllib.parse import urljoin
 
 import lxml.html
 import trafilatura
 from lxml.etree import ParserError
+from trafilatura.settings import Extractor
 
 from digest.errors import SourceError
 from digest.identity import canonical_url
@@ -19,9 +21,10 @@ from digest.sources.html_text import tidy
 # Where pages put their publication time, most precise first: (attribute, value) of a <meta>
 # whose content is the date; a <time datetime> counts with itemprop="datePublished" or
 # inside an <article>.
-_DATE_META = (("property", "article:published_time"), ("itemprop", "datePublished"),
-              ("name", "date"), ("name", "pubdate"), ("property", "og:published_time"),
-              ("name", "dc.date"), ("name", "DC.date.issued"))
+_DATE_META = frozenset({
+    ("property", "article:published_time"), ("itemprop", "datePublished"), ("name", "date"),
+    ("name", "pubdate"), ("property", "og:published_time"), ("name", "dc.date"),
+    ("name", "DC.date.issued")})
 _DATE_ORDER = ("article:published_time", "datePublished", "date", "pubdate",
                "og:published_time", "dc.date", "DC.date.issued")
 # The fields publishers state in meta tags, by (attribute, value) of the <meta> holding them;
@@ -38,6 +41,13 @@ _META = {
 _FIELDS = ("title", "author", "sitename", "image", "description", "canonical", "og_url",
            "title_tag", "h1")
 _XML_SPACE = re.compile(r"[ \t\r\n]+")
+# trafilatura's options by with_metadata, built once: bare_extraction builds them anew on each
+# call from its config file's values, which costs more than our own pass over the page.
+_EXTRACTORS = {
+    with_metadata: Extractor(output_format="python", comments=False, tables=False,
+                             with_metadata=with_metadata)
+    for with_metadata in (False, True)
+}
 
 
 def parse_html_page(
@@ -60,9 +70,7 @@ def parse_html_page(
     published = _published(dates, tz)
     meta["title"] = meta["title"] or meta["h1"]
     stated = bool(meta["title"] and meta["author"])
-    document = trafilatura.bare_extraction(
-        tree, url=url, with_metadata=not stated, include_comments=False, include_tables=False,
-    )
+    document = trafilatura.bare_extraction(tree, options=_extractor(url, with_metadata=not stated))
     text = tidy((getattr(document, "text", None) or "").replace("\n", "\n\n"))
     title = tidy(meta["title"] or getattr(document, "title", None) or meta["title_tag"] or "")
     paragraphs = text.split("\n\n") if text else []
@@ -89,6 +97,15 @@ def parse_html_page(
     )
 
 
+def _extractor(url: str | None, *, with_metadata: bool) -> Extractor:
+    """trafilatura's options for one page, as bare_extraction(url=url, with_metadata=…,
+    include_comments=False, include_tables=False) would build them."""
+    options = copy(_EXTRACTORS[with_metadata])
+    options.url = url
+    options.source = url and url.encode("utf-8", "replace").decode("utf-8")
+    return options
+
+
 def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], list[tuple[int, str]]]:
     """The fields the page states (the first non-blank of each, in document order), and
     its date candidates with their rank; one walk over the tree, not one search a field."""
@@ -101,12 +118,13 @@ def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], list
             content = element.get("content")
             if content is None:
                 continue
-            attributes = [(a, element.get(a)) for a in ("property", "name", "itemprop")]
-            for pair in attributes:
-                field = _META.get(pair)
+            dated = False
+            for pair in element.items():  # (attribute, value): only property, name and
+                field = _META.get(pair)    # itemprop ones are keys of _META and _DATE_META
                 if field is not None and meta[field] is None:
                     meta[field] = content.strip() or None
-            if any(pair in _DATE_META for pair in attributes):
+                dated = dated or pair in _DATE_META
+            if dated:
                 dates.append((_date_rank(element), content))
         elif tag == "link":
             href = element.get("href")
@@ -119,7 +137,8 @@ def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], list
                 dates.append((_date_rank(element), when))
         elif tag == "title":
             if meta["title_tag"] is None:
-                meta["title_tag"] = _first(element.xpath("text()"))
+                # the title's own text nodes, as XPath text() gives them, without an XPath
+                meta["title_tag"] = _first([element.text, *(child.tail for child in element)])
         elif not seen_h1:  # only the first <h1> counts, even a blank one
             seen_h1 = True
             meta["h1"] = _XML_SPACE.sub(" ", element.text_content()).strip() or None
@@ -140,11 +159,9 @@ def _published(dates: list[tuple[int, str]], tz: tzinfo) -> datetime | None:
     return None
 
 
-def _first(found: object) -> str | None:
-    if isinstance(found, str):
-        return found.strip() or None
-    for item in found if isinstance(found, list) else []:
-        value = str(item).strip()
+def _first(found: list[str | None]) -> str | None:
+    for item in found:
+        value = item.strip() if item is not None else ""
         if value:
             return value
     return None

@@ -12,7 +12,7 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, recover=False
 
 def is_opml(head: str) -> bool:
     """Whether a document's first tag (after any XML preamble) is <opml>."""
-    return head.lower().startswith("<opml")
+    return head[:5].lower() == "<opml"
 
 
 def parse_opml(data: bytes, origin: str) -> SourceResult:
