@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from datetime import UTC, datetime
@@ -126,6 +127,30 @@ def mapped_export(folder: Path) -> Path:
         '[sources]\npaths = ["cms.csv"]\n\n[sources.mapping]\n'
         + "".join(f'{field} = "{name}"\n' for field, name in MAPPING.items()), encoding="utf-8")
     return config
+
+
+MARKDOWN_BODY = ("Voting opens **today** at [ten polling stations](https://vote.example/)."
+                 "\n\n## Where to vote\n\n* Town hall\n* Old library\n\n"
+                 "<script>alert(1)</script>")
+MARKDOWN_TEXT = ("Voting opens today at ten polling stations.\n\nWhere to vote\n\n"
+                 "Town hall\n\nOld library")
+
+
+def test_export_body_in_a_field_named_markdown_is_read_as_markdown(tmp_path: Path) -> None:
+    export = tmp_path / "devto.json"
+    export.write_text(json.dumps([
+        {"title": "Polls open", "body_markdown": MARKDOWN_BODY},
+        {"title": "Plain body", "body": "Two *stars* stay as written."},
+    ]), encoding="utf-8")
+    polls, plain = read_source(str(export)).articles
+    assert polls.text == MARKDOWN_TEXT
+    assert plain.text == "Two *stars* stay as written."
+    csv_export = tmp_path / "notes.csv"
+    with csv_export.open("w", encoding="utf-8", newline="") as file:
+        csv.writer(file).writerows([("headline", "notes_md"), ("Polls open", MARKDOWN_BODY)])
+    mapping = {"title": "headline", "text": "notes_md"}
+    [article] = read_source(str(csv_export), mapping=mapping).articles
+    assert (article.title, article.text) == ("Polls open", MARKDOWN_TEXT)
 
 
 def test_mapping_from_digest_toml_through_the_cli(tmp_path: Path) -> None:

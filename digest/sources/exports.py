@@ -2,7 +2,8 @@
 
 Each record's fields are found by the names in `[sources.mapping]` of digest.toml first,
 then by the names CMSs commonly use (`headline`, `body`, `permalink`, `published_at`…).
-A mapped name may be a dotted path into nested JSON (`author.name`).
+A mapped name may be a dotted path into nested JSON (`author.name`). A body field whose name
+says Markdown (`markdown`, `body_markdown`, `content_md`…) is read as Markdown.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from digest.sources.results import SourceFailure, SourceResult
 FIELD_NAMES: dict[str, tuple[str, ...]] = {
     "title": ("title", "headline", "name", "subject"),
     "text": ("body", "content", "text", "content_text", "content_html", "html", "article_body",
-             "articlebody", "body_html", "markdown"),
+             "articlebody", "body_html", "markdown", "body_markdown"),
     "url": ("url", "link", "permalink", "canonical_url", "canonical", "href"),
     "published": ("published", "published_at", "date", "pubdate", "pub_date", "date_published",
                   "datepublished", "publish_date", "created_at", "created", "updated_at"),
@@ -42,6 +43,9 @@ FIELD_NAMES: dict[str, tuple[str, ...]] = {
 # Keys under which a JSON export keeps its list of records.
 _LIST_KEYS = ("items", "articles", "posts", "entries", "data", "results", "records", "stories")
 _TAG = re.compile(r"<[a-zA-Z/!][^>]*>")
+# The name of a field that holds Markdown: one with "markdown" in it, or "md" as one of its
+# words ("body_markdown", "bodyMarkdown", "content_md", "md_body", "body.md").
+_MARKDOWN_NAME = re.compile(r".*markdown.*|(?:.*[_\-. ])?md(?:[_\-. ].*)?", re.IGNORECASE)
 _MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
@@ -143,9 +147,11 @@ def record_article(
 ) -> Article:
     """One export record as an article; raises SourceError naming a missing field."""
     title = _plain(_field(record, "title", mapping))
-    # In a Markdown file the body and the summary are Markdown (as Hugo and Jekyll read them).
+    # In a Markdown file the body and the summary are Markdown (as Hugo and Jekyll read them);
+    # in a JSON or CSV export, the body when its field's name says so.
     as_text = _markdown_text if markdown else _plain
-    text = as_text(_field(record, "text", mapping))
+    body_name, body = _named_field(record, "text", mapping)
+    text = (_markdown_text if _MARKDOWN_NAME.fullmatch(body_name) else as_text)(body)
     summary = as_text(_field(record, "summary", mapping)) or None
     if not title:
         raise SourceError(f"no title (looked for {_names('title', mapping)})",
@@ -201,14 +207,20 @@ def _add(result: SourceResult, where: str, make: Any, fallback: datetime | None)
 
 def _field(record: Mapping[str, Any], name: str, mapping: Mapping[str, str] | None) -> Any:
     """The record's value for an article field: the mapped name, else a usual one."""
+    return _named_field(record, name, mapping)[1]
+
+
+def _named_field(record: Mapping[str, Any], name: str,
+                 mapping: Mapping[str, str] | None) -> tuple[str, Any]:
+    """The name of the record's field that holds an article field ("" if none), and its value."""
     if mapping and name in mapping:
-        return _lookup(record, mapping[name])
+        return mapping[name], _lookup(record, mapping[name])
     folded = {k.casefold(): v for k, v in record.items() if isinstance(k, str)}
     for candidate in FIELD_NAMES[name]:
         value = folded.get(candidate)
         if value not in (None, "", [], {}):
-            return value
-    return None
+            return candidate, value
+    return "", None
 
 
 def _lookup(record: Mapping[str, Any], path: str) -> Any:
