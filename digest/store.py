@@ -584,6 +584,33 @@ class Store:
                 conn.exec_driver_sql("ANALYZE subscribers, memberships, deliveries")
         return added
 
+    def withdraw_departed(self, issue_id: int, list_name: str) -> int:
+        """Drop the pending deliveries of those no longer active members of the list.
+
+        They left (or bounced, or complained) after the send began or after an interrupted
+        one: as if they had left before it, when `enqueue` would not have added them. Only
+        `pending` rows: nothing that was ever handed to a sender.
+        """
+        still_member = (
+            sa.select(memberships.c.subscriber_id)
+            .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
+            .where(
+                memberships.c.subscriber_id == deliveries.c.subscriber_id,
+                memberships.c.list_name == list_name,
+                subscribers.c.status == "active",
+            )
+        )
+        with self.begin() as conn:
+            result = conn.execute(
+                deliveries.delete().where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.list_name == list_name,
+                    deliveries.c.status == str(DeliveryStatus.PENDING),
+                    ~still_member.exists(),
+                )
+            )
+            return int(result.rowcount or 0)
+
     def recover_interrupted(self, issue_id: int) -> int:
         """Deliveries left `sending` by a killed run: their fate is unknown."""
         with self.begin() as conn:

@@ -265,6 +265,24 @@ def test_who_left_after_their_page_was_read_is_not_claimed(store: Store) -> None
     }
 
 
+def test_who_left_since_the_issue_was_queued_is_withdrawn_not_left_pending(store: Store) -> None:
+    emails = add_people(store, 5)
+    issue = freeze_issue(store)
+    store.enqueue(issue.id, "main")  # an earlier run queued everyone, then was interrupted
+    ids = {p.email: p.id or 0 for p in store.subscribers("main")}
+    with store.begin() as conn:
+        leave(conn, ids[emails[1]], "main", source="one-click")
+        leave(conn, ids[emails[3]], "main", source="one-click")
+    with sendgrid_server(API_KEY) as peer:
+        report = run(store, issue, settings_for(peer.url))
+    stayed = [emails[0], emails[2], emails[4]]
+    assert received(peer) == Counter(stayed)
+    assert (report.sent, report.left) == (3, 2)
+    assert "2 left the list before their turn (not sent)" in report.line()
+    assert ledger(store, issue) == dict.fromkeys(stayed, "sent")  # nobody pending for ever
+    assert store.issue_by_label("2024-W05").sent_at is not None  # type: ignore[union-attr]
+
+
 def test_names_and_addresses_reach_the_request_as_they_are_stored(store: Store) -> None:
     people = [
         Subscriber(email="zoe@example.com", name='Zoë "Z" O\'Neil, <b>&amp;</b>', lists=["main"]),

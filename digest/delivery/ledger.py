@@ -51,6 +51,7 @@ class DeliveryReport:
     deferred: int = 0  # not taken this time (4xx, 429, unreachable): still pending
     interrupted: int = 0  # left `sending` by an earlier run, now `unknown`
     already_sent: int = 0
+    left: int = 0  # left the list (or stopped being active) before their turn: not sent
     requests: int = 0  # API requests made (SendGrid)
     dry_run: bool = False
     scheduled: datetime | None = None  # --send-at
@@ -71,6 +72,8 @@ class DeliveryReport:
             parts.append(f"{self.deferred} deferred (the next run retries them)")
         if self.already_sent:
             parts.append(f"{self.already_sent} already sent earlier")
+        if self.left:
+            parts.append(f"{self.left} left the list before their turn (not sent)")
         return f"{self.issue} to list {self.list_name} via {self.backend}: " + ", ".join(parts)
 
 
@@ -122,6 +125,8 @@ def deliver(
     finally:
         sender.close()
         report.requests = int(getattr(sender, "requests", 0))
+    if not dry_run:
+        report.left = store.withdraw_departed(issue.id, list_name)
     if not dry_run and not (report.failed or report.unknown or report.deferred
                             or report.interrupted):
         store.mark_issue_sent(issue.id)
