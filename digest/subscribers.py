@@ -13,6 +13,7 @@ import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
@@ -181,7 +182,7 @@ def import_csv(
     seen: set[str] = set()
     chunk: dict[str, _Row] = {}
     carried: set[str] = set()  # in this chunk, and written by an earlier one
-    with store.begin() as conn:
+    with store.begin() as conn, _chunk_writer(conn, report) as write:
         parse: _Parse | None = None
         for line, columns, cells in _rows(path):
             if parse is None:
@@ -201,10 +202,49 @@ def import_csv(
             seen.add(email)
             chunk[email] = person
             if len(chunk) >= CHUNK:
-                _write(conn, chunk, carried, report)
+                write(chunk, carried)
                 chunk, carried = {}, set()
-        _write(conn, chunk, carried, report)
+        write(chunk, carried)
     return report
+
+
+_Write = Callable[[dict[str, "_Row"], set[str]], None]
+
+
+@contextmanager
+def _chunk_writer(conn: sa.Connection, report: ImportReport) -> Iterator[_Write]:
+    """A function that writes one chunk in the import's transaction.
+
+    On PostgreSQL the chunk's statements go out in pipeline mode: the server stores one chunk
+    while the next is read and checked, and a chunk's added/updated counts are collected once
+    the next has been sent (all of them before the block ends; an error ends the import, and
+    its transaction is rolled back).
+    """
+    if conn.dialect.name != "postgresql":
+        yield lambda chunk, carried: _write(conn, chunk, carried, report)
+        return
+    raw: Any = conn.connection.dbapi_connection
+    waiting: list[tuple[Any, set[str]]] = []  # (cursor with the upsert's rows, carried)
+
+    def collect(keep: int) -> None:
+        """Count the chunks sent, all but the last `keep`."""
+        while len(waiting) > keep:
+            cursor, carried = waiting.pop(0)
+            for email, inserted in cursor.fetchall():
+                if inserted:
+                    report.added += 1
+                elif email not in carried:
+                    report.updated += 1
+            cursor.close()
+
+    def write(chunk: dict[str, _Row], carried: set[str]) -> None:
+        if chunk:
+            waiting.append((_send_pg(raw, chunk), carried))
+        collect(keep=1)
+
+    with raw.pipeline():
+        yield write
+        collect(keep=0)
 
 
 _Parse = Callable[[int, list[str]], "tuple[str, _Row] | None"]
@@ -229,6 +269,9 @@ def _parser(
 
     def parse(line: int, cells: list[str]) -> tuple[str, _Row] | None:
         width = len(cells)
+        if "\x00" in "".join(cells):  # no database stores it in text; a sign of binary data
+            failures.append(RowFailure(line, "contains a NUL character: remove it"))
+            return None
         try:
             email = normalize_email(cells[email_at] if email_at < width else "")
         except SubscriberError as e:
@@ -288,11 +331,9 @@ _JOIN = (
 # few parameters whatever the chunk, where thousands of placeholders cost the driver more
 # to split and the server more to parse than the rows themselves. The arrays go in
 # psycopg's binary format (%b): no quoting of each element as text.
-_PG_ROWS = {
-    _UPSERT: "SELECT v.*, %s, %s FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[])"
-             " AS v",
-    _JOIN: "(SELECT * FROM unnest(%b::integer[], %b::text[]) AS u(column1, column2)) AS v",
-}
+_PG_UPSERT = _UPSERT.format(rows="").replace(
+    "VALUES ", "SELECT v.*, %s, %s FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS v"
+) + " RETURNING subscribers.email, subscribers.xmax = 0"
 
 
 def _fields_json(fields: dict[str, str]) -> str:
@@ -322,9 +363,6 @@ def _write(
         limit = min(limit, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
     cursor = conn.connection.cursor()
     try:
-        if conn.dialect.name == "postgresql":
-            _write_pg(cursor, chunk, carried, report, now)
-            return
         existing = _ids(cursor, mark, emails, limit)
         report.updated += len(existing.keys() - carried)
         report.added += len(chunk) - len(existing)
@@ -341,31 +379,33 @@ def _write(
         cursor.close()
 
 
-def _write_pg(
-    cursor: Any, chunk: dict[str, _Row], carried: set[str], report: ImportReport, now: Any
-) -> None:
-    """`_write`'s statements on PostgreSQL, each column of the chunk one array parameter."""
+# Memberships by address, so a chunk needs no ids back before its next statement is sent.
+_PG_JOIN = (
+    "INSERT INTO memberships (subscriber_id, list_name) "
+    "SELECT s.id, v.list_name FROM unnest(%b::text[], %b::text[]) AS v(email, list_name) "
+    "JOIN subscribers s ON s.email = v.email WHERE NOT EXISTS "
+    f"(SELECT 1 FROM {optouts.name} o WHERE o.subscriber_id = s.id "
+    "AND o.list_name = v.list_name) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def _send_pg(raw: Any, chunk: dict[str, _Row]) -> Any:
+    """Send `_write`'s statements for PostgreSQL, each column of the chunk one array; the
+    cursor that will hold the upsert's (email, inserted) rows (xmax = 0: inserted, not updated).
+    """
+    now = utcnow()
     emails = list(chunk)
     rows = chunk.values()
-    # RETURNING tells the ids, and xmax = 0 the rows this statement inserted (not updated).
-    cursor.execute(
-        _UPSERT.format(rows="").replace("VALUES ", _PG_ROWS[_UPSERT])
-        + " RETURNING subscribers.email, subscribers.id, subscribers.xmax = 0",
+    upsert = raw.cursor()
+    upsert.execute(
+        _PG_UPSERT,
         [now, now, emails, [r.name for r in rows], [r.status for r in rows],
          [_fields_json(r.fields) for r in rows]],
     )
-    ids: dict[str, int] = {}
-    for email, sid, inserted in cursor.fetchall():
-        ids[email] = sid
-        if inserted:
-            report.added += 1
-        elif email not in carried:
-            report.updated += 1
-    pairs = [(ids[e], name) for e, r in chunk.items() for name in dict.fromkeys(r.lists)]
-    cursor.execute(
-        _JOIN.replace("(VALUES {rows}) AS v", _PG_ROWS[_JOIN]),
-        [[sid for sid, _ in pairs], [name for _, name in pairs]],
-    )
+    pairs = [(e, name) for e, r in chunk.items() for name in dict.fromkeys(r.lists)]
+    raw.execute(_PG_JOIN, [[e for e, _ in pairs], [name for _, name in pairs]])
+    return upsert
 
 
 # Parameters per statement: within SQLite's limit since 3.32 (32766) and PostgreSQL's (65535).

@@ -175,6 +175,27 @@ def test_a_big_file_is_written_in_chunks_and_merges_across_them(
     assert store.count_active("main") == CHUNK + 49
 
 
+def test_a_file_that_breaks_after_chunks_were_written_stores_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    add = csv_file(tmp_path, "email\nkept@example.com\n", "first.csv")
+    import_csv(store, add, "main")
+    rows = "".join(f"r{n}@example.com,R {n}\n" for n in range(2 * CHUNK + 10))
+    huge = "x" * 200_000  # over the csv module's field limit: the file cannot be read on
+    broken = csv_file(tmp_path, "email,name\n" + rows + f'x@example.com,"{huge}"\n')
+    with pytest.raises(SubscriberError, match=rf"people.csv:{2 * CHUNK + 12}: "):
+        import_csv(store, broken, "main")
+    assert [p.email for p in store.subscribers()] == ["kept@example.com"]  # all or nothing
+
+
+def test_a_nul_character_fails_its_row_alone(store: Store, tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "email,name\nada@example.com,Ada\nbo@example.com,B\x00o\n")
+    report = import_csv(store, path, "main")
+    assert [(f.line, f.reason) for f in report.failures] == [
+        (3, "contains a NUL character: remove it")]
+    assert [p.email for p in store.subscribers()] == ["ada@example.com"]
+
+
 def test_a_bad_line_number_is_the_physical_line(store: Store, tmp_path: Path) -> None:
     path = csv_file(tmp_path, 'email,name\n"ada@example.com","Ada\nLovelace"\n\nbad,Bad\n')
     report = import_csv(store, path, "main")
