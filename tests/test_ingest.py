@@ -138,6 +138,21 @@ def test_references_to_lone_surrogates_are_stored_as_replacement_characters(
         "0 new, 0 updated, 3 unchanged, 0 failed")
 
 
+def test_nul_characters_from_references_are_dropped_not_the_article(
+        store: Store, tmp_path: Path) -> None:
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        "<rss version='2.0'><channel><title>T</title><item><title>Nul&#x0; title</title>"
+        "<link>https://x.example/a</link><description>One &#0;two</description>"
+        "</item></channel></rss>", encoding="utf-8")
+    export = tmp_path / "export.json"
+    export.write_text('[{"title": "Escaped \\u0000 nul", "body": "Text\\u0000."}]',
+                      encoding="utf-8")
+    report = ingest(store, [str(feed), str(export)])
+    assert report.line() == "2 new, 0 updated, 0 unchanged, 0 failed"  # PostgreSQL too
+    assert sorted(a.title for a in store.all_articles()) == ["Escaped  nul", "Nul title"]
+
+
 def test_very_long_url_is_stored(store: Store, tmp_path: Path) -> None:
     long_link = "https://news.example.com/story?" + "&".join(f"p{i}=v{i}" for i in range(80))
     feed = tmp_path / "long.xml"

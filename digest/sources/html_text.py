@@ -47,7 +47,10 @@ def sanitize(html: str) -> str:
 
 def scrub(text: str) -> str:
     """The text with each lone surrogate (left by "&#xD800;" or a JSON "\\ud800") as U+FFFD,
-    which no encoder, database or HTML sanitizer refuses."""
+    which no encoder, database or HTML sanitizer refuses; and without NUL characters (left
+    by "&#0;" or "\\u0000"), which PostgreSQL refuses in text."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
     if text.isascii():
         return text
     try:
