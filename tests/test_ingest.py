@@ -119,38 +119,38 @@ def test_same_article_read_twice_in_one_run_is_saved_once(store: Store, tmp_path
     assert "colour images" in lander.text  # the copy with more text wins
 
 
-def test_references_to_lone_surrogates_are_stored_as_replacement_characters(
-        store: Store, tmp_path: Path) -> None:
-    feed = tmp_path / "feed.xml"
+def write_feed_and_export(folder: Path, title: str, description: str, json_title: str,
+                          json_body: str) -> list[str]:
+    """A one-item RSS feed and a one-item JSON export; the text goes in as written."""
+    feed = folder / "feed.xml"
     feed.write_text(
-        "<rss version='2.0'><channel><title>T</title><item><title>Bad &#xD800; title</title>"
-        "<link>https://x.example/a?q=&#55296;</link><description>One &#xdfff; two</description>"
+        f"<rss version='2.0'><channel><title>T</title><item><title>{title}</title>"
+        f"<link>https://x.example/a?q=&#55296;</link><description>{description}</description>"
         "</item><item><title>Good</title><description>Fine.</description></item>"
         "</channel></rss>", encoding="utf-8")
-    export = tmp_path / "export.json"
-    export.write_text('[{"title": "Escaped \\ud800 title", "body": "Text \\udc00."}]',
-                      encoding="utf-8")
-    report = ingest(store, [str(feed), str(export)])
+    export = folder / "export.json"
+    export.write_text(f'[{{"title": "{json_title}", "body": "{json_body}"}}]', encoding="utf-8")
+    return [str(feed), str(export)]
+
+
+def test_references_to_lone_surrogates_are_stored_as_replacement_characters(
+        store: Store, tmp_path: Path) -> None:
+    paths = write_feed_and_export(tmp_path, "Bad &#xD800; title", "One &#xdfff; two",
+                                  "Escaped \\ud800 title", "Text \\udc00.")
+    report = ingest(store, paths)
     assert report.line() == "3 new, 0 updated, 0 unchanged, 0 failed"
     assert sorted(a.title for a in store.all_articles()) == [
         "Bad \ufffd title", "Escaped \ufffd title", "Good"]
-    assert ingest(store, [str(feed), str(export)]).line() == (
-        "0 new, 0 updated, 3 unchanged, 0 failed")
+    assert ingest(store, paths).line() == "0 new, 0 updated, 3 unchanged, 0 failed"
 
 
 def test_nul_characters_from_references_are_dropped_not_the_article(
         store: Store, tmp_path: Path) -> None:
-    feed = tmp_path / "feed.xml"
-    feed.write_text(
-        "<rss version='2.0'><channel><title>T</title><item><title>Nul&#x0; title</title>"
-        "<link>https://x.example/a</link><description>One &#0;two</description>"
-        "</item></channel></rss>", encoding="utf-8")
-    export = tmp_path / "export.json"
-    export.write_text('[{"title": "Escaped \\u0000 nul", "body": "Text\\u0000."}]',
-                      encoding="utf-8")
-    report = ingest(store, [str(feed), str(export)])
-    assert report.line() == "2 new, 0 updated, 0 unchanged, 0 failed"  # PostgreSQL too
-    assert sorted(a.title for a in store.all_articles()) == ["Escaped  nul", "Nul title"]
+    paths = write_feed_and_export(tmp_path, "Nul&#x0; title", "One &#0;two",
+                                  "Escaped \\u0000 nul", "Text\\u0000.")
+    report = ingest(store, paths)
+    assert report.line() == "3 new, 0 updated, 0 unchanged, 0 failed"  # PostgreSQL too
+    assert sorted(a.title for a in store.all_articles()) == ["Escaped  nul", "Good", "Nul title"]
 
 
 def test_very_long_url_is_stored(store: Store, tmp_path: Path) -> None:
