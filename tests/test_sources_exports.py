@@ -43,12 +43,14 @@ def test_markdown_with_front_matter() -> None:
 
 def test_markdown_title_from_heading_and_bad_front_matter(tmp_path: Path) -> None:
     note = tmp_path / "note.md"
-    note.write_text("# Ferry Timetable Changes\n\nBoats leave ten minutes earlier.\n",
-                    encoding="utf-8")
+    note.write_text("# Ferry *Timetable* Changes at [Pier 4](https://x.example/p) ##\n\n"
+                    "Boats leave ten minutes earlier.\n", encoding="utf-8")
     [article] = read_source(str(note)).articles
-    assert (article.title, article.text) == ("Ferry Timetable Changes",
+    assert (article.title, article.text) == ("Ferry Timetable Changes at Pier 4",
                                              "Boats leave ten minutes earlier.")
     assert article.date_flag == "missing"
+    note.write_text("# 1. Ferries\n\nBoats leave ten minutes earlier.\n", encoding="utf-8")
+    assert read_source(str(note)).articles[0].title == "1. Ferries"
     broken = tmp_path / "broken.md"
     broken.write_text("---\ntitle: [unclosed\n---\nBody.\n", encoding="utf-8")
     [failure] = read_source(str(broken)).failures

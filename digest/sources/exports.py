@@ -54,7 +54,8 @@ def parse_markdown(
 ) -> Article:
     """The article in a Markdown file; front matter gives the fields, the rest is the body.
 
-    Without a title in the front matter, the first `# heading` is the title.
+    Without a title in the front matter, the first `# heading` is the title, as text (its
+    inline markup rendered away); a front-matter title is kept as written.
     """
     try:
         post = frontmatter.loads(text)
@@ -68,7 +69,8 @@ def parse_markdown(
     if _field(meta, "title", mapping) is None:
         heading = re.search(r"^#\s+(.+?)\s*#*\s*$", body, re.MULTILINE)
         if heading:
-            meta = {**meta, "title": heading.group(1)}
+            title = html_to_text(_MARKDOWN.renderInline(heading.group(1)))  # "1. x" is no list
+            meta = {**meta, "title": title or heading.group(1)}
             body = body[: heading.start()] + body[heading.end() :]
     meta.setdefault("body", body)
     if mapping and "text" in mapping:
