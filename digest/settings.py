@@ -357,6 +357,12 @@ def _validate(s: Settings) -> None:
             f"rate and backoff must not be negative, got {s.rate} and {s.backoff}",
             "set [delivery] rate (messages/s, 0 = no limit) and backoff (seconds) to 0 or more",
         )
+    if s.sendgrid_asm_group_id < 0:
+        raise SettingsError(
+            f"asm_group_id must not be negative, got {s.sendgrid_asm_group_id}",
+            "set [sendgrid] asm_group_id to the id of an unsubscribe group in SendGrid "
+            "(Suppressions → Unsubscribe Groups), or 0 for none",
+        )
     for name, section in (("smtp_timeout", "smtp"), ("sendgrid_timeout", "sendgrid")):
         if not 0 < getattr(s, name) <= 3600:
             raise SettingsError(

@@ -61,6 +61,7 @@ def test_api_key_comes_from_environment_and_is_not_shown(tmp_path: Path) -> None
         ("", {"DIGEST_BASE_URL": "news.example.com"}, "base_url must start with https://"),
         ("[sendgrid]\ntimeout = 0\n", {}, "sendgrid_timeout must be above 0"),
         ("", {"DIGEST_SMTP_TIMEOUT": "-5"}, "smtp_timeout must be above 0"),
+        ("[sendgrid]\nasm_group_id = -5\n", {}, "asm_group_id must not be negative"),
     ],
 )
 def test_invalid_settings_say_where_and_how(
