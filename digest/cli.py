@@ -14,7 +14,7 @@ import click
 import sqlalchemy as sa
 
 from digest import pipeline
-from digest.delivery.ledger import send_test_copy
+from digest.delivery.ledger import editor_address, send_test_copy
 from digest.delivery.progress import ProgressBar
 from digest.delivery.schedule import cancel as cancel_schedule
 from digest.delivery.schedule import parse_send_at
@@ -514,6 +514,8 @@ def send(
 
     Example: digest send --backend outbox --outbox out --yes
     """
+    if test_to:
+        editor_address(test_to)  # before any work: a typo is found at once
     app.overrides.update(backend=backend, outbox=outbox)
     if note is not None:
         app.overrides["note"] = read_note(note)

@@ -464,11 +464,12 @@ class Store:
         return found
 
     def subscriber_by_email(self, email: str) -> Subscriber | None:
-        """One subscriber, or None."""
+        """One subscriber (the address as stored, else in any case), or None."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(subscribers).where(subscribers.c.email == email)).first()
-            if row is None:
+            found = id_by_email(conn, email)
+            if found is None:
                 return None
+            row = conn.execute(sa.select(subscribers).where(subscribers.c.id == found)).one()
             return _subscriber(row, self._lists_of(conn, [row.id]).get(row.id, []))
 
     def set_subscriber_status(self, subscriber_id: int, status: SubscriberStatus) -> None:
@@ -957,6 +958,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def id_by_email(conn: sa.Connection, email: str) -> int | None:
+    """The id of the subscriber with this address, or None.
+
+    The address as stored first; else the same address in another case (the first one, if
+    several differ only in case): people type their address as they like, and providers
+    report it in lower case, while an import keeps the local part as the file gave it.
+    """
+    address = email.strip()
+    if not address:
+        return None
+    found = conn.execute(
+        sa.select(subscribers.c.id).where(subscribers.c.email == address)
+    ).scalar_one_or_none()
+    if found is None:
+        found = conn.execute(
+            sa.select(subscribers.c.id)
+            .where(sa.func.lower(subscribers.c.email) == address.lower())
+            .order_by(subscribers.c.id)
+            .limit(1)
+        ).scalar_one_or_none()
+    return None if found is None else int(found)
 
 
 def _safe_url(url: str) -> str:

@@ -18,7 +18,7 @@ from digest.errors import SendError, SubscriberError
 from digest.models import Subscriber, SubscriberStatus
 from digest.sendgrid_api import api_client, endpoint, scrub
 from digest.settings import Settings
-from digest.store import Store, memberships, optouts, subscribers, utcnow
+from digest.store import Store, id_by_email, memberships, optouts, subscribers, utcnow
 
 # A later status never undoes a graver one: a complaint outranks a bounce, which outranks leaving.
 RANK = {
@@ -181,20 +181,7 @@ def subscriber_by_id(store: Store, subscriber_id: int) -> Subscriber | None:
 
 def find_id(conn: Connection, email: str) -> int | None:
     """The id of the subscriber with this address (providers may change its case), or None."""
-    address = email.strip()
-    if not address:
-        return None
-    found = conn.execute(
-        sa.select(subscribers.c.id).where(subscribers.c.email == address)
-    ).scalar_one_or_none()
-    if found is None:
-        found = conn.execute(
-            sa.select(subscribers.c.id)
-            .where(sa.func.lower(subscribers.c.email) == address.lower())
-            .order_by(subscribers.c.id)
-            .limit(1)
-        ).scalar_one_or_none()
-    return None if found is None else int(found)
+    return id_by_email(conn, email)
 
 
 def known_lists(store: Store, settings: Settings) -> list[str]:

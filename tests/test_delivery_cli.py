@@ -55,6 +55,17 @@ def test_test_to_sends_one_copy_and_records_nothing(folder: Path, peer: SendGrid
     assert status() == {}  # not frozen, nobody marked
 
 
+def test_test_to_an_address_that_is_no_address(folder: Path, peer: SendGridPeer) -> None:
+    result = run(*SEND, "--test-to", "editor-at-example.com")
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: --test-to: invalid email address 'editor-at-example.com': "
+        "An email address must have an @-sign.",
+        "Hint: pass your own full address, e.g. --test-to editor@example.com",
+    ]
+    assert peer.requests == []
+
+
 def test_dry_run_builds_every_request_body_and_sends_none(
     folder: Path, peer: SendGridPeer
 ) -> None:

@@ -84,6 +84,18 @@ def test_missing_email_column(store: Store, tmp_path: Path) -> None:
         import_csv(store, csv_file(tmp_path, "mail,name\nx@example.com,X\n"), "main")
 
 
+def test_unsubscribe_finds_the_address_typed_in_another_case(
+    store: Store, tmp_path: Path
+) -> None:
+    import_csv(store, csv_file(tmp_path, "email\nAda.Lovelace@Example.com\nbo@example.com\n"),
+               "main")
+    person = unsubscribe(store, "ada.lovelace@EXAMPLE.COM")
+    assert person.email == "Ada.Lovelace@example.com"  # as stored: the domain lowercased
+    statuses = {p.email: p.status for p in store.subscribers()}
+    assert statuses == {"Ada.Lovelace@example.com": SubscriberStatus.UNSUBSCRIBED,
+                        "bo@example.com": SubscriberStatus.ACTIVE}
+
+
 def test_unknown_address_cannot_unsubscribe(store: Store) -> None:
     with pytest.raises(SubscriberError, match="no subscriber with address nobody@example.com"):
         unsubscribe(store, "nobody@example.com")

@@ -26,7 +26,7 @@ from digest.delivery.ratelimit import RateLimit, backoff
 from digest.delivery.schedule import attach
 from digest.delivery.senders import make_sender
 from digest.delivery.sendgrid import SendGridSender
-from digest.errors import SendError
+from digest.errors import SendError, SubscriberError
 from digest.models import DeliveryStatus, Issue, Subscriber, SubscriberStatus
 from digest.settings import Settings
 from digest.store import Store, deliveries, utcnow
@@ -133,6 +133,15 @@ def deliver(
     return report
 
 
+def editor_address(address: str) -> str:
+    """The editor's --test-to address, normalized; SendError when it is no address."""
+    try:
+        return normalize_email(address)
+    except SubscriberError as e:
+        raise SendError(f"--test-to: {e.message}",
+                        "pass your own full address, e.g. --test-to editor@example.com") from None
+
+
 def send_test_copy(
     store: Store, settings: Settings, issue: Issue, list_name: str, address: str
 ) -> Outcome:
@@ -140,7 +149,7 @@ def send_test_copy(
 
     The ledger is not touched: the issue is not frozen and no delivery is recorded.
     """
-    person = Subscriber(email=normalize_email(address), name="", lists=[list_name], id=0)
+    person = Subscriber(email=editor_address(address), name="", lists=[list_name], id=0)
     sender = make_sender(settings)
     envelope = envelope_for(issue, person, list_name, settings, settings.secret or store.secret())
     sender.open(issue)
