@@ -8,6 +8,7 @@ memory for lists of millions.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 import sqlite3
@@ -29,6 +30,7 @@ from digest.store import Store, memberships, optouts, subscribers, utcnow
 CORE_COLUMNS = ("email", "name", "lists", "status")
 LIST_SEPARATORS = (";", "|", ",")
 CHUNK = 5000  # rows per bulk write
+MAX_HEADER = 1 << 16  # characters: a longer first line means the file is no CSV
 _STATUSES = {s.value: s for s in SubscriberStatus}
 # A dot-atom local part in ASCII: what email-validator accepts unchanged (RFC 5322 atext).
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
@@ -144,10 +146,16 @@ def _rows(path: Path) -> Iterator[tuple[int, _Columns, list[str]]]:
         reader = csv.reader(handle)
         try:
             # Spreadsheets in many locales save CSV with ';' (or tabs): the header says which.
-            first = handle.readline()
-            handle.seek(0)
+            first = handle.readline(MAX_HEADER)
+            if len(first) >= MAX_HEADER and not first.endswith("\n"):
+                raise SubscriberError(
+                    f"{path}:1: no header line in the first {MAX_HEADER:,} characters: "
+                    "this is not a CSV file", "pass a CSV file with a header row")
             delimiter = max((",", ";", "\t"), key=first.count)
-            reader = csv.reader(handle, delimiter=delimiter if first.count(delimiter) else ",")
+            reader = csv.reader(  # the header line again, then the rest: pipes cannot seek
+                itertools.chain([first], handle),
+                delimiter=delimiter if first.count(delimiter) else ",",
+            )
             header = [h.strip().lower() for h in next(reader, [])]
             if "email" not in header:
                 raise SubscriberError(

@@ -244,6 +244,21 @@ def test_too_large_file_is_a_failure(tmp_path: Path) -> None:
     assert "limit" in failure.reason and "100" in failure.reason
 
 
+def test_a_source_with_no_end_is_read_up_to_the_limit_only() -> None:
+    # A device (or a pipe) has no size to check first: the limit holds while reading.
+    [failure] = read_source("/dev/zero", max_bytes=5_000_000).failures
+    assert failure.reason == (
+        "file is over the 5,000,000-byte limit; split it or remove it from the sources")
+
+
+def test_a_file_just_within_the_limit_is_read_whole(tmp_path: Path) -> None:
+    page = tmp_path / "page.txt"
+    page.write_bytes(PAGE.read_bytes())
+    size = page.stat().st_size
+    assert read_source(str(page), max_bytes=size).articles
+    assert read_source(str(page), max_bytes=size - 1).failures
+
+
 def test_latin1_page_is_decoded(tmp_path: Path) -> None:
     page = tmp_path / "latin1.txt"
     text = PAGE.read_text(encoding="utf-8").replace(

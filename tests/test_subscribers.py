@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,18 @@ def test_spreadsheet_csv_with_semicolons_or_tabs(store: Store, tmp_path: Path, s
     assert people["ada@example.com"].name == "Ada, Countess"  # a comma is text here
     assert people["ada@example.com"].lists == ["main", "vip"]
     assert people["bo@example.com"].fields == {"city": "Oslo"}
+
+
+def test_import_reads_a_pipe_and_refuses_endless_input(store: Store, tmp_path: Path) -> None:
+    fifo = tmp_path / "people.csv"  # as `digest subscribers import <(export-from-crm)` gives
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=("email;lists\nada@example.com;vip\n",))
+    writer.start()
+    report = import_csv(store, fifo, "main")
+    writer.join()
+    assert (report.added, [p.lists for p in store.subscribers()]) == (1, [["vip"]])
+    with pytest.raises(SubscriberError, match="no header line in the first 65,536 characters"):
+        import_csv(store, Path("/dev/zero"), "main")
 
 
 def test_missing_email_column(store: Store, tmp_path: Path) -> None:

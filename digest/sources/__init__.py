@@ -268,7 +268,10 @@ def _read_file(path: Path, *, tz: tzinfo, max_bytes: int,
                 return _failed(origin, f"file is {info.st_size:,} bytes, over the "
                                        f"{max_bytes:,}-byte limit; split it or remove it "
                                        "from the sources")
-            data = _read_all(fd, info.st_size)
+            data = _read_all(fd, info.st_size, max_bytes)
+            if len(data) > max_bytes:  # grew while read, or a device or pipe with no size
+                return _failed(origin, f"file is over the {max_bytes:,}-byte limit; split it "
+                                       "or remove it from the sources")
         finally:
             os.close(fd)
     except OSError as e:
@@ -277,12 +280,15 @@ def _read_file(path: Path, *, tz: tzinfo, max_bytes: int,
                       mapping=mapping, name=path.name)
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    """Everything left in the open file `fd`, whose status said `size` bytes."""
-    chunks = [os.read(fd, size + 1)]  # all of it in one read, unless it grew meanwhile
-    while chunks[-1]:
-        chunks.append(os.read(fd, 1 << 20))
-    return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+def _read_all(fd: int, size: int, limit: int) -> bytes:
+    """Everything left in the open file `fd`, whose status said `size` bytes; or, when there
+    is more than `limit` (a file that grew, /dev/zero, a pipe), the first `limit` + 1 bytes."""
+    chunks = [os.read(fd, min(size, limit) + 1)]  # all of it in one read, as a rule
+    total = len(chunks[0])
+    while chunks[-1] and total <= limit:
+        chunks.append(os.read(fd, min(1 << 20, limit + 1 - total)))
+        total += len(chunks[-1])
+    return chunks[0] if len(chunks) == 2 and not chunks[1] else b"".join(chunks)
 
 
 def _scrub(article: Article) -> None:
