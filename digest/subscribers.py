@@ -1,8 +1,8 @@
 """Subscribers: CSV import (validated, merged, bulk-written), export, counts, unsubscribing.
 
-Import streams the file in chunks and writes each chunk with a few bulk statements (an
-INSERT … ON CONFLICT upsert for SQLite and PostgreSQL alike), so it stays fast and flat in
-memory for lists of millions.
+Import streams the file in chunks and writes each chunk with a few bulk statements (the same
+INSERT … ON CONFLICT upsert on SQLite, with rows of VALUES, and on PostgreSQL, with one array
+per column), so it stays fast and flat in memory for lists of millions.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def _chunk_writer(conn: sa.Connection, report: ImportReport) -> Iterator[_Write]
     its transaction is rolled back).
     """
     if conn.dialect.name != "postgresql":
-        yield lambda chunk, carried: _write(conn, chunk, carried, report)
+        yield lambda chunk, carried: _write_sqlite(conn, chunk, carried, report)
         return
     raw: Any = conn.connection.dbapi_connection
     waiting: list[tuple[Any, set[str]]] = []  # (cursor with the upsert's rows, carried)
@@ -314,9 +314,9 @@ def _merge(earlier: _Row, later: _Row) -> None:
         earlier.status = later.status
 
 
-# Plain SQL with many rows to a statement, on the driver's own cursor: the same text runs on
-# SQLite and PostgreSQL, and it skips SQLAlchemy's handling of each row and most of the
-# driver's own (one statement of 5000 rows is a third cheaper than 5000 executemany rows).
+# Plain SQL with many rows to a statement, on the driver's own cursor: it skips SQLAlchemy's
+# handling of each row and most of the driver's own (on SQLite, one statement of 5000 rows is
+# a third cheaper than 5000 executemany rows). PostgreSQL's statements are built from these.
 _UPSERT = (
     "INSERT INTO subscribers (email, name, status, fields, created_at, updated_at) "
     "VALUES {rows} "
@@ -352,35 +352,32 @@ def _fields_json(fields: dict[str, str]) -> str:
     return "{" + ", ".join(pairs) + "}"
 
 
-def _write(
+def _write_sqlite(
     conn: sa.Connection, chunk: dict[str, _Row], carried: set[str], report: ImportReport
 ) -> None:
-    """Upsert one chunk of subscribers and add their memberships."""
+    """Upsert one chunk of subscribers and add their memberships (SQLite)."""
     if not chunk:
         return
     emails = list(chunk)
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    now: Any = utcnow()
-    if conn.dialect.name == "sqlite":  # stored as SQLAlchemy's DateTime text
-        store_as = subscribers.c.created_at.type.dialect_impl(conn.dialect)
-        now = store_as.bind_processor(conn.dialect)(now)  # type: ignore[misc]
+    # Stored as SQLAlchemy's DateTime text.
+    store_as = subscribers.c.created_at.type.dialect_impl(conn.dialect)
+    now = store_as.bind_processor(conn.dialect)(utcnow())  # type: ignore[misc]
     # The driver's own cursor, inside the import's transaction: no per-row wrapping.
-    limit = MAX_PARAMETERS
-    if conn.dialect.name == "sqlite":  # 999 before SQLite 3.32
-        raw = conn.connection.dbapi_connection
-        limit = min(limit, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
+    raw = conn.connection.dbapi_connection
+    # 999 parameters a statement before SQLite 3.32.
+    limit = min(MAX_PARAMETERS, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
     cursor = conn.connection.cursor()
     try:
-        existing = _ids(cursor, mark, emails, limit)
+        existing = _ids(cursor, emails, limit)
         report.updated += len(existing.keys() - carried)
         report.added += len(chunk) - len(existing)
         _insert(
-            cursor, _UPSERT, mark, limit,
+            cursor, _UPSERT, limit,
             [(e, r.name, r.status, _fields_json(r.fields), now, now) for e, r in chunk.items()],
         )
-        ids = {**existing, **_ids(cursor, mark, [e for e in emails if e not in existing], limit)}
+        ids = {**existing, **_ids(cursor, [e for e in emails if e not in existing], limit)}
         _insert(
-            cursor, _JOIN, mark, limit,
+            cursor, _JOIN, limit,
             [(ids[e], name) for e, r in chunk.items() for name in dict.fromkeys(r.lists)],
         )
     finally:
@@ -399,7 +396,7 @@ _PG_JOIN = (
 
 
 def _send_pg(raw: Any, chunk: dict[str, _Row]) -> Any:
-    """Send `_write`'s statements for PostgreSQL, each column of the chunk one array; the
+    """Send `_write_sqlite`'s statements for PostgreSQL, each column of the chunk one array; the
     cursor that will hold the upsert's (email, inserted) rows (xmax = 0: inserted, not updated).
     """
     now = utcnow()
@@ -416,18 +413,16 @@ def _send_pg(raw: Any, chunk: dict[str, _Row]) -> Any:
     return upsert
 
 
-# Parameters per statement: within SQLite's limit since 3.32 (32766) and PostgreSQL's (65535).
+# Parameters per statement: within SQLite's limit since 3.32 (32766).
 MAX_PARAMETERS = 30_000
 
 
-def _insert(
-    cursor: Any, sql: str, mark: str, limit: int, rows: list[tuple[Any, ...]]
-) -> None:
+def _insert(cursor: Any, sql: str, limit: int, rows: list[tuple[Any, ...]]) -> None:
     """`sql` with its {rows} as many rows of VALUES a statement as `limit` parameters allow."""
     if not rows:
         return
     width = len(rows[0])
-    one = "(" + ", ".join([mark] * width) + ")"
+    one = "(" + ", ".join(["?"] * width) + ")"
     step = max(1, limit // width)
     for start in range(0, len(rows), step):
         part = rows[start : start + step]
@@ -436,13 +431,13 @@ def _insert(
         )
 
 
-def _ids(cursor: Any, mark: str, emails: list[str], limit: int) -> dict[str, int]:
+def _ids(cursor: Any, emails: list[str], limit: int) -> dict[str, int]:
     """The ids of those of `emails` that are stored."""
     found: dict[str, int] = {}
     step = min(1000, limit)
     for start in range(0, len(emails), step):
         part = emails[start : start + step]
-        marks = ", ".join([mark] * len(part))
+        marks = ", ".join(["?"] * len(part))
         cursor.execute(f"SELECT email, id FROM subscribers WHERE email IN ({marks})", part)
         found.update(cursor.fetchall())
     return found
