@@ -17,8 +17,8 @@ counted), then runs the real `digest send` command in a subprocess and reports:
 
 It stops with an error unless every subscriber was taken exactly once.
 
-Run it as a module from the repository root (`python -m bench.send`): bench/ holds a
-select.py that would shadow the standard library's `select` if run as a script.
+Run it as a module from the repository root (`python -m bench.send`), so that the
+look-alike in tests/peers.py can be imported.
 """
 
 from __future__ import annotations
