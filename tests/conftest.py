@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from digest.cli import cli
 from digest.store import Store, metadata
 
 # The team's reference files sit beside the clone (../shared); DIGEST_SHARED overrides.
@@ -48,3 +50,27 @@ def store(db_url: str) -> Iterator[Store]:
     s = Store.open(db_url)
     yield s
     s.close()
+
+
+# Settings a developer's shell may hold that would change what a fresh folder does.
+FOLDER_UNSET = ("DIGEST_CONFIG", "SENDGRID_API_KEY", "DIGEST_SENDGRID_HOST", "DIGEST_BASE_URL",
+                "DIGEST_NOTE", "DIGEST_MIN_STORIES")
+
+
+def init_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, *, ingest: bool = False
+) -> Path:
+    """`digest init news` under `tmp_path` as the current directory, on `db_url`, with none
+    of FOLDER_UNSET from the environment; its sample articles ingested when `ingest`."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGEST_DATABASE_URL", db_url)
+    for name in FOLDER_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["init", "news"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    monkeypatch.chdir(tmp_path / "news")
+    if ingest:
+        result = runner.invoke(cli, ["ingest"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return tmp_path / "news"

@@ -11,21 +11,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
-from tests.conftest import SEED
+from tests.conftest import SEED, init_folder
 from tests.peers import free_port, sendgrid_server, smtp_server
 
 
 @pytest.fixture
 def folder(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh `digest init` folder, as the current directory, on the test database."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DIGEST_DATABASE_URL", db_url)
-    for name in ("DIGEST_CONFIG", "SENDGRID_API_KEY", "DIGEST_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    result = run("init", "news")
-    assert result.exit_code == 0, result.output
-    monkeypatch.chdir(tmp_path / "news")
-    return tmp_path / "news"
+    return init_folder(tmp_path, monkeypatch, db_url)
 
 
 def run(*args: str, input: str | None = None) -> Result:

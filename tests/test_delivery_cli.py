@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
+from tests.conftest import init_folder
 from tests.peers import SendGridPeer, sendgrid_server
 
 SEND = ("send", "--backend", "sendgrid", "--no-ingest", "--yes", "--force")
@@ -19,14 +20,7 @@ SEND = ("send", "--backend", "sendgrid", "--no-ingest", "--yes", "--force")
 @pytest.fixture
 def folder(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `digest init` folder as the current directory, its sources ingested."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DIGEST_DATABASE_URL", db_url)
-    for name in ("DIGEST_CONFIG", "SENDGRID_API_KEY", "DIGEST_SENDGRID_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    assert run("init", "news").exit_code == 0
-    monkeypatch.chdir(tmp_path / "news")
-    run("ingest")
-    return tmp_path / "news"
+    return init_folder(tmp_path, monkeypatch, db_url, ingest=True)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from digest.cli import cli
 from digest.preview import EMAIL_CSP, PreviewServer, PreviewSource
 from digest.settings import read_settings
+from tests.conftest import init_folder
 
 
 def run(*args: str) -> Result:
@@ -27,13 +28,7 @@ def run(*args: str) -> Result:
 @pytest.fixture
 def fresh_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `digest init` folder (subscribers imported, no articles yet) as the current directory."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DIGEST_DATABASE_URL", f"sqlite:///{tmp_path / 'digest.db'}")
-    for name in ("DIGEST_CONFIG", "SENDGRID_API_KEY", "DIGEST_BASE_URL", "DIGEST_NOTE"):
-        monkeypatch.delenv(name, raising=False)
-    assert run("init", "news").exit_code == 0
-    monkeypatch.chdir(tmp_path / "news")
-    return tmp_path / "news"
+    return init_folder(tmp_path, monkeypatch, f"sqlite:///{tmp_path / 'digest.db'}")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from digest.pipeline import freeze
 from digest.selection import Rules, rank, select
 from digest.settings import Settings
 from digest.store import Store
+from tests.conftest import init_folder
 
 WINDOW = Window(
     since=datetime(2026, 3, 2, tzinfo=UTC), until=datetime(2026, 3, 9, tzinfo=UTC), label="2026-W10"
@@ -229,14 +230,7 @@ def run(*args: str) -> Result:
 @pytest.fixture
 def folder(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `digest init` folder with its samples ingested, as the current directory."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DIGEST_DATABASE_URL", db_url)
-    for name in ("DIGEST_CONFIG", "SENDGRID_API_KEY", "DIGEST_BASE_URL", "DIGEST_MIN_STORIES"):
-        monkeypatch.delenv(name, raising=False)
-    assert run("init", "news").exit_code == 0
-    monkeypatch.chdir(tmp_path / "news")
-    assert run("ingest").exit_code == 0
-    return tmp_path / "news"
+    return init_folder(tmp_path, monkeypatch, db_url, ingest=True)
 
 
 SATELLITES = "https://techwire.example.com/news/weather-satellites-launch"
