@@ -629,62 +629,6 @@ class Store:
             )
             return int(result.rowcount or 0)
 
-    def pending_batch(
-        self,
-        issue_id: int,
-        list_name: str,
-        size: int,
-        after_id: int = 0,
-        statuses: Sequence[DeliveryStatus] = (DeliveryStatus.PENDING,),
-    ) -> list[Subscriber]:
-        """The next page of subscribers still to send to, by id, without loading the list."""
-        query = (
-            sa.select(subscribers)
-            .select_from(subscribers.join(deliveries))
-            .where(
-                deliveries.c.issue_id == issue_id,
-                deliveries.c.list_name == list_name,
-                deliveries.c.status.in_([str(s) for s in statuses]),
-                subscribers.c.status == "active",
-                subscribers.c.id > after_id,
-            )
-            .order_by(subscribers.c.id)
-            .limit(size)
-        )
-        with self.engine.connect() as conn:
-            rows = list(conn.execute(query))
-            lists = self._lists_of(conn, [row.id for row in rows])
-        return [_subscriber(row, lists.get(row.id, [])) for row in rows]
-
-    def mark(
-        self,
-        issue_id: int,
-        subscriber_ids: Sequence[int],
-        status: DeliveryStatus,
-        message_id: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Move deliveries to `status`, committed before this returns."""
-        values: dict[str, Any] = {
-            "status": str(status),
-            "updated_at": utcnow(),
-            "message_id": message_id,
-            "error": error,
-        }
-        if status == DeliveryStatus.SENDING:
-            values["attempts"] = deliveries.c.attempts + 1
-            del values["message_id"], values["error"]
-        with self.begin() as conn:
-            for start in range(0, len(subscriber_ids), 500):
-                conn.execute(
-                    deliveries.update()
-                    .where(
-                        deliveries.c.issue_id == issue_id,
-                        deliveries.c.subscriber_id.in_(subscriber_ids[start : start + 500]),
-                    )
-                    .values(**values)
-                )
-
     def count_deliveries(self, issue_id: int, list_name: str, status: DeliveryStatus) -> int:
         """How many deliveries of an issue to a list are in `status`."""
         query = (

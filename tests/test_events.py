@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from digest.cli import cli
+from digest.delivery.ledger import claim, settle
 from digest.models import DeliveryStatus, Subscriber
 from digest.settings import Settings
 from digest.store import Store
@@ -35,7 +36,9 @@ def hook(store: Store, db_url: str) -> Iterator[Site]:
     )
     issue_id = make_issue(store)
     store.enqueue(issue_id, "main")
-    store.mark(issue_id, [p.id or 0 for p in store.subscribers()], DeliveryStatus.SENT)
+    ids = [p.id or 0 for p in store.subscribers()]
+    claim(store, issue_id, ids, [DeliveryStatus.PENDING])  # as a send does: claimed, then sent
+    settle(store, issue_id, ids, DeliveryStatus.SENT)
     signer = WebhookSigner()
     settings = replace(
         Settings(), database_url=db_url, secret="s", sendgrid_webhook_public_key=signer.public_key
