@@ -292,7 +292,8 @@ def _read_all(fd: int, size: int, limit: int) -> bytes:
 
 
 def _scrub(article: Article) -> None:
-    """Lone surrogates out of every text field, so that keys, hashes and the store work."""
+    """Lone surrogates and NULs out of every text field (see `scrub`), so that keys, hashes
+    and the store work."""
     article.title, article.text = scrub(article.title), scrub(article.text)
     for name in ("url", "source", "summary", "author", "image", "section"):
         value = getattr(article, name)

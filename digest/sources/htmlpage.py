@@ -21,12 +21,12 @@ from digest.sources.html_text import tidy
 # Where pages put their publication time, most precise first: (attribute, value) of a <meta>
 # whose content is the date; a <time datetime> counts with itemprop="datePublished" or
 # inside an <article>.
-_DATE_META = frozenset({
+_DATE_SOURCES = (
     ("property", "article:published_time"), ("itemprop", "datePublished"), ("name", "date"),
     ("name", "pubdate"), ("property", "og:published_time"), ("name", "dc.date"),
-    ("name", "DC.date.issued")})
-_DATE_ORDER = ("article:published_time", "datePublished", "date", "pubdate",
-               "og:published_time", "dc.date", "DC.date.issued")
+    ("name", "DC.date.issued"))
+_DATE_META = frozenset(_DATE_SOURCES)
+_DATE_ORDER = tuple(value for _, value in _DATE_SOURCES)
 # The fields publishers state in meta tags, by (attribute, value) of the <meta> holding them;
 # when title and author are there, trafilatura's own metadata search (the costlier half of
 # its work) is skipped.
