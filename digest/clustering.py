@@ -194,8 +194,6 @@ def group(
 ) -> list[list[int]]:
     """Indexes of `articles` grouped by event, each group and the list in index order.
 
-    A threshold above 1 groups nothing (every article is its own story).
+    A threshold above 1 groups nothing (every article is its own story; see `group_words`).
     """
-    if threshold > 1.0:
-        return [[i] for i in range(len(articles))]
     return group_words([fingerprint_words(a, language) for a in articles], threshold)
