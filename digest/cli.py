@@ -26,6 +26,7 @@ from digest.render import read_note
 from digest.selection import lineup_json, parse_window, ranking_json
 from digest.settings import Settings, read_settings
 from digest.store import Store
+from digest.store.schema import HEAD as SCHEMA_HEAD
 from digest.subscribers import counts as subscriber_counts
 from digest.subscribers import export_csv, import_csv, unsubscribe
 
@@ -625,6 +626,49 @@ def status(app: App, as_json: bool) -> None:
                 else ""
             )
         )
+
+
+@cli.group()
+def db() -> None:
+    """The database's schema version, and upgrading it after digest was upgraded."""
+
+
+@db.command("current")
+@json_option
+@click.pass_obj
+def db_current(app: App, as_json: bool) -> None:
+    """Print the database's schema version and the one this digest needs.
+
+    Example: digest db current
+    """
+    found = Store.current(app.settings.database_url)
+    if as_json:
+        echo_json({"current": found, "head": SCHEMA_HEAD, "up_to_date": found == SCHEMA_HEAD})
+        return
+    if found is None:
+        click.echo(f"empty database (the first command creates version {SCHEMA_HEAD})")
+    elif found == SCHEMA_HEAD:
+        click.echo(f"{found} (up to date)")
+    else:
+        click.echo(f"{found} (this digest needs {SCHEMA_HEAD}: run 'digest db upgrade')")
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(app: App) -> None:
+    """Bring the database to this digest's schema version, keeping every row.
+
+    Back up the database first (copy digest.db, or pg_dump).
+
+    Example: cp digest.db digest.db.bak && digest db upgrade
+    """
+    before, after = Store.upgrade(app.settings.database_url)
+    if before == after:
+        click.echo(f"already at {after}")
+    elif before is None:
+        click.echo(f"created the schema at {after}")
+    else:
+        click.echo(f"upgraded from {before} to {after}")
 
 
 @cli.command()

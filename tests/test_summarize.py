@@ -22,9 +22,9 @@ from digest.summarize import (
     split_words,
     summarize,
 )
-from tests.conftest import SEED, SHARED
+from tests.conftest import SEED, corpus
 
-CORPUS = SHARED / "corpus" / "bbc-news-summary"
+BBC = "bbc-news-summary"  # ../shared/corpus: 40 BBC articles with reference summaries
 
 CAPTION = (
     "On July 16, 2018, then-President Donald Trump (left) held a joint press conference with "
@@ -52,7 +52,7 @@ def seed_article(**changes: object) -> Article:
 def corpus_articles() -> list[Article]:
     """The BBC corpus articles, each line a paragraph, as the bench reads them."""
     articles = []
-    for path in sorted((CORPUS / "article").glob("*/*.txt")):
+    for path in sorted((corpus(BBC) / "article").glob("*/*.txt")):
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
         lines = [line for line in lines if line]
         articles.append(Article(title=lines[0], text="\n\n".join(lines[1:]), origin=str(path)))
@@ -274,7 +274,7 @@ def test_poor_feed_summary_is_replaced_by_the_body(feed_summary: str) -> None:
 
 def test_corpus_is_present() -> None:
     # The shape tests above lean on the corpus; fail loudly rather than test nothing.
-    assert len(corpus_articles()) >= 20, f"no corpus in {CORPUS}"
+    assert len(corpus_articles()) >= 20, f"no articles in {corpus(BBC)}"
     assert Path(SEED).is_file()
 
 
@@ -385,7 +385,8 @@ def test_digest_summarize_meets_the_quality_bar_on_the_corpus(
     monkeypatch.chdir(tmp_path)
     for name in [k for k in os.environ if k.startswith("DIGEST_")]:
         monkeypatch.delenv(name)
-    for category in sorted(p for p in (CORPUS / "article").iterdir() if p.is_dir()):
+    bbc = corpus(BBC)
+    for category in sorted(p for p in (bbc / "article").iterdir() if p.is_dir()):
         files = sorted(category.glob("*.txt"))
         result = CliRunner().invoke(
             cli, ["summarize", "--sentences", "2", "--json", *map(str, files)]
@@ -397,7 +398,7 @@ def test_digest_summarize_meets_the_quality_bar_on_the_corpus(
         for record in records:
             origin = Path(record["origin"])
             reference = " ".join(
-                (CORPUS / "summary" / category.name / origin.name).read_text(encoding="utf-8")
+                (bbc / "summary" / category.name / origin.name).read_text(encoding="utf-8")
                 .split()
             )
             assert 1 <= len(record["sentences"]) <= 2

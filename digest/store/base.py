@@ -1,0 +1,193 @@
+"""Opening the database, transactions and the kept token secret."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from digest.errors import StoreError
+from digest.store.schema import HEAD, meta, metadata, versions
+
+
+class StoreBase:
+    """The engine, and what every part of the store shares."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Self:
+        """Open the database at `url`, creating the latest schema in an empty one.
+
+        A database at another schema version is refused with how to upgrade it.
+        """
+        engine = _engine(url)
+        try:
+            found = schema_version(engine)
+            if found is None:
+                _create_latest(engine)
+            elif found != HEAD:
+                raise _version_error(url, found)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    @staticmethod
+    def current(url: str) -> str | None:
+        """The schema version of the database at `url`: None if it is empty, "unversioned"
+        if it was made before versioned migrations."""
+        engine = _engine(url)
+        try:
+            return schema_version(engine)
+        finally:
+            engine.dispose()
+
+    @staticmethod
+    def upgrade(url: str) -> tuple[str | None, str]:
+        """Bring the database at `url` to the code's schema version; (before, after)."""
+        engine = _engine(url)
+        try:
+            before = schema_version(engine)
+            if before is None:
+                _create_latest(engine)
+            elif before != HEAD:
+                if before != UNVERSIONED and before not in _revisions():
+                    raise _version_error(url, before)
+                _migrate(engine)
+            return before, HEAD
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    def begin(self) -> Any:
+        """A transaction; committed when the block ends."""
+        return self.engine.begin()
+
+    # ---- meta -----------------------------------------------------------------------------
+
+    def secret(self) -> str:
+        """The token secret kept in the database, made on first use."""
+        with self.begin() as conn:
+            row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "secret")).first()
+            if row is not None:
+                return str(row[0])
+            value = secrets.token_urlsafe(32)
+            conn.execute(meta.insert().values(key="secret", value=value))
+            return value
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password hidden."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(unparseable URL)"
+
+
+UNVERSIONED = "unversioned"
+UPGRADE_HINT = "run 'digest db upgrade' (back up digest.db first)"
+
+
+def _engine(url: str) -> Engine:
+    """An engine for `url`, its driver and URL checked."""
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError) as e:
+        raise StoreError(
+            f"cannot use database URL {_safe_url(url)}: {e}",
+            "pass --db (or DIGEST_DATABASE_URL) like sqlite:///digest.db or "
+            "postgresql+psycopg://user@host/dbname",
+        ) from e
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _unreachable(url: str, e: sa.exc.DBAPIError) -> StoreError:
+    return StoreError(
+        f"cannot open database {_safe_url(url)}: {' '.join(str(e.orig).split())}",
+        "check that the server runs and the URL (--db / DIGEST_DATABASE_URL) is right",
+    )
+
+
+def schema_version(engine: Engine) -> str | None:
+    """The version recorded in the database; UNVERSIONED for digest's tables without one;
+    None for a database without digest's tables."""
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            if versions.name in tables:
+                found = conn.execute(sa.select(versions.c.version_num)).scalar()
+                return UNVERSIONED if found is None else str(found)
+    except sa.exc.OperationalError as e:
+        raise _unreachable(url, e) from e
+    return UNVERSIONED if tables & set(metadata.tables) else None
+
+
+def _create_latest(engine: Engine) -> None:
+    """The latest schema in an empty database, recorded as HEAD, in one transaction."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # two first opens at once: one creates
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
+        if versions.name in sa.inspect(conn).get_table_names():
+            return
+        metadata.create_all(conn)
+        versions.create(conn)
+        conn.execute(versions.insert().values(version_num=HEAD))
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config  # only when migrating: Alembic is slow to import
+
+    config = Config()
+    config.set_main_option("script_location", "digest.store:migrations")
+    return config
+
+
+def _revisions() -> list[str]:
+    """Every revision the code knows, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def _migrate(engine: Engine) -> None:
+    from alembic import command
+
+    config = _alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def _version_error(url: str, found: str) -> StoreError:
+    """Why a database at another version is refused, and what to do."""
+    where = _safe_url(url)
+    if found == UNVERSIONED or found in _revisions():
+        shown = "no version (made before versioned migrations)" if found == UNVERSIONED else found
+        return StoreError(
+            f"database {where} is at schema version {shown}; this digest needs {HEAD}",
+            UPGRADE_HINT,
+        )
+    return StoreError(
+        f"database {where} is at schema version {found}, newer than this digest's {HEAD}",
+        "upgrade digest (python3 -m pip install -U digest), or use a backup made by this version",
+    )

@@ -1,0 +1,123 @@
+"""Issues: frozen lineups and content, numbers, when they were sent, and the editor's picks."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from digest.models import Issue, RenderedIssue
+from digest.store.base import StoreBase
+from digest.store.rows import _issue, to_db, utcnow
+from digest.store.schema import articles, issues, picks
+
+
+class IssueStore(StoreBase):
+    """Issues and the picks that go to them."""
+
+
+    def issue_by_label(self, label: str) -> Issue | None:
+        """The issue for a window label, if one was frozen."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(issues).where(issues.c.label == label)).first()
+        return None if row is None else _issue(row)
+
+    def create_issue(
+        self,
+        label: str,
+        since: datetime,
+        until: datetime,
+        lineup: list[dict[str, Any]],
+        rendered: RenderedIssue,
+        number: int,
+        *,
+        with_picks: bool = False,
+    ) -> Issue:
+        """Freeze an issue: its lineup and rendered content never change after this.
+
+        `with_picks`: the pending picks (the editor's pins and drops) go to it in the same
+        transaction, so a failure leaves neither the issue nor the picks half-moved.
+        """
+        with self.begin() as conn:
+            issue_id = conn.execute(
+                issues.insert().values(
+                    number=number,
+                    label=label,
+                    since=to_db(since),
+                    until=to_db(until),
+                    lineup=json.dumps(lineup),
+                    subject=rendered.subject,
+                    preheader=rendered.preheader,
+                    html=rendered.html,
+                    text=rendered.text,
+                    created_at=utcnow(),
+                )
+            ).inserted_primary_key[0]
+            if with_picks:
+                self.attach_picks(label, conn)
+            row = conn.execute(sa.select(issues).where(issues.c.id == issue_id)).one()
+        return _issue(row)
+
+    def next_issue_number(self) -> int:
+        """The number the next frozen issue gets."""
+        with self.engine.connect() as conn:
+            return (
+                int(conn.execute(sa.select(sa.func.count()).select_from(issues)).scalar_one()) + 1
+            )
+
+    def mark_issue_sent(self, issue_id: int) -> None:
+        """Record when an issue first finished sending."""
+        with self.begin() as conn:
+            conn.execute(
+                issues.update()
+                .where(issues.c.id == issue_id, issues.c.sent_at.is_(None))
+                .values(sent_at=utcnow())
+            )
+
+
+    def set_pick(self, key: str, action: str) -> str | None:
+        """Pin or drop `key` for the coming issue; returns what was pending for it before."""
+        pending = sa.and_(picks.c.key == key, picks.c.issue_label.is_(None))
+        with self.begin() as conn:
+            before = conn.execute(sa.select(picks.c.action).where(pending)).scalar()
+            conn.execute(picks.delete().where(pending))
+            conn.execute(picks.insert().values(key=key, action=action, created_at=utcnow()))
+        return None if before is None else str(before)
+
+    def remove_pick(self, key: str) -> str | None:
+        """Forget the pending pin or drop of `key`; returns what it was, or None."""
+        pending = sa.and_(picks.c.key == key, picks.c.issue_label.is_(None))
+        with self.begin() as conn:
+            before = conn.execute(sa.select(picks.c.action).where(pending)).scalar()
+            conn.execute(picks.delete().where(pending))
+        return None if before is None else str(before)
+
+    def picks(self, label: str | None = None) -> list[tuple[str, str]]:
+        """(key, action) pairs, oldest first: pending ones, or those frozen with issue `label`."""
+        where = picks.c.issue_label.is_(None) if label is None else picks.c.issue_label == label
+        query = sa.select(picks.c.key, picks.c.action).where(where).order_by(picks.c.id)
+        with self.engine.connect() as conn:
+            return [(str(key), str(action)) for key, action in conn.execute(query)]
+
+    def article_known(self, key: str) -> bool:
+        """Whether a stored article has this key (canonical URL), URL or origin."""
+        query = sa.select(articles.c.id).where(
+            sa.or_(articles.c.key == key, articles.c.url == key, articles.c.origin == key)
+        ).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def attach_picks(self, label: str, conn: sa.Connection | None = None) -> int:
+        """Give the pending picks to the issue `label` as it freezes; returns how many.
+
+        `conn`: the transaction to do it in (create_issue's), else one of its own.
+        """
+        if conn is None:
+            with self.begin() as own:
+                return self.attach_picks(label, own)
+        result = conn.execute(
+            picks.update().where(picks.c.issue_label.is_(None)).values(issue_label=label)
+        )
+        return int(result.rowcount or 0)

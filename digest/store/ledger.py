@@ -1,0 +1,199 @@
+"""The ledger's rows: one delivery per issue and subscriber, and counts of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from digest.models import DeliveryStatus
+from digest.store.base import StoreBase
+from digest.store.rows import utcnow
+from digest.store.schema import deliveries, events, issues, memberships, optouts, subscribers
+
+
+@dataclass
+class StatusRow:
+    """Delivery counts for one issue and list."""
+
+    issue: str
+    number: int
+    list: str
+    sent: int
+    failed: int
+    pending: int
+    sending: int
+    unknown: int
+    # From provider events and unsubscribe links (0 until any arrive).
+    delivered: int = 0
+    opens: int = 0
+    clicks: int = 0
+    bounces: int = 0
+    complaints: int = 0
+    unsubscribes: int = 0
+
+
+
+class LedgerStore(StoreBase):
+    """Deliveries and what became of them."""
+
+
+    def enqueue(self, issue_id: int, list_name: str) -> int:
+        """Add a pending delivery for every active list member who has none for this issue."""
+        have = sa.select(deliveries.c.subscriber_id).where(deliveries.c.issue_id == issue_id)
+        members = (
+            sa.select(
+                sa.literal(issue_id).label("issue_id"),
+                subscribers.c.id,
+                sa.literal(list_name).label("list_name"),
+                sa.literal(str(DeliveryStatus.PENDING)).label("status"),
+                sa.literal(0).label("attempts"),
+                sa.literal(utcnow()).label("updated_at"),
+            )
+            .select_from(subscribers.join(memberships))
+            .where(
+                memberships.c.list_name == list_name,
+                subscribers.c.status == "active",
+                subscribers.c.id.not_in(have),
+            )
+        )
+        insert = deliveries.insert().from_select(
+            ["issue_id", "subscriber_id", "list_name", "status", "attempts", "updated_at"], members
+        )
+        with self.begin() as conn:
+            added = int(conn.execute(insert).rowcount or 0)
+        if added and self.engine.dialect.name == "postgresql":
+            # Fresh statistics before the send reads its pages: right after a bulk import,
+            # before autovacuum gets to it, the planner takes the tables for nearly empty
+            # and picks plans that read the whole list for each page.
+            with self.begin() as conn:
+                conn.exec_driver_sql("ANALYZE subscribers, memberships, deliveries")
+        return added
+
+    def withdraw_departed(self, issue_id: int, list_name: str) -> int:
+        """Drop the pending deliveries of those no longer active members of the list.
+
+        They left (or bounced, or complained) after the send began or after an interrupted
+        one: as if they had left before it, when `enqueue` would not have added them. Only
+        `pending` rows: nothing that was ever handed to a sender.
+        """
+        still_member = (
+            sa.select(memberships.c.subscriber_id)
+            .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
+            .where(
+                memberships.c.subscriber_id == deliveries.c.subscriber_id,
+                memberships.c.list_name == list_name,
+                subscribers.c.status == "active",
+            )
+        )
+        with self.begin() as conn:
+            result = conn.execute(
+                deliveries.delete().where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.list_name == list_name,
+                    deliveries.c.status == str(DeliveryStatus.PENDING),
+                    ~still_member.exists(),
+                )
+            )
+            return int(result.rowcount or 0)
+
+    def recover_interrupted(self, issue_id: int) -> int:
+        """Deliveries left `sending` by a killed run: their fate is unknown."""
+        with self.begin() as conn:
+            result = conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.status == str(DeliveryStatus.SENDING),
+                )
+                .values(
+                    status=str(DeliveryStatus.UNKNOWN),
+                    updated_at=utcnow(),
+                    error="interrupted while sending; the provider may or may not have it",
+                )
+            )
+            return int(result.rowcount or 0)
+
+    def count_deliveries(self, issue_id: int, list_name: str, status: DeliveryStatus) -> int:
+        """How many deliveries of an issue to a list are in `status`."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(deliveries)
+            .where(
+                deliveries.c.issue_id == issue_id,
+                deliveries.c.list_name == list_name,
+                deliveries.c.status == str(status),
+            )
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def status(self) -> list[StatusRow]:
+        """Delivery counts per issue and list, newest issue first."""
+        query = (
+            sa.select(
+                issues.c.label,
+                issues.c.number,
+                deliveries.c.list_name,
+                deliveries.c.status,
+                sa.func.count(),
+            )
+            .select_from(issues.join(deliveries))
+            .group_by(issues.c.label, issues.c.number, deliveries.c.list_name, deliveries.c.status)
+        )
+        rows: dict[tuple[str, int, str], dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for label, number, list_name, status, count in conn.execute(query):
+                rows.setdefault((label, number, list_name), {})[status] = int(count)
+        return [
+            StatusRow(
+                issue=label,
+                number=number,
+                list=list_name,
+                sent=c.get("sent", 0),
+                failed=c.get("failed", 0),
+                pending=c.get("pending", 0),
+                sending=c.get("sending", 0),
+                unknown=c.get("unknown", 0),
+                **self.engagement(label, list_name),
+            )
+            for (label, number, list_name), c in sorted(
+                rows.items(), key=lambda kv: (-kv[0][1], kv[0][2])
+            )
+        ]
+
+    def deliveries_of(self, issue_id: int) -> Iterator[tuple[str, str, str | None]]:
+        """(email, status, message id) of every delivery of an issue."""
+        query = (
+            sa.select(subscribers.c.email, deliveries.c.status, deliveries.c.message_id)
+            .select_from(deliveries.join(subscribers))
+            .where(deliveries.c.issue_id == issue_id)
+            .order_by(subscribers.c.email)
+        )
+        with self.engine.connect() as conn:
+            yield from ((r[0], r[1], r[2]) for r in conn.execute(query))
+
+    def engagement(self, label: str, list_name: str) -> dict[str, int]:
+        """Provider events and unsubscribes counted for one issue and list."""
+        kinds = {
+            "delivered": ("delivered",),
+            "opens": ("open",),
+            "clicks": ("click",),
+            "bounces": ("bounce", "dropped"),
+            "complaints": ("spamreport",),
+        }
+        issue_id = sa.select(issues.c.id).where(issues.c.label == label).scalar_subquery()
+        counted = (
+            sa.select(events.c.event, sa.func.count())
+            .where(events.c.issue_id == issue_id, events.c.list_name == list_name)
+            .group_by(events.c.event)
+        )
+        left = sa.select(sa.func.count()).select_from(optouts).where(
+            optouts.c.issue_id == issue_id, optouts.c.list_name == list_name
+        )
+        with self.engine.connect() as conn:
+            by_event = {str(kind): int(n) for kind, n in conn.execute(counted)}
+            found = {key: sum(by_event.get(k, 0) for k in names) for key, names in kinds.items()}
+            found["unsubscribes"] = int(conn.execute(left).scalar_one())
+        return found

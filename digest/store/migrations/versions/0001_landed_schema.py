@@ -1,0 +1,192 @@
+"""The schema as landed before versioned migrations (release 0.1.0, commit 0c14c98).
+
+Also adopts a database made by any earlier commit, which has no version: the tables and
+columns it lacks are added (a column added later was always nullable or defaulted), the
+indexes it lacks are made. Rows are not touched.
+
+Revision ID: 0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+# The tables as they were at this version, frozen here: later versions change schema.py.
+metadata = sa.MetaData()
+
+articles = sa.Table(
+    "articles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(300), nullable=False, unique=True),  # canonical URL or content hash
+    sa.Column("url", sa.Text),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("source", sa.Text),
+    sa.Column("origin", sa.Text, nullable=False),
+    sa.Column("published", sa.DateTime, index=True),  # naive UTC
+    sa.Column("summary", sa.Text),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("author", sa.Text),
+    sa.Column("image", sa.Text),
+    sa.Column("date_flag", sa.String(20)),
+    sa.Column("related", sa.Text),  # JSON list of teaser headlines
+    sa.Column("section", sa.Text),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+article_metrics = sa.Table(
+    "article_metrics",
+    metadata,
+    sa.Column("article_id", sa.Integer, sa.ForeignKey("articles.id"), primary_key=True),
+    sa.Column("views", sa.Float),
+    sa.Column("clicks", sa.Float),
+    sa.Column("shares", sa.Float),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+article_origins = sa.Table(
+    "article_origins",
+    metadata,
+    sa.Column("article_id", sa.Integer, sa.ForeignKey("articles.id"), primary_key=True),
+    sa.Column("origin", sa.String(1000), primary_key=True),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False, default=""),
+    sa.Column("status", sa.String(20), nullable=False, default="active"),
+    sa.Column("fields", sa.Text, nullable=False, default="{}"),  # JSON of custom columns
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("list_name", sa.String(200), primary_key=True),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("label", sa.String(100), nullable=False, unique=True),
+    sa.Column("since", sa.DateTime, nullable=False),
+    sa.Column("until", sa.DateTime, nullable=False),
+    sa.Column("lineup", sa.Text, nullable=False),  # JSON, frozen at first send
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),  # with per-subscriber markers
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("sent_at", sa.DateTime),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("list_name", sa.String(200), nullable=False),
+    # No index: five values, and each one doubles the cost of the ledger's two writes per row.
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("message_id", sa.String(300)),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# A subscriber who left one list: kept so a re-import never puts them back on it.
+optouts = sa.Table(
+    "optouts",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("list_name", sa.String(200), primary_key=True),
+    sa.Column("issue_id", sa.Integer, index=True),  # the issue whose link they used, if any
+    sa.Column("source", sa.String(40), nullable=False),  # one-click, preferences, sendgrid, …
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# Provider events (SendGrid's Event Webhook), each counted once by its sg_event_id.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sg_event_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("issue_id", sa.Integer, index=True),  # from custom_args; no FK: provider data
+    sa.Column("list_name", sa.String(200)),
+    sa.Column("subscriber_id", sa.Integer),
+    sa.Column("email", sa.String(320)),
+    sa.Column("happened_at", sa.DateTime),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# The editor's pins and drops: pending (issue_label NULL) until the next issue freezes.
+picks = sa.Table(
+    "picks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(1000), nullable=False, index=True),  # canonical URL or origin
+    sa.Column("action", sa.String(10), nullable=False),  # "pin" or "drop"
+    sa.Column("issue_label", sa.String(100), index=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# What the last read of each source (file, folder or feed URL) found, and a feed's validators
+# (ETag / Last-Modified) for the next conditional GET.
+feed_state = sa.Table(
+    "feed_state",
+    metadata,
+    sa.Column("url", sa.String(1000), primary_key=True),  # a URL, or a file or folder path
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_fetch", sa.DateTime, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # "ok", "not modified", or what failed
+    sa.Column("items", sa.Integer, nullable=False, default=0),
+)
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    inspector = sa.inspect(bind)
+    have = set(inspector.get_table_names())
+    for table in metadata.sorted_tables:
+        if table.name not in have:
+            table.create(bind)
+            continue
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in columns:
+                added = column._copy()
+                added.nullable = True  # existing rows have no value for it
+                op.add_column(table.name, added)
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(bind)
+
+
+def downgrade() -> None:
+    """Nothing comes before the first version."""

@@ -1,0 +1,155 @@
+"""Between rows and the newsletter's objects: times as naive UTC, JSON columns, bulk inserts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from digest.models import Article, Issue, RenderedIssue, Subscriber, SubscriberStatus
+from digest.store.schema import article_metrics
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC the tables keep."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_db(when: datetime | None) -> datetime | None:
+    """An aware datetime as naive UTC for storage."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        return when
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+def from_db(when: datetime | None) -> datetime | None:
+    """A stored naive UTC datetime as an aware one."""
+    return None if when is None else when.replace(tzinfo=UTC)
+
+
+def content_hash(article: Article) -> str:
+    """A fingerprint of everything stored about an article, to tell changed from unchanged."""
+    parts = [
+        article.url or "",
+        article.title,
+        article.source or "",
+        article.text,
+        article.summary or "",
+        article.author or "",
+        article.image or "",
+        article.section or "",
+        article.published.isoformat() if article.published else "",
+    ]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (all with the same keys) through the driver's own executemany.
+
+    SQLAlchemy's per-row statement building cost more than the database's work; the
+    columns' bind processors (SQLite's datetime format) are applied all the same.
+    """
+    names = list(rows[0])
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=names)
+    processors = {name: table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+                  for name in names}
+    order = list(compiled.positiontup or ()) if compiled.positional else names
+    convert = [(name, processors[name]) for name in order]
+    params: list[Any] = [
+        tuple(process(row[name]) if process else row[name] for name, process in convert)
+        for row in rows
+    ]
+    if not compiled.positional:
+        params = [dict(zip(order, values, strict=True)) for values in params]
+    conn.exec_driver_sql(compiled.string, params)
+
+
+def _article_values(article: Article, now: datetime) -> dict[str, Any]:
+    """The articles row of an article, without key and created_at."""
+    return {
+        "url": article.url,
+        "title": article.title,
+        "source": article.source,
+        "origin": article.origin,
+        "published": to_db(article.published),
+        "summary": article.summary,
+        "text": article.text,
+        "author": article.author,
+        "image": article.image,
+        "date_flag": article.date_flag,
+        "related": json.dumps(article.related) if article.related else None,
+        "section": article.section,
+        "content_hash": content_hash(article),
+        "updated_at": now,
+    }
+
+
+METRICS = ("views", "clicks", "shares")
+
+
+def _with_metrics(conn: Connection, found: list[Article]) -> list[Article]:
+    """Attach imported popularity numbers to articles read from the store."""
+    by_id = {a.id: a for a in found}
+    ids = list(by_id)
+    for start in range(0, len(ids), 500):
+        query = sa.select(article_metrics).where(
+            article_metrics.c.article_id.in_(ids[start : start + 500])
+        )
+        for row in conn.execute(query):
+            by_id[row.article_id].metrics = {
+                name: float(getattr(row, name))
+                for name in METRICS
+                if getattr(row, name) is not None
+            }
+    return found
+
+
+def _article(row: Any) -> Article:
+    return Article(
+        id=row.id,
+        title=row.title,
+        text=row.text,
+        origin=row.origin,
+        url=row.url,
+        source=row.source,
+        published=from_db(row.published),
+        summary=row.summary,
+        author=row.author,
+        image=row.image,
+        date_flag=row.date_flag,
+        section=row.section,
+        related=json.loads(row.related) if row.related else [],
+    )
+
+
+def _subscriber(row: Any, lists: list[str]) -> Subscriber:
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        lists=lists,
+        status=SubscriberStatus(row.status),
+        fields=json.loads(row.fields or "{}"),
+    )
+
+
+def _issue(row: Any) -> Issue:
+    return Issue(
+        id=row.id,
+        number=row.number,
+        label=row.label,
+        since=from_db(row.since) or datetime.now(UTC),
+        until=from_db(row.until) or datetime.now(UTC),
+        lineup=json.loads(row.lineup),
+        rendered=RenderedIssue(
+            subject=row.subject, preheader=row.preheader, html=row.html, text=row.text
+        ),
+        created_at=from_db(row.created_at) or datetime.now(UTC),
+        sent_at=from_db(row.sent_at),
+    )
