@@ -25,8 +25,16 @@ from digest.models import Subscriber
 from digest.store import Store
 from digest.subscribers import import_csv
 
-DOMAINS = ["example.com", "Example.org", "mail.example.net", "news.example.com",
-           "post.example.org", "inbox.example.net", "example.co.uk", "EXAMPLE.de"]
+DOMAINS = [
+    "example.com",
+    "Example.org",
+    "mail.example.net",
+    "news.example.com",
+    "post.example.org",
+    "inbox.example.net",
+    "example.co.uk",
+    "EXAMPLE.de",
+]
 
 
 def write_csv(path: Path, rows: int) -> None:
@@ -67,8 +75,14 @@ def baseline(path: Path, store: Store) -> float:
             valid = validate_email(email, check_deliverability=False)
         except ValueError:
             continue
-        people.append(Subscriber(email=f"{valid.local_part}@{valid.domain.lower()}", name=name,
-                                 lists=lists.split(";"), fields={"city": city}))
+        people.append(
+            Subscriber(
+                email=f"{valid.local_part}@{valid.domain.lower()}",
+                name=name,
+                lists=lists.split(";"),
+                fields={"city": city},
+            )
+        )
     store.upsert_subscribers(people)
     return time.perf_counter() - started
 
@@ -96,17 +110,23 @@ def main() -> None:
         again = import_csv(store, csv_path, "main")
         second = time.perf_counter() - started
         store.close()
-        say(f"import {args.rows:,} rows ({store.engine.dialect.name}): {first:.2f} s, "
-              f"{args.rows / first:,.0f} rows/s — {report.line()}")
-        say(f"re-import (all updates): {second:.2f} s, {args.rows / second:,.0f} rows/s — "
-              f"{again.line()}")
+        say(
+            f"import {args.rows:,} rows ({store.engine.dialect.name}): {first:.2f} s, "
+            f"{args.rows / first:,.0f} rows/s — {report.line()}"
+        )
+        say(
+            f"re-import (all updates): {second:.2f} s, {args.rows / second:,.0f} rows/s — "
+            f"{again.line()}"
+        )
         small = folder / "small.csv"
         write_csv(small, args.baseline_rows)
         store = fresh(args.db, folder, "baseline.db")
         took = baseline(small, store)
         store.close()
-        say(f"baseline, row by row, {args.baseline_rows:,} rows: {took:.2f} s, "
-              f"{args.baseline_rows / took:,.0f} rows/s")
+        say(
+            f"baseline, row by row, {args.baseline_rows:,} rows: {took:.2f} s, "
+            f"{args.baseline_rows / took:,.0f} rows/s"
+        )
 
 
 if __name__ == "__main__":

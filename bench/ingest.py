@@ -34,8 +34,10 @@ from digest.store import Store
 HERE = Path(__file__).resolve().parent
 CORPUS = Path(os.environ.get("DIGEST_SHARED") or HERE.parents[1] / "shared") / "corpus"
 ITEMS_PER_FEED = 50
-WORDS = ("council port market energy river school budget train storm harvest museum league "
-         "festival hospital bridge election tariff rover satellite factory village").split()
+WORDS = (
+    "council port market energy river school budget train storm harvest museum league "
+    "festival hospital bridge election tariff rover satellite factory village"
+).split()
 
 
 def sentences() -> list[str]:
@@ -78,18 +80,26 @@ def generate(folder: Path, items: int) -> dict[str, list[Path]]:
                 f"<item><title>{escape(title(i))}</title>"
                 f"<link>https://feed{f}.example.com/a/{i}?utm_source=rss</link>"
                 f"<pubDate>{when}</pubDate><author>desk@example.com (Desk {f})</author>"
-                f"<description><![CDATA[{html}]]></description></item>")
+                f"<description><![CDATA[{html}]]></description></item>"
+            )
         path = folder / "feed" / f"feed-{f:05d}.xml"
-        path.write_text(f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
-                        f"<title>Feed {f}</title><link>https://feed{f}.example.com/</link>"
-                        + "".join(entries) + "</channel></rss>", encoding="utf-8")
+        path.write_text(
+            f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
+            f"<title>Feed {f}</title><link>https://feed{f}.example.com/</link>"
+            + "".join(entries)
+            + "</channel></rss>",
+            encoding="utf-8",
+        )
         kinds["feed"].append(path)
     for i in range(n_text):
         teasers = "\n\n".join(f"{title(-j)}\n\n{rng.choice(pool)}" for j in range(3))
         caption = rng.choice(pool).rstrip(".") + ". / Yonhap"
-        page = (f"News > World\n\n{(day - timedelta(hours=i)).strftime('%A, %B %d, %Y')}\n\n"
-                f"{title(i)}\n\nBy Jane Kim\n\n{caption}\n{caption}\n\n"
-                + "\n\nAdvertisement\n\n".join(body(6)) + f"\n\nHot this week\n\n{teasers}\n")
+        page = (
+            f"News > World\n\n{(day - timedelta(hours=i)).strftime('%A, %B %d, %Y')}\n\n"
+            f"{title(i)}\n\nBy Jane Kim\n\n{caption}\n{caption}\n\n"
+            + "\n\nAdvertisement\n\n".join(body(6))
+            + f"\n\nHot this week\n\n{teasers}\n"
+        )
         path = folder / "text" / f"page-{i:05d}.txt"
         path.write_text(page, encoding="utf-8")
         kinds["text"].append(path)
@@ -154,8 +164,11 @@ def run(folder: Path, items: int, repeat: int) -> None:
     corpus = folder / "corpus"
     kinds = generate(corpus, items)
     out = sys.stdout
-    print(f"generated {items:,} items under {corpus}: {len(kinds['feed'])} feeds, "
-          f"{len(kinds['text'])} text pages, {len(kinds['html'])} HTML pages", file=out)
+    print(
+        f"generated {items:,} items under {corpus}: {len(kinds['feed'])} feeds, "
+        f"{len(kinds['text'])} text pages, {len(kinds['html'])} HTML pages",
+        file=out,
+    )
     html = [p.read_text(encoding="utf-8") for p in kinds["html"]]
     feeds = [p.read_bytes() for p in kinds["feed"]]
     trafilatura.extract(html[0])  # warm up imports and caches for both sides alike
@@ -165,10 +178,13 @@ def run(folder: Path, items: int, repeat: int) -> None:
     seconds, stored, failed = ingest_into_fresh_db(folder, [str(corpus)])
     wall = time.perf_counter() - wall
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"\nall kinds: {stored:,} articles stored, {failed} failed, in {seconds:.1f} CPU s "
-          f"({wall:.1f} s wall) = {stored / seconds:,.0f} items/CPU-s; "
-          f"peak RSS {rss_after / 1024:.0f} MiB "
-          f"(+{(rss_after - rss_before) / 1024:.0f} MiB during the ingest)", file=out)
+    print(
+        f"\nall kinds: {stored:,} articles stored, {failed} failed, in {seconds:.1f} CPU s "
+        f"({wall:.1f} s wall) = {stored / seconds:,.0f} items/CPU-s; "
+        f"peak RSS {rss_after / 1024:.0f} MiB "
+        f"(+{(rss_after - rss_before) / 1024:.0f} MiB during the ingest)",
+        file=out,
+    )
 
     def extract() -> None:
         for page in html:
@@ -187,8 +203,11 @@ def run(folder: Path, items: int, repeat: int) -> None:
         ("feed items", "feed", "feedparser.parse", parse),
         ("feed items", "feed", "feedparser.parse as digest calls it", parse_as_digest),
     ]
-    print(f"\n| kind | items | ingest CPU s (median of {repeat}) | extractor alone CPU s "
-          "| our cost above it | runs (ours / theirs) |", file=out)
+    print(
+        f"\n| kind | items | ingest CPU s (median of {repeat}) | extractor alone CPU s "
+        "| our cost above it | runs (ours / theirs) |",
+        file=out,
+    )
     print("|---|---|---|---|---|---|", file=out)
     for label, kind, name, theirs in rows:
         ours_runs: list[float] = []
@@ -200,8 +219,11 @@ def run(folder: Path, items: int, repeat: int) -> None:
             their_runs.append(timed(theirs))
         ours, base = statistics.median(ours_runs), statistics.median(their_runs)
         runs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(ours_runs, their_runs, strict=True))
-        print(f"| {label} | {n:,} | {ours:.2f} | {base:.2f} ({name}) | "
-              f"{(ours - base) / base:+.0%} | {runs} |", file=out)
+        print(
+            f"| {label} | {n:,} | {ours:.2f} | {base:.2f} ({name}) | "
+            f"{(ours - base) / base:+.0%} | {runs} |",
+            file=out,
+        )
     text_ingest, n_text, _ = ingest_into_fresh_db(folder, [str(corpus / "text")])
     print(f"| text pages | {n_text:,} | {text_ingest:.2f} | — (our own reader) | — | |", file=out)
 

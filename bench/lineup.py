@@ -48,6 +48,7 @@ def generate(count: int, seed: int) -> tuple[list[Article], list[int]]:
         start = rng.uniform(0, 6.5 * 24)
         outlets = min(12, int(rng.paretovariate(1.3)))
         for _ in range(min(outlets, count - len(articles))):
+
             def words(n: int) -> list[str]:
                 return rng.choices(common, weights=zipf, k=n)
 
@@ -55,20 +56,32 @@ def generate(count: int, seed: int) -> tuple[list[Article], list[int]]:
             title = " ".join(rng.sample(key, 5) + words(3)).capitalize()
             lead = rng.sample(names, 4) + numbers + rng.sample(topic, 8) + words(20)
             rng.shuffle(lead)
-            body = [" ".join(lead)] + [" ".join(words(rng.randint(25, 60)))
-                                       for _ in range(rng.randint(3, 8))]
+            body = [" ".join(lead)] + [
+                " ".join(words(rng.randint(25, 60))) for _ in range(rng.randint(3, 8))
+            ]
             text = "\n\n".join(p.capitalize() + "." for p in body)
             published = WINDOW.since + timedelta(hours=min(167.9, start + rng.expovariate(0.1)))
             source = rng.choice(sources)
-            metrics = ({"views": float(int(rng.lognormvariate(6, 1.5))),
-                        "shares": float(int(rng.lognormvariate(2, 1.5)))}
-                       if rng.random() < 0.5 else {})
+            metrics = (
+                {
+                    "views": float(int(rng.lognormvariate(6, 1.5))),
+                    "shares": float(int(rng.lognormvariate(2, 1.5))),
+                }
+                if rng.random() < 0.5
+                else {}
+            )
             n = len(articles)
-            articles.append(Article(
-                title=title, text=text, origin=f"gen/{n}.txt",
-                url=f"https://{source.replace(' ', '').lower()}.example/{n}", source=source,
-                published=published, metrics=metrics,
-            ))
+            articles.append(
+                Article(
+                    title=title,
+                    text=text,
+                    origin=f"gen/{n}.txt",
+                    url=f"https://{source.replace(' ', '').lower()}.example/{n}",
+                    source=source,
+                    published=published,
+                    metrics=metrics,
+                )
+            )
             events.append(event)
         event += 1
     return articles, events
@@ -76,6 +89,7 @@ def generate(count: int, seed: int) -> tuple[list[Article], list[int]]:
 
 def pair_quality(groups: list[list[int]], events: list[int]) -> tuple[float, float]:
     """Precision and recall of the same-story pairs against the generated events."""
+
     def pairs(sizes: Counter[object]) -> int:
         return sum(n * (n - 1) // 2 for n in sizes.values())
 
@@ -104,10 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     groups = [[index[id(a)] for a in [c.story.article, *c.story.also]] for c in ranking.candidates]
     precision, recall = pair_quality(groups, events)
     out = sys.stdout.write
-    out(f"{len(articles)} articles, {len(set(events))} events, {len(groups)} stories found "
-        f"(pair precision {precision:.3f}, recall {recall:.3f})\n")
-    out(f"select (cluster, score, top 10 summarized): median {statistics.median(wall):.2f} s "
-        f"wall, {statistics.median(cpu):.2f} s CPU over {args.runs} runs\n")
+    out(
+        f"{len(articles)} articles, {len(set(events))} events, {len(groups)} stories found "
+        f"(pair precision {precision:.3f}, recall {recall:.3f})\n"
+    )
+    out(
+        f"select (cluster, score, top 10 summarized): median {statistics.median(wall):.2f} s "
+        f"wall, {statistics.median(cpu):.2f} s CPU over {args.runs} runs\n"
+    )
     return 0
 
 

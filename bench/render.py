@@ -46,19 +46,26 @@ def lineup() -> Lineup:
         url = f"https://harbour-news.example.org/2025/11/story-{n}-about-the-harbour?ref=rss&id={n}"
         article = Article(
             title=f"Story {n}: the council approves the harbour plan after a long debate",
-            text="", origin=url, url=url, source="Harbour News",
+            text="",
+            origin=url,
+            url=url,
+            source="Harbour News",
             published=since + timedelta(hours=n * 9),
             image="https://harbour-news.example.org/img/lead.jpg" if n == 0 else None,
             section=SECTIONS[n % 4],
         )
         also = [
             Article(title="Same story", text="", origin=u, url=u, source=s)
-            for u, s in (("https://gazette.example.net/a", "The Gazette"),
-                         ("https://radio.example.com/b", "Radio Harbour"))
+            for u, s in (
+                ("https://gazette.example.net/a", "The Gazette"),
+                ("https://radio.example.com/b", "Radio Harbour"),
+            )
         ]
-        summary = ("The council voted 31 to 12 on Tuesday to build protected cycle lanes on six "
-                   "streets in the city centre. Work begins in the spring and is expected to "
-                   "take two years, officials said; the ferry operator welcomed the plan. ")
+        summary = (
+            "The council voted 31 to 12 on Tuesday to build protected cycle lanes on six "
+            "streets in the city centre. Work begins in the spring and is expected to "
+            "take two years, officials said; the ferry operator welcomed the plan. "
+        )
         stories.append(Story(article, summary, 12.0 - n, also))
     return Lineup(Window(since, NOW, "2025-W47"), stories)
 
@@ -69,7 +76,8 @@ def subscribers(count: int) -> list[Subscriber]:
         Subscriber(
             email=f"reader{i}@mail{i % 97}.example.com",
             name=f"{FIRST[i % len(FIRST)]} {LAST[i % len(LAST)]}",
-            lists=["main"], id=i + 1,
+            lists=["main"],
+            id=i + 1,
         )
         for i in range(count)
     ]
@@ -102,11 +110,21 @@ def main() -> None:
         start = time.perf_counter()
         rendered = render_issue(stories, SETTINGS, 42, now=NOW)
         times.append(time.perf_counter() - start)
-    ISSUE = Issue(id=42, number=42, label="2025-W47", since=NOW - timedelta(days=7), until=NOW,
-                  lineup=lineup_json(stories), rendered=rendered, created_at=NOW)
-    out(f"render: 12 stories, HTML {len(rendered.html.encode()) / 1024:.1f} KB, "
-          f"text {len(rendered.text.encode()) / 1024:.1f} KB; "
-          f"median {statistics.median(times) * 1000:.2f} ms, best {min(times) * 1000:.2f} ms")
+    ISSUE = Issue(
+        id=42,
+        number=42,
+        label="2025-W47",
+        since=NOW - timedelta(days=7),
+        until=NOW,
+        lineup=lineup_json(stories),
+        rendered=rendered,
+        created_at=NOW,
+    )
+    out(
+        f"render: 12 stories, HTML {len(rendered.html.encode()) / 1024:.1f} KB, "
+        f"text {len(rendered.text.encode()) / 1024:.1f} KB; "
+        f"median {statistics.median(times) * 1000:.2f} ms, best {min(times) * 1000:.2f} ms"
+    )
 
     people = subscribers(args.subscribers)
     start = time.perf_counter()
@@ -119,10 +137,14 @@ def main() -> None:
     naive, naive_size = rate(build_message_naive, envelopes[: args.naive])
     out(f"prepare (once per issue): {prepare_ms:.2f} ms")
     out(f"envelopes (tokens, URLs): {envelope_rate:,.0f}/s")
-    out(f"fast  build_message:       {fast:,.0f} messages/s over {len(envelopes):,} "
-          f"({fast_size / 1024:.1f} KB each)")
-    out(f"naive EmailMessage:        {naive:,.0f} messages/s over {args.naive:,} "
-          f"({naive_size / 1024:.1f} KB each)")
+    out(
+        f"fast  build_message:       {fast:,.0f} messages/s over {len(envelopes):,} "
+        f"({fast_size / 1024:.1f} KB each)"
+    )
+    out(
+        f"naive EmailMessage:        {naive:,.0f} messages/s over {args.naive:,} "
+        f"({naive_size / 1024:.1f} KB each)"
+    )
     out(f"speed-up: {fast / naive:.0f}x")
 
 

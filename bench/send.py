@@ -53,13 +53,15 @@ def serve(delay: float, conn: Connection) -> None:
         conn.recv()
         counts = peer.recipients
         cpu = os.times()
-        conn.send({
-            "cpu": cpu.user + cpu.system,
-            "requests": sum(1 for r in peer.requests if r.path == "/v3/mail/send"),
-            "recipients": sum(counts.values()),
-            "distinct": len(counts),
-            "most": max(counts.values(), default=0),
-        })
+        conn.send(
+            {
+                "cpu": cpu.user + cpu.system,
+                "requests": sum(1 for r in peer.requests if r.path == "/v3/mail/send"),
+                "recipients": sum(counts.values()),
+                "distinct": len(counts),
+                "most": max(counts.values(), default=0),
+            }
+        )
 
 
 def content() -> RenderedIssue:
@@ -74,14 +76,16 @@ def content() -> RenderedIssue:
     html = (
         "<!doctype html><html><body><table>"
         f"<tr><td>Hello {html_marker('name')}</td></tr>"
-        + "".join(story.format(n=n) for n in range(10)) * 4
+        + "".join(story.format(n=n) for n in range(10))
+        * 4
         + f'<tr><td><a href="{html_marker("unsubscribe_url")}">Unsubscribe</a>'
         f" · sent to {html_marker('email')}</td></tr></table></body></html>"
     )
     text = (
         f"Hello {text_marker('name')}\n\n"
-        + "".join(f"Story {n}\nA summary sentence.\nhttps://example.com/story/{n}\n\n"
-                  for n in range(10))
+        + "".join(
+            f"Story {n}\nA summary sentence.\nhttps://example.com/story/{n}\n\n" for n in range(10)
+        )
         + f"Unsubscribe: {text_marker('unsubscribe_url')}\n"
     )
     return RenderedIssue("The Weekly Digest #1", "This week", html, text)
@@ -125,17 +129,35 @@ def run(size: int, delay: float, workers: int, db: str | None) -> None:
         peer_url = ours.recv()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
-            "DIGEST_DATABASE_URL": url, "DIGEST_BACKEND": "sendgrid",
-            "DIGEST_SENDGRID_HOST": peer_url, "SENDGRID_API_KEY": API_KEY,
-            "DIGEST_WORKERS": str(workers), "DIGEST_BASE_URL": "https://news.example.com",
-            "DIGEST_FROM_EMAIL": "news@example.com", "DIGEST_SECRET": "bench-secret",
-            "DIGEST_POSTAL_ADDRESS": "1 Example Street", "DIGEST_SENDGRID_TIMEOUT": "60",
+            "DIGEST_DATABASE_URL": url,
+            "DIGEST_BACKEND": "sendgrid",
+            "DIGEST_SENDGRID_HOST": peer_url,
+            "SENDGRID_API_KEY": API_KEY,
+            "DIGEST_WORKERS": str(workers),
+            "DIGEST_BASE_URL": "https://news.example.com",
+            "DIGEST_FROM_EMAIL": "news@example.com",
+            "DIGEST_SECRET": "bench-secret",
+            "DIGEST_POSTAL_ADDRESS": "1 Example Street",
+            "DIGEST_SENDGRID_TIMEOUT": "60",
         }
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "digest", "send", "--no-ingest", "--yes", "--force",
-             "--week", label],
-            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "digest",
+                "send",
+                "--no-ingest",
+                "--yes",
+                "--force",
+                "--week",
+                label,
+            ],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         assert proc.stdout is not None
         output = proc.stdout.read()
@@ -156,8 +178,10 @@ def run(size: int, delay: float, workers: int, db: str | None) -> None:
             f"{seen['most']} each), floor {floor:.2f} s ({workers} in flight × {delay * 1000:.0f}"
             f" ms), peak memory {usage.ru_maxrss / 1024:,.0f} MB"
         )
-        say(f"{'':>9}  CPU: send {usage.ru_utime + usage.ru_stime:.1f} s, "
-            f"the look-alike {seen['cpu']:.1f} s (2 cores: {2 * wall:.0f} s of CPU in that wall)")
+        say(
+            f"{'':>9}  CPU: send {usage.ru_utime + usage.ru_stime:.1f} s, "
+            f"the look-alike {seen['cpu']:.1f} s (2 cores: {2 * wall:.0f} s of CPU in that wall)"
+        )
         say(f"{'':>9}  {output.strip().splitlines()[-1]}")
 
 
@@ -168,14 +192,17 @@ def say(line: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--sizes", default="100000,1000000",
-                        help="subscriber counts, comma-separated")
+    parser.add_argument(
+        "--sizes", default="100000,1000000", help="subscriber counts, comma-separated"
+    )
     parser.add_argument("--delay", type=float, default=0.1, help="seconds per API answer")
     parser.add_argument("--workers", type=int, default=8, help="[delivery] workers")
     parser.add_argument("--db", help="a database URL (default: SQLite in a temporary folder)")
     args = parser.parse_args()
-    say(f"digest send via the SendGrid look-alike, {args.delay * 1000:.0f} ms per answer, "
-        f"{args.workers} workers, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    say(
+        f"digest send via the SendGrid look-alike, {args.delay * 1000:.0f} ms per answer, "
+        f"{args.workers} workers, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         run(size, args.delay, args.workers, args.db)
 

@@ -148,8 +148,9 @@ def seed(url: str, count: int) -> list[int]:
     try:
         metadata.drop_all(store.engine)
         metadata.create_all(store.engine)
-        people = [Subscriber(f"reader{i}@bench.example", f"Reader {i}", ["main"])
-                  for i in range(count)]
+        people = [
+            Subscriber(f"reader{i}@bench.example", f"Reader {i}", ["main"]) for i in range(count)
+        ]
         store.upsert_subscribers(people)
         return [p.id or 0 for p in people]
     finally:
@@ -164,12 +165,14 @@ def audit(url: str, ids: list[int]) -> list[str]:
         with store.engine.connect() as conn:
             rows = dict(
                 conn.execute(
-                    sa.select(optouts.c.subscriber_id, sa.func.count())
-                    .group_by(optouts.c.subscriber_id)
+                    sa.select(optouts.c.subscriber_id, sa.func.count()).group_by(
+                        optouts.c.subscriber_id
+                    )
                 ).all()
             )
             still = conn.execute(
-                sa.select(sa.func.count()).select_from(memberships)
+                sa.select(sa.func.count())
+                .select_from(memberships)
                 .where(memberships.c.list_name == "main")
             ).scalar_one()
             status = dict(conn.execute(sa.select(subscribers.c.id, subscribers.c.status)).all())
@@ -204,14 +207,22 @@ def main() -> int:
         ids = seed(url, count)
         port = free_port()
         # PYTHONPATH: the server runs this checkout's code, whatever `pip install -e` points at.
-        env = {**os.environ, "DIGEST_SECRET": SECRET, "DIGEST_DATABASE_URL": url,
-               "DIGEST_CONFIG": "", "DIGEST_BASE_URL": f"http://{HOST}:{port}",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.getenv("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "DIGEST_SECRET": SECRET,
+            "DIGEST_DATABASE_URL": url,
+            "DIGEST_CONFIG": "",
+            "DIGEST_BASE_URL": f"http://{HOST}:{port}",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.getenv("PYTHONPATH")])),
+        }
         env.pop("DIGEST_CONFIG")
         log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115  closed below
         server = subprocess.Popen(
             [sys.executable, "-m", "digest", "serve", "--host", HOST, "--port", str(port)],
-            env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + 20
@@ -225,14 +236,19 @@ def main() -> int:
                         return 2
                     time.sleep(0.05)
             baseline = run_load(
-                port, "baseline",
+                port,
+                "baseline",
                 [("GET", "/unsubscribe", None)] * int(args.rate * args.baseline_seconds),
-                args.rate, args.workers,
+                args.rate,
+                args.workers,
             )
             tokens = [make_token(SECRET, i, "main", 1) for i in ids]
             one_click = run_load(
-                port, "one-click", [("POST", f"/u/{t}", ONE_CLICK) for t in tokens],
-                args.rate, args.workers,
+                port,
+                "one-click",
+                [("POST", f"/u/{t}", ONE_CLICK) for t in tokens],
+                args.rate,
+                args.workers,
             )
             sample = random.Random(7).sample(tokens, min(200, len(tokens)))
             repeat = run_load(
@@ -245,14 +261,15 @@ def main() -> int:
         problems = audit(url, ids)
 
     db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    print(f"digest serve (uvicorn, {db}) on {HOST}, {args.workers} client connections, "  # noqa: T201
-          f"open loop at {args.rate:g}/s; latency from each request's due time")
+    print(  # noqa: T201
+        f"digest serve (uvicorn, {db}) on {HOST}, {args.workers} client connections, "
+        f"open loop at {args.rate:g}/s; latency from each request's due time"
+    )
     for phase in (baseline, one_click, repeat):
         print(phase.line())  # noqa: T201
     ok_posts = one_click.statuses.get(200, 0) == count and not one_click.errors
-    verdict = (
-        f"audit: {count} posted, "
-        + ("every one unsubscribed exactly once" if not problems else "; ".join(problems))
+    verdict = f"audit: {count} posted, " + (
+        "every one unsubscribed exactly once" if not problems else "; ".join(problems)
     )
     print(verdict)  # noqa: T201
     goal = one_click.p99_ms < 50 and ok_posts and not problems

@@ -30,9 +30,11 @@ sys.path.insert(0, str(ROOT))
 from digest.models import Article  # noqa: E402
 from digest.summarize import split_sentences, summarize  # noqa: E402
 
-DEFAULT_CORPUS = Path(
-    os.environ.get("DIGEST_SHARED") or HERE.parents[1] / "shared"
-) / "corpus" / "bbc-news-summary"
+DEFAULT_CORPUS = (
+    Path(os.environ.get("DIGEST_SHARED") or HERE.parents[1] / "shared")
+    / "corpus"
+    / "bbc-news-summary"
+)
 COMMAND = [sys.executable, "-m", "digest", "summarize"]
 
 
@@ -75,13 +77,20 @@ def body(path: Path) -> str:
 
 def run_command(files: list[Path], sentences: int) -> dict[str, list[str]]:
     """`digest summarize --sentences N --json FILES…` with default settings: origin → sentences."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("DIGEST_") and k != "SENDGRID_API_KEY"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DIGEST_") and k != "SENDGRID_API_KEY"
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as empty:
         done = subprocess.run(
             [*COMMAND, "--sentences", str(sentences), "--json", *map(str, files)],
-            cwd=empty, env=env, capture_output=True, text=True, check=False,
+            cwd=empty,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     if done.returncode != 0:
         raise SystemExit(f"digest summarize failed ({done.returncode}):\n{done.stderr}")
@@ -96,8 +105,9 @@ def run(corpus: Path, sentences: int) -> list[Category]:
         files = sorted(path.resolve() for path in folder.glob("*.txt"))
         chosen = run_command(files, sentences)
         for path in files:
-            reference = _squash((corpus / "summary" / folder.name / path.name).read_text(
-                encoding="utf-8"))
+            reference = _squash(
+                (corpus / "summary" / folder.name / path.name).read_text(encoding="utf-8")
+            )
             picked = chosen.get(path.name)
             if picked is None:
                 raise SystemExit(f"digest summarize gave no summary for {path}")
@@ -144,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     out(f"digest summarize --sentences {args.sentences} --json FILES… (default settings)\n")
     out(f"{'category':<15}{'articles':>9}{'summarize':>11}{'lead':>8}{'picked':>8}{'chars':>7}\n")
     for c in run(args.corpus, args.sentences):
-        out(f"{c.name:<15}{c.articles:>9}{c.method.share:>11.3f}{c.lead.share:>8.3f}"
-            f"{c.method.picked:>8}{statistics.median(c.chars):>7.0f}\n")
+        out(
+            f"{c.name:<15}{c.articles:>9}{c.method.share:>11.3f}{c.lead.share:>8.3f}"
+            f"{c.method.picked:>8}{statistics.median(c.chars):>7.0f}\n"
+        )
     ms, words = timing(thousand_words(args.corpus), args.sentences)
-    out(f"summarize() on a {words}-word article of 3-sentence paragraphs: {ms:.2f} ms median"
-        " CPU\n")
+    out(f"summarize() on a {words}-word article of 3-sentence paragraphs: {ms:.2f} ms median CPU\n")
     return 0
 
 

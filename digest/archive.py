@@ -33,9 +33,7 @@ def sent_issues(store: Store) -> list[Issue]:
 
 def sent_issue(store: Store, issue_id: int) -> Issue | None:
     """One issue that went out, or None (drafts and unknown ids are not public)."""
-    query = sa.select(issues.c.label).where(
-        issues.c.id == issue_id, issues.c.sent_at.is_not(None)
-    )
+    query = sa.select(issues.c.label).where(issues.c.id == issue_id, issues.c.sent_at.is_not(None))
     with store.engine.connect() as conn:
         label = conn.execute(query).scalar_one_or_none()
     return None if label is None else store.issue_by_label(label)

@@ -18,8 +18,23 @@ CLIP_BYTES = 102 * 1024
 WARN_BYTES = 90 * 1024
 SUBJECT_LIMIT = 78
 _LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain"})
-_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
-                   "source", "track", "wbr"})
+_VOID = frozenset(
+    {
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "source",
+        "track",
+        "wbr",
+    }
+)
 
 
 @dataclass
@@ -123,15 +138,17 @@ def check_issue(
     # SendGrid's group links are no URLs until SendGrid fills them in, for each recipient.
     asm = {ASM_UNSUBSCRIBE, ASM_PREFERENCES} if uses_asm(settings) else set()
     links = [(href, text) for href, text in parser.links if href not in asm]
-    has_unsubscribe = ASM_UNSUBSCRIBE in asm and any(
-        href == ASM_UNSUBSCRIBE for href, _ in parser.links
-    ) or _has_unsubscribe_link(
-        links, header.get("list-unsubscribe", ""), values.get("unsubscribe_url", "")
+    has_unsubscribe = (
+        ASM_UNSUBSCRIBE in asm
+        and any(href == ASM_UNSUBSCRIBE for href, _ in parser.links)
+        or _has_unsubscribe_link(
+            links, header.get("list-unsubscribe", ""), values.get("unsubscribe_url", "")
+        )
     )
     if not has_unsubscribe:
         errors.append(
             "no unsubscribe link in the HTML body: "
-            "add <a href=\"{{ subscriber.unsubscribe_url }}\"> to the template's footer"
+            'add <a href="{{ subscriber.unsubscribe_url }}"> to the template\'s footer'
         )
     if not header.get("list-unsubscribe", "").strip():
         errors.append(

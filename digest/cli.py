@@ -180,8 +180,11 @@ def init(app: App, folder: Path, force: bool) -> None:
 
 @cli.command()
 @click.argument("sources", nargs=-1)
-@click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path),
-              help="A CSV of URL plus views, clicks and/or shares to store per article.")
+@click.option(
+    "--metrics",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A CSV of URL plus views, clicks and/or shares to store per article.",
+)
 @click.pass_obj
 def ingest(app: App, sources: tuple[str, ...], metrics: Path | None) -> None:
     """Read articles from files, folders, feeds, OPML lists or URLs into the store.
@@ -193,8 +196,9 @@ def ingest(app: App, sources: tuple[str, ...], metrics: Path | None) -> None:
     # A bar only where someone watches, and only once the ingest has taken a second.
     bar = LateProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
-        report = pipeline.ingest_sources(app.store, app.settings, sources, metrics=metrics,
-                                         progress=bar)
+        report = pipeline.ingest_sources(
+            app.store, app.settings, sources, metrics=metrics, progress=bar
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -233,14 +237,20 @@ def articles(
 @window_options
 @click.option("--top", type=click.IntRange(min=1), help="How many stories (default 10).")
 @click.option(
-    "--explain", is_flag=True,
+    "--explain",
+    is_flag=True,
     help="Every story of the window with its score's components and why it is in or out.",
 )
 @json_option
 @click.pass_obj
 def select(
-    app: App, week: str | None, since: str | None, until: str | None, top: int | None,
-    explain: bool, as_json: bool,
+    app: App,
+    week: str | None,
+    since: str | None,
+    until: str | None,
+    top: int | None,
+    explain: bool,
+    as_json: bool,
 ) -> None:
     """Show the lineup: the window's top stories, ranked and summarized.
 
@@ -317,8 +327,13 @@ def summarize(app: App, sources: tuple[str, ...], sentences: int | None, as_json
     help="An editor's note in Markdown (instead of [newsletter] note).",
 )
 @click.option("--serve", is_flag=True, help="Serve a live preview page on 127.0.0.1.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True,
-              help="The port for --serve.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8025,
+    show_default=True,
+    help="The port for --serve.",
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the --serve page in a browser.")
 @click.pass_obj
 def preview(
@@ -347,9 +362,12 @@ def preview(
         from digest import preview as live
 
         live.serve(
-            app.config, app.overrides,
+            app.config,
+            app.overrides,
             {"week": week, "since": since, "until": until, "top": top, "list_name": list_name},
-            port=port, open_browser=open_browser, note_file=note,
+            port=port,
+            open_browser=open_browser,
+            note_file=note,
             ready=lambda url: click.echo(f"Previewing at {url} (Ctrl-C stops)"),
         )
         return
@@ -549,8 +567,10 @@ def send(
         click.echo(f"error: {error}")
     if test_to:
         outcome = send_test_copy(app.store, app.settings, plan.issue, plan.list_name, test_to)
-        click.echo(f"test copy to {test_to}: {outcome.status}"
-                   + (f" ({outcome.error})" if outcome.error else ""))
+        click.echo(
+            f"test copy to {test_to}: {outcome.status}"
+            + (f" ({outcome.error})" if outcome.error else "")
+        )
         sys.exit(0 if outcome.status == "sent" else 1)
     when = parse_send_at(send_at, app.settings.tz, datetime.now(UTC)) if send_at else None
     if not (yes or dry_run):
@@ -558,8 +578,14 @@ def send(
     # A bar only where someone watches; scripts and logs get the summary line alone.
     bar = ProgressBar(plan.recipients, sys.stderr) if sys.stderr.isatty() else None
     report = pipeline.send(
-        app.store, app.settings, plan, dry_run=dry_run, force=force, progress=bar,
-        resend_unknown=resend_unknown, send_at=when,
+        app.store,
+        app.settings,
+        plan,
+        dry_run=dry_run,
+        force=force,
+        progress=bar,
+        resend_unknown=resend_unknown,
+        send_at=when,
     )
     if bar is not None:
         bar.finish(report)
@@ -621,8 +647,7 @@ def status(app: App, as_json: bool) -> None:
             + (
                 f"; {r.delivered} delivered, {r.opens} opens, {r.clicks} clicks, "
                 f"{r.bounces} bounces, {r.complaints} complaints, {r.unsubscribes} unsubscribes"
-                if r.delivered or r.opens or r.clicks or r.bounces or r.complaints
-                or r.unsubscribes
+                if r.delivered or r.opens or r.clicks or r.bounces or r.complaints or r.unsubscribes
                 else ""
             )
         )
@@ -803,11 +828,15 @@ def subscribers_counts(app: App, as_json: bool) -> None:
     if as_json:
         echo_json([{**asdict(r), "total": r.total} for r in rows])
         return
-    click.echo(f"{'list':<20} {'active':>9} {'unsubscribed':>13} {'bounced':>8} "
-               f"{'complained':>11} {'total':>9}")
+    click.echo(
+        f"{'list':<20} {'active':>9} {'unsubscribed':>13} {'bounced':>8} "
+        f"{'complained':>11} {'total':>9}"
+    )
     for r in rows:
-        click.echo(f"{r.list:<20} {r.active:>9} {r.unsubscribed:>13} {r.bounced:>8} "
-                   f"{r.complained:>11} {r.total:>9}")
+        click.echo(
+            f"{r.list:<20} {r.active:>9} {r.unsubscribed:>13} {r.bounced:>8} "
+            f"{r.complained:>11} {r.total:>9}"
+        )
 
 
 @cli.command()

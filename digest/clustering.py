@@ -85,8 +85,11 @@ class _Weights:
     def weights(self, i: int, terms: Sequence[str]) -> Iterator[float]:
         """The weights of document i's `terms` (each one it has), not normalized."""
         counts = self.counts[i]
-        return map(mul, map(self.idf.__getitem__, terms),
-                   map(_SUBLINEAR_TF.__getitem__, map(counts.__getitem__, terms)))
+        return map(
+            mul,
+            map(self.idf.__getitem__, terms),
+            map(_SUBLINEAR_TF.__getitem__, map(counts.__getitem__, terms)),
+        )
 
     def vector(self, i: int) -> dict[str, float]:
         """Document i's unit-length vector."""

@@ -10,10 +10,24 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from digest.models import Article
 
 # Query parameters that track the click, not name the page.
-TRACKING_PARAMS = frozenset({
-    "fbclid", "gclid", "dclid", "msclkid", "yclid", "igshid", "mc_cid", "mc_eid",
-    "ref", "ref_src", "ref_url", "referrer", "_ga", "_gl",
-})
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "referrer",
+        "_ga",
+        "_gl",
+    }
+)
 # The store's key column holds 300 characters; longer URLs are keyed by their hash.
 MAX_KEY_LENGTH = 300
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -48,8 +48,10 @@ class IngestReport:
 
     def line(self) -> str:
         """The one-line summary: "N new, M updated, K unchanged, E failed"."""
-        return (f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{self.failed} failed")
+        return (
+            f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.failed} failed"
+        )
 
     def fail(self, failure: SourceFailure) -> None:
         """Count and keep one failure."""
@@ -118,14 +120,24 @@ def ingest(
     return report
 
 
-def _read(store: Store, unit: str, *, tz: tzinfo, mapping: dict[str, str] | None,
-          states: list[SourceState]) -> SourceResult:
+def _read(
+    store: Store,
+    unit: str,
+    *,
+    tz: tzinfo,
+    mapping: dict[str, str] | None,
+    states: list[SourceState],
+) -> SourceResult:
     if not _is_url(unit):
         return read_source(unit, tz=tz, mapping=mapping)
     before = store.source_state(unit)
-    result = read_source(unit, tz=tz, mapping=mapping,
-                         etag=before.etag if before else None,
-                         last_modified=before.last_modified if before else None)
+    result = read_source(
+        unit,
+        tz=tz,
+        mapping=mapping,
+        etag=before.etag if before else None,
+        last_modified=before.last_modified if before else None,
+    )
     state = _state(unit, [result], datetime.now(UTC))
     if result.fetch is not None:
         state.etag, state.last_modified = result.fetch.etag, result.fetch.last_modified
@@ -185,8 +197,11 @@ def _save_one(store: Store, key: str, copy: _Copy, report: IngestReport) -> str:
     try:
         return store.save_articles([(key, copy.article, copy.origins)])[0]
     except (DigestError, sa.exc.SQLAlchemyError) as e:
-        report.fail(SourceFailure(copy.article.origin,
-                                  f"cannot save {copy.article.title!r}: {_first_line(e)}"))
+        report.fail(
+            SourceFailure(
+                copy.article.origin, f"cannot save {copy.article.title!r}: {_first_line(e)}"
+            )
+        )
         return "failed"
 
 
@@ -208,9 +223,15 @@ def import_metrics(store: Store, path: Path) -> tuple[int, list[SourceFailure]]:
     header = next(reader, None)
     columns = _metric_columns(header or [])
     if "url" not in columns or len(columns) < 2:
-        return 0, [SourceFailure(f"{origin}:1", (
-            "the header needs a URL column and at least one of views, clicks, shares "
-            f"(found: {', '.join(h.strip() for h in header or []) or 'nothing'})"))]
+        return 0, [
+            SourceFailure(
+                f"{origin}:1",
+                (
+                    "the header needs a URL column and at least one of views, clicks, shares "
+                    f"(found: {', '.join(h.strip() for h in header or []) or 'nothing'})"
+                ),
+            )
+        ]
     stored, failures = 0, []
     for row in reader:
         where = f"{origin}:{reader.line_num}"
@@ -221,16 +242,23 @@ def import_metrics(store: Store, path: Path) -> tuple[int, list[SourceFailure]]:
             failures.append(SourceFailure(where, "no URL in this row; it was skipped"))
             continue
         try:
-            numbers = {name: _number(row[i]) for name, i in columns.items()
-                       if name != "url" and i < len(row) and row[i].strip()}
+            numbers = {
+                name: _number(row[i])
+                for name, i in columns.items()
+                if name != "url" and i < len(row) and row[i].strip()
+            }
         except ValueError as e:
             failures.append(SourceFailure(where, f"{e} is not a number; it was skipped"))
             continue
         if store.save_metrics(url_key(url), numbers):
             stored += 1
         else:
-            failures.append(SourceFailure(where, f"no stored article has the URL {url}; "
-                                                 "ingest it first, or check the address"))
+            failures.append(
+                SourceFailure(
+                    where,
+                    f"no stored article has the URL {url}; ingest it first, or check the address",
+                )
+            )
     return stored, failures
 
 
@@ -271,9 +299,13 @@ class SourceRow:
 
     def as_json(self) -> dict[str, Any]:
         """The row for `digest sources --json`."""
-        return {"source": self.source, "configured": self.configured,
-                "last_fetch": self.last_fetch.isoformat() if self.last_fetch else None,
-                "status": self.status, "items": self.items}
+        return {
+            "source": self.source,
+            "configured": self.configured,
+            "last_fetch": self.last_fetch.isoformat() if self.last_fetch else None,
+            "status": self.status,
+            "items": self.items,
+        }
 
 
 def source_rows(store: Store, settings: Settings) -> list[SourceRow]:
@@ -284,9 +316,15 @@ def source_rows(store: Store, settings: Settings) -> list[SourceRow]:
     for spec in settings.sources:
         key = spec if _is_url(spec) else str(settings.resolve(spec))
         state = states.pop(key, None)
-        rows.append(SourceRow(spec, True, state.last_fetch if state else None,
-                              state.status if state else "never read",
-                              state.items if state else 0))
+        rows.append(
+            SourceRow(
+                spec,
+                True,
+                state.last_fetch if state else None,
+                state.status if state else "never read",
+                state.items if state else 0,
+            )
+        )
     rows.extend(SourceRow(s.url, False, s.last_fetch, s.status, s.items) for s in states.values())
     return rows
 
@@ -300,8 +338,14 @@ class LateProgressBar:
     Call it with (done, total); close it when the work ends. Quick ingests print nothing.
     """
 
-    def __init__(self, stream: IO[str] | None = None, *, delay: float = 1.0,
-                 width: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        delay: float = 1.0,
+        width: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.delay, self.width, self.clock = delay, width, clock
         self.started = clock()

@@ -60,10 +60,17 @@ def ingest_sources(
     progress: IngestProgress | None = None,
 ) -> IngestReport:
     """Read sources into the store, then a metrics CSV (alone, if no source is configured)."""
-    chosen = [] if metrics and not (specs or settings.sources) else configured_sources(
-        settings, specs)
-    return ingest(store, chosen, tz=settings.tz, mapping=settings.source_mapping,
-                  metrics=metrics, progress=progress)
+    chosen = (
+        [] if metrics and not (specs or settings.sources) else configured_sources(settings, specs)
+    )
+    return ingest(
+        store,
+        chosen,
+        tz=settings.tz,
+        mapping=settings.source_mapping,
+        metrics=metrics,
+        progress=progress,
+    )
 
 
 def article_records(
@@ -78,7 +85,9 @@ def article_records(
     records = []
     for article in found:
         summary = summarize(
-            article, sentences=settings.summary_sentences, budget=settings.summary_chars,
+            article,
+            sentences=settings.summary_sentences,
+            budget=settings.summary_chars,
             language=settings.language,
         )
         records.append(
@@ -269,8 +278,15 @@ def send(
     issue = plan.issue if dry_run else freeze(store, plan.issue)
     sender = make_sender(settings, dry_run=dry_run)
     return deliver(
-        store, issue, plan.list_name, sender, settings, dry_run=dry_run, progress=progress,
-        resend_unknown=resend_unknown, send_at=send_at,
+        store,
+        issue,
+        plan.list_name,
+        sender,
+        settings,
+        dry_run=dry_run,
+        progress=progress,
+        resend_unknown=resend_unknown,
+        send_at=send_at,
     )
 
 
@@ -281,7 +297,12 @@ def freeze(store: Store, draft: Issue) -> Issue:
     try:
         # The editor's pins and drops belong to it now, in the same transaction.
         return store.create_issue(
-            draft.label, draft.since, draft.until, draft.lineup, draft.rendered, draft.number,
+            draft.label,
+            draft.since,
+            draft.until,
+            draft.lineup,
+            draft.rendered,
+            draft.number,
             with_picks=True,
         )
     except sa.exc.IntegrityError:

@@ -44,9 +44,7 @@ _WHITESPACE = re.compile(r"\s+")
 _UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
 _COLOR = re.compile(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?")
 _FONT = re.compile(r"[A-Za-z0-9 ,'\"-]+")
-SYSTEM_FONTS = (
-    "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
-)
+SYSTEM_FONTS = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 # What an editor's note may contain once rendered from Markdown (raw HTML is off anyway).
 _NOTE_TAGS = {"p", "a", "em", "strong", "ul", "ol", "li", "br", "code", "blockquote"}
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
@@ -177,7 +175,8 @@ def render_issue(
             "base_url": safe_url(settings.base_url),
             # SendGrid's group links (see ASM_UNSUBSCRIBE) instead of our own, or None.
             "asm": {"unsubscribe_url": ASM_UNSUBSCRIBE, "preferences_url": ASM_PREFERENCES}
-            if uses_asm(settings) else None,
+            if uses_asm(settings)
+            else None,
             "postal_address": settings.postal_address.strip(),
             "postal_lines": [
                 line.strip() for line in settings.postal_address.splitlines() if line.strip()
@@ -237,7 +236,7 @@ def brand_of(settings: Settings) -> Brand:
         raise SettingsError(
             f"[brand] font must be a CSS font-family list, got {font!r}",
             "set [brand] font to letters, digits, spaces, commas, hyphens and quotes, "
-            "e.g. \"Georgia, serif\"",
+            'e.g. "Georgia, serif"',
         )
     logo = safe_url(settings.logo_url) if settings.logo_url.strip() else None
     if settings.logo_url.strip() and logo is None:
@@ -331,8 +330,10 @@ def safe_url(url: str | None) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not host:
         return None
     try:
-        netloc = parts.netloc.encode("idna").decode("ascii") if not parts.netloc.isascii() else (
-            parts.netloc
+        netloc = (
+            parts.netloc.encode("idna").decode("ascii")
+            if not parts.netloc.isascii()
+            else (parts.netloc)
         )
     except UnicodeError:
         return None

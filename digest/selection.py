@@ -139,8 +139,9 @@ def parse_window(
     if since is None:
         if until is not None:
             raise WindowError("--until needs --since", "add --since DATE, or drop --until")
-        return Window(since=current - timedelta(days=7), until=current,
-                      label=_iso_week_label(current))
+        return Window(
+            since=current - timedelta(days=7), until=current, label=_iso_week_label(current)
+        )
     start, first_day = _parse_moment("--since", since, tz, end=False)
     if until is None:
         stop, last_day = current, current.date()
@@ -191,8 +192,9 @@ class Ranking:
 
     def lineup(self) -> Lineup:
         """The stories that made it, in rank order."""
-        chosen = sorted((c for c in self.candidates if c.rank is not None),
-                        key=lambda c: c.rank or 0)
+        chosen = sorted(
+            (c for c in self.candidates if c.rank is not None), key=lambda c: c.rank or 0
+        )
         return Lineup(window=self.window, stories=[c.story for c in chosen])
 
 
@@ -267,9 +269,18 @@ def _representative(members: Sequence[_Entry]) -> _Entry:
     """The most complete article, else the most popular, else the earliest; one with a link."""
     if len(members) == 1:
         return members[0]
-    return min(members, key=lambda m: (not m.article.url, -m.completeness,
-                                       -_popularity(m.article), m.published,
-                                       m.article.url or "", m.article.origin, m.article.title))
+    return min(
+        members,
+        key=lambda m: (
+            not m.article.url,
+            -m.completeness,
+            -_popularity(m.article),
+            m.published,
+            m.article.url or "",
+            m.article.origin,
+            m.article.title,
+        ),
+    )
 
 
 def _story_parts(
@@ -281,8 +292,9 @@ def _story_parts(
     sources = {source_name(a).casefold() for a in articles}
     # Canonical URLs cost a parse each: only worth it when the editor picked something.
     keys = set().union(*(article_keys(a) for a in articles)) if rules.pins or rules.drops else set()
-    weight = (max(_weight(a, rules.source_weights) for a in articles) if rules.source_weights
-              else 1.0)
+    weight = (
+        max(_weight(a, rules.source_weights) for a in articles) if rules.source_weights else 1.0
+    )
     return {
         "coverage": 1.0 - 1.0 / len(sources),
         "recency": min(1.0, max(0.0, (newest - since) / ((until - since) or 1.0))),
@@ -299,9 +311,10 @@ def _popularity_components(groups: Sequence[Sequence[_Entry]]) -> list[float]:
     kinds = [k for k in METRICS if any(k in m.article.metrics for g in groups for m in g)]
     if not kinds:
         return [0.0] * len(groups)
-    sums = [{k: math.log1p(sum(max(0.0, m.article.metrics.get(k, 0.0)) for m in g))
-             for k in kinds}
-            for g in groups]
+    sums = [
+        {k: math.log1p(sum(max(0.0, m.article.metrics.get(k, 0.0)) for m in g)) for k in kinds}
+        for g in groups
+    ]
     tops = {k: max(s[k] for s in sums) for k in kinds}
     return [sum(s[k] / tops[k] if tops[k] else 0.0 for k in kinds) / len(kinds) for s in sums]
 
@@ -316,8 +329,9 @@ def score(parts: Mapping[str, float]) -> float:
     )
 
 
-def _entries(articles: Sequence[Article], window: Window, language: str
-             ) -> tuple[list[_Entry], list[list[str]]]:
+def _entries(
+    articles: Sequence[Article], window: Window, language: str
+) -> tuple[list[_Entry], list[list[str]]]:
     """The window's articles in a fixed order (time, URL, origin, title), and their
     fingerprints for clustering."""
     since, until = window.since.timestamp(), window.until.timestamp()
@@ -334,7 +348,9 @@ def _entries(articles: Sequence[Article], window: Window, language: str
 
 
 def stories(
-    articles: Sequence[Article], window: Window, rules: Rules | None = None,
+    articles: Sequence[Article],
+    window: Window,
+    rules: Rules | None = None,
     language: str = "en",
 ) -> list[Story]:
     """The window's articles grouped into stories and scored, best first, pins first.
@@ -352,8 +368,13 @@ def stories(
     for members, popularity in zip(groups, _popularity_components(groups), strict=True):
         newest = max(m.published for m in members)
         parts = {"popularity": popularity, **_story_parts(members, newest, window, rules)}
-        story = Story(article=members[0].article, summary="", score=score(parts),
-                      also=[m.article for m in members[1:]], components=parts)
+        story = Story(
+            article=members[0].article,
+            summary="",
+            score=score(parts),
+            also=[m.article for m in members[1:]],
+            components=parts,
+        )
         ordered.append((_order(story, newest), story))
     ordered.sort(key=lambda pair: pair[0])
     return [story for _, story in ordered]
@@ -362,8 +383,14 @@ def stories(
 def _order(story: Story, newest: float) -> tuple[float, float, float, str, str, str]:
     """Sort key: pinned first, then best score, then newer, then title, URL and origin."""
     article = story.article
-    return (-story.components["pinned"], -round(story.score, 9), -newest, article.title,
-            article.url or "", article.origin)
+    return (
+        -story.components["pinned"],
+        -round(story.score, 9),
+        -newest,
+        article.title,
+        article.url or "",
+        article.origin,
+    )
 
 
 def _section(story: Story) -> str | None:
@@ -395,8 +422,11 @@ def choose(found: Sequence[Story], window: Window, top: int, rules: Rules) -> Ra
         elif rules.max_per_source and per_source.get(source.casefold(), 0) >= rules.max_per_source:
             verdict = "source cap"
             reason = f"max_per_source: already {rules.max_per_source} from {source}"
-        elif (section and rules.max_per_section
-              and per_section.get(section.casefold(), 0) >= rules.max_per_section):
+        elif (
+            section
+            and rules.max_per_section
+            and per_section.get(section.casefold(), 0) >= rules.max_per_section
+        ):
             verdict = "section cap"
             reason = f"max_per_section: already {rules.max_per_section} in {section}"
         rank = None
@@ -429,8 +459,9 @@ def rank(
     for candidate in ranking.candidates:
         if candidate.rank is not None:
             story = candidate.story
-            story.summary = summarize(story.article, sentences=sentences, budget=budget,
-                                      language=language).text
+            story.summary = summarize(
+                story.article, sentences=sentences, budget=budget, language=language
+            ).text
     return ranking
 
 
@@ -449,8 +480,15 @@ def select(
     Articles outside the window (or without a date) are left out; articles about the same
     event are merged into one story (see the module's docstring for the score and the rules).
     """
-    return rank(articles, window, top=top, sentences=sentences, budget=budget,
-                language=language, rules=rules).lineup()
+    return rank(
+        articles,
+        window,
+        top=top,
+        sentences=sentences,
+        budget=budget,
+        language=language,
+        rules=rules,
+    ).lineup()
 
 
 def _components(story: Story) -> dict[str, float]:

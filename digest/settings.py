@@ -263,8 +263,17 @@ def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
 
 
 # The article fields a CMS export's columns can be mapped to ([sources.mapping]).
-MAPPING_FIELDS = ("title", "text", "url", "published", "summary", "author", "section", "source",
-                  "image")
+MAPPING_FIELDS = (
+    "title",
+    "text",
+    "url",
+    "published",
+    "summary",
+    "author",
+    "section",
+    "source",
+    "image",
+)
 
 
 def _field_map(value: Any, where: str) -> dict[str, str]:
@@ -279,8 +288,10 @@ def _field_map(value: Any, where: str) -> dict[str, str]:
         raise ValueError(value)
     for field_name in value:
         if field_name not in MAPPING_FIELDS:
-            raise SettingsError(f"{where}: {field_name!r} is not an article field",
-                                f"map any of: {', '.join(MAPPING_FIELDS)}")
+            raise SettingsError(
+                f"{where}: {field_name!r} is not an article field",
+                f"map any of: {', '.join(MAPPING_FIELDS)}",
+            )
     return {str(k): str(v) for k, v in value.items()}
 
 

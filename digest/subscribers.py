@@ -79,8 +79,9 @@ def normalize_email(raw: str) -> str:
             if len(_domains) < _MAX_DOMAINS:
                 _domains[domain] = verdict
         if isinstance(verdict, SubscriberError):
-            raise SubscriberError(f"invalid email address {text!r}: {verdict.message}",
-                                  verdict.hint)
+            raise SubscriberError(
+                f"invalid email address {text!r}: {verdict.message}", verdict.hint
+            )
         return f"{local}@{verdict}"
     try:
         valid = validate_email(text, check_deliverability=False)
@@ -130,8 +131,13 @@ class _Columns:
     def of(cls, header: list[str]) -> _Columns:
         place = {name: i for i, name in reversed(list(enumerate(header)))}  # the first wins
         custom = [(name, i) for name, i in place.items() if name not in CORE_COLUMNS and name]
-        return cls(place["email"], place.get("name"), place.get("lists"), place.get("status"),
-                   sorted(custom, key=lambda c: c[1]))
+        return cls(
+            place["email"],
+            place.get("name"),
+            place.get("lists"),
+            place.get("status"),
+            sorted(custom, key=lambda c: c[1]),
+        )
 
 
 def _rows(path: Path) -> Iterator[tuple[int, _Columns, list[str]]]:
@@ -150,7 +156,9 @@ def _rows(path: Path) -> Iterator[tuple[int, _Columns, list[str]]]:
             if len(first) >= MAX_HEADER and not first.endswith("\n"):
                 raise SubscriberError(
                     f"{path}:1: no header line in the first {MAX_HEADER:,} characters: "
-                    "this is not a CSV file", "pass a CSV file with a header row")
+                    "this is not a CSV file",
+                    "pass a CSV file with a header row",
+                )
             delimiter = max((",", ";", "\t"), key=first.count)
             reader = csv.reader(  # the header line again, then the rest: pipes cannot seek
                 itertools.chain([first], handle),
@@ -266,7 +274,10 @@ def _parser(
     The columns' places are bound once: at 50,000 rows a second every call per cell counts.
     """
     email_at, name_at, lists_at, status_at = (
-        columns.email, columns.name, columns.lists, columns.status
+        columns.email,
+        columns.name,
+        columns.lists,
+        columns.status,
     )
     custom = columns.custom
     failures = report.failures
@@ -288,9 +299,7 @@ def _parser(
         status = cell(cells, status_at).lower() or "active"
         if status not in statuses:
             choices = ", ".join(statuses)
-            failures.append(
-                RowFailure(line, f"status: unknown {status!r} (use one of {choices})")
-            )
+            failures.append(RowFailure(line, f"status: unknown {status!r} (use one of {choices})"))
             return None
         lists = _split_lists(cell(cells, lists_at)) or [default_list]
         if extra_list and extra_list not in lists:
@@ -339,9 +348,13 @@ _JOIN = (
 # few parameters whatever the chunk, where thousands of placeholders cost the driver more
 # to split and the server more to parse than the rows themselves. The arrays go in
 # psycopg's binary format (%b): no quoting of each element as text.
-_PG_UPSERT = _UPSERT.format(rows="").replace(
-    "VALUES ", "SELECT v.*, %s, %s FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS v"
-) + " RETURNING subscribers.email, subscribers.xmax = 0"
+_PG_UPSERT = (
+    _UPSERT.format(rows="").replace(
+        "VALUES ",
+        "SELECT v.*, %s, %s FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS v",
+    )
+    + " RETURNING subscribers.email, subscribers.xmax = 0"
+)
 
 
 def _fields_json(fields: dict[str, str]) -> str:
@@ -372,12 +385,16 @@ def _write_sqlite(
         report.updated += len(existing.keys() - carried)
         report.added += len(chunk) - len(existing)
         _insert(
-            cursor, _UPSERT, limit,
+            cursor,
+            _UPSERT,
+            limit,
             [(e, r.name, r.status, _fields_json(r.fields), now, now) for e, r in chunk.items()],
         )
         ids = {**existing, **_ids(cursor, [e for e in emails if e not in existing], limit)}
         _insert(
-            cursor, _JOIN, limit,
+            cursor,
+            _JOIN,
+            limit,
             [(ids[e], name) for e, r in chunk.items() for name in dict.fromkeys(r.lists)],
         )
     finally:
@@ -405,8 +422,14 @@ def _send_pg(raw: Any, chunk: dict[str, _Row]) -> Any:
     upsert = raw.cursor()
     upsert.execute(
         _PG_UPSERT,
-        [now, now, emails, [r.name for r in rows], [r.status for r in rows],
-         [_fields_json(r.fields) for r in rows]],
+        [
+            now,
+            now,
+            emails,
+            [r.name for r in rows],
+            [r.status for r in rows],
+            [_fields_json(r.fields) for r in rows],
+        ],
     )
     pairs = [(e, name) for e, r in chunk.items() for name in dict.fromkeys(r.lists)]
     raw.execute(_PG_JOIN, [[e for e, _ in pairs], [name for _, name in pairs]])
@@ -473,14 +496,17 @@ def export_csv(store: Store, out: TextIO | None = None, list_name: str | None = 
     return count
 
 
-def _pages(
-    store: Store, list_name: str | None, size: int = 5000
-) -> Iterator[Sequence[Any]]:
+def _pages(store: Store, list_name: str | None, size: int = 5000) -> Iterator[Sequence[Any]]:
     after = 0
     while True:
         query = (
-            sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name,
-                      subscribers.c.status, subscribers.c.fields)
+            sa.select(
+                subscribers.c.id,
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.status,
+                subscribers.c.fields,
+            )
             .where(subscribers.c.id > after)
             .order_by(subscribers.c.id)
             .limit(size)
@@ -488,8 +514,9 @@ def _pages(
         if list_name is not None:
             query = query.where(
                 subscribers.c.id.in_(
-                    sa.select(memberships.c.subscriber_id)
-                    .where(memberships.c.list_name == list_name)
+                    sa.select(memberships.c.subscriber_id).where(
+                        memberships.c.list_name == list_name
+                    )
                 )
             )
         with store.engine.connect() as conn:

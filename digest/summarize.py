@@ -67,10 +67,12 @@ _CAPTION = [
     re.compile(r"\s/\s+[^/.!?]{2,60}$"),  # "… in Helsinki. / AFP Yonhap News"
     re.compile(r"\((?:photo|image|picture|credit|file)\b[^)]*\)\s*$", re.IGNORECASE),
     re.compile(r"\((?:getty images|ap|afp|reuters|epa|shutterstock)\b[^)]*\)\s*$", re.IGNORECASE),
-    re.compile(r"^(?:photo|image|picture|caption|pictured|file photo|credit)\s*[:|]",
-               re.IGNORECASE),
-    re.compile(r"\b(?:photo(?:graph)?|image|picture)\s*(?:by|:|credit:?)\s+[^.!?]{2,60}$",
-               re.IGNORECASE),
+    re.compile(
+        r"^(?:photo|image|picture|caption|pictured|file photo|credit)\s*[:|]", re.IGNORECASE
+    ),
+    re.compile(
+        r"\b(?:photo(?:graph)?|image|picture)\s*(?:by|:|credit:?)\s+[^.!?]{2,60}$", re.IGNORECASE
+    ),
 ]
 _CREDIT_LINE = re.compile(
     r"^\(?(?:additional )?(?:reporting|editing|writing|compiled|written|words) by\b", re.IGNORECASE
@@ -221,8 +223,9 @@ def _stem(word: str) -> str:
 
 # Every ASCII character that cannot be in a _WORD match becomes a space: after casefolding, the
 # words of an ASCII text are then its whitespace-separated pieces (see split_words).
-_NOT_WORD = str.maketrans({chr(c): " " for c in range(128)
-                           if not (chr(c).isalnum() and chr(c) != "_") and chr(c) != "'"})
+_NOT_WORD = str.maketrans(
+    {chr(c): " " for c in range(128) if not (chr(c).isalnum() and chr(c) != "_") and chr(c) != "'"}
+)
 
 
 def split_words(text: str) -> list[str]:
@@ -254,8 +257,9 @@ def content_words(text: str, language: str = "en") -> list[str]:
     if len(terms) > 500_000:
         terms.clear()  # bounded: a long-running process meets ever more words
     for word in set(words).difference(terms):
-        terms[word] = "" if word in STOPWORDS or (len(word) < 2 and not word.isdigit()) else (
-            _stem(word))
+        terms[word] = (
+            "" if word in STOPWORDS or (len(word) < 2 and not word.isdigit()) else (_stem(word))
+        )
     # Every word is in the table now: looked up and filtered in C (selection runs this 10,000
     # times).
     return list(filter(None, map(terms.__getitem__, words)))
@@ -283,7 +287,8 @@ def _body_paragraphs(text: str) -> list[str]:
     # Scraped pages print a photo's caption twice in a row (alt text, then the caption).
     twice = {a for a, b in zip(keys, keys[1:], strict=False) if a == b}
     return [
-        p for p, key in zip(paragraphs, keys, strict=True)
+        p
+        for p, key in zip(paragraphs, keys, strict=True)
         if key not in twice and not _is_caption_or_byline(p)
     ]
 
@@ -410,8 +415,14 @@ def rank_sentences(sentences: Sequence[str], title: str = "", language: str = "e
     return _score(sentences, title, language)[0] if sentences else []
 
 
-def _fit(ranked: Sequence[int], sentences: Sequence[str], count: int, budget: int,
-         vectors: Sequence[dict[str, float]], scores: Sequence[float]) -> list[int]:
+def _fit(
+    ranked: Sequence[int],
+    sentences: Sequence[str],
+    count: int,
+    budget: int,
+    vectors: Sequence[dict[str, float]],
+    scores: Sequence[float],
+) -> list[int]:
     """Indexes of the best `count` sentences that do not repeat one another, less those that
     overflow the budget; the best always, even alone over it.
 
@@ -462,8 +473,11 @@ def summarize(
     candidates = _candidates(article, language)
     if not candidates:
         # A teaser with no usable body: the source's summary, even clipped, beats nothing.
-        parts = [p for p in split_sentences(article.summary or "", language)
-                 if not _BOILERPLATE.search(p)]
+        parts = [
+            p
+            for p in split_sentences(article.summary or "", language)
+            if not _BOILERPLATE.search(p)
+        ]
         return _lead(parts, sentences, budget)
     scores, vectors = _score(candidates, article.title, language)
     ranked = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))

@@ -144,8 +144,10 @@ class OneClickWriter:
         ids = self._ids(sorted({sid for sid, _ in pairs}))
         now = self.stamp(utcnow())
         # PostgreSQL: every statement and the commit in one round trip, not one each.
-        with closing(db.cursor()) as find, closing(db.cursor()) as write, (
-            db.pipeline() if self.postgres else nullcontext()
+        with (
+            closing(db.cursor()) as find,
+            closing(db.cursor()) as write,
+            db.pipeline() if self.postgres else nullcontext(),
         ):
             if self.begin:
                 write.execute(self.begin)

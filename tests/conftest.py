@@ -100,8 +100,14 @@ def store(db_url: str) -> Iterator[Store]:
 
 
 # Settings a developer's shell may hold that would change what a fresh folder does.
-FOLDER_UNSET = ("DIGEST_CONFIG", "SENDGRID_API_KEY", "DIGEST_SENDGRID_HOST", "DIGEST_BASE_URL",
-                "DIGEST_NOTE", "DIGEST_MIN_STORIES")
+FOLDER_UNSET = (
+    "DIGEST_CONFIG",
+    "SENDGRID_API_KEY",
+    "DIGEST_SENDGRID_HOST",
+    "DIGEST_BASE_URL",
+    "DIGEST_NOTE",
+    "DIGEST_MIN_STORIES",
+)
 
 
 def init_folder(

@@ -119,7 +119,11 @@ class _Handler:
         self.require_auth = require_auth
 
     async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         mail_options: list[str],
     ) -> str:
         # Refused here rather than with aiosmtpd's auth_required, which warns without TLS.
@@ -130,7 +134,11 @@ class _Handler:
         return "250 OK"
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         rcpt_options: list[str],
     ) -> str:
         if address.lower() in self.refuse:
@@ -160,8 +168,10 @@ class _Handler:
                 data=data,
                 login=login.decode() if isinstance(login, bytes) else None,
                 tls=session.ssl is not None  # after STARTTLS
-                or (server.transport is not None  # implicit TLS
-                    and server.transport.get_extra_info("sslcontext") is not None),
+                or (
+                    server.transport is not None  # implicit TLS
+                    and server.transport.get_extra_info("sslcontext") is not None
+                ),
             )
         )
         return "250 2.0.0 Message accepted for delivery"
@@ -364,20 +374,39 @@ def _sendgrid_handler(peer: SendGridPeer, validator: Draft202012Validator) -> ty
                     peer.recipients.update(emails)
             self._answer(status, headers, answer)
 
-        def _judge(
-            self, body: Any
-        ) -> tuple[int, dict[str, str], dict[str, Any] | bytes | None]:
+        def _judge(self, body: Any) -> tuple[int, dict[str, str], dict[str, Any] | bytes | None]:
             if self.path not in ("/v3/mail/send", "/v3/mail/batch", "/v3/user/scheduled_sends"):
                 return 404, {}, {"errors": [{"message": "not found", "field": None}]}
             if self.headers.get("Authorization") != f"Bearer {peer.api_key}":
-                return 401, {}, {"errors": [{
-                    "message": "The provided authorization grant is invalid, expired, or revoked",
-                    "field": None, "help": None,
-                }]}
+                return (
+                    401,
+                    {},
+                    {
+                        "errors": [
+                            {
+                                "message": (
+                                    "The provided authorization grant is invalid, expired, "
+                                    "or revoked"
+                                ),
+                                "field": None,
+                                "help": None,
+                            }
+                        ]
+                    },
+                )
             if self.headers.get_content_type() != "application/json" and body is not None:
-                return 415, {}, {"errors": [{
-                    "message": "Content-Type should be application/json", "field": None,
-                }]}
+                return (
+                    415,
+                    {},
+                    {
+                        "errors": [
+                            {
+                                "message": "Content-Type should be application/json",
+                                "field": None,
+                            }
+                        ]
+                    },
+                )
             if self.path != "/v3/mail/send":
                 return self._schedule(body)
             if not peer.validate:
@@ -396,9 +425,7 @@ def _sendgrid_handler(peer: SendGridPeer, validator: Draft202012Validator) -> ty
                 return 400, {}, {"errors": errors}
             return 202, {"X-Message-Id": uuid.uuid4().hex[:22]}, None
 
-        def _schedule(
-            self, body: Any
-        ) -> tuple[int, dict[str, str], dict[str, Any] | bytes | None]:
+        def _schedule(self, body: Any) -> tuple[int, dict[str, str], dict[str, Any] | bytes | None]:
             if self.path == "/v3/mail/batch":
                 batch_id = uuid.uuid4().hex
                 with peer.lock:

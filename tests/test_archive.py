@@ -30,8 +30,11 @@ def test_static_archive_links_resolve_and_carry_no_token(
     assert line.strip() == f"wrote 6 files for 2 issues to {out}"
     index = (out / "index.html").read_text()
     assert "Digest #2: Tides &amp; &lt;Moons&gt;" in index
-    for page in (out / "index.html", out / "archive" / "index.html",
-                 out / "issues" / str(first) / "index.html"):
+    for page in (
+        out / "index.html",
+        out / "archive" / "index.html",
+        out / "issues" / str(first) / "index.html",
+    ):
         for href in re.findall(r'href="([^"#:]+)"', page.read_text()):
             target = (page.parent / href).resolve()
             assert (target / "index.html").is_file() or target.is_file(), (page, href)
@@ -39,7 +42,8 @@ def test_static_archive_links_resolve_and_carry_no_token(
     assert "<h1>Rivers rise</h1>" in view and "/u/" not in view and "@" not in view
     feed = feedparser.parse((out / "feed.xml").read_text())
     assert not feed.bozo and [e.title for e in feed.entries] == [
-        "#2 Digest #2: Tides & <Moons>", "#1 Digest #1: Rivers"
+        "#2 Digest #2: Tides & <Moons>",
+        "#1 Digest #1: Rivers",
     ]
 
 

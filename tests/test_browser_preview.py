@@ -27,8 +27,10 @@ def server(newsletter: Path) -> Iterator[PreviewServer]:  # noqa: F811  (fixture
     config = newsletter / "digest.toml"
     text = config.read_text(encoding="utf-8")
     assert 'logo_url = ""' in text  # digest init writes the [brand] section
-    config.write_text(text.replace('logo_url = ""', 'logo_url = "https://cdn.example.com/logo.png"'),
-                      encoding="utf-8")
+    config.write_text(
+        text.replace('logo_url = ""', 'logo_url = "https://cdn.example.com/logo.png"'),
+        encoding="utf-8",
+    )
     running = PreviewServer(PreviewSource(lambda: read_settings(config), {}), 0).start()
     yield running
     running.stop()

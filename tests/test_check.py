@@ -32,8 +32,14 @@ SETTINGS = Settings(
 
 def story(n: int, url: str | None = None, summary: str = "What happened, briefly.") -> Story:
     link = url or f"https://harbour-news.example.org/story/{n}"
-    article = Article(title=f"Story {n}: the harbour reopens", text="", origin=link, url=link,
-                      source="Harbour News", image=f"https://harbour-news.example.org/img/{n}.jpg")
+    article = Article(
+        title=f"Story {n}: the harbour reopens",
+        text="",
+        origin=link,
+        url=link,
+        source="Harbour News",
+        image=f"https://harbour-news.example.org/img/{n}.jpg",
+    )
     return Story(article, summary, 1.0)
 
 
@@ -72,7 +78,10 @@ def test_good_issue_passes() -> None:
     assert "[[" not in filled
     assert report.html_bytes == len(filled.encode("utf-8"))
     assert report.as_json() == {
-        "ok": True, "errors": [], "warnings": [], "html_bytes": report.html_bytes,
+        "ok": True,
+        "errors": [],
+        "warnings": [],
+        "html_bytes": report.html_bytes,
     }
 
 
@@ -113,7 +122,9 @@ def test_missing_unsubscribe_link_is_an_error(tmp_path: Path) -> None:
 
 def test_fixed_unsubscribe_url_in_the_body_counts(tmp_path: Path) -> None:
     settings = with_template(
-        tmp_path, 'href="{{ subscriber.unsubscribe_url }}"', 'href="https://news.example.com/u/tok"',
+        tmp_path,
+        'href="{{ subscriber.unsubscribe_url }}"',
+        'href="https://news.example.com/u/tok"',
         FOOTER,
     )
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)
@@ -148,8 +159,12 @@ def test_link_that_is_not_absolute_http_is_an_error(tmp_path: Path, href: str) -
 
 @pytest.mark.parametrize(
     "url",
-    ["http://localhost:8000/story/1", "http://127.0.0.1/story/1", "https://[::1]/story",
-     "http://preview.localhost/a"],
+    [
+        "http://localhost:8000/story/1",
+        "http://127.0.0.1/story/1",
+        "https://[::1]/story",
+        "http://preview.localhost/a",
+    ],
 )
 def test_link_to_localhost_is_an_error(url: str) -> None:
     report = check_issue(render([story(1, url=url)]), 1, SETTINGS, HEADERS)
@@ -159,7 +174,9 @@ def test_link_to_localhost_is_an_error(url: str) -> None:
 
 def test_mailto_link_is_fine(tmp_path: Path) -> None:
     settings = with_template(
-        tmp_path, UNSUBSCRIBE, f'{UNSUBSCRIBE} · <a href="mailto:editor@example.com">Write</a>',
+        tmp_path,
+        UNSUBSCRIBE,
+        f'{UNSUBSCRIBE} · <a href="mailto:editor@example.com">Write</a>',
         FOOTER,
     )
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)

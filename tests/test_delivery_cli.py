@@ -60,9 +60,7 @@ def test_test_to_an_address_that_is_no_address(folder: Path, peer: SendGridPeer)
     assert peer.requests == []
 
 
-def test_dry_run_builds_every_request_body_and_sends_none(
-    folder: Path, peer: SendGridPeer
-) -> None:
+def test_dry_run_builds_every_request_body_and_sends_none(folder: Path, peer: SendGridPeer) -> None:
     result = run(*SEND, "--dry-run")
     assert result.exit_code == 0, result.output
     assert " would send, 0 failed, 0 unknown" in result.output
@@ -91,8 +89,11 @@ def test_send_at_schedules_and_cancel_cancels(folder: Path, peer: SendGridPeer) 
 
 @pytest.mark.parametrize(
     ("when", "message"),
-    [("tomorrow-ish", "is not a date and time"), ("2001-01-01 08:00", "is in the past"),
-     ((datetime.now(UTC) + timedelta(days=4)).isoformat(), "more than 72 hours ahead")],
+    [
+        ("tomorrow-ish", "is not a date and time"),
+        ("2001-01-01 08:00", "is in the past"),
+        ((datetime.now(UTC) + timedelta(days=4)).isoformat(), "more than 72 hours ahead"),
+    ],
 )
 def test_send_at_must_be_a_time_within_72_hours(folder: Path, when: str, message: str) -> None:
     result = run(*SEND, "--send-at", when)

@@ -104,8 +104,15 @@ def test_events_change_statuses_and_count_once(hook: Site) -> None:
         "grace@example.org": ("complained", ["main", "science"]),
         "linus@example.org": ("active", ["main"]),  # a block is temporary
     }
-    counts = {"sent": 4, "delivered": 2, "opens": 2, "clicks": 1, "bounces": 2,
-              "complaints": 1, "unsubscribes": 1}
+    counts = {
+        "sent": 4,
+        "delivered": 2,
+        "opens": 2,
+        "clicks": 1,
+        "bounces": 2,
+        "complaints": 1,
+        "unsubscribes": 1,
+    }
     row = status_row(db_url)
     assert {k: row[k] for k in counts} == counts
 
@@ -123,8 +130,13 @@ def test_a_later_event_never_softens_a_complaint(hook: Site) -> None:
 
 def test_without_our_custom_args_the_address_decides(hook: Site) -> None:
     store, url, signer, _ = hook
-    stranger = {"email": "ALAN@example.net", "event": "unsubscribe", "sg_event_id": "u1",
-                "timestamp": int(time.time()), "subscriber": "99999"}
+    stranger = {
+        "email": "ALAN@example.net",
+        "event": "unsubscribe",
+        "sg_event_id": "u1",
+        "timestamp": int(time.time()),
+        "subscriber": "99999",
+    }
     status, answer = post(url, signer, [stranger])
     assert (status, answer["status_changes"]) == (200, 1)
     assert statuses(store)["alan@example.net"][0] == "unsubscribed"

@@ -31,9 +31,9 @@ def newsletter(tmp_path: Path, db_url: str) -> Path:
     folder = tmp_path / "news"
     init_folder(folder, database_url=db_url)
     csv = tmp_path / "more.csv"
-    csv.write_text("email,name\n" + "".join(
-        f"reader{n:03d}@example.com,Reader {n}\n" for n in range(PEOPLE)
-    ))
+    csv.write_text(
+        "email,name\n" + "".join(f"reader{n:03d}@example.com,Reader {n}\n" for n in range(PEOPLE))
+    )
     store = Store.open(db_url)
     try:
         import_csv(store, csv, "main")
@@ -42,19 +42,29 @@ def newsletter(tmp_path: Path, db_url: str) -> Path:
     return folder
 
 
-def digest(folder: Path, db_url: str, peer: SendGridPeer, *args: str,
-           **env: str) -> subprocess.Popen[str]:
+def digest(
+    folder: Path, db_url: str, peer: SendGridPeer, *args: str, **env: str
+) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     environ.update(
-        DIGEST_CONFIG=str(folder / "digest.toml"), DIGEST_DATABASE_URL=db_url,
-        SENDGRID_API_KEY=API_KEY, DIGEST_SENDGRID_HOST=peer.url, DIGEST_BACKEND="sendgrid",
-        DIGEST_BATCH_SIZE="5", DIGEST_WORKERS="2", DIGEST_BACKOFF="0.01",
+        DIGEST_CONFIG=str(folder / "digest.toml"),
+        DIGEST_DATABASE_URL=db_url,
+        SENDGRID_API_KEY=API_KEY,
+        DIGEST_SENDGRID_HOST=peer.url,
+        DIGEST_BACKEND="sendgrid",
+        DIGEST_BATCH_SIZE="5",
+        DIGEST_WORKERS="2",
+        DIGEST_BACKOFF="0.01",
         PYTHONPATH=str(Path(__file__).resolve().parents[1]),
     )
     environ.update(env)
     return subprocess.Popen(
-        [sys.executable, "-m", "digest", *args], cwd=folder, env=environ, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "digest", *args],
+        cwd=folder,
+        env=environ,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 

@@ -27,21 +27,33 @@ API_KEY = "SG.ledger-test.key"
 
 def settings_for(url: str = "", **changes: Any) -> Settings:
     values: dict[str, Any] = {
-        "from_email": "news@digest.example.org", "base_url": "https://news.example.org",
-        "backend": "sendgrid", "sendgrid_host": url, "sendgrid_api_key": API_KEY,
-        "sendgrid_timeout": 5.0, "smtp_timeout": 5.0, "secret": "s3cret",
-        "batch_size": 4, "workers": 3, "retries": 3, "backoff": 0.01,
+        "from_email": "news@digest.example.org",
+        "base_url": "https://news.example.org",
+        "backend": "sendgrid",
+        "sendgrid_host": url,
+        "sendgrid_api_key": API_KEY,
+        "sendgrid_timeout": 5.0,
+        "smtp_timeout": 5.0,
+        "secret": "s3cret",
+        "batch_size": 4,
+        "workers": 3,
+        "retries": 3,
+        "backoff": 0.01,
     }
     values.update(changes)
     return Settings(**values)
 
 
 def freeze_issue(store: Store) -> Issue:
-    html = f"<p>Hello {html_marker('name')}</p><a href=\"{html_marker('unsubscribe_url')}\">u</a>"
+    html = f'<p>Hello {html_marker("name")}</p><a href="{html_marker("unsubscribe_url")}">u</a>'
     text = f"Hello {text_marker('name')}\n{text_marker('unsubscribe_url')}\n"
     return store.create_issue(
-        "2024-W05", datetime(2024, 1, 29, tzinfo=UTC), datetime(2024, 2, 5, tzinfo=UTC), [],
-        RenderedIssue("Week 5", "In brief", html, text), 1,
+        "2024-W05",
+        datetime(2024, 1, 29, tzinfo=UTC),
+        datetime(2024, 2, 5, tzinfo=UTC),
+        [],
+        RenderedIssue("Week 5", "In brief", html, text),
+        1,
     )
 
 
@@ -75,8 +87,10 @@ def run(store: Store, issue: Issue, s: Settings, **kwargs: Any) -> DeliveryRepor
 def test_everyone_gets_it_once_through_several_workers(store: Store) -> None:
     emails = add_people(store, 25)
     gone = add_people(store, 1, start=90)
-    store.set_subscriber_status(store.subscriber_by_email(gone[0]).id or 0,  # type: ignore[union-attr]
-                                SubscriberStatus.UNSUBSCRIBED)
+    store.set_subscriber_status(
+        store.subscriber_by_email(gone[0]).id or 0,  # type: ignore[union-attr]
+        SubscriberStatus.UNSUBSCRIBED,
+    )
     issue = freeze_issue(store)
     seen: list[int] = []
     with sendgrid_server(API_KEY) as peer:
@@ -90,8 +104,10 @@ def test_everyone_gets_it_once_through_several_workers(store: Store) -> None:
     assert ledger(store, issue) == dict.fromkeys(emails, "sent")
     assert seen == sorted(seen) and seen[-1] == 25
     # Each delivery keeps the X-Message-Id of the request that carried it.
-    ids = {r.message_id: {p["to"][0]["email"] for p in r.body["personalizations"]}
-           for r in peer.requests}
+    ids = {
+        r.message_id: {p["to"][0]["email"] for p in r.body["personalizations"]}
+        for r in peer.requests
+    }
     for email, _, message_id in store.deliveries_of(issue.id):
         assert email in ids[message_id]
     assert store.issue_by_label("2024-W05").sent_at is not None  # type: ignore[union-attr]
@@ -124,7 +140,8 @@ def test_a_killed_run_leaves_sending_rows_that_become_unknown(store: Store) -> N
     people = {p.email: p.id or 0 for p in store.subscribers("main")}
     # What a run killed during its request leaves behind: claimed, never recorded.
     assert claim(store, issue.id, [people[e] for e in emails[:2]], [DeliveryStatus.PENDING]) == {
-        people[emails[0]], people[emails[1]]
+        people[emails[0]],
+        people[emails[1]],
     }
     with sendgrid_server(API_KEY) as peer:
         report = run(store, issue, settings_for(peer.url))
@@ -138,8 +155,20 @@ def test_a_400_fails_one_batch_and_the_others_go(store: Store) -> None:
     emails = add_people(store, 12)
     issue = freeze_issue(store)
     with sendgrid_server(API_KEY) as peer:
-        peer.script(Reply(), Reply(400, body={"errors": [
-            {"message": "The content value must be a string", "field": "content.0.value"}]}))
+        peer.script(
+            Reply(),
+            Reply(
+                400,
+                body={
+                    "errors": [
+                        {
+                            "message": "The content value must be a string",
+                            "field": "content.0.value",
+                        }
+                    ]
+                },
+            ),
+        )
         report = run(store, issue, settings_for(peer.url, workers=1))
         again = run(store, issue, settings_for(peer.url, workers=1))
     refused = {p["to"][0]["email"] for p in peer.requests[1].body["personalizations"]}
@@ -215,8 +244,14 @@ def test_smtp_workers_reconnect_and_retry_a_busy_server(store: Store) -> None:
     issue = freeze_issue(store)
     with smtp_server() as peer:
         peer.busy, peer.drop_after = 2, 3  # two 451s, and a hang-up every third message
-        s = settings_for(backend="smtp", smtp_host="127.0.0.1", smtp_port=peer.port,
-                         smtp_security="none", workers=2, batch_size=3)
+        s = settings_for(
+            backend="smtp",
+            smtp_host="127.0.0.1",
+            smtp_port=peer.port,
+            smtp_security="none",
+            workers=2,
+            batch_size=3,
+        )
         report = deliver(store, issue, "main", SmtpSender(s), s)
     assert (report.sent, report.failed, report.unknown, report.deferred) == (10, 0, 0, 0)
     assert Counter(r for m in peer.messages for r in m.rcpt_tos) == Counter(emails)
@@ -228,8 +263,9 @@ def test_smtp_permanent_refusals_are_recorded_per_recipient(store: Store) -> Non
     emails = add_people(store, 4)
     issue = freeze_issue(store)
     with smtp_server(refuse={emails[1]}) as peer:
-        s = settings_for(backend="smtp", smtp_host="127.0.0.1", smtp_port=peer.port,
-                         smtp_security="none")
+        s = settings_for(
+            backend="smtp", smtp_host="127.0.0.1", smtp_port=peer.port, smtp_security="none"
+        )
         report = deliver(store, issue, "main", SmtpSender(s), s)
     assert (report.sent, report.failed) == (3, 1)
     [(email, reason)] = report.failures
@@ -260,8 +296,10 @@ def test_who_left_after_their_page_was_read_is_not_claimed(store: Store) -> None
         leave(conn, ids[2], "main", source="one-click")  # no list left: unsubscribed
     assert claim(store, issue.id, ids, [DeliveryStatus.PENDING]) == {ids[0], ids[3]}
     assert ledger(store, issue) == {
-        "reader000@example.com": "sending", "reader001@example.com": "pending",
-        "reader002@example.com": "pending", "reader003@example.com": "sending",
+        "reader000@example.com": "sending",
+        "reader001@example.com": "pending",
+        "reader002@example.com": "pending",
+        "reader003@example.com": "sending",
     }
 
 

@@ -27,26 +27,38 @@ SECRET = "test-secret"
 
 def make_issue(subject: str = "Week 5: the top stories") -> Issue:
     html = (
-        "<html><body><p>Hello " + html_marker("name") + "</p>"
-        + "<p>" + "A long line of MJML output. " * 60 + "</p>"
-        + '<a href="' + html_marker("unsubscribe_url") + '">Unsubscribe</a></body></html>'
+        "<html><body><p>Hello "
+        + html_marker("name")
+        + "</p>"
+        + "<p>"
+        + "A long line of MJML output. " * 60
+        + "</p>"
+        + '<a href="'
+        + html_marker("unsubscribe_url")
+        + '">Unsubscribe</a></body></html>'
     )
     text = (
         f"Hello {text_marker('name')} <{text_marker('email')}>\n\n"
         f"Unsubscribe: {text_marker('unsubscribe_url')}\n"
     )
     return Issue(
-        id=7, number=5, label="2024-W05",
-        since=datetime(2024, 1, 29, tzinfo=UTC), until=datetime(2024, 2, 5, tzinfo=UTC),
-        lineup=[], rendered=RenderedIssue(subject, "The week in brief", html, text),
+        id=7,
+        number=5,
+        label="2024-W05",
+        since=datetime(2024, 1, 29, tzinfo=UTC),
+        until=datetime(2024, 2, 5, tzinfo=UTC),
+        lineup=[],
+        rendered=RenderedIssue(subject, "The week in brief", html, text),
         created_at=datetime(2024, 2, 5, 8, tzinfo=UTC),
     )
 
 
 def settings(**changes: object) -> Settings:
     base: dict[str, object] = {
-        "name": "The Weekly Digest", "from_email": "news@digest.example.org",
-        "base_url": "https://news.example.org/", "reply_to": "editor@digest.example.org",
+        "name": "The Weekly Digest",
+        "from_email": "news@digest.example.org",
+        "base_url": "https://news.example.org/",
+        "reply_to": "editor@digest.example.org",
     }
     base.update(changes)
     return Settings(**base)  # type: ignore[arg-type]
@@ -95,7 +107,10 @@ def test_unsubscribe_link_and_headers_carry_a_valid_token() -> None:
     claims = read_token(SECRET, url.rsplit("/", 1)[1])
     assert (claims.subscriber_id, claims.list_name, claims.issue_id) == (42, "main", 7)
     assert env.values == {
-        "email": "ada@example.com", "name": "Ada", "list": "main", "unsubscribe_url": url,
+        "email": "ada@example.com",
+        "name": "Ada",
+        "list": "main",
+        "unsubscribe_url": url,
         "web_url": "https://news.example.org/issues/7",
         "preferences_url": url.replace("/u/", "/p/"),
     }
@@ -109,7 +124,7 @@ def test_unsubscribe_link_and_headers_carry_a_valid_token() -> None:
     # The long header is folded between entries, never RFC 2047-encoded (clients won't decode it).
     raw_header = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
     assert "=?" not in raw_header.split("List-Unsubscribe:", 1)[1].split("\r\nList-", 1)[0]
-    assert f"href=\"{url}\"" in parts(msg)[1][1]
+    assert f'href="{url}"' in parts(msg)[1][1]
 
 
 @pytest.mark.parametrize("secret", ["s", "x" * 64, "k" * 65, "sécret-ü" * 20])
@@ -126,7 +141,9 @@ def test_tokens_made_in_bulk_are_the_ones_the_web_side_reads(secret: str) -> Non
         assert token == make_token(secret, subscriber_id, "main & ünï", 7)
         claims = read_token(secret, token)
         assert (claims.subscriber_id, claims.list_name, claims.issue_id) == (
-            subscriber_id, "main & ünï", 7
+            subscriber_id,
+            "main & ünï",
+            7,
         )
         payload = f"{subscriber_id}\x1fmain & ünï\x1f7".encode()
         signature = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
@@ -229,16 +246,31 @@ def same_message(fast: bytes, naive: bytes) -> None:
 def tricky_issue() -> Issue:
     """Markers everywhere, next to '=', long lines, trailing spaces and non-ASCII text."""
     html = (
-        "<html><body><p>Hello " + html_marker("name") + "=" + html_marker("email") + "</p>\n"
-        + "<p>" + "é=x " * 40 + html_marker("unsubscribe_url") + "x" * 200 + "</p> \n"
-        + '<a href="' + html_marker("web_url") + '">Read online</a>'
-        + html_marker("preferences_url") + "=3D" + html_marker("list")
+        "<html><body><p>Hello "
+        + html_marker("name")
+        + "="
+        + html_marker("email")
+        + "</p>\n"
+        + "<p>"
+        + "é=x " * 40
+        + html_marker("unsubscribe_url")
+        + "x" * 200
+        + "</p> \n"
+        + '<a href="'
+        + html_marker("web_url")
+        + '">Read online</a>'
+        + html_marker("preferences_url")
+        + "=3D"
+        + html_marker("list")
     )
     text = (
         f"Hi {text_marker('name')}  \r\nLine with trailing space \n"
-        + "w" * 74 + text_marker("email") + "\n"
+        + "w" * 74
+        + text_marker("email")
+        + "\n"
         + f"{text_marker('unsubscribe_url')}{text_marker('preferences_url')}\n"
-        + "— the end, ünïcödé " * 10 + text_marker("list")
+        + "— the end, ünïcödé " * 10
+        + text_marker("list")
     )
     issue = make_issue()
     issue.rendered = RenderedIssue("Ça bouge — l’actualité de la semaine", "p", html, text)
@@ -251,8 +283,11 @@ SUBSCRIBERS = [
     Subscriber(email="al@example.com", name='Al "Bo" O\'Neil, Jr.', id=3),
     Subscriber(email="x@example.com", name="", id=4),
     Subscriber(email="eq=sign+tag@example.com", name="a=b =3D ==", id=5),
-    Subscriber(email="long.address.for.testing@a-very-long-subdomain.example.com",
-               name="Bartholomew Maximilian Fitzgerald-Worthington the Third of Harbour", id=6),
+    Subscriber(
+        email="long.address.for.testing@a-very-long-subdomain.example.com",
+        name="Bartholomew Maximilian Fitzgerald-Worthington the Third of Harbour",
+        id=6,
+    ),
     Subscriber(email="anna@bücher.example", name="Анна Каренина", id=7),
     Subscriber(email="tab@example.com", name="Tab\tand\r\nbreaks  ", id=8),
     Subscriber(email="amp@example.com", name="<script>&amp;</script>", id=9),

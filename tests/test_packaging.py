@@ -13,19 +13,37 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_wheel_ships_templates_and_samples(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
-        check=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=tmp_path,
     )
     [wheel] = tmp_path.glob("digest-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         shipped_csv = archive.read("digest/templates/init/subscribers.csv")
     built_in = resources.files("digest.templates")
-    expected = {"digest/templates/issue.mjml.j2", "digest/templates/issue.txt.j2",
-                "digest/templates/init/digest.toml", "digest/templates/init/subscribers.csv"}
-    expected |= {f"digest/templates/init/articles/{p.name}"
-                 for p in (built_in / "init" / "articles").iterdir() if p.is_file()}
+    expected = {
+        "digest/templates/issue.mjml.j2",
+        "digest/templates/issue.txt.j2",
+        "digest/templates/init/digest.toml",
+        "digest/templates/init/subscribers.csv",
+    }
+    expected |= {
+        f"digest/templates/init/articles/{p.name}"
+        for p in (built_in / "init" / "articles").iterdir()
+        if p.is_file()
+    }
     assert expected <= names
     # The example file is shipped as content, not as a dangling link.
     assert shipped_csv == (ROOT / "subscribers.example.csv").read_bytes()

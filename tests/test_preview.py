@@ -65,8 +65,11 @@ def test_preview_file_is_the_html_part_the_subscriber_receives(newsletter: Path)
     result = run("preview", "--out", "issue.html")
     assert result.exit_code == 0, result.output
     sample = first_active_email(newsletter)
-    (eml,) = [p for p in (newsletter / "out").glob("*.eml") if parse_eml(p)["To"].addresses[0]
-              .addr_spec == sample]
+    (eml,) = [
+        p
+        for p in (newsletter / "out").glob("*.eml")
+        if parse_eml(p)["To"].addresses[0].addr_spec == sample
+    ]
     assert (newsletter / "issue.html").read_bytes() == html_part(parse_eml(eml))
     text = run("preview", "--text").output
     body = parse_eml(eml).get_body(("plain",))
@@ -162,8 +165,9 @@ def test_version_changes_with_templates_settings_and_lineup(
 
     text = config.read_text(encoding="utf-8")
     assert 'accent_color = "#2f5bea"' in text  # digest init writes the [brand] section
-    config.write_text(text.replace('accent_color = "#2f5bea"', 'accent_color = "#0b7a75"'),
-                      encoding="utf-8")
+    config.write_text(
+        text.replace('accent_color = "#2f5bea"', 'accent_color = "#0b7a75"'), encoding="utf-8"
+    )
     third = version(server)
     assert third != second
     assert "#0b7a75" in get(server.url + "email")[2]

@@ -27,20 +27,20 @@ PAYLOADS = [
     "<img src=x onerror=alert(1)>",
     "<body onload=alert(1)>",
     "<svg/onload=alert(1)>",
-    "<a href=\"javascript:alert(1)\">click</a>",
-    "<a href=\"data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\">x</a>",
-    "<div style=\"background:url(javascript:alert(1))\">x</div>",
-    "<div style=\"width: expression(alert(1))\">x</div>",
+    '<a href="javascript:alert(1)">click</a>',
+    '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">x</a>',
+    '<div style="background:url(javascript:alert(1))">x</div>',
+    '<div style="width: expression(alert(1))">x</div>',
     "<style>body{background:url(https://evil.example/t.png)}</style>",
-    "<iframe src=\"https://evil.example/\"></iframe>",
-    "<object data=\"https://evil.example/x.swf\"></object>",
-    "<embed src=\"https://evil.example/x.swf\">",
-    "<meta http-equiv=\"refresh\" content=\"0;url=https://evil.example/\">",
-    "<base href=\"https://evil.example/\">",
-    "<form action=\"https://evil.example/\"><input name=p></form>",
+    '<iframe src="https://evil.example/"></iframe>',
+    '<object data="https://evil.example/x.swf"></object>',
+    '<embed src="https://evil.example/x.swf">',
+    '<meta http-equiv="refresh" content="0;url=https://evil.example/">',
+    '<base href="https://evil.example/">',
+    '<form action="https://evil.example/"><input name=p></form>',
     "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
     "<b>unclosed <i>tags <a href='",
-    "\"><img src=x onerror=alert(1)>",
+    '"><img src=x onerror=alert(1)>',
     "'><script>alert(1)</script>",
     "</title><script>alert(1)</script>",
     "--><script>alert(1)</script><!--",
@@ -58,13 +58,28 @@ LINKS = [
     " JaVaScRiPt:alert(document.cookie)",
     "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
     "vbscript:msgbox(1)",
-    "https://example.com/\" onmouseover=\"alert(1)",
+    'https://example.com/" onmouseover="alert(1)',
     "https://example.com/<script>alert(1)</script>",
     "//evil.example/path",
     "file:///etc/passwd",
 ]
-BAD_TAGS = {"script", "iframe", "object", "embed", "svg", "math", "applet", "form", "base",
-            "input", "link", "video", "source", "details", "marquee"}
+BAD_TAGS = {
+    "script",
+    "iframe",
+    "object",
+    "embed",
+    "svg",
+    "math",
+    "applet",
+    "form",
+    "base",
+    "input",
+    "link",
+    "video",
+    "source",
+    "details",
+    "marquee",
+}
 
 
 def hostile_feed(now: datetime) -> str:
@@ -152,8 +167,9 @@ def test_hostile_feed_preview_and_email_are_inert(hostile: Path) -> None:
         if line.strip().startswith("<") and line.strip().endswith(">") and ":" in line:
             assert urlsplit(line.strip()[1:-1]).scheme in ("http", "https", "mailto"), line
 
-    assert run("send", "--no-ingest", "--top", "25", "--outbox", "out", "--yes",
-               "--force").exit_code in (0, 1)
+    assert run(
+        "send", "--no-ingest", "--top", "25", "--outbox", "out", "--yes", "--force"
+    ).exit_code in (0, 1)
     emls = list((hostile / "out").glob("*.eml"))
     assert emls
     msg = email.message_from_bytes(emls[0].read_bytes(), policy=email.policy.default)

@@ -194,8 +194,14 @@ def test_full_issue_matches_golden() -> None:
 def test_message_matches_golden() -> None:
     """The whole .eml one subscriber gets: headers, both parts, quoted-printable."""
     issue = Issue(
-        id=8, number=8, label="2025-W47", since=WINDOW.since, until=WINDOW.until, lineup=[],
-        rendered=render_issue(sectioned_lineup(), FULL, 8, now=NOW), created_at=NOW,
+        id=8,
+        number=8,
+        label="2025-W47",
+        since=WINDOW.since,
+        until=WINDOW.until,
+        lineup=[],
+        rendered=render_issue(sectioned_lineup(), FULL, 8, now=NOW),
+        created_at=NOW,
     )
     person = Subscriber(email="zoe@example.com", name="Zoë Ångström", id=12)
     envelope = envelope_for(issue, person, "main", FULL, "golden-secret")
@@ -434,10 +440,15 @@ def test_sections_group_stories_in_the_settings_order() -> None:
     assert doc.text_of("h2").split(" HERITAGE")[0].startswith("Council approves")
     order = [t for t in ("Heritage", "Transport", "Sport", "More stories") if t in issue.html]
     assert order == ["Heritage", "Transport", "More stories"]  # no empty Sport heading
-    html = issue.html[issue.html.index('class="digest-card"'):]
-    assert html.index("Heritage") < html.index("Harbour crane restored") < html.index(
-        "Transport") < html.index("Ferry timetable") < html.index("More stories") < html.index(
-        "Library extends")
+    html = issue.html[issue.html.index('class="digest-card"') :]
+    assert (
+        html.index("Heritage")
+        < html.index("Harbour crane restored")
+        < html.index("Transport")
+        < html.index("Ferry timetable")
+        < html.index("More stories")
+        < html.index("Library extends")
+    )
     text = issue.text
     assert text.index("HERITAGE") < text.index("Harbour crane") < text.index("TRANSPORT")
 
@@ -512,8 +523,10 @@ def user_templates(tmp_path: Path, files: dict[str, str]) -> Settings:
 def test_user_text_template_wins_over_the_builtin(tmp_path: Path) -> None:
     settings = user_templates(
         tmp_path,
-        {"issue.txt.j2": "{{ newsletter.name }} no. {{ issue.number }}: "
-         "{% for s in stories %}{{ s.title }}; {% endfor %}<{{ subscriber.unsubscribe_url }}>\n"},
+        {
+            "issue.txt.j2": "{{ newsletter.name }} no. {{ issue.number }}: "
+            "{% for s in stories %}{{ s.title }}; {% endfor %}<{{ subscriber.unsubscribe_url }}>\n"
+        },
     )
     issue = render_issue(fixed_lineup(), settings, 7, now=NOW)
     assert issue.text.startswith("Harbour Town Weekly no. 7: Council approves protected")
@@ -573,8 +586,10 @@ def test_failing_expression_names_the_file_and_line(tmp_path: Path) -> None:
 
 
 def test_unknown_subscriber_field_is_a_template_error(tmp_path: Path) -> None:
-    body = (BUILTIN / "partials" / "footer.mjml.j2").read_text(encoding="utf-8").replace(
-        "{{ subscriber.email }}", "{{ subscriber.phone }}"
+    body = (
+        (BUILTIN / "partials" / "footer.mjml.j2")
+        .read_text(encoding="utf-8")
+        .replace("{{ subscriber.email }}", "{{ subscriber.phone }}")
     )
     settings = user_templates(tmp_path, {})
     (tmp_path / "my-templates" / "partials").mkdir()
@@ -690,7 +705,9 @@ def test_unsafe_story_url_leaves_the_title_unlinked() -> None:
 @pytest.mark.parametrize(
     "image",
     [
-        "data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=", "file:///etc/passwd", "javascript:x",
+        "data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=",
+        "file:///etc/passwd",
+        "javascript:x",
         "//x/a.png",
     ],
 )

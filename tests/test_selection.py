@@ -107,8 +107,12 @@ def test_until_defaults_to_now() -> None:
 
 @pytest.mark.parametrize(
     ("since", "until", "flag"),
-    [("yesterday", None, "--since"), ("2026-11-01", "2026-13-01", "--until"),
-     ("20261101", None, "--since"), ("2026-11-01", "next week", "--until")],
+    [
+        ("yesterday", None, "--since"),
+        ("2026-11-01", "2026-13-01", "--until"),
+        ("20261101", None, "--since"),
+        ("2026-11-01", "next week", "--until"),
+    ],
 )
 def test_malformed_dates(since: str, until: str | None, flag: str) -> None:
     now = datetime(2026, 11, 26, tzinfo=UTC_ZONE)
@@ -183,8 +187,10 @@ def body(words: int, seed: str = "") -> str:
     """A plausible body of at least `words` words, two sentences a paragraph, about names
     drawn from `seed`: articles with other seeds are about other things."""
     rng = random.Random(seed)
-    names = ["".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
-             for _ in range(9)]
+    names = [
+        "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
+        for _ in range(9)
+    ]
     sentences: list[str] = []
     while sum(len(s.split()) for s in sentences) < words:
         n = len(sentences)
@@ -207,7 +213,9 @@ def article(title: str, day: int, hour: int = 12, words: int = 300, **extra: str
 
 def test_select_keeps_only_the_window() -> None:
     inside = [
-        article("Start of week", 23, 0), article("Midweek", 26), article("Sunday night", 29, 23)
+        article("Start of week", 23, 0),
+        article("Midweek", 26),
+        article("Sunday night", 29, 23),
     ]
     outside = [article("Week before", 22, 23), article("Next Monday", 30, 0)]
     undated = Article(title="Undated", text=body(300, "undated"), origin="x")
@@ -243,8 +251,10 @@ def test_select_is_deterministic_whatever_the_input_order() -> None:
     articles = [article(f"Story {n}", 23 + n % 3, 12) for n in range(12)]
     articles += [article("Same time", 25, 9), article("Also same time", 25, 9)]
     # Two outlets with the same story, so that grouping is part of what must not move.
-    articles += [article("Tram line opens", 26, source="A", seed="tram"),
-                 article("Trams run on the new line", 27, source="B", seed="tram")]
+    articles += [
+        article("Tram line opens", 26, source="A", seed="tram"),
+        article("Trams run on the new line", 27, source="B", seed="tram"),
+    ]
     expected = lineup_json(select(articles, WINDOW, top=20))
     assert len(expected) == 15
     shuffler = random.Random(7)
@@ -260,10 +270,22 @@ def test_select_is_deterministic_whatever_the_input_order() -> None:
 
 def test_duplicate_titles_merge_into_one_story() -> None:
     first = article("Apple unveils new iPhone", 24, url="https://a.example/1", source="A")
-    best = article("APPLE UNVEILS NEW IPHONE!", 28, url="https://b.example/2", source="B",
-                   seed="Apple unveils new iPhone", words=400)
-    stub = article("Apple  unveils new iPhone.", 26, words=20, url="https://c.example/3",
-                   source="C", seed="Apple unveils new iPhone")
+    best = article(
+        "APPLE UNVEILS NEW IPHONE!",
+        28,
+        url="https://b.example/2",
+        source="B",
+        seed="Apple unveils new iPhone",
+        words=400,
+    )
+    stub = article(
+        "Apple  unveils new iPhone.",
+        26,
+        words=20,
+        url="https://c.example/3",
+        source="C",
+        seed="Apple unveils new iPhone",
+    )
     other = article("Apple shares fall", 25)
     lineup = select([first, stub, other, best], WINDOW)
     assert len(lineup.stories) == 2
@@ -287,9 +309,11 @@ def test_story_summaries_respect_the_budget() -> None:
 
 def test_lineup_json_shape() -> None:
     lineup = select(
-        [article("Council budget", 26),
-         article("council budget", 24, url="https://x.example/b", seed="Council budget"),
-         article("Tram lines", 25)],
+        [
+            article("Council budget", 26),
+            article("council budget", 24, url="https://x.example/b", seed="Council budget"),
+            article("Tram lines", 25),
+        ],
         WINDOW,
     )
     data = lineup_json(lineup)
@@ -297,7 +321,15 @@ def test_lineup_json_shape() -> None:
     assert [entry["rank"] for entry in data] == [1, 2]
     first = data[0]
     assert set(first) == {
-        "rank", "title", "url", "source", "published", "summary", "score", "also", "components"
+        "rank",
+        "title",
+        "url",
+        "source",
+        "published",
+        "summary",
+        "score",
+        "also",
+        "components",
     }
     # Equally complete: the earlier article stands for the story.
     assert first["title"] == "council budget"
@@ -305,7 +337,10 @@ def test_lineup_json_shape() -> None:
     assert first["score"] == round(lineup.stories[0].score, 4)
     assert first["summary"] == lineup.stories[0].summary
     assert first["also"] == [
-        {"title": "Council budget", "url": "https://news.example/council-budget",
-         "source": "Example News"}
+        {
+            "title": "Council budget",
+            "url": "https://news.example/council-budget",
+            "source": "Example News",
+        }
     ]
     assert first["components"]["recency"] == round(lineup.stories[0].components["recency"], 4)

@@ -61,8 +61,9 @@ def test_paraphrased_duplicates_are_one_story_and_near_misses_stay_apart() -> No
     found = {frozenset(g) for g in group(articles, DEFAULT_THRESHOLD)}
     assert found == partition(events)
     # The fixtures hold real near-misses: each topic has more than one event.
-    assert all(len({e for e, t in zip(events, topics, strict=True) if t == topic}) > 1
-               for topic in topics)
+    assert all(
+        len({e for e, t in zip(events, topics, strict=True) if t == topic}) > 1 for topic in topics
+    )
 
 
 def test_a_story_lists_the_other_outlets_as_also_covered_by() -> None:
@@ -93,8 +94,11 @@ def test_the_init_samples_battery_story_from_two_sources_is_one_story(
     write_samples(tmp_path / "articles", today)
     report = ingest(store, [str(tmp_path / "articles")], tz=UTC)
     assert report.failed == 0
-    window = Window(since=datetime(2026, 11, 20, tzinfo=UTC),
-                    until=datetime(2026, 11, 28, tzinfo=UTC), label="2026-W48")
+    window = Window(
+        since=datetime(2026, 11, 20, tzinfo=UTC),
+        until=datetime(2026, 11, 28, tzinfo=UTC),
+        label="2026-W48",
+    )
     lineup = select(store.articles_between(window.since, window.until), window, top=50)
     battery = [s for s in lineup.stories if "Hanbit" in s.article.title]
     assert len(battery) == 1
@@ -110,17 +114,18 @@ def test_the_init_samples_battery_story_from_two_sources_is_one_story(
     assert len(explainer) == 1 and explainer[0].also == []
 
 
-def test_the_key_term_index_finds_the_pairs_all_pairs_would(
-    store: Store, tmp_path: Path
-) -> None:
+def test_the_key_term_index_finds_the_pairs_all_pairs_would(store: Store, tmp_path: Path) -> None:
     write_samples(tmp_path / "articles", date(2026, 11, 27))
     ingest(store, [str(tmp_path / "articles")], tz=UTC)
     articles = fixture_articles()[0] + store.all_articles()
     documents = [fingerprint_words(a) for a in articles]
     vecs = vectors(documents)
     for threshold in (0.3, DEFAULT_THRESHOLD, 0.6):
-        brute = {(i, j) for i, j in itertools.combinations(range(len(vecs)), 2)
-                 if cosine(vecs[i], vecs[j]) >= threshold}
+        brute = {
+            (i, j)
+            for i, j in itertools.combinations(range(len(vecs)), 2)
+            if cosine(vecs[i], vecs[j]) >= threshold
+        }
         assert brute
         assert {(i, j) for i, j, _ in similar_pairs(documents, threshold)} == brute
 
@@ -136,8 +141,10 @@ def article(title: str, text: str, hour: int, **extra: object) -> Article:
     return Article(title=title, text=text, **fields)  # type: ignore[arg-type]
 
 
-LEAD = ("Northsound Ferries cancelled all 64 crossings on Monday as deckhands and engineers "
-        "began a 48-hour strike over a 3 percent pay offer.")
+LEAD = (
+    "Northsound Ferries cancelled all 64 crossings on Monday as deckhands and engineers "
+    "began a 48-hour strike over a 3 percent pay offer."
+)
 
 
 def test_the_most_complete_article_stands_for_the_story() -> None:
@@ -177,9 +184,14 @@ def test_the_same_articles_give_the_same_lineup_in_every_process() -> None:
     # time: nothing that decides the stories may depend on that order.
     root = Path(__file__).resolve().parents[1]
     outputs = [
-        subprocess.run([sys.executable, "-c", RANK_IN_A_NEW_PROCESS], cwd=root, check=True,
-                       capture_output=True, text=True,
-                       env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+        subprocess.run(
+            [sys.executable, "-c", RANK_IN_A_NEW_PROCESS],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
         for seed in (1, 2, 3)
     ]
     assert len(json.loads(outputs[0])) > 200

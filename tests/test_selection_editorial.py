@@ -29,13 +29,17 @@ WINDOW = Window(
 def story_text(seed: str, words: int = 320) -> str:
     """A body about made-up names drawn from `seed`, so different seeds are different events."""
     rng = random.Random(seed)
-    names = ["".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
-             for _ in range(9)]
+    names = [
+        "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
+        for _ in range(9)
+    ]
     sentences: list[str] = []
     while sum(len(s.split()) for s in sentences) < words:
         n = len(sentences)
-        sentences.append(f"The {names[n % 9]} board backed the {names[(n + 4) % 9]} deal "
-                         f"with the {names[(n + 7) % 9]} union.")
+        sentences.append(
+            f"The {names[n % 9]} board backed the {names[(n + 4) % 9]} deal "
+            f"with the {names[(n + 7) % 9]} union."
+        )
     return "\n\n".join(" ".join(sentences[i : i + 2]) for i in range(0, len(sentences), 2))
 
 
@@ -48,8 +52,7 @@ def make(title: str, hours: float, source: str = "Daily", **extra: object) -> Ar
         "published": WINDOW.since + timedelta(hours=hours),
         **extra,
     }
-    return Article(title=title, text=story_text(str(extra.get("origin", title))),
-                   **fields)  # type: ignore[arg-type]
+    return Article(title=title, text=story_text(str(extra.get("origin", title))), **fields)  # type: ignore[arg-type]
 
 
 # ---- the score ----------------------------------------------------------------------------
@@ -89,7 +92,8 @@ def test_source_weights_lift_mute_and_match_hosts() -> None:
     strong = make("Strong story", 150, "Daily")
     weak = make("Weak story", 10, "Blog")
     assert [s.article.title for s in select([strong, weak], WINDOW).stories] == [
-        "Strong story", "Weak story"
+        "Strong story",
+        "Weak story",
     ]
     lifted = Rules(source_weights={"blog": 5.0})
     stories = select([strong, weak], WINDOW, rules=lifted).stories
@@ -105,8 +109,13 @@ def test_the_score_is_the_documented_formula() -> None:
     c = story.components
     assert c["recency"] == pytest.approx(0.5)
     assert story.score == pytest.approx(
-        c["source_weight"] * (0.35 * c["popularity"] + 0.25 * c["coverage"]
-                              + 0.20 * c["recency"] + 0.20 * c["completeness"])
+        c["source_weight"]
+        * (
+            0.35 * c["popularity"]
+            + 0.25 * c["coverage"]
+            + 0.20 * c["recency"]
+            + 0.20 * c["completeness"]
+        )
     )
 
 
@@ -114,8 +123,15 @@ def test_the_score_is_the_documented_formula() -> None:
 
 
 def ten_stories() -> list[Article]:
-    return [make(f"Story {n}", 10 + 15 * n, ("Daily", "Wire")[n % 2],
-                 section=("Business", "Science", "Arts")[n % 3]) for n in range(10)]
+    return [
+        make(
+            f"Story {n}",
+            10 + 15 * n,
+            ("Daily", "Wire")[n % 2],
+            section=("Business", "Science", "Arts")[n % 3],
+        )
+        for n in range(10)
+    ]
 
 
 def test_a_pin_goes_first_whatever_its_score_and_a_drop_stays_out() -> None:
@@ -155,8 +171,9 @@ def test_same_inputs_same_lineup_with_rules() -> None:
     for seed in range(3):
         shuffled = articles[:]
         random.Random(seed).shuffle(shuffled)
-        assert [s.article.title for s in select(shuffled, WINDOW, top=5, rules=rules).stories] \
-            == expected
+        assert [
+            s.article.title for s in select(shuffled, WINDOW, top=5, rules=rules).stories
+        ] == expected
 
 
 # ---- picks in the store --------------------------------------------------------------------
@@ -171,8 +188,10 @@ def test_picks_wait_for_the_next_issue_and_freeze_with_it(store: Store) -> None:
     assert report.line() == f"{target}: pinned for the next issue"
     dropped = pick(store, target, "drop")
     assert dropped.line() == f"{target}: dropped for the next issue (was pinned)"
-    assert pick(store, "https://nowhere.example/x", "pin").line().endswith(
-        "; no stored article has this URL yet"
+    assert (
+        pick(store, "https://nowhere.example/x", "pin")
+        .line()
+        .endswith("; no stored article has this URL yet")
     )
     assert unpick(store, "https://nowhere.example/x").action == "unpin"
     with pytest.raises(PickError, match="is neither pinned nor dropped"):
@@ -194,9 +213,16 @@ def test_picks_wait_for_the_next_issue_and_freeze_with_it(store: Store) -> None:
 
 
 def draft_issue() -> Issue:
-    return Issue(id=0, number=1, label=WINDOW.label, since=WINDOW.since, until=WINDOW.until,
-                 lineup=[], rendered=RenderedIssue("s", "p", "<p>h</p>", "t"),
-                 created_at=datetime.now(UTC))
+    return Issue(
+        id=0,
+        number=1,
+        label=WINDOW.label,
+        since=WINDOW.since,
+        until=WINDOW.until,
+        lineup=[],
+        rendered=RenderedIssue("s", "p", "<p>h</p>", "t"),
+        created_at=datetime.now(UTC),
+    )
 
 
 def test_a_freeze_that_fails_after_writing_the_issue_leaves_nothing_half_done(

@@ -34,22 +34,30 @@ SECRET = "test-secret"
 def make_issue(label: str = "2024-W05") -> Issue:
     html = (
         f"<html><body><p>Hello {html_marker('name')}</p>"
-        f"<a href=\"{html_marker('unsubscribe_url')}\">Unsubscribe</a></body></html>"
+        f'<a href="{html_marker("unsubscribe_url")}">Unsubscribe</a></body></html>'
     )
     text = f"Hello {text_marker('name')}\nUnsubscribe: {text_marker('unsubscribe_url')}\n"
     return Issue(
-        id=7, number=5, label=label,
-        since=datetime(2024, 1, 29, tzinfo=UTC), until=datetime(2024, 2, 5, tzinfo=UTC),
-        lineup=[], rendered=RenderedIssue("Week 5 — top stories", "In brief", html, text),
+        id=7,
+        number=5,
+        label=label,
+        since=datetime(2024, 1, 29, tzinfo=UTC),
+        until=datetime(2024, 2, 5, tzinfo=UTC),
+        lineup=[],
+        rendered=RenderedIssue("Week 5 — top stories", "In brief", html, text),
         created_at=datetime(2024, 2, 5, 8, tzinfo=UTC),
     )
 
 
 def base_settings(**changes: object) -> Settings:
     values: dict[str, object] = {
-        "name": "The Weekly Digest", "from_email": "news@digest.example.org",
-        "base_url": "https://news.example.org", "smtp_timeout": 5.0, "sendgrid_timeout": 5.0,
-        "retries": 3, "backoff": 0.01,
+        "name": "The Weekly Digest",
+        "from_email": "news@digest.example.org",
+        "base_url": "https://news.example.org",
+        "smtp_timeout": 5.0,
+        "sendgrid_timeout": 5.0,
+        "retries": 3,
+        "backoff": 0.01,
     }
     values.update(changes)
     return Settings(**values)  # type: ignore[arg-type]
@@ -57,8 +65,9 @@ def base_settings(**changes: object) -> Settings:
 
 def envelopes(issue: Issue, s: Settings, names: list[str]) -> list[Envelope]:
     return [
-        envelope_for(issue, Subscriber(email=f"{n.lower()}@example.com", name=n, id=i + 1),
-                     "main", s, SECRET)
+        envelope_for(
+            issue, Subscriber(email=f"{n.lower()}@example.com", name=n, id=i + 1), "main", s, SECRET
+        )
         for i, n in enumerate(names)
     ]
 
@@ -152,7 +161,10 @@ def test_outbox_failed_write_keeps_the_old_file(
 
 def smtp_settings(port: int, **changes: object) -> Settings:
     values: dict[str, object] = {
-        "backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_security": "none",
+        "backend": "smtp",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "smtp_security": "none",
     }
     values.update(changes)
     return base_settings(**values)
@@ -169,7 +181,9 @@ def test_smtp_delivers_each_recipient_over_one_connection() -> None:
 
     assert [o.status for o in outcomes] == [DeliveryStatus.SENT] * 3
     assert [m.rcpt_tos for m in peer.messages] == [
-        ["ada@example.com"], ["bob@example.com"], ["cy@example.com"]
+        ["ada@example.com"],
+        ["bob@example.com"],
+        ["cy@example.com"],
     ]
     assert {m.mail_from for m in peer.messages} == {"news@digest.example.org"}
     assert peer.connections == 1
@@ -190,7 +204,9 @@ def test_smtp_records_refused_recipients_and_sends_the_rest() -> None:
         sender.close()
 
     assert by_status(outcomes) == {
-        1: DeliveryStatus.SENT, 2: DeliveryStatus.FAILED, 3: DeliveryStatus.SENT
+        1: DeliveryStatus.SENT,
+        2: DeliveryStatus.FAILED,
+        3: DeliveryStatus.SENT,
     }
     error = outcomes[1].error or ""
     assert "550" in error and "User unknown" in error and not error.startswith("temporary")
@@ -223,8 +239,10 @@ def test_smtp_implicit_tls() -> None:
 
 def test_smtp_logs_in() -> None:
     with smtp_server(username="digest", password="pa55-word") as peer:
-        s, issue = smtp_settings(peer.port, smtp_username="digest", smtp_password="pa55-word"), \
-            make_issue()
+        s, issue = (
+            smtp_settings(peer.port, smtp_username="digest", smtp_password="pa55-word"),
+            make_issue(),
+        )
         sender = SmtpSender(s)
         sender.open(issue)
         [outcome] = sender.send(envelopes(issue, s, ["Ada"]))
@@ -308,7 +326,9 @@ API_KEY = "SG.local-test.key-123"
 
 def sendgrid_settings(url: str, **changes: object) -> Settings:
     values: dict[str, object] = {
-        "backend": "sendgrid", "sendgrid_host": url, "sendgrid_api_key": API_KEY,
+        "backend": "sendgrid",
+        "sendgrid_host": url,
+        "sendgrid_api_key": API_KEY,
         "reply_to": "editor@digest.example.org",
     }
     values.update(changes)
@@ -319,7 +339,7 @@ def send_all(sender: SendGridSender, issue: Issue, envs: list[Envelope]) -> list
     sender.open(issue)
     outcomes: list[Outcome] = []
     for start in range(0, len(envs), sender.batch_size):
-        outcomes += sender.send(envs[start:start + sender.batch_size])
+        outcomes += sender.send(envs[start : start + sender.batch_size])
     sender.close()
     return outcomes
 
@@ -351,8 +371,10 @@ def test_sendgrid_sends_schema_valid_batches_with_one_personalization_each() -> 
     assert body["categories"] == ["digest", "issue-2024-W05"]
     assert body["custom_args"] == {"issue": "7", "list": "main"}
     recipients = [p["to"] for p in body["personalizations"]]
-    assert recipients == [[{"email": "al@example.com", "name": '<b>Al & "Bo"</b>'}],
-                          [{"email": "dee@example.com", "name": "Dee"}]]
+    assert recipients == [
+        [{"email": "al@example.com", "name": '<b>Al & "Bo"</b>'}],
+        [{"email": "dee@example.com", "name": "Dee"}],
+    ]
     # What SendGrid delivers after substitution equals what the other backends fill in.
     al = body["personalizations"][0]
     html = next(c["value"] for c in body["content"] if c["type"] == "text/html")
@@ -369,15 +391,25 @@ def test_sendgrid_sends_schema_valid_batches_with_one_personalization_each() -> 
 def test_sendgrid_400_fails_the_batch_with_the_api_text() -> None:
     with sendgrid_server(API_KEY) as peer:
         s, issue = sendgrid_settings(peer.url), make_issue()
-        peer.script(Reply(400, body={"errors": [{
-            "message": "The from address does not match a verified Sender Identity.",
-            "field": "from", "help": None,
-        }]}))
+        peer.script(
+            Reply(
+                400,
+                body={
+                    "errors": [
+                        {
+                            "message": (
+                                "The from address does not match a verified Sender Identity."
+                            ),
+                            "field": "from",
+                            "help": None,
+                        }
+                    ]
+                },
+            )
+        )
         outcomes = send_all(SendGridSender(s), issue, envelopes(issue, s, ["Ada", "Bob"]))
     assert [o.status for o in outcomes] == [DeliveryStatus.FAILED] * 2
-    assert all(
-        o.error and "does not match a verified Sender Identity" in o.error for o in outcomes
-    )
+    assert all(o.error and "does not match a verified Sender Identity" in o.error for o in outcomes)
 
 
 def api_errors(message: str) -> dict[str, object]:
@@ -442,14 +474,17 @@ def test_sendgrid_invalid_recipient_fails_alone_and_the_rest_of_the_batch_goes()
         envs[1].subscriber.email = "bob-at-example.com"
         outcomes = send_all(SendGridSender(s), issue, envs)
     assert by_status(outcomes) == {
-        1: DeliveryStatus.SENT, 2: DeliveryStatus.FAILED, 3: DeliveryStatus.SENT
+        1: DeliveryStatus.SENT,
+        2: DeliveryStatus.FAILED,
+        3: DeliveryStatus.SENT,
     }
     bob = next(o for o in outcomes if o.subscriber_id == 2)
     assert bob.error is not None and "personalizations.1.to.0.email" in bob.error
     assert peer.schema_failures  # the peer really saw an invalid body
     assert [r.status for r in peer.requests] == [400, 202]
     assert [p["to"][0]["email"] for p in peer.bodies()[1]["personalizations"]] == [
-        "ada@example.com", "cy@example.com"
+        "ada@example.com",
+        "cy@example.com",
     ]
 
 
@@ -573,21 +608,35 @@ def test_sendgrid_rows_body_equals_the_envelope_body(base_url: str) -> None:
 def test_sendgrid_rows_with_refused_recipients_send_the_others() -> None:
     from digest.delivery.message import EnvelopeMaker
 
-    refused = Reply(400, body={"errors": [
-        {"message": "Does not contain a valid address.",
-         "field": "personalizations.1.to.0.email"}]})
+    refused = Reply(
+        400,
+        body={
+            "errors": [
+                {
+                    "message": "Does not contain a valid address.",
+                    "field": "personalizations.1.to.0.email",
+                }
+            ]
+        },
+    )
     with sendgrid_server(API_KEY) as peer:
         s, issue = sendgrid_settings(peer.url), make_issue()
         # Twice a 400 that names the second recipient of the body it answers.
         peer.script(refused, refused)
         sender = SendGridSender(s)
         sender.open(issue)
-        rows = [(1, "ada@example.com", "Ada", "{}"), (2, "bob@example.com", "Bob", "{}"),
-                (3, "cy@example.com", "Cy", "{}"), (4, "dee@example.com", "Dee", "{}")]
+        rows = [
+            (1, "ada@example.com", "Ada", "{}"),
+            (2, "bob@example.com", "Bob", "{}"),
+            (3, "cy@example.com", "Cy", "{}"),
+            (4, "dee@example.com", "Dee", "{}"),
+        ]
         outcomes = sender.send_rows(rows, EnvelopeMaker(issue, "main", s, SECRET))
         sender.close()
     assert by_status(outcomes) == {
-        1: DeliveryStatus.SENT, 2: DeliveryStatus.FAILED, 3: DeliveryStatus.FAILED,
+        1: DeliveryStatus.SENT,
+        2: DeliveryStatus.FAILED,
+        3: DeliveryStatus.FAILED,
         4: DeliveryStatus.SENT,
     }
     assert [r.status for r in peer.requests] == [400, 400, 202]

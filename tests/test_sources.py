@@ -38,9 +38,11 @@ def test_rss2_feed() -> None:
     result = read_source(str(FEEDS / "rss2.xml"))
     assert result.failures == []
     articles = by_title(result.articles)
-    assert set(articles) == {"Busan port sets a quarterly record",
-                             "Rail freight tariffs frozen for a year",
-                             "Undated item falls back to the feed's date"}
+    assert set(articles) == {
+        "Busan port sets a quarterly record",
+        "Rail freight tariffs frozen for a year",
+        "Undated item falls back to the feed's date",
+    }
     busan = articles["Busan port sets a quarterly record"]
     assert busan.url == "https://harbour.example.com/news/busan-record?id=7"
     assert busan.source == "Harbour & Rail Weekly"
@@ -101,8 +103,9 @@ def test_rss1_feed() -> None:
 def test_malformed_feed_keeps_the_entries_that_parse() -> None:
     result = read_source(str(FEEDS / "truncated.xml"))
     assert [a.title for a in result.articles] == ["First item survives"]
-    assert all(f.source.startswith(str((FEEDS / "truncated.xml").resolve()) + ":")
-               for f in result.failures)
+    assert all(
+        f.source.startswith(str((FEEDS / "truncated.xml").resolve()) + ":") for f in result.failures
+    )
 
 
 def test_entry_date_with_an_impossible_offset_does_not_lose_the_feed(tmp_path: Path) -> None:
@@ -114,7 +117,8 @@ def test_entry_date_with_an_impossible_offset_does_not_lose_the_feed(tmp_path: P
         "<pubDate>Tue, 01 Apr 2025 09:14:00 +2500</pubDate></item>"
         "<item><title>Good zone</title><description>Two.</description>"
         "<pubDate>Tue, 01 Apr 2025 09:14:00 +0900</pubDate></item></channel></rss>",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     result = read_source(str(feed))
     assert result.failures == []
     articles = by_title(result.articles)
@@ -152,7 +156,8 @@ def test_html_page() -> None:
     assert article.image == "https://energy.example.com/img/solar.jpg"
     assert article.published == datetime(2025, 4, 1, 6, 30, tzinfo=UTC)
     assert article.summary == (
-        "Solar farms produced more power in March than in any month on record.")
+        "Solar farms produced more power in March than in any month on record."
+    )
     assert article.text.startswith("Solar farms across the region produced more electricity")
     assert article.text.count("\n\n") == 2
     assert "Most read" not in article.text and "Wind farm approved" not in article.text
@@ -161,15 +166,19 @@ def test_html_page() -> None:
 
 
 def test_html_page_text_leaves_out_tables(tmp_path: Path) -> None:
-    body = "".join(f"<p>Paragraph {i} of the report on the council's harbour budget vote, "
-                   "which passed after a long debate.</p>" for i in range(5))
+    body = "".join(
+        f"<p>Paragraph {i} of the report on the council's harbour budget vote, "
+        "which passed after a long debate.</p>"
+        for i in range(5)
+    )
     page = tmp_path / "vote.html"
     page.write_text(
         "<html><head><title>Harbour budget passes</title>"
         "<meta name='author' content='Mia Park'></head><body><article>"
         f"<h1>Harbour budget passes</h1>{body}<table><tr><th>Ward</th><th>Votes</th></tr>"
         "<tr><td>Northgate ward</td><td>1204</td></tr></table></article></body></html>",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     [article] = read_source(str(page)).articles
     assert (article.title, article.author) == ("Harbour budget passes", "Mia Park")
     assert article.text.count("\n\n") == 4 and article.text.startswith("Paragraph 0 of")
@@ -201,7 +210,8 @@ def test_one_bad_file_does_not_stop_the_folder(tmp_path: Path) -> None:
     (tmp_path / "c-page.txt").write_bytes(PAGE.read_bytes())
     result = read_source(str(tmp_path))
     assert [a.title for a in result.articles] == [
-        "Port of Busan Handles Record Container Volume in First Quarter"]
+        "Port of Busan Handles Record Container Volume in First Quarter"
+    ]
     reasons = {Path(f.source).name: f.reason for f in result.failures}
     assert set(reasons) == {"a-empty.txt", "b-binary.txt"}
     assert "empty" in reasons["a-empty.txt"]
@@ -248,7 +258,8 @@ def test_a_source_with_no_end_is_read_up_to_the_limit_only() -> None:
     # A device (or a pipe) has no size to check first: the limit holds while reading.
     [failure] = read_source("/dev/zero", max_bytes=5_000_000).failures
     assert failure.reason == (
-        "file is over the 5,000,000-byte limit; split it or remove it from the sources")
+        "file is over the 5,000,000-byte limit; split it or remove it from the sources"
+    )
 
 
 def test_a_file_just_within_the_limit_is_read_whole(tmp_path: Path) -> None:
@@ -262,7 +273,8 @@ def test_a_file_just_within_the_limit_is_read_whole(tmp_path: Path) -> None:
 def test_latin1_page_is_decoded(tmp_path: Path) -> None:
     page = tmp_path / "latin1.txt"
     text = PAGE.read_text(encoding="utf-8").replace(
-        "Port officials said", "Port officials in Málaga and Zürich said")
+        "Port officials said", "Port officials in Málaga and Zürich said"
+    )
     page.write_bytes(text.encode("latin-1"))
     result = read_source(str(page))
     assert result.failures == []
@@ -301,9 +313,13 @@ def test_whitespace_only_file_in_a_folder_is_a_failure(tmp_path: Path) -> None:
 
 # ---- URLs ------------------------------------------------------------------------------------
 
-RELATIVE_CANONICAL_PAGE = (FIXTURES / "html" / "article.html").read_bytes().replace(
-    b"HTTPS://Energy.Example.com/news/solar-record?utm_source=twitter",
-    b"/news/solar-record?utm_source=twitter",
+RELATIVE_CANONICAL_PAGE = (
+    (FIXTURES / "html" / "article.html")
+    .read_bytes()
+    .replace(
+        b"HTTPS://Energy.Example.com/news/solar-record?utm_source=twitter",
+        b"/news/solar-record?utm_source=twitter",
+    )
 )
 
 
@@ -453,7 +469,8 @@ def test_feed_html_is_sanitized_to_plain_text(tmp_path: Path) -> None:
         "<iframe src='https://evil.example'>framed</iframe><style>p{color:red}</style>"
         "<p onclick='alert(1)'>Two.</p><noscript>no script</noscript>]]></description>"
         "<pubDate>Tue, 01 Apr 2025 09:00:00 +0000</pubDate></item></channel></rss>",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     [article] = read_source(str(feed)).articles
     assert article.title == "Bold claim"
     assert article.text == "One.\n\nTwo."

@@ -18,8 +18,14 @@ from digest.sources import read_source
 from digest.store import Store
 
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"
-MAPPING = {"title": "headline", "text": "body_html", "url": "link",
-           "published": "first_published", "author": "byline", "section": "desk"}
+MAPPING = {
+    "title": "headline",
+    "text": "body_html",
+    "url": "link",
+    "published": "first_published",
+    "author": "byline",
+    "section": "desk",
+}
 
 
 def test_markdown_with_front_matter() -> None:
@@ -43,11 +49,16 @@ def test_markdown_with_front_matter() -> None:
 
 def test_markdown_title_from_heading_and_bad_front_matter(tmp_path: Path) -> None:
     note = tmp_path / "note.md"
-    note.write_text("# Ferry *Timetable* Changes at [Pier 4](https://x.example/p) ##\n\n"
-                    "Boats leave ten minutes earlier.\n", encoding="utf-8")
+    note.write_text(
+        "# Ferry *Timetable* Changes at [Pier 4](https://x.example/p) ##\n\n"
+        "Boats leave ten minutes earlier.\n",
+        encoding="utf-8",
+    )
     [article] = read_source(str(note)).articles
-    assert (article.title, article.text) == ("Ferry Timetable Changes at Pier 4",
-                                             "Boats leave ten minutes earlier.")
+    assert (article.title, article.text) == (
+        "Ferry Timetable Changes at Pier 4",
+        "Boats leave ten minutes earlier.",
+    )
     assert article.date_flag == "missing"
     note.write_text("# 1. Ferries\n\nBoats leave ten minutes earlier.\n", encoding="utf-8")
     assert read_source(str(note)).articles[0].title == "1. Ferries"
@@ -61,14 +72,15 @@ def test_markdown_summaries_are_stored_as_plain_text(tmp_path: Path) -> None:
     post = tmp_path / "post.md"
     post.write_text(
         "---\ntitle: Snake_case names explained\n"
-        "summary: \"The **festival** is back with [boat races](https://x.example/r), a "
-        "<em>night</em> market &amp; <script>alert(1)</script>fireworks.\"\n"
+        'summary: "The **festival** is back with [boat races](https://x.example/r), a '
+        '<em>night</em> market &amp; <script>alert(1)</script>fireworks."\n'
         "dek: |\n  A _mapped_ dek with `code`.\n\n  And a second <b onclick='x()'>paragraph</b>.\n"
-        "---\n\nThe snake_case_names stay whole; *this* does not.\n", encoding="utf-8")
+        "---\n\nThe snake_case_names stay whole; *this* does not.\n",
+        encoding="utf-8",
+    )
     [article] = read_source(str(post)).articles
     assert article.title == "Snake_case names explained"
-    assert article.summary == ("The festival is back with boat races, a night market & "
-                               "fireworks.")
+    assert article.summary == ("The festival is back with boat races, a night market & fireworks.")
     assert article.text == "The snake_case_names stay whole; this does not."
     [mapped] = read_source(str(post), mapping={"summary": "dek"}).articles
     assert mapped.summary == "A mapped dek with code.\n\nAnd a second paragraph."
@@ -79,9 +91,12 @@ def test_mapped_export_summary_is_stored_as_plain_text(tmp_path: Path) -> None:
     export.write_text(
         '[{"headline": "Tram opens", "body": "<p>It runs.</p>", "meta": {"dek": '
         '"<p>The <b>first</b> tram &amp; its <img src=x onerror=alert(1)>riders.</p>'
-        '<style>p{color:red}</style>"}}]', encoding="utf-8")
-    [article] = read_source(str(export), mapping={"title": "headline",
-                                                  "summary": "meta.dek"}).articles
+        '<style>p{color:red}</style>"}}]',
+        encoding="utf-8",
+    )
+    [article] = read_source(
+        str(export), mapping={"title": "headline", "summary": "meta.dek"}
+    ).articles
     assert article.summary == "The first tram & its riders."
 
 
@@ -115,8 +130,9 @@ def test_csv_export_through_a_mapping_reports_rows_by_line() -> None:
 
 def test_csv_with_usual_column_names_needs_no_mapping(tmp_path: Path) -> None:
     export = tmp_path / "export.txt"  # the kind is told from the header, not the name
-    export.write_text("title;body;url;date\nA;Some text here.;https://x.example/a;2025-04-01\n",
-                      encoding="utf-8")
+    export.write_text(
+        "title;body;url;date\nA;Some text here.;https://x.example/a;2025-04-01\n", encoding="utf-8"
+    )
     [article] = read_source(str(export)).articles
     assert (article.title, article.url) == ("A", "https://x.example/a")
 
@@ -127,23 +143,33 @@ def mapped_export(folder: Path) -> Path:
     config = folder / "digest.toml"
     config.write_text(
         '[sources]\npaths = ["cms.csv"]\n\n[sources.mapping]\n'
-        + "".join(f'{field} = "{name}"\n' for field, name in MAPPING.items()), encoding="utf-8")
+        + "".join(f'{field} = "{name}"\n' for field, name in MAPPING.items()),
+        encoding="utf-8",
+    )
     return config
 
 
-MARKDOWN_BODY = ("Voting opens **today** at [ten polling stations](https://vote.example/)."
-                 "\n\n## Where to vote\n\n* Town hall\n* Old library\n\n"
-                 "<script>alert(1)</script>")
-MARKDOWN_TEXT = ("Voting opens today at ten polling stations.\n\nWhere to vote\n\n"
-                 "Town hall\n\nOld library")
+MARKDOWN_BODY = (
+    "Voting opens **today** at [ten polling stations](https://vote.example/)."
+    "\n\n## Where to vote\n\n* Town hall\n* Old library\n\n"
+    "<script>alert(1)</script>"
+)
+MARKDOWN_TEXT = (
+    "Voting opens today at ten polling stations.\n\nWhere to vote\n\nTown hall\n\nOld library"
+)
 
 
 def test_export_body_in_a_field_named_markdown_is_read_as_markdown(tmp_path: Path) -> None:
     export = tmp_path / "devto.json"
-    export.write_text(json.dumps([
-        {"title": "Polls open", "body_markdown": MARKDOWN_BODY},
-        {"title": "Plain body", "body": "Two *stars* stay as written."},
-    ]), encoding="utf-8")
+    export.write_text(
+        json.dumps(
+            [
+                {"title": "Polls open", "body_markdown": MARKDOWN_BODY},
+                {"title": "Plain body", "body": "Two *stars* stay as written."},
+            ]
+        ),
+        encoding="utf-8",
+    )
     polls, plain = read_source(str(export)).articles
     assert polls.text == MARKDOWN_TEXT
     assert plain.text == "Two *stars* stay as written."
@@ -172,15 +198,24 @@ def test_mapping_from_digest_toml_through_the_cli(tmp_path: Path) -> None:
 
 def test_summarize_reads_an_export_through_the_same_mapping(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(cli, ["--config", str(mapped_export(tmp_path)), "summarize",
-                                 str(tmp_path / "cms.csv"), "--json"])
+    result = runner.invoke(
+        cli,
+        [
+            "--config",
+            str(mapped_export(tmp_path)),
+            "summarize",
+            str(tmp_path / "cms.csv"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 1
     assert [(r["title"], r["summary"]) for r in json.loads(result.stdout)] == [
         ("Library opens a tool-lending shelf", "Residents can now borrow drills and ladders."),
         ("Park fountain restored", "The 1902 fountain runs again after repairs."),
     ]
-    assert result.stderr.startswith(f"{tmp_path / 'cms.csv'}:4: no title "
-                                    "(looked for 'headline' from [sources.mapping])")
+    assert result.stderr.startswith(
+        f"{tmp_path / 'cms.csv'}:4: no title (looked for 'headline' from [sources.mapping])"
+    )
 
 
 def test_mapping_of_an_unknown_field_is_a_settings_error(tmp_path: Path) -> None:

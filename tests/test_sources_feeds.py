@@ -27,19 +27,26 @@ def test_json_feed() -> None:
     assert glacier.title == "Glacier retreat doubles in a decade"  # the <em> is gone
     assert glacier.url == "https://notes.example.net/2025/glacier"
     assert glacier.published == datetime(2025, 4, 1, 6, 0, tzinfo=UTC)
-    assert glacier.text == ("The glacier lost twice as much ice as in the decade before.\n\n"
-                            "Survey teams measured it by drone.")
+    assert glacier.text == (
+        "The glacier lost twice as much ice as in the decade before.\n\n"
+        "Survey teams measured it by drone."
+    )
     assert "alert" not in glacier.text
-    assert (glacier.author, glacier.source, glacier.section) == ("Ines Berg", "Field Notes",
-                                                                  "Climate")
+    assert (glacier.author, glacier.source, glacier.section) == (
+        "Ines Berg",
+        "Field Notes",
+        "Climate",
+    )
     assert glacier.summary == "Ice loss doubled."
     assert glacier.image == "https://notes.example.net/img/glacier.jpg"
     assert bees.url == "https://notes.example.net/2025/bees"  # the id is the link
     assert bees.author == "The Field Notes Team"  # the feed's author
     assert bees.published == datetime(2025, 3, 30, 10, 0, tzinfo=UTC)
     reasons = [f.reason for f in result.failures]
-    assert reasons == ["item 3 is not an object; it was skipped",
-                       "item 4 has no title or no content; it was skipped"]
+    assert reasons == [
+        "item 3 is not an object; it was skipped",
+        "item 4 has no title or no content; it was skipped",
+    ]
 
 
 def test_rss_091_feed_in_latin1() -> None:
@@ -54,8 +61,9 @@ def test_rss_091_feed_in_latin1() -> None:
 
 def test_broken_json_is_a_failure_with_its_line(tmp_path: Path) -> None:
     broken = tmp_path / "feed.json"
-    broken.write_text('{"version": "https://jsonfeed.org/version/1.1",\n"items": [\n{,]}',
-                      encoding="utf-8")
+    broken.write_text(
+        '{"version": "https://jsonfeed.org/version/1.1",\n"items": [\n{,]}', encoding="utf-8"
+    )
     result = read_source(str(broken))
     assert result.articles == []
     [failure] = result.failures
@@ -65,12 +73,14 @@ def test_broken_json_is_a_failure_with_its_line(tmp_path: Path) -> None:
 
 def test_opml_without_feeds_and_broken_opml(tmp_path: Path) -> None:
     empty = tmp_path / "empty.opml"
-    empty.write_text('<opml version="2.0"><body><outline text="x"/></body></opml>',
-                     encoding="utf-8")
+    empty.write_text(
+        '<opml version="2.0"><body><outline text="x"/></body></opml>', encoding="utf-8"
+    )
     assert "names no feeds" in read_source(str(empty)).failures[0].reason
     broken = tmp_path / "broken.opml"
-    broken.write_text('<opml version="2.0">\n<body>\n<outline xmlUrl="http://a"\n</body>',
-                      encoding="utf-8")
+    broken.write_text(
+        '<opml version="2.0">\n<body>\n<outline xmlUrl="http://a"\n</body>', encoding="utf-8"
+    )
     [failure] = read_source(str(broken)).failures
     assert failure.source.startswith(f"{broken}:")
     assert "not readable OPML" in failure.reason
@@ -84,8 +94,13 @@ class FeedSite(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         server = self.server
-        server.requests.append((self.path, self.headers.get("If-None-Match"),  # type: ignore[attr-defined]
-                                self.headers.get("If-Modified-Since")))
+        server.requests.append(
+            (
+                self.path,
+                self.headers.get("If-None-Match"),  # type: ignore[attr-defined]
+                self.headers.get("If-Modified-Since"),
+            )
+        )
         if self.path == "/feed":
             etag = f'"rss-{server.version}"'  # type: ignore[attr-defined]
             if self.headers.get("If-None-Match") == etag:
@@ -103,8 +118,11 @@ class FeedSite(BaseHTTPRequestHandler):
                 self.send_response(304)
                 self.end_headers()
                 return
-            self.reply((FEEDS / "jsonfeed.json").read_bytes(), "application/feed+json",
-                       **{"Last-Modified": stamp})
+            self.reply(
+                (FEEDS / "jsonfeed.json").read_bytes(),
+                "application/feed+json",
+                **{"Last-Modified": stamp},
+            )
         elif self.path == "/subscriptions.opml":
             base = f"http://127.0.0.1:{server.server_address[1]}"
             body = (FEEDS / "subscriptions.opml").read_bytes().replace(b"{BASE}", base.encode())
@@ -144,7 +162,11 @@ def test_unchanged_feed_costs_one_304(store: Store, site: tuple[str, ThreadingHT
     assert len(requests) == 2
     [state] = store.source_states()
     assert (state.url, state.status, state.items, state.etag) == (
-        f"{base}/feed", "not modified", 3, '"rss-1"')
+        f"{base}/feed",
+        "not modified",
+        3,
+        '"rss-1"',
+    )
     server.version = 2  # type: ignore[attr-defined]
     changed = ingest(store, [f"{base}/feed"])
     assert changed.line() == "0 new, 1 updated, 2 unchanged, 0 failed"
@@ -157,8 +179,11 @@ def test_last_modified_is_sent_back(store: Store, site: tuple[str, ThreadingHTTP
     assert first.line() == "2 new, 0 updated, 0 unchanged, 2 failed"  # two bad items
     # Not modified: nothing is parsed again, so the bad items are not reported again.
     assert ingest(store, [f"{base}/json"]).line() == "0 new, 0 updated, 2 unchanged, 0 failed"
-    assert server.requests[-1] == ("/json", None,  # type: ignore[attr-defined]
-                                   "Tue, 01 Apr 2025 10:00:00 GMT")
+    assert server.requests[-1] == (
+        "/json",
+        None,  # type: ignore[attr-defined]
+        "Tue, 01 Apr 2025 10:00:00 GMT",
+    )
 
 
 def test_opml_feeds_are_read_in_the_same_run(
@@ -168,8 +193,9 @@ def test_opml_feeds_are_read_in_the_same_run(
     report = ingest(store, [f"{base}/subscriptions.opml"])
     # 3 RSS items + 2 JSON Feed items; 2 bad JSON Feed items; the file:// outline
     assert report.line() == "5 new, 0 updated, 0 unchanged, 3 failed"
-    assert any("file:///etc/passwd" in f.reason and f.source.endswith(".opml:10")
-               for f in report.failures)
+    assert any(
+        "file:///etc/passwd" in f.reason and f.source.endswith(".opml:10") for f in report.failures
+    )
     paths = [path for path, _, _ in server.requests]  # type: ignore[attr-defined]
     assert paths == ["/subscriptions.opml", "/feed", "/json"]
     config = tmp_path / "digest.toml"
@@ -185,7 +211,8 @@ def test_sources_command_shows_a_dead_feed(
 ) -> None:
     base, _ = site
     (tmp_path / "digest.toml").write_text(
-        f'[sources]\npaths = ["{base}/feed", "{base}/gone", "articles"]\n', encoding="utf-8")
+        f'[sources]\npaths = ["{base}/feed", "{base}/gone", "articles"]\n', encoding="utf-8"
+    )
     runner = CliRunner()
     args = ["--config", str(tmp_path / "digest.toml")]
     before = runner.invoke(cli, [*args, "sources"])

@@ -70,8 +70,10 @@ def test_extra_list_is_added(store: Store, tmp_path: Path) -> None:
 def test_spreadsheet_csv_with_semicolons_or_tabs(store: Store, tmp_path: Path, sep: str) -> None:
     text = f"\ufeffEmail{sep}Name{sep}Lists{sep}City\n" + "".join(
         f"{email}{sep}{name}{sep}{lists}{sep}{city}\n"
-        for email, name, lists, city in [("ada@example.com", "Ada, Countess", "main|vip", "London"),
-                                         ("bo@example.com", "Bo", "vip", "Oslo")]
+        for email, name, lists, city in [
+            ("ada@example.com", "Ada, Countess", "main|vip", "London"),
+            ("bo@example.com", "Bo", "vip", "Oslo"),
+        ]
     )
     report = import_csv(store, csv_file(tmp_path, text), "main")
     assert (report.added, report.failures) == (2, [])
@@ -98,16 +100,17 @@ def test_missing_email_column(store: Store, tmp_path: Path) -> None:
         import_csv(store, csv_file(tmp_path, "mail,name\nx@example.com,X\n"), "main")
 
 
-def test_unsubscribe_finds_the_address_typed_in_another_case(
-    store: Store, tmp_path: Path
-) -> None:
-    import_csv(store, csv_file(tmp_path, "email\nAda.Lovelace@Example.com\nbo@example.com\n"),
-               "main")
+def test_unsubscribe_finds_the_address_typed_in_another_case(store: Store, tmp_path: Path) -> None:
+    import_csv(
+        store, csv_file(tmp_path, "email\nAda.Lovelace@Example.com\nbo@example.com\n"), "main"
+    )
     person = unsubscribe(store, "ada.lovelace@EXAMPLE.COM")
     assert person.email == "Ada.Lovelace@example.com"  # as stored: the domain lowercased
     statuses = {p.email: p.status for p in store.subscribers()}
-    assert statuses == {"Ada.Lovelace@example.com": SubscriberStatus.UNSUBSCRIBED,
-                        "bo@example.com": SubscriberStatus.ACTIVE}
+    assert statuses == {
+        "Ada.Lovelace@example.com": SubscriberStatus.UNSUBSCRIBED,
+        "bo@example.com": SubscriberStatus.ACTIVE,
+    }
 
 
 def test_unknown_address_cannot_unsubscribe(store: Store) -> None:
@@ -116,13 +119,38 @@ def test_unknown_address_cannot_unsubscribe(store: Store) -> None:
 
 
 ADDRESSES = [
-    "ada@example.com", "Ada.Lovelace+news@Example.COM", "a@b.example", "x@mail.example.co.uk",
-    "o'brien@example.ie", "first.last@xn--bcher-kva.ch", "user@bücher.ch", "ünïcode@example.com",
-    '"quoted local"@example.com', "a..b@example.com", ".a@example.com", "a.@example.com",
-    "a@-example.com", "a@example-.com", "a@ex_ample.com", "a@example", "a@localhost",
-    "a@example.test", "a@b.c1", "a@123.com", "a@example.123", "no-at-sign", "@example.com",
-    "a@", "a b@example.com", "a@@example.com", "a@example..com", "x" * 65 + "@example.com",
-    "a@" + "b" * 64 + ".com", "  spaced@example.com  ", "a@[127.0.0.1]", "a@EXAMPLE.ORG",
+    "ada@example.com",
+    "Ada.Lovelace+news@Example.COM",
+    "a@b.example",
+    "x@mail.example.co.uk",
+    "o'brien@example.ie",
+    "first.last@xn--bcher-kva.ch",
+    "user@bücher.ch",
+    "ünïcode@example.com",
+    '"quoted local"@example.com',
+    "a..b@example.com",
+    ".a@example.com",
+    "a.@example.com",
+    "a@-example.com",
+    "a@example-.com",
+    "a@ex_ample.com",
+    "a@example",
+    "a@localhost",
+    "a@example.test",
+    "a@b.c1",
+    "a@123.com",
+    "a@example.123",
+    "no-at-sign",
+    "@example.com",
+    "a@",
+    "a b@example.com",
+    "a@@example.com",
+    "a@example..com",
+    "x" * 65 + "@example.com",
+    "a@" + "b" * 64 + ".com",
+    "  spaced@example.com  ",
+    "a@[127.0.0.1]",
+    "a@EXAMPLE.ORG",
 ]
 
 
@@ -175,13 +203,18 @@ def test_export_round_trips_through_import(store: Store, tmp_path: Path) -> None
 
 
 def test_counts_per_list_and_status(store: Store, tmp_path: Path) -> None:
-    import_csv(store, csv_file(
-        tmp_path,
-        "email,lists,status\na@example.com,main;vip,\nb@example.com,main,unsubscribed\n"
-        "c@example.com,main,complained\nd@example.com,vip,bounced\n",
-    ), "main")
-    assert [(c.list, c.active, c.unsubscribed, c.bounced, c.complained, c.total)
-            for c in counts(store)] == [("main", 1, 1, 0, 1, 3), ("vip", 1, 0, 1, 0, 2)]
+    import_csv(
+        store,
+        csv_file(
+            tmp_path,
+            "email,lists,status\na@example.com,main;vip,\nb@example.com,main,unsubscribed\n"
+            "c@example.com,main,complained\nd@example.com,vip,bounced\n",
+        ),
+        "main",
+    )
+    assert [
+        (c.list, c.active, c.unsubscribed, c.bounced, c.complained, c.total) for c in counts(store)
+    ] == [("main", 1, 1, 0, 1, 3), ("vip", 1, 0, 1, 0, 2)]
 
 
 def test_a_big_file_is_written_in_chunks_and_merges_across_them(
@@ -190,13 +223,19 @@ def test_a_big_file_is_written_in_chunks_and_merges_across_them(
     rows = [f"r{n}@example.com,R {n},main,\n" for n in range(CHUNK + 50)]
     rows.append("r3@example.com,,extra,unsubscribed\n")  # the same person, a chunk later
     rows.append("r4@example.com,Late Name,extra,\n")
-    report = import_csv(store, csv_file(tmp_path, "email,name,lists,status\n" + "".join(rows)),
-                        "main")
+    report = import_csv(
+        store, csv_file(tmp_path, "email,name,lists,status\n" + "".join(rows)), "main"
+    )
     assert (report.added, report.updated, report.merged) == (CHUNK + 50, 0, 2)
-    r3, r4 = store.subscriber_by_email("r3@example.com"), store.subscriber_by_email(
-        "r4@example.com")
+    r3, r4 = (
+        store.subscriber_by_email("r3@example.com"),
+        store.subscriber_by_email("r4@example.com"),
+    )
     assert r3 is not None and (r3.name, r3.lists, r3.status) == (
-        "R 3", ["extra", "main"], SubscriberStatus.UNSUBSCRIBED)
+        "R 3",
+        ["extra", "main"],
+        SubscriberStatus.UNSUBSCRIBED,
+    )
     assert r4 is not None and (r4.name, r4.status) == ("Late Name", SubscriberStatus.ACTIVE)
     assert store.count_active("main") == CHUNK + 49
 
@@ -218,7 +257,8 @@ def test_a_nul_character_fails_its_row_alone(store: Store, tmp_path: Path) -> No
     path = csv_file(tmp_path, "email,name\nada@example.com,Ada\nbo@example.com,B\x00o\n")
     report = import_csv(store, path, "main")
     assert [(f.line, f.reason) for f in report.failures] == [
-        (3, "contains a NUL character: remove it")]
+        (3, "contains a NUL character: remove it")
+    ]
     assert [p.email for p in store.subscribers()] == ["ada@example.com"]
 
 
@@ -240,7 +280,8 @@ def test_cli_export_and_counts(tmp_path: Path, db_url: str) -> None:
     assert out.read_text().splitlines() == ["email,name,lists,status", "b@example.com,,vip,active"]
     shown = runner.invoke(cli, [*base, "subscribers", "counts", "--json"])
     assert [(r["list"], r["active"], r["total"]) for r in json.loads(shown.output)] == [
-        ("main", 1, 1), ("vip", 1, 1)
+        ("main", 1, 1),
+        ("vip", 1, 1),
     ]
 
 
@@ -262,8 +303,11 @@ def test_an_old_sqlite_with_999_parameters_a_statement_imports_too(tmp_path: Pat
 
     store = Store.open(f"sqlite:///{tmp_path / 'old.db'}")
     try:
-        sa.event.listen(store.engine, "connect", lambda conn, _: conn.setlimit(
-            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999))
+        sa.event.listen(
+            store.engine,
+            "connect",
+            lambda conn, _: conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999),
+        )
         store.engine.dispose()
         rows = "".join(f"r{n}@example.com,R {n},main;extra\n" for n in range(1200))
         report = import_csv(store, csv_file(tmp_path, "email,name,lists\n" + rows), "main")

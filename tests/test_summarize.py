@@ -344,8 +344,9 @@ def test_digest_summarize_reads_the_language_setting(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DIGEST_CONFIG", raising=False)
     page = tmp_path / "seite.txt"
-    page.write_text("2026-03-03\n\nHaushalt für den Nahverkehr\n\n" + GERMAN + "\n",
-                    encoding="utf-8")
+    page.write_text(
+        "2026-03-03\n\nHaushalt für den Nahverkehr\n\n" + GERMAN + "\n", encoding="utf-8"
+    )
     for language in ("de", "pt-BR"):
         monkeypatch.setenv("DIGEST_LANGUAGE", language)
         result = CliRunner().invoke(cli, ["summarize", str(page), "--json"])
@@ -398,8 +399,7 @@ def test_digest_summarize_meets_the_quality_bar_on_the_corpus(
         for record in records:
             origin = Path(record["origin"])
             reference = " ".join(
-                (bbc / "summary" / category.name / origin.name).read_text(encoding="utf-8")
-                .split()
+                (bbc / "summary" / category.name / origin.name).read_text(encoding="utf-8").split()
             )
             assert 1 <= len(record["sentences"]) <= 2
             assert len(record["summary"]) <= 320 or len(record["sentences"]) == 1
@@ -411,8 +411,19 @@ def test_digest_summarize_meets_the_quality_bar_on_the_corpus(
 def test_words_are_letters_and_digits_joined_by_inner_apostrophes() -> None:
     text = "Don't 'quote' me: rock’n’roll, a''b, snake_case, Straße & naïve 3.5% — OK?"
     assert split_words(text) == [
-        "don't", "quote", "me", "rock’n’roll", "a", "b", "snake", "case", "strasse", "naïve",
-        "3", "5", "ok",
+        "don't",
+        "quote",
+        "me",
+        "rock’n’roll",
+        "a",
+        "b",
+        "snake",
+        "case",
+        "strasse",
+        "naïve",
+        "3",
+        "5",
+        "ok",
     ]
 
 

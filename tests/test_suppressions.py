@@ -132,24 +132,41 @@ def test_one_click_batches_leave_each_list_once_and_keep_graver_statuses(people:
     people.set_subscriber_status(ids["alan@example.net"], SubscriberStatus.BOUNCED)
     write = OneClickWriter(people)
     ada, alan, kat = ids["ada@example.com"], ids["alan@example.net"], ids["katherine@example.com"]
-    found = write([(ada, "main", 1), (ada, "main", 1), (alan, "main", None), (kat, "science", 1),
-                   (999_999, "main", 1)])
+    found = write(
+        [
+            (ada, "main", 1),
+            (ada, "main", 1),
+            (alan, "main", None),
+            (kat, "science", 1),
+            (999_999, "main", 1),
+        ]
+    )
     assert found == {ada, alan, kat}
     assert write([(ada, "main", 1), (kat, "science", 2)]) == {ada, kat}  # a repeat: no change
     after = {p.email: p for p in people.subscribers()}
     assert (after["ada@example.com"].status, after["ada@example.com"].lists) == (
-        SubscriberStatus.UNSUBSCRIBED, [])
+        SubscriberStatus.UNSUBSCRIBED,
+        [],
+    )
     assert after["alan@example.net"].status == SubscriberStatus.BOUNCED  # never milder
     assert (after["katherine@example.com"].status, after["katherine@example.com"].lists) == (
-        SubscriberStatus.ACTIVE, ["main"])
+        SubscriberStatus.ACTIVE,
+        ["main"],
+    )
     assert after["grace@example.org"].lists == ["main"]
     with people.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(optouts.c.subscriber_id, optouts.c.list_name, optouts.c.issue_id,
-                      optouts.c.source, optouts.c.created_at).order_by(optouts.c.subscriber_id)
+            sa.select(
+                optouts.c.subscriber_id,
+                optouts.c.list_name,
+                optouts.c.issue_id,
+                optouts.c.source,
+                optouts.c.created_at,
+            ).order_by(optouts.c.subscriber_id)
         ).all()
     assert [tuple(r[:4]) for r in rows] == [
-        (ada, "main", 1, "one-click"), (alan, "main", None, "one-click"),
+        (ada, "main", 1, "one-click"),
+        (alan, "main", None, "one-click"),
         (kat, "science", 1, "one-click"),
     ]
     assert all(r.created_at.year >= 2025 for r in rows)  # read back as a datetime on both

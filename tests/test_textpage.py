@@ -38,9 +38,16 @@ def test_seed_page() -> None:
     assert article.date_flag is None
     assert article.text.startswith("Donald Trump, who flaunted")
     assert article.text.endswith("worsen their own situation.")
-    for furniture in ("Hot this week", "Topics", "Related Articles", "POCO F7 Pro",
-                      "Gold Tops $3,100", "Golf Diplomacy", "joint press conference",
-                      "AFP Yonhap News"):
+    for furniture in (
+        "Hot this week",
+        "Topics",
+        "Related Articles",
+        "POCO F7 Pro",
+        "Gold Tops $3,100",
+        "Golf Diplomacy",
+        "joint press conference",
+        "AFP Yonhap News",
+    ):
         assert furniture not in article.text
     assert article.text.count("\n\n") == 3  # four body paragraphs
     assert "Lunar Ambitions Accelerate as Korea Develops Rover Propulsion System" in article.related
@@ -68,27 +75,34 @@ CASES = [
         "iso-date-byline.txt",
         "Port of Busan Handles Record Container Volume in First Quarter",
         datetime(2025, 4, 1, tzinfo=UTC),
-        "The Port of Busan handled", "keep up with demand.",
+        "The Port of Busan handled",
+        "keep up with demand.",
         ("Advertisement", "By Jane Kim", "Most Read", "Won Slides"),
-        ("Shipbuilders Win Orders for Ammonia-Fuelled Carriers",
-         "Won Slides to Two-Year Low Against the Dollar"),
+        (
+            "Shipbuilders Win Orders for Ammonia-Fuelled Carriers",
+            "Won Slides to Two-Year Low Against the Dollar",
+        ),
         author="Jane Kim",
     ),
     Expected(
         "breadcrumb-abbrev-date.txt",
         "Lunar Lander Sends Back First Images From the Moon's South Pole",
         datetime(2025, 4, 1, tzinfo=UTC),
-        "A robotic lander", "in one piece.",
+        "A robotic lander",
+        "in one piece.",
         ("Home >", "Share this article", "Photo:", "boulder field near", "Trending now"),
-        ("Astronauts Grow Lettuce on the Space Station Without Soil",
-         "Solar Storm Sparks Auroras as Far South as Spain"),
+        (
+            "Astronauts Grow Lettuce on the Space Station Without Soil",
+            "Solar Storm Sparks Auroras as Far South as Spain",
+        ),
         section="Space",
     ),
     Expected(
         "time-with-zone.txt",
         "Samsung and SK Hynix Shares Jump on Memory Price Rebound",
         datetime(2025, 4, 1, 0, 14, tzinfo=UTC),  # 09:14 KST
-        "Shares of South Korea's", "third straight session.",
+        "Shares of South Korea's",
+        "third straight session.",
         ("dealing room", "Yonhap", "Related Articles", "Battery Makers"),
         ("Battery Makers Cut Output as EV Sales Cool",),
     ),
@@ -96,10 +110,13 @@ CASES = [
         "published-label.txt",
         "Dutch Pension Funds Shift Billions Into Wind and Solar Projects",
         datetime(2025, 4, 1, tzinfo=UTC),  # 01/04/2025 is day first
-        "Pension funds in the Netherlands", "could cut.",
+        "Pension funds in the Netherlands",
+        "could cut.",
         ("Published", "Read more:", "More from Business", "Bakery Chain"),
-        ("Bakery Chain Expands to Germany After Record Year",
-         "Airline Orders 30 New Jets to Replace Ageing Fleet"),
+        (
+            "Bakery Chain Expands to Germany After Record Year",
+            "Airline Orders 30 New Jets to Replace Ageing Fleet",
+        ),
     ),
     Expected(
         "updated-dotted-wrapped.txt",
@@ -116,11 +133,14 @@ CASES = [
         "title-first-byline-date.txt",
         "Households Cut Spending on Eating Out as Prices Keep Rising",
         datetime(2025, 4, 1, tzinfo=UTC),
-        "Families are spending less", "next rate decision.",
+        "Families are spending less",
+        "next rate decision.",
         ("Economy\n", "Marta Ruiz", "Elsewhere on the site", "Farmers Warn", "Rent Controls"),
-        ("Farmers Warn of Poor Harvest After Dry Spring",
-         "Train Fares to Rise by 4 Percent in July",
-         "Rent Controls Extended for Another Year"),
+        (
+            "Farmers Warn of Poor Harvest After Dry Spring",
+            "Train Fares to Rise by 4 Percent in July",
+            "Rent Controls Extended for Another Year",
+        ),
         author="Marta Ruiz",
         section="Economy",
     ),
@@ -128,12 +148,23 @@ CASES = [
         "site-name-slash-crumbs.txt",
         "Ferry Operators Add Night Sailings Between Busan and Fukuoka",
         datetime(2025, 4, 1, 5, 30, tzinfo=UTC),  # 14:30 GMT+9
-        "Two ferry operators will add", "to match the new timetable.",
-        ("Harbour Times", "News /", "Getty", "Passengers board", "Copy link", "Advertisement",
-         "Trending", "Typhoon"),
-        ("Typhoon Season Expected to Start Early This Year",
-         "Busan Film Festival Names Its Jury President",
-         "Subway Line 3 Closes for Weekend Repairs"),
+        "Two ferry operators will add",
+        "to match the new timetable.",
+        (
+            "Harbour Times",
+            "News /",
+            "Getty",
+            "Passengers board",
+            "Copy link",
+            "Advertisement",
+            "Trending",
+            "Typhoon",
+        ),
+        (
+            "Typhoon Season Expected to Start Early This Year",
+            "Busan Film Festival Names Its Jury President",
+            "Subway Line 3 Closes for Weekend Repairs",
+        ),
         author="Park Soo-jin",
         section="Asia",
     ),
@@ -141,22 +172,41 @@ CASES = [
         "getty-caption-twice-topics.txt",
         "Scientists Map the Oldest Known Forest Floor in Britain",
         datetime(2025, 4, 1, 9, 14, tzinfo=UTC),  # 10.14 BST
-        "Scientists have mapped", "earlier than was thought.",
-        ("Fossilised tree stumps", "Listen to this", "Share this", "Copy link", "Topics",
-         "Fossils", "Geology", "Most Read", "Roman Bath"),
-        ("Archaeologists Find Roman Bath House Under Car Park",
-         "Puffin Numbers Recover on Scottish Islands"),
+        "Scientists have mapped",
+        "earlier than was thought.",
+        (
+            "Fossilised tree stumps",
+            "Listen to this",
+            "Share this",
+            "Copy link",
+            "Topics",
+            "Fossils",
+            "Geology",
+            "Most Read",
+            "Roman Bath",
+        ),
+        (
+            "Archaeologists Find Roman Bath House Under Car Park",
+            "Puffin Numbers Recover on Scottish Islands",
+        ),
         author="Helen Ward and Tom Price",
     ),
     Expected(
         "photo-credit-line-you-may-like.txt",
         "Copper Prices Climb to a Ten-Month High on Supply Worries",
         datetime(2025, 4, 1, 13, 14, tzinfo=UTC),  # 9:14 a.m. EDT
-        "Copper prices rose", "until the strike is settled.",
-        ("Markets |", "copper cathodes", "Photo: Reuters", "Read more", "You may also like",
-         "Oil Slips", "All rights reserved"),
-        ("Oil Slips as OPEC Signals Output Increase",
-         "Gold Holds Near Record as Dollar Weakens"),
+        "Copper prices rose",
+        "until the strike is settled.",
+        (
+            "Markets |",
+            "copper cathodes",
+            "Photo: Reuters",
+            "Read more",
+            "You may also like",
+            "Oil Slips",
+            "All rights reserved",
+        ),
+        ("Oil Slips as OPEC Signals Output Increase", "Gold Holds Near Record as Dollar Weakens"),
         author="John Smith and Ana Lee",
         section="Commodities",
     ),
@@ -164,11 +214,14 @@ CASES = [
         "iso-timestamp-unknown-heading.txt",
         "Clinics Extend Evening Hours to Cut Waiting Lists",
         datetime(2025, 4, 1, 0, 14, tzinfo=UTC),  # the first of the two timestamps
-        "Public health clinics", "already short of nurses.",
+        "Public health clinics",
+        "already short of nurses.",
         ("Reporter", "hyejin@", "From our partners", "Sleep Better", "Pollen"),
-        ("Five Ways to Sleep Better Tonight",
-         "Why Walking After Dinner Helps Your Heart",
-         "New Allergy Season Starts Earlier Than Ever"),
+        (
+            "Five Ways to Sleep Better Tonight",
+            "Why Walking After Dinner Helps Your Heart",
+            "New Allergy Season Starts Earlier Than Ever",
+        ),
         author="Kim Hye-jin",
         section="Health",
     ),
@@ -176,9 +229,17 @@ CASES = [
         "title-site-bar-dotted-date.txt",
         "Night Trains Return to the Alps After Twenty Years",
         datetime(2025, 4, 1, 9, 14, tzinfo=UTC),
-        "Overnight trains between Zurich", "on our website.",
-        ("Rail Europe News", "Home ›", "Story continues", "Scroll to continue",
-         "Related Stories", "Eurostar", "Tags:"),
+        "Overnight trains between Zurich",
+        "on our website.",
+        (
+            "Rail Europe News",
+            "Home ›",
+            "Story continues",
+            "Scroll to continue",
+            "Related Stories",
+            "Eurostar",
+            "Tags:",
+        ),
         ("Eurostar Adds Direct Trains to Cologne", "New Ski Resort Shuttle Cuts Journey Times"),
         section="Rail",
     ),
@@ -186,7 +247,8 @@ CASES = [
         "wire-story-dateline-no-furniture.txt",
         "Engineers Test a Wind Turbine That Floats in Deep Water",
         datetime(2025, 4, 1, tzinfo=UTC),
-        "OSLO (AP) — Engineers in Norway", "The test will run for two years.",
+        "OSLO (AP) — Engineers in Norway",
+        "The test will run for two years.",
         ("Sci-Tech", "April 1st", "Written by"),
         (),
         author="Lars Eriksen",
@@ -196,9 +258,18 @@ CASES = [
         "caption-bracket-most-popular.txt",
         "Spain Opens Its First Offshore Wave Power Station",
         datetime(2025, 4, 1, 17, 2, tzinfo=UTC),  # 1:02 PM EDT
-        "Spain has opened", "three more stations by 2030.",
-        ("World >", "Mutriku", "EPA", "Advertisement", "See also", "Most Popular", "Heatwave",
-         "Sign up"),
+        "Spain has opened",
+        "three more stations by 2030.",
+        (
+            "World >",
+            "Mutriku",
+            "EPA",
+            "Advertisement",
+            "See also",
+            "Most Popular",
+            "Heatwave",
+            "Sign up",
+        ),
         ("Heatwave Warning Issued for Southern Italy", "Paris Bans Cars From Forty More Streets"),
         section="Europe",
     ),
@@ -251,9 +322,11 @@ def test_page_without_a_date_falls_back_to_the_file_time(tmp_path: Path) -> None
 def test_future_date_is_flagged(tmp_path: Path) -> None:
     later = date.today() + timedelta(days=30)
     page = tmp_path / "future.txt"
-    page.write_text(f"{later:%B %d, %Y}\n\nA Page Dated Next Month by Mistake\n\n"
-                    "This paragraph is long enough to be the body of the article itself.\n",
-                    encoding="utf-8")
+    page.write_text(
+        f"{later:%B %d, %Y}\n\nA Page Dated Next Month by Mistake\n\n"
+        "This paragraph is long enough to be the body of the article itself.\n",
+        encoding="utf-8",
+    )
     article = read_one(page)
     assert article.date_flag == "future"
     assert article.published.date() == later
@@ -269,21 +342,24 @@ def test_page_with_only_a_title_is_a_failure(tmp_path: Path) -> None:
     assert "no article text" in failure.reason
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("Tuesday, April 1, 2025", datetime(2025, 4, 1, tzinfo=UTC)),
-    ("Tue 01 Apr 2025", datetime(2025, 4, 1, tzinfo=UTC)),
-    ("2025-04-01", datetime(2025, 4, 1, tzinfo=UTC)),
-    ("April 1, 2025 09:14 KST", datetime(2025, 4, 1, 0, 14, tzinfo=UTC)),
-    ("Published: 01/04/2025", datetime(2025, 4, 1, tzinfo=UTC)),
-    ("Updated 2025.04.01 10:00", datetime(2025, 4, 1, 10, 0, tzinfo=UTC)),
-    ("Posted 1 April 2025, 14:30 GMT+9", datetime(2025, 4, 1, 5, 30, tzinfo=UTC)),
-    ("Tuesday 1 April 2025 10.14 BST", datetime(2025, 4, 1, 9, 14, tzinfo=UTC)),
-    ("입력 2025.04.01 10:00", datetime(2025, 4, 1, 10, 0, tzinfo=UTC)),
-    ("2025년 4월 1일", datetime(2025, 4, 1, tzinfo=UTC)),
-    ("04/13/2025", datetime(2025, 4, 13, tzinfo=UTC)),
-    ("By Jane Kim | Apr. 1, 2025 | 3 min read", datetime(2025, 4, 1, tzinfo=UTC)),
-    ("April 2025", None),
-    ("Share this article", None),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Tuesday, April 1, 2025", datetime(2025, 4, 1, tzinfo=UTC)),
+        ("Tue 01 Apr 2025", datetime(2025, 4, 1, tzinfo=UTC)),
+        ("2025-04-01", datetime(2025, 4, 1, tzinfo=UTC)),
+        ("April 1, 2025 09:14 KST", datetime(2025, 4, 1, 0, 14, tzinfo=UTC)),
+        ("Published: 01/04/2025", datetime(2025, 4, 1, tzinfo=UTC)),
+        ("Updated 2025.04.01 10:00", datetime(2025, 4, 1, 10, 0, tzinfo=UTC)),
+        ("Posted 1 April 2025, 14:30 GMT+9", datetime(2025, 4, 1, 5, 30, tzinfo=UTC)),
+        ("Tuesday 1 April 2025 10.14 BST", datetime(2025, 4, 1, 9, 14, tzinfo=UTC)),
+        ("입력 2025.04.01 10:00", datetime(2025, 4, 1, 10, 0, tzinfo=UTC)),
+        ("2025년 4월 1일", datetime(2025, 4, 1, tzinfo=UTC)),
+        ("04/13/2025", datetime(2025, 4, 13, tzinfo=UTC)),
+        ("By Jane Kim | Apr. 1, 2025 | 3 min read", datetime(2025, 4, 1, tzinfo=UTC)),
+        ("April 2025", None),
+        ("Share this article", None),
+    ],
+)
 def test_date_lines(line: str, expected: datetime | None) -> None:
     assert date_in_line(line) == expected

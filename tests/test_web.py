@@ -38,8 +38,8 @@ def make_issue(store: Store, label: str = "2025-W14", subject: str = "Digest #1:
     html = (
         "<html><body><h1>Rivers rise</h1>"
         f"<p>For {html_marker('email')}</p>"
-        f"<a href=\"{html_marker('unsubscribe_url')}\">Unsubscribe</a>"
-        f"<a href=\"{html_marker('web_url')}\">View in browser</a></body></html>"
+        f'<a href="{html_marker("unsubscribe_url")}">Unsubscribe</a>'
+        f'<a href="{html_marker("web_url")}">View in browser</a></body></html>'
     )
     since = datetime(2025, 3, 31, tzinfo=UTC)
     issue = store.create_issue(
@@ -106,9 +106,7 @@ def test_get_shows_one_button_that_says_what_it_does_and_changes_nothing(site: t
 
 def test_one_click_post_leaves_only_the_list_in_the_token(site: tuple) -> None:
     store, _, url = site
-    answer = request(
-        f"{url}/u/{token(store, 'grace@example.org')}", "POST", ONE_CLICK, FORM
-    )
+    answer = request(f"{url}/u/{token(store, 'grace@example.org')}", "POST", ONE_CLICK, FORM)
     assert answer.status == 200 and "You are unsubscribed" in answer.body
     grace = person(store, "grace@example.org")
     assert (grace.status, grace.lists) == (SubscriberStatus.ACTIVE, ["science"])
@@ -184,13 +182,13 @@ def test_bad_tokens_change_nothing_and_get_a_plain_400(site: tuple) -> None:
         assert request(f"{url}/p/{bad}", "POST", b"list=main", FORM).status == 400
     assert optout_rows(store) == []
     assert [p.status for p in store.subscribers()] == [
-        SubscriberStatus.ACTIVE, SubscriberStatus.BOUNCED, SubscriberStatus.ACTIVE
+        SubscriberStatus.ACTIVE,
+        SubscriberStatus.BOUNCED,
+        SubscriberStatus.ACTIVE,
     ]
 
 
-def test_a_left_list_stays_left_when_the_csv_is_imported_again(
-    site: tuple, tmp_path: Path
-) -> None:
+def test_a_left_list_stays_left_when_the_csv_is_imported_again(site: tuple, tmp_path: Path) -> None:
     store, _, url = site
     request(f"{url}/u/{token(store, 'grace@example.org')}", "POST", ONE_CLICK, FORM)
     csv_file = tmp_path / "people.csv"

@@ -127,8 +127,9 @@ def deliver(
         report.requests = int(getattr(sender, "requests", 0))
     if not dry_run:
         report.left = store.withdraw_departed(issue.id, list_name)
-    if not dry_run and not (report.failed or report.unknown or report.deferred
-                            or report.interrupted):
+    if not dry_run and not (
+        report.failed or report.unknown or report.deferred or report.interrupted
+    ):
         store.mark_issue_sent(issue.id)
     return report
 
@@ -138,8 +139,10 @@ def editor_address(address: str) -> str:
     try:
         return normalize_email(address)
     except SubscriberError as e:
-        raise SendError(f"--test-to: {e.message}",
-                        "pass your own full address, e.g. --test-to editor@example.com") from None
+        raise SendError(
+            f"--test-to: {e.message}",
+            "pass your own full address, e.g. --test-to editor@example.com",
+        ) from None
 
 
 def send_test_copy(
@@ -180,9 +183,7 @@ class _Run:
         self.store, self.issue, self.list_name = store, issue, list_name
         self.sender, self.settings, self.report = sender, settings, report
         self.dry_run, self.statuses, self.progress = dry_run, list(statuses), progress
-        self.envelope = EnvelopeMaker(
-            issue, list_name, settings, settings.secret or store.secret()
-        )
+        self.envelope = EnvelopeMaker(issue, list_name, settings, settings.secret or store.secret())
         self.driver = _Driver(store)
         self.limit = RateLimit(settings.rate)
         self.lock = threading.Lock()
@@ -222,8 +223,13 @@ class _Run:
         after = 0
         while not self.stop.is_set():
             page = next_page(
-                self.store, self.issue.id, self.list_name, after, self.sender.batch_size,
-                self.statuses, self.driver,
+                self.store,
+                self.issue.id,
+                self.list_name,
+                after,
+                self.sender.batch_size,
+                self.statuses,
+                self.driver,
             )
             if not page:
                 break
@@ -272,8 +278,14 @@ class _Run:
             raise
         except BaseException as e:
             if not self.dry_run:  # we cannot know how far it got
-                settle(self.store, self.issue.id, ids, DeliveryStatus.UNKNOWN,
-                       error=f"internal error while sending: {e!r}", driver=self.driver)
+                settle(
+                    self.store,
+                    self.issue.id,
+                    ids,
+                    DeliveryStatus.UNKNOWN,
+                    error=f"internal error while sending: {e!r}",
+                    driver=self.driver,
+                )
             raise
         outcomes = _complete(outcomes, ids)
         if not self.dry_run:
@@ -458,7 +470,10 @@ def subscriber(row: Recipient, list_name: str) -> Subscriber:
 
 
 def claim(
-    store: Store, issue_id: int, ids: Sequence[int], statuses: Sequence[DeliveryStatus],
+    store: Store,
+    issue_id: int,
+    ids: Sequence[int],
+    statuses: Sequence[DeliveryStatus],
     driver: _Driver | None = None,
 ) -> set[int]:
     """Move these deliveries from `statuses` to `sending`, committed; the ids really moved."""
@@ -511,8 +526,12 @@ def record(
 
 
 def settle(
-    store: Store, issue_id: int, ids: Sequence[int], status: DeliveryStatus,
-    error: str | None = None, driver: _Driver | None = None,
+    store: Store,
+    issue_id: int,
+    ids: Sequence[int],
+    status: DeliveryStatus,
+    error: str | None = None,
+    driver: _Driver | None = None,
 ) -> None:
     """Put a whole claimed batch in one state."""
     record(store, issue_id, [Outcome(i, status, error=error) for i in ids], driver)

@@ -129,9 +129,7 @@ class EnvelopeMaker:
             values["web_url"] = values["preferences_url"] = ("", "", "")
             headers = {"List-Unsubscribe": (f"<{mailto}>", "", "")}
         self.template = EnvelopeTemplate(values, headers)
-        self._tokens = any(
-            slot == "token" for _, slot, _ in [*values.values(), *headers.values()]
-        )
+        self._tokens = any(slot == "token" for _, slot, _ in [*values.values(), *headers.values()])
 
     def __call__(self, subscriber: Subscriber) -> Envelope:
         """The envelope of `subscriber`: its template filled in."""
@@ -248,7 +246,7 @@ class PreparedIssue:
         parts: list[Piece] = []
         for subtype, body in (("plain", rendered.text), ("html", rendered.html)):
             parts.append(
-                f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+                f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
                 "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode("ascii")
             )
             parts.extend(_body_pieces(render_body(body)))
@@ -289,8 +287,9 @@ class PreparedIssue:
         for name, value in envelope.headers.items():
             out.append(_raw_header(name, value))
         out.append(
-            f'Content-Type: multipart/alternative;\r\n boundary="{self.boundary}"\r\n\r\n'
-            .encode("ascii")
+            f'Content-Type: multipart/alternative;\r\n boundary="{self.boundary}"\r\n\r\n'.encode(
+                "ascii"
+            )
         )
         shared = self._shared
         for literal, name, for_html in self.segments:

@@ -66,8 +66,11 @@ def stored_schedule(store: Store, issue_id: int) -> StoredSchedule | None:
 
 def _save(store: Store, issue_id: int, schedule: StoredSchedule) -> None:
     value = json.dumps(
-        {"send_at": schedule.send_at, "batch_id": schedule.batch_id,
-         "cancelled": schedule.cancelled}
+        {
+            "send_at": schedule.send_at,
+            "batch_id": schedule.batch_id,
+            "cancelled": schedule.cancelled,
+        }
     )
     with store.begin() as conn:
         conn.execute(meta.delete().where(meta.c.key == _key(issue_id)))
@@ -98,8 +101,10 @@ def attach(
         started = conn.execute(
             sa.select(sa.func.count())
             .select_from(deliveries)
-            .where(deliveries.c.issue_id == issue.id,
-                   deliveries.c.status != str(DeliveryStatus.PENDING))
+            .where(
+                deliveries.c.issue_id == issue.id,
+                deliveries.c.status != str(DeliveryStatus.PENDING),
+            )
         ).scalar_one()
     if started:
         raise SendError(
@@ -152,11 +157,20 @@ def cancel(store: Store, settings: Settings, name: str) -> CancelReport:
     with store.begin() as conn:
         result = conn.execute(
             deliveries.update()
-            .where(deliveries.c.issue_id == row.id,
-                   deliveries.c.status.in_([str(DeliveryStatus.SENT),
-                                            str(DeliveryStatus.UNKNOWN),
-                                            str(DeliveryStatus.PENDING)]))
-            .values(status=str(DeliveryStatus.FAILED), updated_at=utcnow(),
-                    error="cancelled: the scheduled send was cancelled with 'digest cancel'")
+            .where(
+                deliveries.c.issue_id == row.id,
+                deliveries.c.status.in_(
+                    [
+                        str(DeliveryStatus.SENT),
+                        str(DeliveryStatus.UNKNOWN),
+                        str(DeliveryStatus.PENDING),
+                    ]
+                ),
+            )
+            .values(
+                status=str(DeliveryStatus.FAILED),
+                updated_at=utcnow(),
+                error="cancelled: the scheduled send was cancelled with 'digest cancel'",
+            )
         )
     return CancelReport(row.label, stored.batch_id, when, int(result.rowcount or 0))

@@ -12,9 +12,7 @@ from digest.errors import SettingsError
 from digest.settings import BACKENDS, Settings
 
 
-def make_sender(
-    settings: Settings, *, outbox: Path | None = None, dry_run: bool = False
-) -> Sender:
+def make_sender(settings: Settings, *, outbox: Path | None = None, dry_run: bool = False) -> Sender:
     """The sender for settings.backend; `outbox` overrides the outbox folder.
 
     dry_run: a sender that builds every message (or request body) and sends nothing.
@@ -22,9 +20,7 @@ def make_sender(
     Example: make_sender(read_settings(), outbox=Path("preview")).
     """
     if settings.backend == "outbox":
-        return OutboxSender(
-            settings, outbox or settings.resolve(settings.outbox), dry_run=dry_run
-        )
+        return OutboxSender(settings, outbox or settings.resolve(settings.outbox), dry_run=dry_run)
     if settings.backend == "smtp":
         return SmtpSender(settings, dry_run=dry_run)
     if settings.backend == "sendgrid":

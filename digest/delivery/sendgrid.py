@@ -144,8 +144,9 @@ class SendGridSender:
         body = write(places)
         if len(body) > MAX_BODY and len(places) > 1:
             half = len(places) // 2
-            return (self._send_places(ids, places[:half], write)
-                    + self._send_places(ids, places[half:], write))
+            return self._send_places(ids, places[:half], write) + self._send_places(
+                ids, places[half:], write
+            )
         if self.dry_run:
             return [Outcome(ids[i], DeliveryStatus.SENT) for i in places]
         return self._mail_send(
@@ -195,8 +196,9 @@ class SendGridSender:
         keep = list(range(len(ids)))  # places in the first `ids` of those still in the body
         done: list[Outcome] = []  # recipients the API refused by name (400 on one of them)
 
-        def every(status: DeliveryStatus, error: str | None = None,
-                  message_id: str | None = None) -> list[Outcome]:
+        def every(
+            status: DeliveryStatus, error: str | None = None, message_id: str | None = None
+        ) -> list[Outcome]:
             return done + [Outcome(i, status, message_id=message_id, error=error) for i in ids]
 
         attempt = limited = 0
@@ -229,11 +231,13 @@ class SendGridSender:
                 time.sleep(backoff(attempt, self.settings.backoff))
                 continue
             if status in (401, 403):
-                raise SendError(f"{self._where} refused the API key (HTTP {status}): {text}",
-                                _KEY_HINT)
+                raise SendError(
+                    f"{self._where} refused the API key (HTTP {status}): {text}", _KEY_HINT
+                )
             if status == 404:
-                raise SendError(f"{self._where} has no mail/send endpoint (HTTP 404): {text}",
-                                HOST_HINT)
+                raise SendError(
+                    f"{self._where} has no mail/send endpoint (HTTP 404): {text}", HOST_HINT
+                )
             if status >= 500:
                 # 504 and the rarer others: a gateway gave up waiting for SendGrid, which may
                 # have queued the mail, like our own timeout.
@@ -259,8 +263,9 @@ class SendGridSender:
         try:
             return str(json.loads(answer.body)["batch_id"])
         except (ValueError, KeyError, TypeError) as e:
-            raise SendError(f"{self._where} answered mail/batch without a batch_id",
-                            HOST_HINT) from e
+            raise SendError(
+                f"{self._where} answered mail/batch without a batch_id", HOST_HINT
+            ) from e
 
     def cancel(self, batch_id: str) -> None:
         """Cancel every scheduled send of `batch_id` (POST /v3/user/scheduled_sends)."""
@@ -380,7 +385,8 @@ class Personalizations:
         self._pick = itemgetter(*slots) if len(slots) > 1 else (lambda v: (v[slots[0]],))
         self._format = (
             ',"substitutions":{' + ",".join(f"{key}:%s" for key, _, _ in fills) + "}"
-            if fills else ""
+            if fills
+            else ""
         )
         self._header_keys: dict[str, str] = {}
         self._fills = fills
@@ -418,7 +424,8 @@ class Personalizations:
                     parts.append(f"{key_json}:{_json_str(value)}")
                 headers = ',"headers":{' + ",".join(parts) + "}"
             trace = (
-                f',"list":{_json_str(envelope.list_name)}' if envelope.list_name != list_name
+                f',"list":{_json_str(envelope.list_name)}'
+                if envelope.list_name != list_name
                 else ""
             )
             out.append(
@@ -460,9 +467,16 @@ class Personalizations:
         Fields: {0} email, {1} email HTML-escaped, {2} name, {3} name HTML-escaped, {4} token,
         {5} subscriber id; each as the inside of a JSON string.
         """
-        fields = {("", False): "", ("", True): "", ("email", False): "{0}", ("email", True): "{1}",
-                  ("name", False): "{2}", ("name", True): "{3}", ("token", False): "{4}",
-                  ("token", True): "{4}"}
+        fields = {
+            ("", False): "",
+            ("", True): "",
+            ("email", False): "{0}",
+            ("email", True): "{1}",
+            ("name", False): "{2}",
+            ("name", True): "{3}",
+            ("token", False): "{4}",
+            ("token", True): "{4}",
+        }
 
         def fixed(text: str) -> str:
             return _json_str(text)[1:-1].replace("{", "{{").replace("}", "}}")
@@ -475,18 +489,26 @@ class Personalizations:
 
         subs = ""
         if self._fills:
-            subs = ',"substitutions":{{' + ",".join(
-                key.replace("{", "{{").replace("}", "}}") + ":"
-                + string(template.values.get(name, ("", "", "")), escaped)
-                for key, name, escaped in self._fills
-            ) + "}}"
+            subs = (
+                ',"substitutions":{{'
+                + ",".join(
+                    key.replace("{", "{{").replace("}", "}}")
+                    + ":"
+                    + string(template.values.get(name, ("", "", "")), escaped)
+                    for key, name, escaped in self._fills
+                )
+                + "}}"
+            )
         headers = ""
         if template.headers:
-            headers = ',"headers":{{' + ",".join(
-                f'"{fixed(name)}":'
-                + string(spec, False)
-                for name, spec in template.headers.items()
-            ) + "}}"
+            headers = (
+                ',"headers":{{'
+                + ",".join(
+                    f'"{fixed(name)}":' + string(spec, False)
+                    for name, spec in template.headers.items()
+                )
+                + "}}"
+            )
         rest = f'{subs}{headers},"custom_args":{{{{"subscriber":"{{5}}"}}}}}}}}'
         named = '{{"to":[{{"email":"{0}","name":"{2}"}}]' + rest
         unnamed = '{{"to":[{{"email":"{0}"}}]' + rest
@@ -505,8 +527,7 @@ def api_error(body: bytes | str | None) -> str:
     try:
         errors = json.loads(text)["errors"]
         parts = [
-            f"{e['field']}: {e['message']}" if e.get("field") else str(e["message"])
-            for e in errors
+            f"{e['field']}: {e['message']}" if e.get("field") else str(e["message"]) for e in errors
         ]
     except (ValueError, KeyError, TypeError):
         return " ".join(text.split())[:500] or "(no details)"
@@ -543,4 +564,3 @@ def _reason(e: BaseException | str) -> str:
     if isinstance(e, TimeoutError | socket.timeout):
         return "timed out"
     return str(e) or type(e).__name__
-

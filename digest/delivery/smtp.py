@@ -120,8 +120,11 @@ class SmtpSender:
                 _close(conn)
                 conn = None
                 if attempt == 2:
-                    return Outcome(sid, DeliveryStatus.PENDING, error="temporary: the SMTP "
-                                   "server closed the connection twice"), None
+                    return Outcome(
+                        sid,
+                        DeliveryStatus.PENDING,
+                        error="temporary: the SMTP server closed the connection twice",
+                    ), None
                 continue  # nothing was sent: reconnect once and try again
             if refused is not None:
                 return _outcome(sid, refused), conn
@@ -160,7 +163,9 @@ class SmtpSender:
             # The message may have been accepted just before the line went down.
             _close(conn)
             return Outcome(
-                sid, DeliveryStatus.UNKNOWN, message_id=message_id,
+                sid,
+                DeliveryStatus.UNKNOWN,
+                message_id=message_id,
                 error=f"connection lost while sending the message: {e}",
             ), None
         if code == 250:

@@ -37,18 +37,49 @@ from digest.sources.opml import is_opml, parse_opml
 from digest.sources.results import FetchInfo, SourceFailure, SourceResult
 from digest.sources.textpage import parse_text_page
 
-__all__ = ["FetchInfo", "SourceFailure", "SourceResult", "expand", "read_bytes", "read_source",
-           "sniff"]
+__all__ = [
+    "FetchInfo",
+    "SourceFailure",
+    "SourceResult",
+    "expand",
+    "read_bytes",
+    "read_source",
+    "sniff",
+]
 
-FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/rdf+xml",
-                        "application/xml", "text/xml", "application/feed+xml"})
+FEED_TYPES = frozenset(
+    {
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/rdf+xml",
+        "application/xml",
+        "text/xml",
+        "application/feed+xml",
+    }
+)
 # Encodings news pages really use; guessing among all of them mistakes Latin-1 for cp775.
-LIKELY_ENCODINGS = ["cp1252", "iso8859_15", "cp1250", "cp1251", "koi8_r", "cp949", "euc_kr",
-                    "shift_jis", "euc_jp", "gb18030", "big5", "iso8859_7", "cp1254", "latin_1"]
-_KINDS_HINT = ("digest reads feeds (RSS, Atom, JSON Feed), OPML lists, HTML pages, plain-text "
-               "pages, Markdown, JSON and CSV exports")
+LIKELY_ENCODINGS = [
+    "cp1252",
+    "iso8859_15",
+    "cp1250",
+    "cp1251",
+    "koi8_r",
+    "cp949",
+    "euc_kr",
+    "shift_jis",
+    "euc_jp",
+    "gb18030",
+    "big5",
+    "iso8859_7",
+    "cp1254",
+    "latin_1",
+]
+_KINDS_HINT = (
+    "digest reads feeds (RSS, Atom, JSON Feed), OPML lists, HTML pages, plain-text "
+    "pages, Markdown, JSON and CSV exports"
+)
 # Control characters that text never holds (tab, newlines and form feed it does).
-_CONTROL = bytes(c for c in range(0x20) if c not in (0x09, 0x0a, 0x0c, 0x0d))
+_CONTROL = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0C, 0x0D))
 # The errors of a path that names nothing (as Path.exists() tells them).
 _MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 _MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
@@ -75,8 +106,15 @@ def read_source(
     """
     spec = spec.strip()
     if re.match(r"^https?://", spec, re.IGNORECASE):
-        return _read_url(spec, tz=tz, timeout=timeout, max_bytes=max_bytes, mapping=mapping,
-                         etag=etag, last_modified=last_modified)
+        return _read_url(
+            spec,
+            tz=tz,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            mapping=mapping,
+            etag=etag,
+            last_modified=last_modified,
+        )
     if not spec:
         return _failed(spec, "empty source name; list files, folders or URLs under [sources]")
     path = Path(spec).expanduser().absolute()
@@ -128,16 +166,34 @@ def read_bytes(
 
     `name` (a file name) only helps tell Markdown and CSV from plain text.
     """
-    result = _read_bytes(data, origin, tz=tz, fallback=fallback, content_type=content_type,
-                         charset=charset, page_url=page_url, mapping=mapping, name=name)
+    result = _read_bytes(
+        data,
+        origin,
+        tz=tz,
+        fallback=fallback,
+        content_type=content_type,
+        charset=charset,
+        page_url=page_url,
+        mapping=mapping,
+        name=name,
+    )
     for article in result.articles:
         _scrub(article)
     return result
 
 
-def _read_bytes(data: bytes, origin: str, *, tz: tzinfo, fallback: datetime | None,
-                content_type: str | None, charset: str | None, page_url: str | None,
-                mapping: Mapping[str, str] | None, name: str) -> SourceResult:
+def _read_bytes(
+    data: bytes,
+    origin: str,
+    *,
+    tz: tzinfo,
+    fallback: datetime | None,
+    content_type: str | None,
+    charset: str | None,
+    page_url: str | None,
+    mapping: Mapping[str, str] | None,
+    name: str,
+) -> SourceResult:
     if not data.strip():
         return _failed(origin, "the file is empty")
     if _looks_binary(data):
@@ -145,8 +201,9 @@ def _read_bytes(data: bytes, origin: str, *, tz: tzinfo, fallback: datetime | No
     kind = sniff(data, content_type, name=name)
     try:
         if kind == "feed":
-            return parse_feed(data, origin, tz=tz, fallback=fallback, base_url=page_url,
-                              content_type=content_type)
+            return parse_feed(
+                data, origin, tz=tz, fallback=fallback, base_url=page_url, content_type=content_type
+            )
         if kind == "opml":
             return parse_opml(data, origin)
         text = decode(data, charset)
@@ -192,8 +249,9 @@ def sniff(data: bytes, content_type: str | None = None, *, name: str = "") -> st
         return "html"
     suffix = Path(name).suffix.lower()
     declared_json = suffix == ".json" or (content_type or "").endswith("json")
-    if declared_json or (stripped[:1] in ("{", "[")
-                         and data.rstrip()[-1:] in (b"}", b"]") and len(data) > 2):
+    if declared_json or (
+        stripped[:1] in ("{", "[") and data.rstrip()[-1:] in (b"}", b"]") and len(data) > 2
+    ):
         return "json"
     if _FRONT_MATTER.match(stripped) or suffix in _MARKDOWN_SUFFIXES:
         return "markdown"
@@ -223,13 +281,21 @@ def decode(data: bytes, charset: str | None = None) -> str:
     return data.decode("latin-1")
 
 
-def _read_json(text: str, origin: str, *, tz: tzinfo, fallback: datetime | None,
-               mapping: Mapping[str, str] | None) -> SourceResult:
+def _read_json(
+    text: str,
+    origin: str,
+    *,
+    tz: tzinfo,
+    fallback: datetime | None,
+    mapping: Mapping[str, str] | None,
+) -> SourceResult:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        return _failed(f"{origin}:{e.lineno}", f"not valid JSON ({e.msg}, column {e.colno}); "
-                                               "fix the file or export it again")
+        return _failed(
+            f"{origin}:{e.lineno}",
+            f"not valid JSON ({e.msg}, column {e.colno}); fix the file or export it again",
+        )
     except RecursionError:
         return _failed(origin, "JSON nested too deeply to read")
     if is_json_feed(data):
@@ -237,27 +303,48 @@ def _read_json(text: str, origin: str, *, tz: tzinfo, fallback: datetime | None,
     return parse_json_export(data, origin, mapping=mapping, tz=tz, fallback=fallback)
 
 
-def _read_url(url: str, *, tz: tzinfo, timeout: float, max_bytes: int,
-              mapping: Mapping[str, str] | None, etag: str | None,
-              last_modified: str | None) -> SourceResult:
+def _read_url(
+    url: str,
+    *,
+    tz: tzinfo,
+    timeout: float,
+    max_bytes: int,
+    mapping: Mapping[str, str] | None,
+    etag: str | None,
+    last_modified: str | None,
+) -> SourceResult:
     try:
-        fetched = fetch(url, timeout=timeout, max_bytes=max_bytes, etag=etag,
-                        last_modified=last_modified)
+        fetched = fetch(
+            url, timeout=timeout, max_bytes=max_bytes, etag=etag, last_modified=last_modified
+        )
     except DigestError as e:
         return _failed(url, _reason(e))
     info = FetchInfo(fetched.status, fetched.etag, fetched.last_modified)
     if fetched.status == 304:
         return SourceResult(fetch=info)
-    result = read_bytes(fetched.data, url, tz=tz, fallback=datetime.now(UTC),
-                        content_type=fetched.content_type, charset=fetched.charset,
-                        page_url=fetched.url, mapping=mapping, name=fetched.url)
+    result = read_bytes(
+        fetched.data,
+        url,
+        tz=tz,
+        fallback=datetime.now(UTC),
+        content_type=fetched.content_type,
+        charset=fetched.charset,
+        page_url=fetched.url,
+        mapping=mapping,
+        name=fetched.url,
+    )
     result.fetch = info
     return result
 
 
-def _read_file(path: Path, *, tz: tzinfo, max_bytes: int,
-               mapping: Mapping[str, str] | None = None,
-               opened: tuple[int, os.stat_result] | None = None) -> SourceResult:
+def _read_file(
+    path: Path,
+    *,
+    tz: tzinfo,
+    max_bytes: int,
+    mapping: Mapping[str, str] | None = None,
+    opened: tuple[int, os.stat_result] | None = None,
+) -> SourceResult:
     """The articles of one file; `opened` is its descriptor and status, if it is open."""
     origin = str(path)
     try:
@@ -265,19 +352,26 @@ def _read_file(path: Path, *, tz: tzinfo, max_bytes: int,
         try:
             info = info or os.fstat(fd)
             if info.st_size > max_bytes:
-                return _failed(origin, f"file is {info.st_size:,} bytes, over the "
-                                       f"{max_bytes:,}-byte limit; split it or remove it "
-                                       "from the sources")
+                return _failed(
+                    origin,
+                    f"file is {info.st_size:,} bytes, over the "
+                    f"{max_bytes:,}-byte limit; split it or remove it "
+                    "from the sources",
+                )
             data = _read_all(fd, info.st_size, max_bytes)
             if len(data) > max_bytes:  # grew while read, or a device or pipe with no size
-                return _failed(origin, f"file is over the {max_bytes:,}-byte limit; split it "
-                                       "or remove it from the sources")
+                return _failed(
+                    origin,
+                    f"file is over the {max_bytes:,}-byte limit; split it "
+                    "or remove it from the sources",
+                )
         finally:
             os.close(fd)
     except OSError as e:
         return _failed(origin, f"cannot read the file: {e.strerror or e}")
-    return read_bytes(data, origin, tz=tz, fallback=from_timestamp(info.st_mtime),
-                      mapping=mapping, name=path.name)
+    return read_bytes(
+        data, origin, tz=tz, fallback=from_timestamp(info.st_mtime), mapping=mapping, name=path.name
+    )
 
 
 def _read_all(fd: int, size: int, limit: int) -> bytes:

@@ -13,11 +13,34 @@ from digest.models import Article
 
 # Zone abbreviations dateutil does not know; news sites print them after the time.
 ZONE_ABBREVIATIONS: dict[str, int] = {
-    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "BST": 3600, "IST": 19800, "CET": 3600,
-    "CEST": 7200, "EET": 7200, "EEST": 10800, "MSK": 10800, "KST": 32400, "JST": 32400,
-    "HKT": 28800, "SGT": 28800, "AWST": 28800, "CST": -21600, "CDT": -18000, "EST": -18000,
-    "EDT": -14400, "MST": -25200, "MDT": -21600, "PST": -28800, "PDT": -25200,
-    "AEST": 36000, "AEDT": 39600, "NZST": 43200, "NZDT": 46800,
+    "UTC": 0,
+    "GMT": 0,
+    "Z": 0,
+    "WET": 0,
+    "BST": 3600,
+    "IST": 19800,
+    "CET": 3600,
+    "CEST": 7200,
+    "EET": 7200,
+    "EEST": 10800,
+    "MSK": 10800,
+    "KST": 32400,
+    "JST": 32400,
+    "HKT": 28800,
+    "SGT": 28800,
+    "AWST": 28800,
+    "CST": -21600,
+    "CDT": -18000,
+    "EST": -18000,
+    "EDT": -14400,
+    "MST": -25200,
+    "MDT": -21600,
+    "PST": -28800,
+    "PDT": -25200,
+    "AEST": 36000,
+    "AEDT": 39600,
+    "NZST": 43200,
+    "NZDT": 46800,
 }
 _TZINFOS = {name: date_tz.tzoffset(name, offset) for name, offset in ZONE_ABBREVIATIONS.items()}
 
@@ -60,8 +83,7 @@ def parse_date(value: str, tz: tzinfo = UTC) -> datetime | None:
     numeric = _NUMERIC.match(text)
     if numeric and int(numeric.group(2)) > 12:
         dayfirst = False  # 04/13/2025 can only be month first
-    options = {"dayfirst": dayfirst and not yearfirst, "yearfirst": yearfirst,
-               "tzinfos": _TZINFOS}
+    options = {"dayfirst": dayfirst and not yearfirst, "yearfirst": yearfirst, "tzinfos": _TZINFOS}
     try:
         a: datetime = date_parser.parse(text, default=_DEFAULT_A, **options)
         b: datetime = date_parser.parse(text, default=_DEFAULT_B, **options)

@@ -29,11 +29,33 @@ from digest.sources.results import SourceFailure, SourceResult
 # The article fields an export can fill, and the names CMSs use for them, most usual first.
 FIELD_NAMES: dict[str, tuple[str, ...]] = {
     "title": ("title", "headline", "name", "subject"),
-    "text": ("body", "content", "text", "content_text", "content_html", "html", "article_body",
-             "articlebody", "body_html", "markdown", "body_markdown"),
+    "text": (
+        "body",
+        "content",
+        "text",
+        "content_text",
+        "content_html",
+        "html",
+        "article_body",
+        "articlebody",
+        "body_html",
+        "markdown",
+        "body_markdown",
+    ),
     "url": ("url", "link", "permalink", "canonical_url", "canonical", "href"),
-    "published": ("published", "published_at", "date", "pubdate", "pub_date", "date_published",
-                  "datepublished", "publish_date", "created_at", "created", "updated_at"),
+    "published": (
+        "published",
+        "published_at",
+        "date",
+        "pubdate",
+        "pub_date",
+        "date_published",
+        "datepublished",
+        "publish_date",
+        "created_at",
+        "created",
+        "updated_at",
+    ),
     "summary": ("summary", "excerpt", "description", "dek", "standfirst", "subtitle", "lead"),
     "author": ("author", "byline", "authors", "creator", "writer"),
     "section": ("section", "category", "categories", "topic", "desk", "tags"),
@@ -62,8 +84,10 @@ def parse_markdown(
     except (yaml.YAMLError, ValueError, TypeError) as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if isinstance(line, int) else ""
-        raise SourceError(f"the front matter is not valid YAML{where}",
-                          "fix the block between the '---' lines at the top") from e
+        raise SourceError(
+            f"the front matter is not valid YAML{where}",
+            "fix the block between the '---' lines at the top",
+        ) from e
     meta: dict[str, Any] = dict(post.metadata) if isinstance(post.metadata, dict) else {}
     body = post.content
     if _field(meta, "title", mapping) is None:
@@ -89,17 +113,29 @@ def parse_json_export(
     """The articles of a JSON export: a list of records, or an object holding one."""
     records = _records_in(data)
     if records is None:
-        return SourceResult(failures=[SourceFailure(origin, (
-            "JSON holds no list of articles; expected a JSON Feed, a list of objects or an "
-            f"object with one of: {', '.join(_LIST_KEYS)}"))])
+        return SourceResult(
+            failures=[
+                SourceFailure(
+                    origin,
+                    (
+                        "JSON holds no list of articles; expected a JSON Feed, a list of objects "
+                        f"or an object with one of: {', '.join(_LIST_KEYS)}"
+                    ),
+                )
+            ]
+        )
     result = SourceResult()
     for number, record in enumerate(records, start=1):
         where = f"{origin}: record {number}"
         if not isinstance(record, dict):
             result.failures.append(SourceFailure(where, "not an object; it was skipped"))
             continue
-        _add(result, where, lambda r=record: record_article(r, origin, mapping=mapping, tz=tz),
-             fallback)
+        _add(
+            result,
+            where,
+            lambda r=record: record_article(r, origin, mapping=mapping, tz=tz),
+            fallback,
+        )
     return result
 
 
@@ -118,11 +154,18 @@ def parse_csv_export(
         for row in reader:
             where = f"{origin}:{reader.line_num}"
             record = {k.strip(): v for k, v in row.items() if isinstance(k, str) and v}
-            _add(result, where, lambda r=record: record_article(r, origin, mapping=mapping,
-                                                                 tz=tz), fallback)
+            _add(
+                result,
+                where,
+                lambda r=record: record_article(r, origin, mapping=mapping, tz=tz),
+                fallback,
+            )
     except csv.Error as e:
-        result.failures.append(SourceFailure(f"{origin}:{reader.line_num}",
-                                             f"malformed CSV ({e}); the rest was skipped"))
+        result.failures.append(
+            SourceFailure(
+                f"{origin}:{reader.line_num}", f"malformed CSV ({e}); the rest was skipped"
+            )
+        )
     return result
 
 
@@ -156,12 +199,16 @@ def record_article(
     text = (_markdown_text if _MARKDOWN_NAME.fullmatch(body_name) else as_text)(body)
     summary = as_text(_field(record, "summary", mapping)) or None
     if not title:
-        raise SourceError(f"no title (looked for {_names('title', mapping)})",
-                          "add the field, or name it under [sources.mapping] title = \"…\"")
+        raise SourceError(
+            f"no title (looked for {_names('title', mapping)})",
+            'add the field, or name it under [sources.mapping] title = "…"',
+        )
     if not text:
         if summary is None:
-            raise SourceError(f"no body text (looked for {_names('text', mapping)})",
-                              "add the field, or name it under [sources.mapping] text = \"…\"")
+            raise SourceError(
+                f"no body text (looked for {_names('text', mapping)})",
+                'add the field, or name it under [sources.mapping] text = "…"',
+            )
         text = summary
     url = _plain(_field(record, "url", mapping))
     published_raw = _field(record, "published", mapping)
@@ -212,8 +259,9 @@ def _field(record: Mapping[str, Any], name: str, mapping: Mapping[str, str] | No
     return _named_field(record, name, mapping)[1]
 
 
-def _named_field(record: Mapping[str, Any], name: str,
-                 mapping: Mapping[str, str] | None) -> tuple[str, Any]:
+def _named_field(
+    record: Mapping[str, Any], name: str, mapping: Mapping[str, str] | None
+) -> tuple[str, Any]:
     """The name of the record's field that holds an article field ("" if none), and its value."""
     if mapping and name in mapping:
         return mapping[name], _lookup(record, mapping[name])

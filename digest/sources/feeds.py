@@ -22,7 +22,8 @@ _DATE_KEYS = tuple((key, f"{key}_parsed") for key in ("published", "updated", "c
 # "&#xD800;" to "&#57343;": character references to UTF-16 surrogates, which are no characters.
 _SURROGATE_REF = re.compile(
     rb"&#(?:[xX]0*[dD][89a-fA-F][0-9a-fA-F]{2}"
-    rb"|0*(?:5529[6-9]|55[3-9][0-9]{2}|56[0-9]{3}|57[0-2][0-9]{2}|573[0-3][0-9]|5734[0-3]));")
+    rb"|0*(?:5529[6-9]|55[3-9][0-9]{2}|56[0-9]{3}|57[0-2][0-9]{2}|573[0-3][0-9]|5734[0-3]));"
+)
 # FeedParserDict.get maps old key names at each call; entries are read with dict's own get.
 _get = dict.get
 
@@ -46,8 +47,9 @@ def parse_feed(
     # feedparser's own sanitizer is not relied on: html_to_text applies our allowlist (nh3).
     # Links inside entry HTML are dropped with the markup, so resolving them is wasted work;
     # entry links, ids and enclosures are resolved against xml:base all the same.
-    parsed = feedparser.parse(io.BytesIO(data), response_headers=headers,
-                              sanitize_html=False, resolve_relative_uris=False)
+    parsed = feedparser.parse(
+        io.BytesIO(data), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+    )
     result = SourceResult()
     if not parsed.get("version") or not parsed.entries:
         if parsed.get("bozo") or not parsed.get("version"):
@@ -61,15 +63,19 @@ def parse_feed(
         article = _article(entry, origin=origin, source=source, tz=tz, base=base)
         if article is None:
             where, why = _where_broken(parsed, origin)
-            result.failures.append(SourceFailure(
-                where, f"entry {number} has neither a title nor any text{why}; it was skipped"))
+            result.failures.append(
+                SourceFailure(
+                    where, f"entry {number} has neither a title nor any text{why}; it was skipped"
+                )
+            )
             continue
         result.articles.append(settle_date(article, feed_date))
     return result
 
 
-def _article(entry: Any, *, origin: str, source: str | None, tz: tzinfo,
-             base: str) -> Article | None:
+def _article(
+    entry: Any, *, origin: str, source: str | None, tz: tzinfo, base: str
+) -> Article | None:
     get = functools.partial(_get, entry)
     summary = _text(get("summary_detail"), get("summary"))
     content = ""
@@ -127,8 +133,9 @@ def _entry_date(item: Any, tz: tzinfo) -> datetime | None:
 def _image(entry: Any) -> str | None:
     get = functools.partial(_get, entry)
     for media in get("media_content") or ():
-        if media.get("url") and (media.get("medium") == "image"
-                                 or str(media.get("type", "")).startswith("image/")):
+        if media.get("url") and (
+            media.get("medium") == "image" or str(media.get("type", "")).startswith("image/")
+        ):
             return str(media["url"])
     for thumb in get("media_thumbnail") or ():
         if thumb.get("url"):
@@ -164,7 +171,13 @@ def _malformed(parsed: Any, origin: str) -> SourceFailure:
     where = f"{origin}:{line}" if line else origin
     detail = getattr(error, "getMessage", lambda: str(error))() if error is not None else ""
     if detail:
-        return SourceFailure(where, f"not a readable feed ({detail}); no entries could be read, "
-                                    "fix the XML or remove the file from the sources")
-    return SourceFailure(where, "not a feed: no RSS or Atom root element; a source file must be "
-                                "a feed, an HTML page or a plain-text page")
+        return SourceFailure(
+            where,
+            f"not a readable feed ({detail}); no entries could be read, "
+            "fix the XML or remove the file from the sources",
+        )
+    return SourceFailure(
+        where,
+        "not a feed: no RSS or Atom root element; a source file must be "
+        "a feed, an HTML page or a plain-text page",
+    )

@@ -42,13 +42,17 @@ def fetch(
     an unchanged document comes back as status 304 with no data.
     """
     if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise SourceError(f"{url}: not an http(s) URL", "sources are files, folders or "
-                          "http:// / https:// URLs")
-    request = urllib.request.Request(url, headers={
-        "User-Agent": USER_AGENT,
-        "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, "
-                  "text/html;q=0.8, text/plain;q=0.7, */*;q=0.5",
-    })
+        raise SourceError(
+            f"{url}: not an http(s) URL", "sources are files, folders or http:// / https:// URLs"
+        )
+    request = urllib.request.Request(
+        url,
+        headers={
+            "User-Agent": USER_AGENT,
+            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, "
+            "text/html;q=0.8, text/plain;q=0.7, */*;q=0.5",
+        },
+    )
     if etag:
         request.add_header("If-None-Match", etag)
     if last_modified:
@@ -76,17 +80,25 @@ def fetch(
             )
     except urllib.error.HTTPError as e:
         if e.code == 304:
-            return Fetched(url=url, data=b"", content_type="", charset=None, status=304,
-                           etag=e.headers.get("ETag") or etag,
-                           last_modified=e.headers.get("Last-Modified") or last_modified)
-        raise SourceError(f"HTTP {e.code} {e.reason}",
-                          "check the URL in your sources, or try again later") from e
+            return Fetched(
+                url=url,
+                data=b"",
+                content_type="",
+                charset=None,
+                status=304,
+                etag=e.headers.get("ETag") or etag,
+                last_modified=e.headers.get("Last-Modified") or last_modified,
+            )
+        raise SourceError(
+            f"HTTP {e.code} {e.reason}", "check the URL in your sources, or try again later"
+        ) from e
     except urllib.error.URLError as e:
         reason = e.reason
         if isinstance(reason, TimeoutError):
             raise _timed_out(timeout) from e
-        raise SourceError(f"cannot connect: {reason}",
-                          "check the URL and your network connection") from e
+        raise SourceError(
+            f"cannot connect: {reason}", "check the URL and your network connection"
+        ) from e
     except TimeoutError as e:
         raise _timed_out(timeout) from e
     except (OSError, ValueError) as e:
@@ -94,8 +106,10 @@ def fetch(
 
 
 def _too_large(max_bytes: int) -> SourceError:
-    return SourceError(f"larger than {max_bytes:,} bytes; stopped reading",
-                       "point the source at a smaller page or feed")
+    return SourceError(
+        f"larger than {max_bytes:,} bytes; stopped reading",
+        "point the source at a smaller page or feed",
+    )
 
 
 def _timed_out(timeout: float) -> SourceError:

@@ -8,23 +8,111 @@ from html import unescape
 import nh3
 
 # Elements that start a new paragraph.
-_BLOCK = ("p", "div", "section", "article", "header", "footer", "aside", "main", "blockquote",
-          "pre", "ul", "ol", "li", "dl", "dt", "dd", "table", "tr", "h1", "h2", "h3", "h4", "h5",
-          "h6", "figure", "figcaption", "hr", "address")
+_BLOCK = (
+    "p",
+    "div",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "aside",
+    "main",
+    "blockquote",
+    "pre",
+    "ul",
+    "ol",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "tr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "figure",
+    "figcaption",
+    "hr",
+    "address",
+)
 _BLOCK_TAG = re.compile(rf"</?({'|'.join(_BLOCK)})\s*/?>", re.IGNORECASE)
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _ANY_TAG = re.compile(r"<[^>]*>")
 _SPACES = re.compile(r"[ \t\f\v]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # What survives the allowlist before the text is taken: structure, never scripts or styles.
-ALLOWED_TAGS = {"p", "br", "div", "span", "a", "b", "strong", "i", "em", "u", "s", "sub", "sup",
-                "blockquote", "pre", "code", "ul", "ol", "li", "dl", "dt", "dd", "h1", "h2",
-                "h3", "h4", "h5", "h6", "figure", "figcaption", "table", "thead", "tbody", "tr",
-                "td", "th", "hr", "section", "article", "header", "footer", "aside", "main",
-                "address", "small", "mark", "abbr", "cite", "q", "time"}
+ALLOWED_TAGS = {
+    "p",
+    "br",
+    "div",
+    "span",
+    "a",
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "s",
+    "sub",
+    "sup",
+    "blockquote",
+    "pre",
+    "code",
+    "ul",
+    "ol",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "figure",
+    "figcaption",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "td",
+    "th",
+    "hr",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "aside",
+    "main",
+    "address",
+    "small",
+    "mark",
+    "abbr",
+    "cite",
+    "q",
+    "time",
+}
 # Elements dropped with everything inside them.
-_DROPPED = {"script", "style", "noscript", "template", "iframe", "object", "svg", "math",
-            "select", "button", "form", "title", "head", "textarea"}
+_DROPPED = {
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "iframe",
+    "object",
+    "svg",
+    "math",
+    "select",
+    "button",
+    "form",
+    "title",
+    "head",
+    "textarea",
+}
 
 
 def html_to_text(html: str) -> str:
@@ -41,8 +129,15 @@ def html_to_text(html: str) -> str:
 
 def sanitize(html: str) -> str:
     """HTML cut down to an allowlist of tags, without attributes, scripts or styles."""
-    return nh3.clean(scrub(html), tags=ALLOWED_TAGS, clean_content_tags=_DROPPED, attributes={},
-                     url_schemes=set(), strip_comments=True, link_rel=None)
+    return nh3.clean(
+        scrub(html),
+        tags=ALLOWED_TAGS,
+        clean_content_tags=_DROPPED,
+        attributes={},
+        url_schemes=set(),
+        strip_comments=True,
+        link_rel=None,
+    )
 
 
 def scrub(text: str) -> str:

@@ -22,30 +22,48 @@ from digest.sources.html_text import tidy
 # whose content is the date; a <time datetime> counts with itemprop="datePublished" or
 # inside an <article>.
 _DATE_SOURCES = (
-    ("property", "article:published_time"), ("itemprop", "datePublished"), ("name", "date"),
-    ("name", "pubdate"), ("property", "og:published_time"), ("name", "dc.date"),
-    ("name", "DC.date.issued"))
+    ("property", "article:published_time"),
+    ("itemprop", "datePublished"),
+    ("name", "date"),
+    ("name", "pubdate"),
+    ("property", "og:published_time"),
+    ("name", "dc.date"),
+    ("name", "DC.date.issued"),
+)
 _DATE_META = frozenset(_DATE_SOURCES)
 _DATE_ORDER = tuple(value for _, value in _DATE_SOURCES)
 # The fields publishers state in meta tags, by (attribute, value) of the <meta> holding them;
 # when title and author are there, trafilatura's own metadata search (the costlier half of
 # its work) is skipped.
 _META = {
-    ("property", "og:title"): "title", ("name", "twitter:title"): "title",
-    ("name", "author"): "author", ("property", "article:author"): "author",
+    ("property", "og:title"): "title",
+    ("name", "twitter:title"): "title",
+    ("name", "author"): "author",
+    ("property", "article:author"): "author",
     ("property", "og:site_name"): "sitename",
     ("property", "og:image"): "image",
-    ("property", "og:description"): "description", ("name", "description"): "description",
+    ("property", "og:description"): "description",
+    ("name", "description"): "description",
     ("property", "og:url"): "og_url",
 }
-_FIELDS = ("title", "author", "sitename", "image", "description", "canonical", "og_url",
-           "title_tag", "h1")
+_FIELDS = (
+    "title",
+    "author",
+    "sitename",
+    "image",
+    "description",
+    "canonical",
+    "og_url",
+    "title_tag",
+    "h1",
+)
 _XML_SPACE = re.compile(r"[ \t\r\n]+")
 # trafilatura's options by with_metadata, built once: bare_extraction builds them anew on each
 # call from its config file's values, which costs more than our own pass over the page.
 _EXTRACTORS = {
-    with_metadata: Extractor(output_format="python", comments=False, tables=False,
-                             with_metadata=with_metadata)
+    with_metadata: Extractor(
+        output_format="python", comments=False, tables=False, with_metadata=with_metadata
+    )
     for with_metadata in (False, True)
 }
 
@@ -77,8 +95,10 @@ def parse_html_page(
     if paragraphs and title and paragraphs[0].casefold() == title.casefold():
         paragraphs = paragraphs[1:]  # the page's <h1> repeats the title
     if not paragraphs:
-        raise SourceError("no article text found in the HTML page",
-                          "point the source at an article page, not an index or a login page")
+        raise SourceError(
+            "no article text found in the HTML page",
+            "point the source at an article page, not an index or a login page",
+        )
     if not title:
         title = paragraphs[0][:80]
     if published is None and getattr(document, "date", None):
@@ -90,8 +110,7 @@ def parse_html_page(
         url=canonical_url(url) if url else None,
         source=meta["sitename"] or getattr(document, "sitename", None) or None,
         published=published,
-        summary=tidy(meta["description"] or getattr(document, "description", None) or "")
-        or None,
+        summary=tidy(meta["description"] or getattr(document, "description", None) or "") or None,
         author=meta["author"] or getattr(document, "author", None) or None,
         image=meta["image"] or getattr(document, "image", None) or None,
     )
@@ -120,7 +139,7 @@ def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], list
                 continue
             dated = False
             for pair in element.items():  # (attribute, value): only property, name and
-                field = _META.get(pair)    # itemprop ones are keys of _META and _DATE_META
+                field = _META.get(pair)  # itemprop ones are keys of _META and _DATE_META
                 if field is not None and meta[field] is None:
                     meta[field] = content.strip() or None
                 dated = dated or pair in _DATE_META
@@ -132,8 +151,10 @@ def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], list
                 meta["canonical"] = href.strip() or None
         elif tag == "time":
             when = element.get("datetime")
-            if when is not None and (element.get("itemprop") == "datePublished"
-                                     or next(element.iterancestors("article"), None) is not None):
+            if when is not None and (
+                element.get("itemprop") == "datePublished"
+                or next(element.iterancestors("article"), None) is not None
+            ):
                 dates.append((_date_rank(element), when))
         elif tag == "title":
             if meta["title_tag"] is None:

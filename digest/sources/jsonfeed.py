@@ -19,40 +19,52 @@ def is_json_feed(data: Any) -> bool:
 
 
 def parse_json_feed(
-    feed: dict[str, Any], origin: str, *, tz: tzinfo = UTC, fallback: datetime | None = None,
+    feed: dict[str, Any],
+    origin: str,
+    *,
+    tz: tzinfo = UTC,
+    fallback: datetime | None = None,
 ) -> SourceResult:
     """The items of a JSON Feed as articles; an item that is unusable is reported and skipped."""
     result = SourceResult()
     items = feed.get("items")
     if not isinstance(items, list):
-        result.failures.append(SourceFailure(origin, "JSON Feed without an 'items' list; "
-                                                     "no entries could be read"))
+        result.failures.append(
+            SourceFailure(origin, "JSON Feed without an 'items' list; no entries could be read")
+        )
         return result
     source = _string(feed.get("title")) or None
     base = _string(feed.get("home_page_url")) or _string(feed.get("feed_url"))
     feed_author = _author(feed)
     for number, item in enumerate(items, start=1):
         if not isinstance(item, dict):
-            result.failures.append(SourceFailure(origin, f"item {number} is not an object; "
-                                                         "it was skipped"))
+            result.failures.append(
+                SourceFailure(origin, f"item {number} is not an object; it was skipped")
+            )
             continue
         summary = tidy(_string(item.get("summary"))) or None
-        text = (html_to_text(_string(item.get("content_html")))
-                or tidy(_string(item.get("content_text"))) or summary or "")
+        text = (
+            html_to_text(_string(item.get("content_html")))
+            or tidy(_string(item.get("content_text")))
+            or summary
+            or ""
+        )
         title = html_to_text(_string(item.get("title")))
         if not title and text:
             first = text.split("\n", 1)[0]
             title = first if len(first) <= 80 else first[:80].rsplit(" ", 1)[0] + "…"
         if not title or not text:
-            result.failures.append(SourceFailure(origin, f"item {number} has no title or no "
-                                                         "content; it was skipped"))
+            result.failures.append(
+                SourceFailure(origin, f"item {number} has no title or no content; it was skipped")
+            )
             continue
         link = _string(item.get("url")) or _string(item.get("external_url"))
         if not link and _string(item.get("id")).startswith(("http://", "https://")):
             link = _string(item.get("id"))
         url = canonical_url(urljoin(base, link)) if link else None
-        published = (parse_date(_string(item.get("date_published")), tz)
-                     or parse_date(_string(item.get("date_modified")), tz))
+        published = parse_date(_string(item.get("date_published")), tz) or parse_date(
+            _string(item.get("date_modified")), tz
+        )
         tags = item.get("tags")
         article = Article(
             title=title,

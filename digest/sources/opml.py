@@ -6,8 +6,9 @@ from lxml import etree
 
 from digest.sources.results import SourceFailure, SourceResult
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, recover=False,
-                          huge_tree=False, load_dtd=False)
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, recover=False, huge_tree=False, load_dtd=False
+)
 
 
 def is_opml(head: str) -> bool:
@@ -22,8 +23,13 @@ def parse_opml(data: bytes, origin: str) -> SourceResult:
     except etree.XMLSyntaxError as e:
         line = e.lineno or 0
         where = f"{origin}:{line}" if line else origin
-        return SourceResult(failures=[SourceFailure(
-            where, f"not readable OPML ({e.msg}); fix the XML or export the list again")])
+        return SourceResult(
+            failures=[
+                SourceFailure(
+                    where, f"not readable OPML ({e.msg}); fix the XML or export the list again"
+                )
+            ]
+        )
     result = SourceResult()
     seen: set[str] = set()
     for outline in root.iter("{*}outline", "outline"):
@@ -31,13 +37,17 @@ def parse_opml(data: bytes, origin: str) -> SourceResult:
         if not url:
             continue  # a folder, or a link that is no feed
         if not url.lower().startswith(("http://", "https://")):
-            result.failures.append(SourceFailure(
-                f"{origin}:{outline.sourceline}",
-                f"xmlUrl {url!r} is not an http(s) URL; it was skipped"))
+            result.failures.append(
+                SourceFailure(
+                    f"{origin}:{outline.sourceline}",
+                    f"xmlUrl {url!r} is not an http(s) URL; it was skipped",
+                )
+            )
         elif url not in seen:
             seen.add(url)
             result.subscriptions.append(url)
     if not seen and not result.failures:
-        result.failures.append(SourceFailure(origin, "the OPML list names no feeds (no outline "
-                                                     "with an xmlUrl)"))
+        result.failures.append(
+            SourceFailure(origin, "the OPML list names no feeds (no outline with an xmlUrl)")
+        )
     return result

@@ -28,8 +28,9 @@ def write_samples(target_dir: Path, today: date, *, overwrite: bool = False) -> 
     def ago(days: int, fmt: str = "%Y-%m-%d") -> str:
         return (today - timedelta(days=days)).strftime(fmt)
 
-    env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
     written: list[Path] = []
     for relative, template in _templates(sample_files()):
         target = target_dir / relative
@@ -38,8 +39,9 @@ def write_samples(target_dir: Path, today: date, *, overwrite: bool = False) -> 
         try:
             text = env.from_string(template.read_text(encoding="utf-8")).render(ago=ago)
         except jinja2.TemplateError as e:
-            raise TemplateError(f"sample article {relative}: {e}",
-                                "reinstall digest; its sample files are damaged") from e
+            raise TemplateError(
+                f"sample article {relative}: {e}", "reinstall digest; its sample files are damaged"
+            ) from e
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         written.append(target)

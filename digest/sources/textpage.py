@@ -57,8 +57,10 @@ _INLINE_PROMO = re.compile(
     r"^(read (more|also|next)|also read|see also|related|recommended|watch)\s*[:>»|-]\s*\S",
     re.IGNORECASE,
 )
-_AGENCIES = (r"afp|reuters|ap|ap photo|associated press|yonhap|yonhap news|getty images|epa|"
-             r"epa-efe|newsis|news1|xinhua|bloomberg|alamy|shutterstock|kyodo|dpa|anadolu")
+_AGENCIES = (
+    r"afp|reuters|ap|ap photo|associated press|yonhap|yonhap news|getty images|epa|"
+    r"epa-efe|newsis|news1|xinhua|bloomberg|alamy|shutterstock|kyodo|dpa|anadolu"
+)
 _CREDIT = re.compile(
     r"(\s/\s*[A-Z][\w.&'’ -]{1,40}"  # "... Helsinki. / AFP Yonhap News"
     rf"|\s[—–-]{{1,2}}\s*({_AGENCIES})\b[\w .]{{0,30}}"
@@ -81,10 +83,12 @@ _DATE_LABEL = re.compile(
     re.IGNORECASE,
 )
 _SEGMENT_SPLIT = re.compile(r"\s+[|•·—–]\s+|\s*\|\s*")
-_BYLINE = re.compile(r"^(by|written by|words by|reporter|author|posted by)\s*:?\s+(.+)$",
-                     re.IGNORECASE)
-_URL_LINE = re.compile(r"^((source|url|link|original|canonical)\s*:\s*)?(https?://\S+)$",
-                       re.IGNORECASE)
+_BYLINE = re.compile(
+    r"^(by|written by|words by|reporter|author|posted by)\s*:?\s+(.+)$", re.IGNORECASE
+)
+_URL_LINE = re.compile(
+    r"^((source|url|link|original|canonical)\s*:\s*)?(https?://\S+)$", re.IGNORECASE
+)
 _CRUMB_ARROW = re.compile(r"\s*[>›»]\s*")
 _CRUMB_BAR = re.compile(r"\s+[/|]\s+")
 _SENTENCE_END = re.compile(r"[.!?…:;][\"”’')\]]*$")
@@ -251,7 +255,7 @@ def byline_name(line: str) -> str | None:
 
 
 def _is_breadcrumb(line: str) -> bool:
-    """"Home > Science > Space", "News / World / Asia", "Markets | Commodities"."""
+    """ "Home > Science > Space", "News / World / Asia", "Markets | Commodities"."""
     if _SENTENCE_END.search(line):
         return False
     for separator, least, longest in ((_CRUMB_ARROW, 2, 4), (_CRUMB_BAR, 3, 4), (_CRUMB_BAR, 2, 2)):
@@ -317,8 +321,11 @@ def sentence_count(text: str) -> int:
     count = 1
     words = text.split()
     for word, after in zip(words, words[1:], strict=False):
-        if (re.search(r"[.!?][\"”’')]*$", word) and after[:1].isupper()
-                and not _ABBREVIATION.search(word.rstrip("\"”’')"))):
+        if (
+            re.search(r"[.!?][\"”’')]*$", word)
+            and after[:1].isupper()
+            and not _ABBREVIATION.search(word.rstrip("\"”’')"))
+        ):
             count += 1
     return count
 
@@ -350,16 +357,24 @@ def _body(
                 paragraphs.pop()  # the caption the credit line belongs to
             joinable = lone = False
             continue
-        if (_BOILERPLATE.match(line) or _INLINE_PROMO.match(line) or _CREDIT.search(line)
-                or _is_breadcrumb(line)):
+        if (
+            _BOILERPLATE.match(line)
+            or _INLINE_PROMO.match(line)
+            or _CREDIT.search(line)
+            or _is_breadcrumb(line)
+        ):
             continue
         if not _SENTENCE_END.search(line):
             when, name = date_in_line(line, tz), byline_name(line)
             if when is not None or name is not None:
                 published, author = published or when, author or name
                 continue
-        if (joinable and paragraphs and not _SENTENCE_END.search(paragraphs[-1])
-                and (line[:1].islower() or len(paragraphs[-1]) >= 50)):
+        if (
+            joinable
+            and paragraphs
+            and not _SENTENCE_END.search(paragraphs[-1])
+            and (line[:1].islower() or len(paragraphs[-1]) >= 50)
+        ):
             paragraphs[-1] = f"{paragraphs[-1]} {line}"
             lone = False
         else:

@@ -32,7 +32,25 @@ class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore):
 
 
 __all__ = [
-    "SourceState", "StatusRow", "Store", "article_metrics", "article_origins", "articles",
-    "content_hash", "deliveries", "events", "feed_state", "from_db", "id_by_email", "issues",
-    "memberships", "meta", "metadata", "optouts", "picks", "subscribers", "to_db", "utcnow",
+    "SourceState",
+    "StatusRow",
+    "Store",
+    "article_metrics",
+    "article_origins",
+    "articles",
+    "content_hash",
+    "deliveries",
+    "events",
+    "feed_state",
+    "from_db",
+    "id_by_email",
+    "issues",
+    "memberships",
+    "meta",
+    "metadata",
+    "optouts",
+    "picks",
+    "subscribers",
+    "to_db",
+    "utcnow",
 ]

@@ -37,10 +37,8 @@ class SourceState:
     last_modified: str | None = None
 
 
-
 class ArticleStore(StoreBase):
     """Articles and source states."""
-
 
     def save_article(self, key: str, article: Article) -> str:
         """Insert or update one article; returns 'new', 'updated' or 'unchanged'."""
@@ -121,10 +119,7 @@ class ArticleStore(StoreBase):
         with self.engine.connect() as conn:
             return [row[0] for row in conn.execute(query)]
 
-
-    def save_articles(
-        self, batch: Sequence[tuple[str, Article, Sequence[str]]]
-    ) -> list[str]:
+    def save_articles(self, batch: Sequence[tuple[str, Article, Sequence[str]]]) -> list[str]:
         """Save (key, article, other origins) items as save_article does, in one transaction.
 
         Every origin is remembered. Returns each item's outcome; if the store refuses one
@@ -140,8 +135,9 @@ class ArticleStore(StoreBase):
             found = {
                 row.key: (row.id, row.content_hash)
                 for row in conn.execute(
-                    sa.select(articles.c.key, articles.c.id, articles.c.content_hash)
-                    .where(articles.c.key.in_(keys))
+                    sa.select(articles.c.key, articles.c.id, articles.c.content_hash).where(
+                        articles.c.key.in_(keys)
+                    )
                 )
             }
             fresh: list[dict[str, Any]] = []
@@ -156,31 +152,45 @@ class ArticleStore(StoreBase):
                 if before[1] == values["content_hash"]:
                     outcomes.append("unchanged")
                 else:
-                    conn.execute(articles.update().where(articles.c.id == before[0])
-                                 .values(**values))
+                    conn.execute(
+                        articles.update().where(articles.c.id == before[0]).values(**values)
+                    )
                     outcomes.append("updated")
             if fresh:
                 _insert_many(conn, articles, fresh)
-                ids = {row.key: row.id for row in conn.execute(
-                    sa.select(articles.c.key, articles.c.id)
-                    .where(articles.c.key.in_([row["key"] for row in fresh])))}
+                ids = {
+                    row.key: row.id
+                    for row in conn.execute(
+                        sa.select(articles.c.key, articles.c.id).where(
+                            articles.c.key.in_([row["key"] for row in fresh])
+                        )
+                    )
+                }
                 for key, article, _ in batch:
                     article.id = ids.get(key, article.id)
-            wanted = {(article.id, origin) for _, article, others in batch
-                      for origin in (article.origin, *others) if article.id is not None}
+            wanted = {
+                (article.id, origin)
+                for _, article, others in batch
+                for origin in (article.origin, *others)
+                if article.id is not None
+            }
             # Only articles stored before this batch can have origins already.
             ids_ = sorted({article_id for article_id, _ in found.values()})
             have = set()
             for start in range(0, len(ids_), 500):
                 have |= {
                     (row.article_id, row.origin)
-                    for row in conn.execute(sa.select(article_origins).where(
-                        article_origins.c.article_id.in_(ids_[start : start + 500])))
+                    for row in conn.execute(
+                        sa.select(article_origins).where(
+                            article_origins.c.article_id.in_(ids_[start : start + 500])
+                        )
+                    )
                 }
             missing = sorted(wanted - have)
             if missing:
-                _insert_many(conn, article_origins,
-                             [{"article_id": a, "origin": o} for a, o in missing])
+                _insert_many(
+                    conn, article_origins, [{"article_id": a, "origin": o} for a, o in missing]
+                )
         return outcomes
 
     def source_state(self, url: str) -> SourceState | None:
@@ -199,9 +209,13 @@ class ArticleStore(StoreBase):
         """Record how sources were read (replacing what was recorded before)."""
         with self.begin() as conn:
             for state in states:
-                values = {"etag": state.etag, "last_modified": state.last_modified,
-                          "last_fetch": to_db(state.last_fetch), "status": state.status[:2000],
-                          "items": state.items}
+                values = {
+                    "etag": state.etag,
+                    "last_modified": state.last_modified,
+                    "last_fetch": to_db(state.last_fetch),
+                    "status": state.status[:2000],
+                    "items": state.items,
+                }
                 done = conn.execute(
                     feed_state.update().where(feed_state.c.url == state.url).values(**values)
                 )
@@ -209,8 +223,12 @@ class ArticleStore(StoreBase):
                     conn.execute(feed_state.insert().values(url=state.url, **values))
 
 
-
 def _source_state(row: Any) -> SourceState:
-    return SourceState(url=row.url, last_fetch=from_db(row.last_fetch) or datetime.now(UTC),
-                       status=row.status, items=row.items or 0, etag=row.etag,
-                       last_modified=row.last_modified)
+    return SourceState(
+        url=row.url,
+        last_fetch=from_db(row.last_fetch) or datetime.now(UTC),
+        status=row.status,
+        items=row.items or 0,
+        etag=row.etag,
+        last_modified=row.last_modified,
+    )

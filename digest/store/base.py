@@ -91,7 +91,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-
 def _safe_url(url: str) -> str:
     """The URL with any password hidden."""
     try:

@@ -17,7 +17,6 @@ from digest.store.schema import articles, issues, picks
 class IssueStore(StoreBase):
     """Issues and the picks that go to them."""
 
-
     def issue_by_label(self, label: str) -> Issue | None:
         """The issue for a window label, if one was frozen."""
         with self.engine.connect() as conn:
@@ -76,7 +75,6 @@ class IssueStore(StoreBase):
                 .values(sent_at=utcnow())
             )
 
-
     def set_pick(self, key: str, action: str) -> str | None:
         """Pin or drop `key` for the coming issue; returns what was pending for it before."""
         pending = sa.and_(picks.c.key == key, picks.c.issue_label.is_(None))
@@ -103,9 +101,11 @@ class IssueStore(StoreBase):
 
     def article_known(self, key: str) -> bool:
         """Whether a stored article has this key (canonical URL), URL or origin."""
-        query = sa.select(articles.c.id).where(
-            sa.or_(articles.c.key == key, articles.c.url == key, articles.c.origin == key)
-        ).limit(1)
+        query = (
+            sa.select(articles.c.id)
+            .where(sa.or_(articles.c.key == key, articles.c.url == key, articles.c.origin == key))
+            .limit(1)
+        )
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 

@@ -34,10 +34,8 @@ class StatusRow:
     unsubscribes: int = 0
 
 
-
 class LedgerStore(StoreBase):
     """Deliveries and what became of them."""
-
 
     def enqueue(self, issue_id: int, list_name: str) -> int:
         """Add a pending delivery for every active list member who has none for this issue."""
@@ -189,8 +187,10 @@ class LedgerStore(StoreBase):
             .where(events.c.issue_id == issue_id, events.c.list_name == list_name)
             .group_by(events.c.event)
         )
-        left = sa.select(sa.func.count()).select_from(optouts).where(
-            optouts.c.issue_id == issue_id, optouts.c.list_name == list_name
+        left = (
+            sa.select(sa.func.count())
+            .select_from(optouts)
+            .where(optouts.c.issue_id == issue_id, optouts.c.list_name == list_name)
         )
         with self.engine.connect() as conn:
             by_event = {str(kind): int(n) for kind, n in conn.execute(counted)}

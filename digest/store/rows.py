@@ -57,8 +57,10 @@ def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) 
     """
     names = list(rows[0])
     compiled = table.insert().compile(dialect=conn.dialect, column_keys=names)
-    processors = {name: table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-                  for name in names}
+    processors = {
+        name: table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        for name in names
+    }
     order = list(compiled.positiontup or ()) if compiled.positional else names
     convert = [(name, processors[name]) for name in order]
     params: list[Any] = [

@@ -18,7 +18,6 @@ from digest.store.schema import memberships, optouts, subscribers
 class SubscriberStore(StoreBase):
     """Subscribers, memberships."""
 
-
     def upsert_subscribers(self, people: Iterable[Subscriber]) -> tuple[int, int]:
         """Add or update subscribers in one transaction; returns (added, updated).
 
