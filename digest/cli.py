@@ -8,27 +8,19 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import sqlalchemy as sa
 
-from digest import pipeline
-from digest.delivery.ledger import editor_address, send_test_copy
-from digest.delivery.progress import ProgressBar
-from digest.delivery.schedule import cancel as cancel_schedule
-from digest.delivery.schedule import parse_send_at
-from digest.editorial import pending, pick, rank_window, unpick
 from digest.errors import DigestError
-from digest.ingest import LateProgressBar, source_rows
-from digest.models import Window
-from digest.render import read_note
-from digest.selection import lineup_json, parse_window, ranking_json
-from digest.settings import Settings, read_settings
-from digest.store import Store
-from digest.store.schema import HEAD as SCHEMA_HEAD
-from digest.subscribers import counts as subscriber_counts
-from digest.subscribers import export_csv, import_csv, unsubscribe
+
+if TYPE_CHECKING:
+    from digest.models import Window
+    from digest.settings import Settings
+    from digest.store import Store
+
+# Each command imports what it needs in its body: `digest --help` and `digest status` start
+# without loading the pipeline, templates, feeds or HTTP clients (bench/startup.py).
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +39,8 @@ class App:
     def settings(self) -> Settings:
         """The layered settings (flags given so far win)."""
         if self._settings is None:
+            from digest.settings import read_settings
+
             self._settings = read_settings(self.config, overrides=self.overrides)
         return self._settings
 
@@ -54,6 +48,8 @@ class App:
     def store(self) -> Store:
         """The open store."""
         if self._store is None:
+            from digest.store import Store
+
             self._store = Store.open(self.settings.database_url)
         return self._store
 
@@ -64,6 +60,8 @@ class App:
 
     def window(self, week: str | None, since: str | None, until: str | None) -> Window:
         """The window the window options name."""
+        from digest.selection import parse_window
+
         return parse_window(week, since, until, self.settings.tz)
 
 
@@ -77,13 +75,23 @@ class DigestGroup(click.Group):
             if _debug(ctx):
                 raise
             raise UserError(e.message, e.hint) from e
-        except sa.exc.SQLAlchemyError as e:
-            if _debug(ctx):
+        except Exception as e:
+            problem = _database_problem(e)
+            if problem is None or _debug(ctx):
                 raise
             raise UserError(
-                f"database error: {getattr(e, 'orig', None) or e}".splitlines()[0],
+                f"database error: {problem}",
                 "check the database URL (--db / DIGEST_DATABASE_URL) and that it is reachable",
             ) from e
+
+
+def _database_problem(error: Exception) -> str | None:
+    """The first line of a database driver's error; None for any other error."""
+    if "sqlalchemy" not in sys.modules:  # nothing opened a database: not a database error
+        return None
+    from digest.store import database_problem
+
+    return database_problem(error)
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -170,6 +178,8 @@ def init(app: App, folder: Path, force: bool) -> None:
 
     Example: digest init my-newsletter
     """
+    from digest import pipeline
+
     report = pipeline.init_folder(folder, force=force, database_url=app.overrides["database_url"])
     for path in report.written:
         click.echo(f"wrote {path}")
@@ -193,6 +203,9 @@ def ingest(app: App, sources: tuple[str, ...], metrics: Path | None) -> None:
 
     Example: digest ingest articles/ https://example.com/feed.xml --metrics stats.csv
     """
+    from digest import pipeline
+    from digest.ingest import LateProgressBar
+
     # A bar only where someone watches, and only once the ingest has taken a second.
     bar = LateProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
@@ -222,6 +235,8 @@ def articles(
 
     Example: digest articles --week 2025-W14 --json
     """
+    from digest import pipeline
+
     window = app.window(week, since, until) if (week or since or until) else None
     records = pipeline.article_records(app.store, app.settings, window)
     if as_json:
@@ -259,6 +274,10 @@ def select(
 
     Example: digest select --week 2025-W14 --top 5 --explain
     """
+    from digest import pipeline
+    from digest.editorial import rank_window
+    from digest.selection import lineup_json, ranking_json
+
     window = app.window(week, since, until)
     if explain:
         stories = ranking_json(rank_window(app.store, app.settings, window, top))
@@ -299,6 +318,8 @@ def summarize(app: App, sources: tuple[str, ...], sentences: int | None, as_json
 
     Example: digest summarize article.txt --sentences 2
     """
+    from digest import pipeline
+
     records, failures = pipeline.summarize_sources(app.settings, sources, sentences)
     if as_json:
         echo_json([asdict(r) for r in records])
@@ -358,6 +379,9 @@ def preview(
 
     Example: digest preview --out issue.html; digest preview --serve --open
     """
+    from digest import pipeline
+    from digest.render import read_note
+
     if serve:
         from digest import preview as live
 
@@ -396,6 +420,8 @@ def check(
 
     Example: digest check --json
     """
+    from digest import pipeline
+
     report = pipeline.check(app.store, app.settings, app.window(week, since, until), top)
     if as_json:
         echo_json(report.as_json())
@@ -428,6 +454,8 @@ def subscribers_import(app: App, csv_file: Path, list_name: str | None) -> None:
 
     Example: digest subscribers import people.csv --list main
     """
+    from digest.subscribers import import_csv
+
     report = import_csv(app.store, csv_file, app.settings.list, list_name)
     click.echo(report.line())
     for failure in report.failures:
@@ -473,6 +501,8 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 
     Example: digest subscribers unsubscribe ada@example.com
     """
+    from digest.subscribers import unsubscribe
+
     person = unsubscribe(app.store, email)
     click.echo(f"{person.email} is now {person.status}")
 
@@ -533,6 +563,12 @@ def send(
 
     Example: digest send --backend outbox --outbox out --yes
     """
+    from digest import pipeline
+    from digest.delivery.ledger import editor_address, send_test_copy
+    from digest.delivery.progress import ProgressBar
+    from digest.delivery.schedule import parse_send_at
+    from digest.render import read_note
+
     if test_to:
         editor_address(test_to)  # before any work: a typo is found at once
     app.overrides.update(backend=backend, outbox=outbox)
@@ -666,6 +702,9 @@ def db_current(app: App, as_json: bool) -> None:
 
     Example: digest db current
     """
+    from digest.store import Store
+    from digest.store.schema import HEAD as SCHEMA_HEAD
+
     found = Store.current(app.settings.database_url)
     if as_json:
         echo_json({"current": found, "head": SCHEMA_HEAD, "up_to_date": found == SCHEMA_HEAD})
@@ -687,6 +726,8 @@ def db_upgrade(app: App) -> None:
 
     Example: cp digest.db digest.db.bak && digest db upgrade
     """
+    from digest.store import Store
+
     before, after = Store.upgrade(app.settings.database_url)
     if before == after:
         click.echo(f"already at {after}")
@@ -766,6 +807,8 @@ def pin(app: App, url: str | None, show: bool) -> None:
 
     Example: digest pin https://example.com/news/big-story
     """
+    from digest.editorial import pending, pick
+
     if show:
         picks = pending(app.store)
         for key, action in picks:
@@ -785,6 +828,8 @@ def drop(app: App, url: str) -> None:
 
     Example: digest drop https://example.com/news/old-news
     """
+    from digest.editorial import pick
+
     click.echo(pick(app.store, url, "drop").line())
 
 
@@ -796,6 +841,8 @@ def unpin(app: App, url: str) -> None:
 
     Example: digest unpin https://example.com/news/big-story
     """
+    from digest.editorial import unpick
+
     click.echo(unpick(app.store, url).line())
 
 
@@ -808,6 +855,8 @@ def subscribers_export(app: App, csv_file: Path | None, list_name: str | None) -
 
     Example: digest subscribers export --list main people.csv
     """
+    from digest.subscribers import export_csv
+
     if csv_file is None:
         export_csv(app.store, sys.stdout, list_name)
         return
@@ -824,6 +873,8 @@ def subscribers_counts(app: App, as_json: bool) -> None:
 
     Example: digest subscribers counts --json
     """
+    from digest.subscribers import counts as subscriber_counts
+
     rows = subscriber_counts(app.store)
     if as_json:
         echo_json([{**asdict(r), "total": r.total} for r in rows])
@@ -849,6 +900,8 @@ def cancel(app: App, issue: str) -> None:
 
     Example: digest cancel 2025-W14
     """
+    from digest.delivery.schedule import cancel as cancel_schedule
+
     click.echo(cancel_schedule(app.store, app.settings, issue).line())
 
 
@@ -860,6 +913,8 @@ def sources_(app: App, as_json: bool) -> None:
 
     Example: digest sources --json
     """
+    from digest.ingest import source_rows
+
     rows = source_rows(app.store, app.settings)
     if as_json:
         echo_json([row.as_json() for row in rows])

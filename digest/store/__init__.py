@@ -6,6 +6,7 @@ SQLite by default, PostgreSQL by URL; the schema is versioned by Alembic (`migra
 from __future__ import annotations
 
 from digest.store.article_store import ArticleStore, SourceState
+from digest.store.base import database_problem
 from digest.store.issue_store import IssueStore
 from digest.store.ledger import LedgerStore, StatusRow
 from digest.store.rows import content_hash, from_db, to_db, utcnow
@@ -39,6 +40,7 @@ __all__ = [
     "article_origins",
     "articles",
     "content_hash",
+    "database_problem",
     "deliveries",
     "events",
     "feed_state",

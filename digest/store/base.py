@@ -190,3 +190,10 @@ def _version_error(url: str, found: str) -> StoreError:
         f"database {where} is at schema version {found}, newer than this digest's {HEAD}",
         "upgrade digest (python3 -m pip install -U digest), or use a backup made by this version",
     )
+
+
+def database_problem(error: BaseException) -> str | None:
+    """The first line of what the database said, if `error` is a database error; else None."""
+    if not isinstance(error, sa.exc.SQLAlchemyError):
+        return None
+    return f"{getattr(error, 'orig', None) or error}".splitlines()[0]
