@@ -21,6 +21,7 @@ from digest.models import Article
 from digest.settings import Settings
 from digest.sources import SourceFailure, SourceResult, decode, expand, read_source
 from digest.store import SourceState, Store
+from digest.urls import is_url
 
 # Articles saved per transaction: one commit per article costs more than parsing them.
 BATCH = 500
@@ -109,7 +110,7 @@ def ingest(
     _save(store, list(copies.items()), report)
     now = datetime.now(UTC)
     for top in dict.fromkeys(specs):
-        if not _is_url(top):
+        if not is_url(top):
             states.append(_state(_state_key(top), by_top.get(top, []), now))
     store.save_source_states(states)  # after the articles: a 304 must not hide unsaved items
     if metrics is not None:
@@ -128,7 +129,7 @@ def _read(
     mapping: dict[str, str] | None,
     states: list[SourceState],
 ) -> SourceResult:
-    if not _is_url(unit):
+    if not is_url(unit):
         return read_source(unit, tz=tz, mapping=mapping)
     before = store.source_state(unit)
     result = read_source(
@@ -314,7 +315,7 @@ def source_rows(store: Store, settings: Settings) -> list[SourceRow]:
     states = {state.url: state for state in store.source_states()}
     rows: list[SourceRow] = []
     for spec in settings.sources:
-        key = spec if _is_url(spec) else str(settings.resolve(spec))
+        key = spec if is_url(spec) else str(settings.resolve(spec))
         state = states.pop(key, None)
         rows.append(
             SourceRow(
@@ -367,13 +368,9 @@ class LateProgressBar:
             self.stream.flush()
 
 
-def _is_url(spec: str) -> bool:
-    return bool(re.match(r"^https?://", spec.strip(), re.IGNORECASE))
-
-
 def _state_key(spec: str) -> str:
     """The name a file or folder source is remembered by: its absolute path."""
-    return spec if _is_url(spec) else str(Path(spec.strip()).expanduser().absolute())
+    return spec if is_url(spec) else str(Path(spec.strip()).expanduser().absolute())
 
 
 def _first_line(error: Exception) -> str:

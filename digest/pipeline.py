@@ -29,13 +29,9 @@ from digest.sources.samples import write_samples
 from digest.store import Store
 from digest.subscribers import ImportReport, first_active, import_csv
 from digest.summarize import summarize
+from digest.urls import is_url
 
 SAMPLE_SUBSCRIBER = Subscriber(email="subscriber@example.com", name="Sample Subscriber", id=0)
-
-
-def is_url(spec: str) -> bool:
-    """Whether a source is a URL rather than a path."""
-    return spec.startswith(("http://", "https://"))
 
 
 def configured_sources(settings: Settings, specs: Sequence[str]) -> list[str]:

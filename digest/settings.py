@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest.errors import SettingsError
+from digest.urls import is_url
 
 CONFIG_NAME = "digest.toml"
 BACKENDS = ("outbox", "smtp", "sendgrid")
@@ -380,7 +381,7 @@ def _validate(s: Settings) -> None:
                 f"{name} must be above 0 and at most 3600 seconds, got {getattr(s, name)}",
                 f"set [{section}] timeout to the seconds to wait for an answer, e.g. 30",
             )
-    if s.base_url and not s.base_url.startswith(("https://", "http://")):
+    if s.base_url and not is_url(s.base_url):
         raise SettingsError(
             f"base_url must start with https://, got {s.base_url!r}",
             "set [newsletter] base_url (or DIGEST_BASE_URL) to e.g. https://news.example.com",

@@ -36,6 +36,7 @@ from digest.sources.jsonfeed import is_json_feed, parse_json_feed
 from digest.sources.opml import is_opml, parse_opml
 from digest.sources.results import FetchInfo, SourceFailure, SourceResult
 from digest.sources.textpage import parse_text_page
+from digest.urls import is_url
 
 __all__ = [
     "FetchInfo",
@@ -105,7 +106,7 @@ def read_source(
     URL's request conditional (an unchanged one answers 304 and yields nothing).
     """
     spec = spec.strip()
-    if re.match(r"^https?://", spec, re.IGNORECASE):
+    if is_url(spec):
         return _read_url(
             spec,
             tz=tz,
@@ -143,7 +144,7 @@ def read_source(
 def expand(spec: str) -> list[str]:
     """The files under a folder spec (as read_source would read them), else the spec itself."""
     spec = spec.strip()
-    if spec and not re.match(r"^https?://", spec, re.IGNORECASE):
+    if spec and not is_url(spec):
         path = Path(spec).expanduser().absolute()
         if path.is_dir():
             return [str(file) for file in _files_in(path)]
