@@ -3,195 +3,37 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from contextlib import closing, nullcontext
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 
 from digest.errors import SendError, SubscriberError
 from digest.models import Subscriber, SubscriberStatus
 from digest.sendgrid_api import api_client, endpoint, scrub
 from digest.settings import Settings
-from digest.store import Store, id_by_email, memberships, optouts, subscribers, utcnow
+from digest.store import Store
 
-# A later status never undoes a graver one: a complaint outranks a bounce, which outranks leaving.
-RANK = {
-    SubscriberStatus.ACTIVE: 0,
-    SubscriberStatus.UNSUBSCRIBED: 1,
-    SubscriberStatus.BOUNCED: 2,
-    SubscriberStatus.COMPLAINED: 3,
-}
-
-
-def insert_once(conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
-    """Insert a row unless its key is taken (also against a concurrent insert); True if new."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(table)
-        .values(**values)
-        .on_conflict_do_nothing()
-        .returning(*table.primary_key.columns)  # rowcount is -1 under RETURNING on PostgreSQL
-    )
-    return conn.execute(statement).first() is not None
-
-
-def leave(
-    conn: Connection,
-    subscriber_id: int,
-    list_name: str,
-    *,
-    issue_id: int | None = None,
-    source: str,
-) -> bool:
-    """Take a subscriber off one list for good (in `conn`'s transaction); False if already off.
-
-    With no list left, an active subscriber becomes unsubscribed.
-    """
-    first = insert_once(
-        conn,
-        optouts,
-        {
-            "subscriber_id": subscriber_id,
-            "list_name": list_name,
-            "issue_id": issue_id,
-            "source": source,
-            "created_at": utcnow(),
-        },
-    )
-    conn.execute(
-        memberships.delete().where(
-            memberships.c.subscriber_id == subscriber_id, memberships.c.list_name == list_name
-        )
-    )
-    remaining = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(memberships)
-        .where(memberships.c.subscriber_id == subscriber_id)
-    ).scalar_one()
-    if not remaining:
-        escalate(conn, subscriber_id, SubscriberStatus.UNSUBSCRIBED)
-    return first
-
-
-def escalate(conn: Connection, subscriber_id: int, status: SubscriberStatus) -> bool:
-    """Set a graver status (never a milder one); True if it changed."""
-    milder = [str(s) for s, rank in RANK.items() if rank < RANK[status]]
-    result = conn.execute(
-        subscribers.update()
-        .where(subscribers.c.id == subscriber_id, subscribers.c.status.in_(milder))
-        .values(status=str(status), updated_at=utcnow())
-    )
-    return bool(result.rowcount)
-
-
-OneClick = tuple[int, str, int | None]  # subscriber id, list, issue id (from a token)
-
-
-class OneClickWriter:
-    """One-click unsubscribes, many per transaction, in plain driver SQL on a pooled connection.
-
-    Each subscriber leaves the list in their token for good (an opt-out row, so re-imports keep
-    them off it); whoever has no list left becomes unsubscribed. Repeats change nothing. A batch
-    costs the same five statements however many it holds (on PostgreSQL sent in one round trip
-    with the commit); SQLAlchemy's statement building cost more CPU than the database itself
-    under load (bench/serve.py), hence the driver's own SQL here. One thread at a time.
-    """
-
-    def __init__(self, store: Store, source: str = "one-click") -> None:
-        self.engine = store.engine
-        self.source = source
-        dialect = self.engine.dialect
-        self.postgres = dialect.name == "postgresql"
-        # The very text SQLAlchemy stores for a DateTime (SQLite keeps it as a string).
-        self.stamp = sa.DateTime().dialect_impl(dialect).bind_processor(dialect) or _same
-        if self.postgres:  # typed: a bare NULL in a SELECT list would be text
-            ids, mark, row = "= ANY(%s)", "%s", "%s::integer, %s, %s::integer, %s, %s"
-        else:  # one statement text whatever the batch size: the driver caches it prepared
-            ids, mark, row = "IN (SELECT value FROM json_each(?))", "?", "?, ?, ?, ?, ?"
-        self.begin = None if self.postgres else "BEGIN IMMEDIATE"  # take the write lock first
-        self.find = f"SELECT id FROM subscribers WHERE id {ids}"
-        self.insert = (  # an id nobody has is skipped here, not refused by the foreign key
-            "INSERT INTO optouts (subscriber_id, list_name, issue_id, source, created_at) "
-            f"SELECT {row} "
-            f"WHERE EXISTS (SELECT 1 FROM subscribers WHERE id = {mark}) ON CONFLICT DO NOTHING"
-        )
-        self.delete = f"DELETE FROM memberships WHERE subscriber_id = {mark} AND list_name = {mark}"
-        self.update = (
-            f"UPDATE subscribers SET status = {mark}, updated_at = {mark} "
-            f"WHERE id {ids} AND status = {mark} AND NOT EXISTS "
-            "(SELECT 1 FROM memberships WHERE memberships.subscriber_id = subscribers.id)"
-        )
-
-    def __call__(self, wanted: Sequence[OneClick]) -> set[int]:
-        """Apply `wanted` in one transaction; the ids among them that exist."""
-        raw = self.engine.raw_connection()  # from the pool: no connection set-up per batch
-        try:
-            found = self._apply(raw.driver_connection, wanted)
-        except BaseException:
-            raw.invalidate()  # whatever state it is in, it is not reused
-            raise
-        raw.close()  # back to the pool
-        return found
-
-    def _apply(self, db: Any, wanted: Sequence[OneClick]) -> set[int]:
-        pairs = {(sid, name): issue for sid, name, issue in wanted}
-        ids = self._ids(sorted({sid for sid, _ in pairs}))
-        now = self.stamp(utcnow())
-        # PostgreSQL: every statement and the commit in one round trip, not one each.
-        with (
-            closing(db.cursor()) as find,
-            closing(db.cursor()) as write,
-            db.pipeline() if self.postgres else nullcontext(),
-        ):
-            if self.begin:
-                write.execute(self.begin)
-            find.execute(self.find, (ids,))
-            write.executemany(
-                self.insert,
-                [(sid, name, issue, self.source, now, sid) for (sid, name), issue in pairs.items()],
-            )
-            write.executemany(self.delete, list(pairs))
-            write.execute(
-                self.update,
-                (str(SubscriberStatus.UNSUBSCRIBED), now, ids, str(SubscriberStatus.ACTIVE)),
-            )
-            db.commit()
-            return {int(row[0]) for row in find.fetchall()}
-
-    def _ids(self, ids: list[int]) -> Any:
-        return ids if self.postgres else json.dumps(ids)
-
-
-def _same(value: Any) -> Any:
-    return value
+# The SQL lives in the store; these names stay here for the modules that import them.
+from digest.store.suppression_store import RANK as RANK
+from digest.store.suppression_store import OneClick as OneClick
+from digest.store.suppression_store import OneClickWriter as OneClickWriter
+from digest.store.suppression_store import escalate as escalate
+from digest.store.suppression_store import find_id as find_id
+from digest.store.suppression_store import insert_once as insert_once
+from digest.store.suppression_store import leave as leave
 
 
 def subscriber_by_id(store: Store, subscriber_id: int) -> Subscriber | None:
     """One subscriber with their lists, or None."""
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
-    if row is None:
-        return None
-    return store.subscriber_by_email(row.email)
-
-
-def find_id(conn: Connection, email: str) -> int | None:
-    """The id of the subscriber with this address (providers may change its case), or None."""
-    return id_by_email(conn, email)
+    return store.subscriber_by_id(subscriber_id)
 
 
 def known_lists(store: Store, settings: Settings) -> list[str]:
     """Every list the newsletter has: the default one and any a subscriber is or was on."""
-    with store.engine.connect() as conn:
-        names = {r[0] for r in conn.execute(sa.select(memberships.c.list_name).distinct())}
-        names |= {r[0] for r in conn.execute(sa.select(optouts.c.list_name).distinct())}
-    return sorted(names | {settings.list})
+    return sorted(store.list_names() | {settings.list})
 
 
 @dataclass
@@ -222,26 +64,15 @@ def choose_lists(
     """Put the subscriber on exactly the chosen lists (of those on offer)."""
     before = preferences(store, settings, subscriber_id)
     wanted = set(chosen) & set(before.offered)
-    now = utcnow()
-    with store.begin() as conn:
-        for name in before.offered:
-            member = name in before.subscriber.lists
-            if name in wanted and not member:
-                conn.execute(
-                    optouts.delete().where(
-                        optouts.c.subscriber_id == subscriber_id, optouts.c.list_name == name
-                    )
-                )
-                insert_once(conn, memberships, {"subscriber_id": subscriber_id, "list_name": name})
-            elif name not in wanted and member:
-                leave(conn, subscriber_id, name, issue_id=issue_id, source="preferences")
-        if wanted and before.subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-            # Choosing a list through their own link is a fresh, explicit subscription.
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.id == subscriber_id)
-                .values(status=str(SubscriberStatus.ACTIVE), updated_at=now)
-            )
+    lists = before.subscriber.lists
+    store.change_lists(
+        before.subscriber,
+        join=[name for name in before.offered if name in wanted and name not in lists],
+        leave_lists=[name for name in before.offered if name not in wanted and name in lists],
+        issue_id=issue_id,
+        # Choosing a list through their own link is a fresh, explicit subscription.
+        reactivate=bool(wanted) and before.subscriber.status == SubscriberStatus.UNSUBSCRIBED,
+    )
     after = preferences(store, settings, subscriber_id)
     after.changed = (
         after.subscriber.lists != before.subscriber.lists
@@ -294,28 +125,12 @@ def sync_sendgrid(store: Store, settings: Settings, page_size: int = PAGE_SIZE) 
         for row in rows:
             email = str(row.get("email") or "") if isinstance(row, dict) else ""
             group = str(row.get("group_name") or "") if isinstance(row, dict) else ""
-            with store.begin() as conn:
-                subscriber_id = find_id(conn, email)
-                if subscriber_id is None:
-                    report.unknown += 1
-                    continue
-                if group and _our_list(conn, subscriber_id, group):
-                    changed = leave(conn, subscriber_id, group, source="sendgrid-sync")
-                else:
-                    changed = escalate(conn, subscriber_id, status)
+            changed = store.suppress(email, group, status)
+            if changed is None:
+                report.unknown += 1
+                continue
             report.applied[name] += int(changed)
     return report
-
-
-def _our_list(conn: Connection, subscriber_id: int, list_name: str) -> bool:
-    """Whether the subscriber is, or was, on a list of this name."""
-    for table in (memberships, optouts):
-        query = sa.select(table.c.list_name).where(
-            table.c.subscriber_id == subscriber_id, table.c.list_name == list_name
-        )
-        if conn.execute(query).first() is not None:
-            return True
-    return False
 
 
 def _fetch_all(

@@ -26,9 +26,10 @@ from digest.store.schema import (
     subscribers,
 )
 from digest.store.subscriber_store import SubscriberStore, id_by_email
+from digest.store.suppression_store import SuppressionStore
 
 
-class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore):
+class Store(ArticleStore, SuppressionStore, SubscriberStore, IssueStore, LedgerStore):
     """All reads and writes of digest's tables."""
 
 
