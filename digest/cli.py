@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -58,6 +59,15 @@ class App:
         if self._store is not None:
             self._store.close()
 
+    def secrets(self) -> list[str]:
+        """The secret values among the settings once read (API key, passwords), to mask."""
+        if self._settings is None:
+            return []
+        from digest.settings import SECRET_FIELDS
+
+        values = (getattr(self._settings, name) for name in sorted(SECRET_FIELDS))
+        return [value for value in values if isinstance(value, str) and len(value) >= 4]
+
     def window(self, week: str | None, since: str | None, until: str | None) -> Window:
         """The window the window options name."""
         from digest.selection import parse_window
@@ -92,6 +102,35 @@ def _database_problem(error: Exception) -> str | None:
     from digest.store import database_problem
 
     return database_problem(error)
+
+
+def _log_to_stderr(app: App | None) -> None:
+    """-v: digest's log records on standard error, one line each, secrets masked; without
+    it, no handler of ours (a warning still reaches Python's last-resort handler)."""
+    logger = logging.getLogger("digest")
+    for old in [h for h in logger.handlers if isinstance(h, _Masked)]:
+        logger.removeHandler(old)
+    logger.setLevel(logging.NOTSET)
+    if app is None:
+        return
+    handler = _Masked(app)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+class _Masked(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current standard error, with every configured secret replaced by ***."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(sys.stderr)
+        self.app = app
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.app.secrets():
+            text = text.replace(secret, "***")
+        return text
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -147,9 +186,12 @@ def echo_json(data: Any) -> None:
     help="Database URL (default: sqlite:///digest.db beside the config). Also DIGEST_DATABASE_URL.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log fetches, retries and batches on standard error."
+)
 @click.version_option(package_name="digest")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, db: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, config: str | None, db: str | None, debug: bool, verbose: bool) -> None:
     """digest: gather the week's articles, pick the top stories and send them, exactly once.
 
     \b
@@ -164,6 +206,7 @@ def cli(ctx: click.Context, config: str | None, db: str | None, debug: bool) -> 
     """
     app = App(config, db, debug)
     ctx.obj = app
+    _log_to_stderr(app if verbose else None)
     ctx.call_on_close(app.close)
 
 

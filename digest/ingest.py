@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 import sys
 import time
@@ -22,6 +23,8 @@ from digest.settings import Settings
 from digest.sources import SourceFailure, SourceResult, decode, expand, read_source
 from digest.store import SourceState, Store
 from digest.urls import is_url
+
+log = logging.getLogger(__name__)
 
 # Articles saved per transaction: one commit per article costs more than parsing them.
 BATCH = 500
@@ -147,6 +150,12 @@ def _read(
     elif before is not None:  # a failed fetch keeps the validators of the last good one
         state.etag, state.last_modified = before.etag, before.last_modified
     states.append(state)
+    log.info(
+        "fetch %s: %s, %d items",
+        unit,
+        f"HTTP {result.fetch.status}" if result.fetch is not None else state.status,
+        state.items,
+    )
     return result
 
 
@@ -180,6 +189,7 @@ def _collect(copies: dict[str, _Copy], articles: list[Article]) -> None:
 def _save(store: Store, items: list[tuple[str, _Copy]], report: IngestReport) -> None:
     for start in range(0, len(items), BATCH):
         chunk = items[start : start + BATCH]
+        log.info("saving a batch of %d articles", len(chunk))
         try:
             outcomes = store.save_articles([(k, c.article, c.origins) for k, c in chunk])
         except (DigestError, sa.exc.SQLAlchemyError):

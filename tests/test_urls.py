@@ -24,7 +24,7 @@ class Feed(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         body = (FEEDS / "rss2.xml").read_bytes()
-        self.send_response(200 if self.path == "/feed" else 404)
+        self.send_response(200 if self.path.split("?")[0] == "/feed" else 404)
         self.send_header("Content-Type", "application/rss+xml")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

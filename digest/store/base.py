@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any, Self
 
@@ -10,6 +11,8 @@ from sqlalchemy.engine import Engine
 
 from digest.errors import StoreError
 from digest.store.schema import HEAD, meta, metadata, versions
+
+log = logging.getLogger(__name__)
 
 
 class StoreBase:
@@ -34,6 +37,7 @@ class StoreBase:
         except BaseException:
             engine.dispose()
             raise
+        log.info("database %s at schema %s", _safe_url(url), HEAD)
         return cls(engine)
 
     @staticmethod

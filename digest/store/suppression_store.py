@@ -4,6 +4,7 @@ unsubscribes in bulk, the preferences page's lists and SendGrid's suppressions a
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from contextlib import closing, nullcontext
 from typing import Any
@@ -17,6 +18,8 @@ from digest.store.base import StoreBase
 from digest.store.rows import utcnow
 from digest.store.schema import memberships, optouts, subscribers
 from digest.store.subscriber_store import SubscriberStore, id_by_email
+
+log = logging.getLogger(__name__)
 
 # A later status never undoes a graver one: a complaint outranks a bounce, which outranks leaving.
 RANK = {
@@ -133,6 +136,7 @@ class OneClickWriter:
 
     def __call__(self, wanted: Sequence[OneClick]) -> set[int]:
         """Apply `wanted` in one transaction; the ids among them that exist."""
+        log.info("one-click batch: %d unsubscribes", len(wanted))
         raw = self.engine.raw_connection()  # from the pool: no connection set-up per batch
         try:
             found = self._apply(raw.driver_connection, wanted)
