@@ -247,10 +247,10 @@ def ingest(app: App, sources: tuple[str, ...], metrics: Path | None) -> None:
     Example: digest ingest articles/ https://example.com/feed.xml --metrics stats.csv
     """
     from digest import pipeline
-    from digest.ingest import LateProgressBar
+    from digest.progress import ProgressBar
 
     # A bar only where someone watches, and only once the ingest has taken a second.
-    bar = LateProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    bar = ProgressBar("reading sources", delay=1.0) if sys.stderr.isatty() else None
     try:
         report = pipeline.ingest_sources(
             app.store, app.settings, sources, metrics=metrics, progress=bar

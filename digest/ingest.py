@@ -6,13 +6,11 @@ import csv
 import io
 import logging
 import re
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -338,44 +336,6 @@ def source_rows(store: Store, settings: Settings) -> list[SourceRow]:
         )
     rows.extend(SourceRow(s.url, False, s.last_fetch, s.status, s.items) for s in states.values())
     return rows
-
-
-# ---- a progress bar for people watching ------------------------------------------------------
-
-
-class LateProgressBar:
-    """A progress bar that appears only once an ingest has run for `delay` seconds.
-
-    Call it with (done, total); close it when the work ends. Quick ingests print nothing.
-    """
-
-    def __init__(
-        self,
-        stream: IO[str] | None = None,
-        *,
-        delay: float = 1.0,
-        width: int = 30,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.stream = stream or sys.stderr
-        self.delay, self.width, self.clock = delay, width, clock
-        self.started = clock()
-        self.shown = False
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.clock() - self.started < self.delay:
-            return
-        filled = self.width * done // max(total, 1)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\rreading sources [{bar}] {done}/{total}")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        """End the bar's line, if it was drawn."""
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _state_key(spec: str) -> str:

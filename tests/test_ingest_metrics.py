@@ -1,8 +1,7 @@
-"""Popularity numbers, one article reached through two sources, and the progress bar."""
+"""Popularity numbers, and one article reached through two sources."""
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.identity import canonical_url
-from digest.ingest import LateProgressBar, import_metrics, ingest
+from digest.ingest import import_metrics, ingest
 from digest.store import Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -118,18 +117,3 @@ def test_canonical_url_rules() -> None:
         )
         == "https://news.example.com/a?page=2"
     )
-
-
-def test_progress_bar_waits_a_second_then_draws() -> None:
-    now = [0.0]
-    out = io.StringIO()
-    bar = LateProgressBar(out, delay=1.0, width=10, clock=lambda: now[0])
-    bar(1, 4)
-    now[0] = 0.5
-    bar(2, 4)
-    bar.close()
-    assert out.getvalue() == ""  # a quick ingest shows nothing
-    now[0] = 1.5
-    bar(3, 4)
-    bar.close()
-    assert out.getvalue() == "\rreading sources [#######---] 3/4\n"

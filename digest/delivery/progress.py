@@ -1,4 +1,4 @@
-"""The progress line `digest send` draws on a terminal: sent, failed, rate and time left."""
+"""The progress line `digest send` draws on a terminal: sent, failed, unknown and the rate."""
 
 from __future__ import annotations
 
@@ -6,45 +6,27 @@ import time
 from typing import TextIO
 
 from digest.delivery.ledger import DeliveryReport
+from digest.progress import ProgressBar as Bar
 
 
 class ProgressBar:
-    """Redraws one stderr line at most ten times a second; `finish` ends it."""
+    """digest.progress's bar fed with delivery reports; `finish` ends it."""
 
-    def __init__(self, total: int, stream: TextIO, width: int = 24) -> None:
-        self.total = max(total, 1)
-        self.stream = stream
-        self.width = width
-        self.started = time.monotonic()
-        self._drawn = 0.0
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.bar = Bar("sending", file=stream)
 
     def __call__(self, report: DeliveryReport) -> None:
-        now = time.monotonic()
-        if now - self._drawn >= 0.1:
-            self._drawn = now
-            self.stream.write("\r" + self.line(report, now))
-            self.stream.flush()
+        self.bar(report.done, self.total, self.figures(report))
 
-    def line(self, report: DeliveryReport, now: float) -> str:
-        """The bar and its figures."""
-        done = min(report.done, self.total)
-        elapsed = max(now - self.started, 1e-6)
-        rate = done / elapsed
-        left = (self.total - done) / rate if rate > 0 else 0.0
-        filled = int(self.width * done / self.total)
-        bar = "#" * filled + "-" * (self.width - filled)
+    def figures(self, report: DeliveryReport) -> str:
+        """What the bar shows beside it."""
+        rate = report.done / max(time.monotonic() - self.bar.started, 1e-6)
         return (
-            f"[{bar}] {done}/{self.total}  sent {report.sent}  failed {report.failed}"
-            f"  unknown {report.unknown}  {rate:,.0f}/s  {_clock(left)} left "
+            f"sent {report.sent}  failed {report.failed}  unknown {report.unknown}  {rate:,.0f}/s"
         )
 
     def finish(self, report: DeliveryReport) -> None:
         """Draw the last state and end the line."""
-        self.stream.write("\r" + self.line(report, time.monotonic()) + "\n")
-        self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+        self.bar(report.done, self.total, self.figures(report), last=True)
+        self.bar.close()
