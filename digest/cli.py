@@ -312,8 +312,8 @@ def select(
 ) -> None:
     """Show the lineup: the window's top stories, ranked and summarized.
 
-    The score is source_weight × (0.35 popularity + 0.25 coverage + 0.20 recency
-    + 0.20 completeness); pins go first, drops stay out (digest pin / digest drop).
+    The score is source_weight × (0.45 popularity + 0.30 coverage + 0.20 completeness
+    + 0.05 recency); pins go first, drops stay out (digest pin / digest drop).
 
     Example: digest select --week 2025-W14 --top 5 --explain
     """
@@ -339,8 +339,11 @@ def select(
         )
         if explain:
             c = s["components"]
+            # The story's metric sums over its articles, those the window has.
+            sums = ", ".join(f"{c[k]:,.0f} {k}" for k in ("views", "clicks", "shares") if k in c)
             click.echo(
-                f"     popularity {c['popularity']:.2f} · coverage {c['coverage']:.2f} "
+                f"     popularity {c['popularity']:.2f}{f' ({sums})' if sums else ''} · "
+                f"coverage {c['coverage']:.2f} "
                 f"({c['sources']:.0f} source{'s' if c['sources'] != 1 else ''}) · "
                 f"recency {c['recency']:.2f} · "
                 f"completeness {c['completeness']:.2f} · source weight {c['source_weight']:g}"

@@ -10,7 +10,7 @@ import importlib.resources
 import re
 import textwrap
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,8 @@ def render_issue(
     subject = make_subject(settings.name, number, stories[0].title if stories else None)
     preheader = make_preheader([s.title for s in stories])
     brand = brand_of(settings)
+    # Sections move stories away from their rank: number them as the reader meets them.
+    shown, groups = number_as_shown(stories[:1], group_stories(stories[1:], settings.sections))
     context: dict[str, Any] = {
         "newsletter": {
             "name": _clean(settings.name),
@@ -192,9 +194,9 @@ def render_issue(
             "date_label": long_date(local_now),
             "window": lineup.window.label,
         },
-        "stories": stories,
-        "lead": stories[0] if stories else None,
-        "groups": group_stories(stories[1:], settings.sections),
+        "stories": shown,
+        "lead": shown[0] if shown else None,
+        "groups": groups,
     }
     env = template_environment(settings)
     html_context = {**context, "subscriber": SubscriberMarkers(html=True)}
@@ -299,6 +301,25 @@ def group_stories(stories: list[StoryView], sections: tuple[str, ...]) -> list[G
     if rest:
         groups.append(Group("More stories", rest))
     return groups
+
+
+def number_as_shown(
+    lead: list[StoryView], groups: list[Group]
+) -> tuple[list[StoryView], list[Group]]:
+    """The stories numbered 1, 2, 3… in the order a reader meets them: the lead, then each
+    group's in turn (sections move stories away from their rank order). Returns the stories in
+    that order and the groups holding the renumbered ones."""
+    shown: list[StoryView] = []
+    numbered = []
+    for story in lead:
+        shown.append(replace(story, number=len(shown) + 1))
+    for group in groups:
+        items = []
+        for story in group.stories:
+            items.append(replace(story, number=len(shown) + 1))
+            shown.append(items[-1])
+        numbered.append(Group(group.title, items))
+    return shown, numbered
 
 
 def to_html(mjml_source: str) -> str:

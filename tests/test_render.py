@@ -453,6 +453,16 @@ def test_sections_group_stories_in_the_settings_order() -> None:
     assert text.index("HERITAGE") < text.index("Harbour crane") < text.index("TRANSPORT")
 
 
+def test_with_sections_the_text_part_numbers_stories_in_the_order_shown() -> None:
+    # Sections move "Harbour crane restored" (ranked 4th) up under the first heading: the text
+    # part once numbered the stories 1, 4, 2, 3.
+    settings = settings_for(sections=("Heritage", "Transport"))
+    text = render_issue(sectioned_lineup(), settings, 7, now=NOW).text
+    numbers = re.findall(r"^(\d+)\.  ", text, re.MULTILINE)
+    assert numbers == ["1", "2", "3", "4"]
+    assert "2.  Harbour crane restored" in text.splitlines()
+
+
 def test_without_sections_no_headings() -> None:
     issue = render_issue(sectioned_lineup(), settings_for(), 7, now=NOW)
     assert "More stories" not in issue.html and "HERITAGE" not in issue.text
