@@ -24,7 +24,14 @@ from digest.store.schema import (
     picks,
     subscribers,
 )
-from digest.store.subscriber_store import SubscriberStore, id_by_email
+from digest.store.subscriber_store import (
+    Chunk,
+    SubscriberRow,
+    SubscriberStore,
+    SubscriberWriter,
+    email_key,
+    id_by_email,
+)
 
 
 class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore):
@@ -32,6 +39,10 @@ class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore):
 
 
 __all__ = [
+    "Chunk",
+    "SubscriberRow",
+    "SubscriberWriter",
+    "email_key",
     "SourceState",
     "StatusRow",
     "Store",
