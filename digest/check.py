@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from digest.models import RenderedIssue
-from digest.personalize import fill
+from digest.personalize import content_markers, fill
 from digest.render import ASM_PREFERENCES, ASM_UNSUBSCRIBE, uses_asm
 from digest.settings import Settings
 
@@ -126,6 +126,13 @@ def check_issue(
         )
     if not rendered.text.strip():
         errors.append("the plain-text part is empty: check the issue.txt.j2 template")
+    planted = content_markers(rendered.subject, rendered.preheader, rendered.html, rendered.text)
+    if planted:
+        errors.append(
+            f"an article contains per-subscriber marker syntax ({', '.join(planted[:3])}), "
+            "which only templates may use (it goes out as text, never filled in): "
+            "'digest drop' that article, or fix it at its source and ingest again"
+        )
     if story_count == 0:
         errors.append(
             "the lineup is empty: no stories in this window; ingest articles or widen the window"

@@ -25,7 +25,7 @@ from markupsafe import Markup
 
 from digest.errors import DigestError, RenderError, SettingsError, TemplateError
 from digest.models import Article, Lineup, RenderedIssue, Story
-from digest.personalize import FIELDS, fill, html_marker, text_marker
+from digest.personalize import FIELDS, Markers, fill, neutralize_text
 from digest.settings import Settings
 
 HTML_TEMPLATE = "issue.mjml.j2"
@@ -42,6 +42,8 @@ _WHITESPACE = re.compile(r"\s+")
 # Control characters that are not whitespace, and the bidirectional overrides that can make
 # a title read differently from what it says: dropped from every piece of article text.
 _UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
+_KEYED_MARKER = re.compile(r"\[\[([hts]):([a-z_]+):([0-9a-f]+)\]\]")  # see personalize.Markers
+_STAND_IN = re.compile("\x01\x02*")
 _COLOR = re.compile(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?")
 _FONT = re.compile(r"[A-Za-z0-9 ,'\"-]+")
 SYSTEM_FONTS = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
@@ -100,16 +102,21 @@ class Brand:
 
 
 class SubscriberMarkers:
-    """`{{ subscriber.NAME }}` in a template: the marker that personalize.fill replaces later."""
+    """`{{ subscriber.NAME }}` in a template: the marker that personalize.fill replaces later.
 
-    def __init__(self, html: bool) -> None:
+    The marker carries this rendering's key (see personalize.Markers), which content lacks.
+    """
+
+    def __init__(self, markers: Markers, html: bool) -> None:
+        self._markers = markers
         self._html = html
 
     def __getattr__(self, name: str) -> str:
         if name not in FIELDS:
             # Jinja turns the AttributeError into an undefined value, which StrictUndefined reports.
             raise AttributeError(name)
-        return Markup(html_marker(name)) if self._html else text_marker(name)
+        marker = self._markers.marker("h" if self._html else "t", name)
+        return Markup(marker) if self._html else marker
 
 
 def template_environment(settings: Settings) -> jinja2.Environment:
@@ -165,18 +172,25 @@ def render_issue(
         now = now.replace(tzinfo=UTC)
     local_now = now.astimezone(settings.tz)
     stories = [_story_view(i, story, settings) for i, story in enumerate(lineup.stories, 1)]
-    subject = make_subject(settings.name, number, stories[0].title if stories else None)
-    preheader = make_preheader([s.title for s in stories])
+    # Subject and preheader come from titles alone: no marker of theirs may ever be filled.
+    subject = neutralize_text(
+        make_subject(settings.name, number, stories[0].title if stories else None)
+    )
+    preheader = neutralize_text(make_preheader([s.title for s in stories]))
     brand = brand_of(settings)
     # Sections move stories away from their rank: number them as the reader meets them.
     shown, groups = number_as_shown(stories[:1], group_stories(stories[1:], settings.sections))
+    markers = Markers()
     context: dict[str, Any] = {
         "newsletter": {
             "name": _clean(settings.name),
             "language": settings.language,
             "base_url": safe_url(settings.base_url),
             # SendGrid's group links (see ASM_UNSUBSCRIBE) instead of our own, or None.
-            "asm": {"unsubscribe_url": ASM_UNSUBSCRIBE, "preferences_url": ASM_PREFERENCES}
+            "asm": {
+                "unsubscribe_url": markers.sendgrid_tag(ASM_UNSUBSCRIBE[2:-2]),
+                "preferences_url": markers.sendgrid_tag(ASM_PREFERENCES[2:-2]),
+            }
             if uses_asm(settings)
             else None,
             "postal_address": settings.postal_address.strip(),
@@ -199,12 +213,13 @@ def render_issue(
         "groups": groups,
     }
     env = template_environment(settings)
-    html_context = {**context, "subscriber": SubscriberMarkers(html=True)}
-    text_context = {**context, "subscriber": SubscriberMarkers(html=False)}
+    html_context = {**context, "subscriber": SubscriberMarkers(markers, html=True)}
+    text_context = {**context, "subscriber": SubscriberMarkers(markers, html=False)}
     source = _render_template(env, HTML_TEMPLATE, html_context)
     text = _render_template(env, TEXT_TEMPLATE, text_context)
-    html = mime_body(to_html(source))
-    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=mime_body(text))
+    html = markers.seal(mime_body(to_html(source)), html_part=True)
+    text = markers.seal(mime_body(text), html_part=False)
+    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
 
 
 def render_preview(rendered: RenderedIssue, values: dict[str, str]) -> tuple[str, str]:
@@ -410,15 +425,27 @@ def shorten(text: str, limit: int) -> str:
 
 
 def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
-    """Jinja filter: wrap plain text at `width` columns without breaking words or URLs."""
-    return textwrap.fill(
-        _clean(str(text)),
+    """Jinja filter: wrap plain text at `width` columns without breaking words or URLs.
+
+    A subscriber marker counts as wide as the plain marker it becomes (not its keyed form).
+    """
+    keyed: list[str] = []
+
+    def stand_in(match: re.Match[str]) -> str:
+        keyed.append(match.group(0))
+        return "\x01" + "\x02" * (len(match.group(0)) - len(match.group(3)) - 2)
+
+    # _clean has dropped every \x01 and \x02 of the text, so the stand-ins are only ours.
+    wrapped = textwrap.fill(
+        _KEYED_MARKER.sub(stand_in, _clean(str(text))),
         width=width,
         initial_indent=indent if first is None else first,
         subsequent_indent=indent,
         break_long_words=False,
         break_on_hyphens=False,
     )
+    restore = iter(keyed)
+    return _STAND_IN.sub(lambda _: next(restore), wrapped)
 
 
 def long_date(moment: datetime) -> str:

@@ -25,7 +25,14 @@ from digest.store.schema import (
     picks,
     subscribers,
 )
-from digest.store.subscriber_store import SubscriberStore, id_by_email
+from digest.store.subscriber_store import (
+    Chunk,
+    SubscriberRow,
+    SubscriberStore,
+    SubscriberWriter,
+    email_key,
+    id_by_email,
+)
 from digest.store.suppression_store import SuppressionStore
 
 
@@ -34,6 +41,10 @@ class Store(ArticleStore, SuppressionStore, SubscriberStore, IssueStore, LedgerS
 
 
 __all__ = [
+    "Chunk",
+    "SubscriberRow",
+    "SubscriberWriter",
+    "email_key",
     "SourceState",
     "StatusRow",
     "Store",
