@@ -66,6 +66,10 @@ def ingest_sources(
         mapping=settings.source_mapping,
         metrics=metrics,
         progress=progress,
+        allow_private=settings.allow_private_addresses,
+        fetch_timeout=settings.fetch_timeout,
+        timeout=settings.ingest_timeout,
+        max_feeds=settings.max_feeds_per_list,
     )
 
 
@@ -326,7 +330,13 @@ def summarize_sources(
     records: list[SummaryRecord] = []
     failures: list[SourceFailure] = []
     for spec in specs:
-        result = read_source(spec, tz=settings.tz, mapping=settings.source_mapping)
+        result = read_source(
+            spec,
+            tz=settings.tz,
+            mapping=settings.source_mapping,
+            allow_private=settings.allow_private_addresses,
+            timeout=settings.fetch_timeout,
+        )
         failures.extend(result.failures)
         for article in result.articles:
             chosen = summarize(

@@ -38,6 +38,10 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "font": ("brand", "font"),
     "sources": ("sources", "paths"),
     "source_mapping": ("sources", "mapping"),
+    "allow_private_addresses": ("sources", "allow_private_addresses"),
+    "fetch_timeout": ("sources", "fetch_timeout"),
+    "ingest_timeout": ("sources", "ingest_timeout"),
+    "max_feeds_per_list": ("sources", "max_feeds_per_list"),
     "top": ("selection", "top"),
     "summary_sentences": ("selection", "summary_sentences"),
     "summary_chars": ("selection", "summary_chars"),
@@ -95,6 +99,10 @@ class Settings:
     font: str = ""  # a CSS font-family list; empty: the system font stack
     sources: tuple[str, ...] = ()
     source_mapping: dict[str, str] = field(default_factory=dict)  # article field → export field
+    allow_private_addresses: bool = False  # fetch from loopback, private, link-local, … hosts
+    fetch_timeout: float = 20.0  # seconds for one URL's whole download, redirects included
+    ingest_timeout: float = 900.0  # seconds for one whole ingest run
+    max_feeds_per_list: int = 500  # feeds read from one OPML list (nested lists included)
     top: int = 10
     summary_sentences: int = 2
     summary_chars: int = 320
@@ -381,6 +389,18 @@ def _validate(s: Settings) -> None:
                 f"{name} must be above 0 and at most 3600 seconds, got {getattr(s, name)}",
                 f"set [{section}] timeout to the seconds to wait for an answer, e.g. 30",
             )
+    for name, high in (("fetch_timeout", 3600), ("ingest_timeout", 86400)):
+        if not 0 < getattr(s, name) <= high:
+            raise SettingsError(
+                f"{name} must be above 0 and at most {high} seconds, got {getattr(s, name)}",
+                f"set [sources] {name} to a number of seconds, e.g. "
+                f"{Settings.__dataclass_fields__[name].default:g}",
+            )
+    if not 1 <= s.max_feeds_per_list <= 100_000:
+        raise SettingsError(
+            f"max_feeds_per_list must be between 1 and 100000, got {s.max_feeds_per_list}",
+            "set [sources] max_feeds_per_list to the most feeds one OPML list may name, e.g. 500",
+        )
     if s.base_url and not is_url(s.base_url):
         raise SettingsError(
             f"base_url must start with https://, got {s.base_url!r}",

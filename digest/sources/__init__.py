@@ -29,7 +29,7 @@ from digest.sources.exports import (
     parse_markdown,
 )
 from digest.sources.feeds import parse_feed
-from digest.sources.fetch import fetch
+from digest.sources.fetch import AllowPrivate, fetch
 from digest.sources.html_text import scrub
 from digest.sources.htmlpage import parse_html_page
 from digest.sources.jsonfeed import is_json_feed, parse_json_feed
@@ -39,6 +39,7 @@ from digest.sources.textpage import parse_text_page
 from digest.urls import is_url
 
 __all__ = [
+    "AllowPrivate",
     "FetchInfo",
     "SourceFailure",
     "SourceResult",
@@ -98,12 +99,15 @@ def read_source(
     mapping: Mapping[str, str] | None = None,
     etag: str | None = None,
     last_modified: str | None = None,
+    allow_private: AllowPrivate = False,
 ) -> SourceResult:
     """Every article in a file, a folder (recursively, hidden files skipped) or an http(s) URL.
 
     The kind (feed, OPML list, HTML page, plain-text page, export) is told from the content,
     not the name. `mapping` names the fields of CMS exports; `etag` / `last_modified` make a
     URL's request conditional (an unchanged one answers 304 and yields nothing).
+    A URL whose host is on a loopback, private or other special address is refused unless
+    `allow_private` (see `fetch`); `timeout` bounds its whole download.
     """
     spec = spec.strip()
     if is_url(spec):
@@ -115,6 +119,7 @@ def read_source(
             mapping=mapping,
             etag=etag,
             last_modified=last_modified,
+            allow_private=allow_private,
         )
     if not spec:
         return _failed(spec, "empty source name; list files, folders or URLs under [sources]")
@@ -313,10 +318,16 @@ def _read_url(
     mapping: Mapping[str, str] | None,
     etag: str | None,
     last_modified: str | None,
+    allow_private: AllowPrivate,
 ) -> SourceResult:
     try:
         fetched = fetch(
-            url, timeout=timeout, max_bytes=max_bytes, etag=etag, last_modified=last_modified
+            url,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            etag=etag,
+            last_modified=last_modified,
+            allow_private=allow_private,
         )
     except DigestError as e:
         return _failed(url, _reason(e))
