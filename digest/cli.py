@@ -566,7 +566,13 @@ def send(
     for error in plan.check.errors:
         click.echo(f"error: {error}")
     if test_to:
-        outcome = send_test_copy(app.store, app.settings, plan.issue, plan.list_name, test_to)
+        outcome = send_test_copy(
+            app.store,
+            app.settings,
+            pipeline.as_sent(app.store, plan.issue),
+            plan.list_name,
+            test_to,
+        )
         click.echo(
             f"test copy to {test_to}: {outcome.status}"
             + (f" ({outcome.error})" if outcome.error else "")

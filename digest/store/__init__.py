@@ -5,6 +5,7 @@ SQLite by default, PostgreSQL by URL; the schema is versioned by Alembic (`migra
 
 from __future__ import annotations
 
+from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.issue_store import IssueStore
 from digest.store.ledger import LedgerStore, StatusRow
@@ -27,7 +28,7 @@ from digest.store.schema import (
 from digest.store.subscriber_store import SubscriberStore, id_by_email
 
 
-class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore):
+class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore, ArchiveStore):
     """All reads and writes of digest's tables."""
 
 
