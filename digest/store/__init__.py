@@ -5,6 +5,7 @@ SQLite by default, PostgreSQL by URL; the schema is versioned by Alembic (`migra
 
 from __future__ import annotations
 
+from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
 from digest.store.issue_store import IssueStore
@@ -36,7 +37,7 @@ from digest.store.subscriber_store import (
 from digest.store.suppression_store import SuppressionStore
 
 
-class Store(ArticleStore, SuppressionStore, SubscriberStore, IssueStore, LedgerStore):
+class Store(ArticleStore, SuppressionStore, SubscriberStore, IssueStore, LedgerStore, ArchiveStore):
     """All reads and writes of digest's tables."""
 
 
