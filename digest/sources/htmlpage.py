@@ -58,6 +58,8 @@ _FIELDS = (
     "h1",
 )
 _XML_SPACE = re.compile(r"[ \t\r\n]+")
+# An XHTML page's XML declaration: the text is decoded already, and lxml refuses a str with one.
+_XML_DECLARATION = re.compile(r"^\ufeff?\s*<\?xml[^>]*\?>")
 # trafilatura's options by with_metadata, built once: bare_extraction builds them anew on each
 # call from its config file's values, which costs more than our own pass over the page.
 _EXTRACTORS = {
@@ -75,6 +77,7 @@ def parse_html_page(
 
     Raises SourceError when the page has no main text.
     """
+    html = _XML_DECLARATION.sub("", html, count=1)
     try:
         tree = lxml.html.document_fromstring(html)
     except (ParserError, ValueError) as e:
