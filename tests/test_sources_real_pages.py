@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.sources import decode, read_source
+from digest.sources import decode, read_bytes, read_source
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HTML = FIXTURES / "html"
@@ -73,3 +74,35 @@ def test_feed_with_an_internal_dtd_subset_is_read_as_a_feed() -> None:
     assert quay.url == "https://gazette.example.org/2024/11/quay-plan-passes"
     assert quay.text == "The harbour board approved a new quay on Monday. © Harbour Gazette"
     assert quay.published is not None and quay.published.isoformat() == "2024-11-05T09:30:00+00:00"
+
+
+# ---- publication dates ------------------------------------------------------------------------
+
+
+def test_json_ld_date_published_wins_over_other_times_on_the_page() -> None:
+    result = read_source(str(HTML / "json-ld-dated.html"))
+    [page] = result.articles
+    # dateModified (2026) and a comment's <time> are not the publication date
+    assert page.published == datetime(2020, 1, 19, 14, 5, tzinfo=UTC)
+    assert page.date_flag is None
+
+
+def test_date_printed_in_the_text_is_found() -> None:
+    [page] = read_source(str(HTML / "text-dated.html")).articles
+    assert page.published == datetime(2018, 3, 3, tzinfo=UTC)
+    assert page.date_flag is None
+
+
+def test_date_in_the_url_is_used_when_the_page_states_none() -> None:
+    data = (HTML / "undated.html").read_bytes()
+    url = "https://blog.example.net/2019/05/18/tram-depot/"
+    [page] = read_bytes(data, url, page_url=url, fallback=datetime.now(UTC)).articles
+    assert page.published == datetime(2019, 5, 18, tzinfo=UTC)
+    assert page.date_flag is None
+
+
+def test_undated_page_is_flagged_not_dated_now() -> None:
+    data = (HTML / "undated.html").read_bytes()
+    url = "https://blog.example.net/tram-depot/"
+    [page] = read_bytes(data, url, page_url=url, fallback=datetime.now(UTC)).articles
+    assert page.date_flag == "missing"
