@@ -87,7 +87,17 @@ _MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 _MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
 _FRONT_MATTER = re.compile(r"^---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(\r?\n|$)", re.DOTALL)
 _FIRST_TAG = re.compile(r"<\s*([a-z][\w:.-]*)", re.IGNORECASE)
-_PREAMBLE = re.compile(r"^(\s|<\?.*?\?>|<!--.*?-->|<!doctype[^>]*>)*", re.IGNORECASE | re.DOTALL)
+# A DOCTYPE may hold an internal subset in brackets, with its own "<!ENTITY …>" declarations.
+_PREAMBLE = re.compile(
+    r"^(\s|<\?.*?\?>|<!--.*?-->|<!doctype[^>\[]*(\[.*?\]\s*)?>)*", re.IGNORECASE | re.DOTALL
+)
+# The encoding a document declares in its first bytes: <?xml … encoding="…"?> or <meta charset>.
+_DECLARED = re.compile(
+    rb"<\?xml[^>]*?encoding\s*=\s*[\"']([\w.:-]+)|<meta[^>]+charset\s*=\s*[\"']?([\w.:-]+)",
+    re.IGNORECASE,
+)
+# Labels that browsers read as windows-1252 (the WHATWG Encoding Standard).
+_AS_CP1252 = frozenset({"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "ascii", "us-ascii"})
 
 
 def read_source(
@@ -269,22 +279,47 @@ def sniff(data: bytes, content_type: str | None = None, *, name: str = "") -> st
 
 
 def decode(data: bytes, charset: str | None = None) -> str:
-    """Text of `data`: the declared charset, else UTF-8, else a detected one, else Latin-1."""
+    """Text of `data`: the declared charset (HTTP, else the document's own declaration), else
+    UTF-8, else a detected one, else Latin-1.
+
+    A declaration that does not decode the bytes is passed over. Where detection finds
+    several single-byte encodings equally likely (a short Latin-1 page fits cp1250 as well as
+    cp1252), the one earliest in LIKELY_ENCODINGS wins: windows-1252, the web's default.
+    """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         charset = "utf-16"  # the byte-order mark says so, whatever was declared
-    for encoding in (charset, "utf-8-sig"):
+    for encoding in (charset, "utf-8-sig", declared_charset(data)):
         if encoding:
             try:
                 return data.decode(encoding)
             except (UnicodeDecodeError, LookupError):
                 pass
-    best = charset_normalizer.from_bytes(data[:200_000], cp_isolation=LIKELY_ENCODINGS).best()
-    if best is not None and best.encoding:
-        try:
-            return data.decode(best.encoding)
-        except (UnicodeDecodeError, LookupError):
-            pass
-    return data.decode("latin-1")
+    return data.decode(_detected(data[:200_000]) or "latin-1", "replace")
+
+
+def declared_charset(data: bytes) -> str | None:
+    """The encoding the document names in its first 2 KB (XML declaration or <meta>), with
+    the labels browsers read as windows-1252 mapped to it; None if it names none."""
+    found = _DECLARED.search(data[:2048])
+    if found is None:
+        return None
+    label = (found.group(1) or found.group(2)).decode("ascii", "replace").lower()
+    return "cp1252" if label in _AS_CP1252 else label
+
+
+def _detected(data: bytes) -> str | None:
+    matches = charset_normalizer.from_bytes(data, cp_isolation=LIKELY_ENCODINGS)
+    best = matches.best()
+    if best is None or not best.encoding:
+        return None
+    tied = [
+        name
+        for match in matches
+        if match.chaos == best.chaos and match.coherence == best.coherence
+        for name in (match.encoding, *match.could_be_from_charset)
+    ]
+    rank = {name: i for i, name in enumerate(LIKELY_ENCODINGS)}
+    return min(tied, key=lambda name: rank.get(name, len(rank)))
 
 
 def _read_json(
