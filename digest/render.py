@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import jinja2
+import jinja2.sandbox
 import mjml
 import nh3
 from markdown_it import MarkdownIt
@@ -32,6 +33,13 @@ HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 SUBJECT_LIMIT = 78
 PREHEADER_LIMIT = 150
+# Reading speed behind "N min read"; texts shorter than READING_MIN_WORDS are teasers whose
+# length says nothing about the article's, so they get no reading time.
+WORDS_PER_MINUTE = 230
+READING_MIN_WORDS = 100
+IMAGE_POLICIES = ("lead", "all", "none")
+# The variables of the [newsletter] subject and preheader templates.
+LINE_VARIABLES = ("name", "number", "lead", "headlines", "date", "count", "week")
 TEXT_WIDTH = 78
 ELLIPSIS = "…"
 
@@ -74,6 +82,20 @@ class StoryView:
     image: str | None
     also: list[Link] = field(default_factory=list)
     section: str = ""
+    reading: str = ""  # e.g. "4 min read", or "" when the text is too short to tell
+    image_alt: str = ""  # the image's own alt text or caption, else "Photo: SOURCE"
+    image_width: int | None = None  # the image's own size, when known
+    image_height: int | None = None
+
+    @property
+    def anchor(self) -> str:
+        """The id of the story's heading, where the "In this issue" links land."""
+        return f"story-{self.number}"
+
+    @property
+    def cta(self) -> str:
+        """The story's one call to action: short, naming where it leads."""
+        return f"Read at {self.source}" if self.source else "Read the story"
 
 
 @dataclass(frozen=True)
@@ -171,13 +193,35 @@ def render_issue(
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     local_now = now.astimezone(settings.tz)
-    stories = [_story_view(i, story, settings) for i, story in enumerate(lineup.stories, 1)]
-    # Subject and preheader come from titles alone: no marker of theirs may ever be filled.
-    subject = neutralize_text(
-        make_subject(settings.name, number, stories[0].title if stories else None)
-    )
-    preheader = neutralize_text(make_preheader([s.title for s in stories]))
+    images = image_policy(settings)
+    stories = [
+        _story_view(i, story, settings, images == "all" or (images == "lead" and i == 1))
+        for i, story in enumerate(lineup.stories, 1)
+    ]
     brand = brand_of(settings)
+    note = render_note(settings.note, brand.accent) if settings.note.strip() else None
+    line_values: dict[str, Any] = {
+        "name": _clean(settings.name),
+        "number": number,
+        "lead": stories[0].title if stories else "",
+        "headlines": [s.title for s in stories],
+        "date": long_date(local_now),
+        "count": len(stories),
+        "week": lineup.window.label,
+    }
+    if settings.subject.strip():
+        subject = render_line(settings.subject, line_values, "subject")
+    else:
+        subject = make_subject(settings.name, number, stories[0].title if stories else None)
+    if settings.preheader.strip():
+        preheader = shorten(
+            render_line(settings.preheader, line_values, "preheader"), PREHEADER_LIMIT
+        )
+    else:
+        preheader = default_preheader(subject, stories)
+    # Subject and preheader: no marker in them may ever be filled (titles come from content).
+    subject = neutralize_text(subject)
+    preheader = neutralize_text(preheader)
     # Sections move stories away from their rank: number them as the reader meets them.
     shown, groups = number_as_shown(stories[:1], group_stories(stories[1:], settings.sections))
     markers = Markers()
@@ -199,7 +243,7 @@ def render_issue(
             ],
         },
         "brand": brand,
-        "note": render_note(settings.note, brand.accent) if settings.note.strip() else None,
+        "note": note,
         "issue": {
             "number": number,
             "subject": subject,
@@ -220,6 +264,59 @@ def render_issue(
     html = markers.seal(mime_body(to_html(source)), html_part=True)
     text = markers.seal(mime_body(text), html_part=False)
     return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
+
+
+def image_policy(settings: Settings) -> str:
+    """[brand] images, checked: which stories show their image."""
+    policy = settings.images.strip().lower()
+    if policy not in IMAGE_POLICIES:
+        raise SettingsError(
+            f"[brand] images must be one of {', '.join(IMAGE_POLICIES)}, got {settings.images!r}",
+            'set [brand] images (or DIGEST_IMAGES) to "lead" (the lead story\'s image only), '
+            '"all" or "none"',
+        )
+    return policy
+
+
+_line_environment = jinja2.sandbox.SandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, autoescape=False
+)
+
+
+def render_line(template: str, values: dict[str, Any], what: str) -> str:
+    """A subject or preheader template (sandboxed Jinja) rendered into one line of text."""
+    try:
+        line = _line_environment.from_string(template).render(values)
+    except jinja2.TemplateError as e:
+        raise SettingsError(
+            f"[newsletter] {what} {template!r}: {e}",
+            f"use Jinja syntax with the variables {', '.join(LINE_VARIABLES)}, "
+            f'e.g. "{{{{ name }}}} #{{{{ number }}}}: {{{{ lead }}}}"',
+        ) from e
+    except (ArithmeticError, LookupError, TypeError, ValueError) as e:
+        raise SettingsError(
+            f"[newsletter] {what} {template!r}: {type(e).__name__}: {e}",
+            f"fix the expression; the variables are {', '.join(LINE_VARIABLES)}",
+        ) from e
+    return _clean(line)
+
+
+def default_preheader(subject: str, stories: list[StoryView]) -> str:
+    """The headlines the subject does not name, joined with ' · ' within 150 characters;
+    with none left, the lead's summary. Never the subject again."""
+    named = _clean(subject).casefold()
+    titles = [s.title for s in stories if s.title[:24].casefold() not in named]
+    if titles:
+        return make_preheader(titles)
+    return shorten(stories[0].summary, PREHEADER_LIMIT) if stories else ""
+
+
+def reading_time(text: str) -> str:
+    """'4 min read' for an article's text (230 words a minute), '' for a teaser."""
+    words = len(text.split())
+    if words < READING_MIN_WORDS:
+        return ""
+    return f"{max(1, round(words / WORDS_PER_MINUTE))} min read"
 
 
 def render_preview(rendered: RenderedIssue, values: dict[str, str]) -> tuple[str, str]:
@@ -458,20 +555,24 @@ def short_date(moment: datetime) -> str:
     return f"{moment.day} {moment.strftime('%b %Y')}"
 
 
-def _story_view(number: int, story: Story, settings: Settings) -> StoryView:
+def _story_view(number: int, story: Story, settings: Settings, with_image: bool) -> StoryView:
     article = story.article
     url = safe_url(article.url)
     published = article.published.astimezone(settings.tz) if article.published else None
+    source = _clean(article.source or "") or _host(url)
     return StoryView(
         number=number,
         title=_title(article),
         url=url,
-        source=_clean(article.source or "") or _host(url),
+        source=source,
         date=short_date(published) if published else "",
         summary=_clean(story.summary),
-        image=safe_url(article.image),
+        image=safe_url(article.image) if with_image else None,
         also=[_also_link(other) for other in story.also],
         section=_clean(article.section or ""),
+        reading=reading_time(article.text),
+        # The headline is right below: the alt text says what the picture is, not the title.
+        image_alt=f"Photo: {source}" if source else "Photo",
     )
 
 

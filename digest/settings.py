@@ -33,9 +33,12 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "templates": ("newsletter", "templates"),
     "note": ("newsletter", "note"),
     "sections": ("newsletter", "sections"),
+    "subject": ("newsletter", "subject"),
+    "preheader": ("newsletter", "preheader"),
     "accent_color": ("brand", "accent_color"),
     "logo_url": ("brand", "logo_url"),
     "font": ("brand", "font"),
+    "images": ("brand", "images"),
     "sources": ("sources", "paths"),
     "source_mapping": ("sources", "mapping"),
     "allow_private_addresses": ("sources", "allow_private_addresses"),
@@ -94,9 +97,12 @@ class Settings:
     templates: Path | None = None
     note: str = ""  # the editor's note, Markdown (or digest preview/send --note FILE.md)
     sections: tuple[str, ...] = ()  # topics, in order; stories grouped by section
+    subject: str = ""  # a Jinja template of the subject line; empty: "NAME #N: lead headline"
+    preheader: str = ""  # a Jinja template of the inbox preview text; empty: the next headlines
     accent_color: str = "#2f5bea"  # links, rules and buttons
     logo_url: str = ""  # an https:// image shown above the name
     font: str = ""  # a CSS font-family list; empty: the system font stack
+    images: str = "lead"  # which stories show their image: "lead", "all" or "none"
     sources: tuple[str, ...] = ()
     source_mapping: dict[str, str] = field(default_factory=dict)  # article field → export field
     allow_private_addresses: bool = False  # fetch from loopback, private, link-local, … hosts
