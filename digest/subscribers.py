@@ -370,19 +370,6 @@ def counts(store: Store) -> list[ListCount]:
     return [found[name] for name in sorted(found)]
 
 
-def first_active(store: Store, list_name: str) -> str | None:
-    """The address of the list's first active member, by address."""
-    query = (
-        sa.select(subscribers.c.email)
-        .select_from(subscribers.join(memberships))
-        .where(memberships.c.list_name == list_name, subscribers.c.status == "active")
-        .order_by(subscribers.c.email)
-        .limit(1)
-    )
-    with store.engine.connect() as conn:
-        return conn.execute(query).scalar_one_or_none()
-
-
 def unsubscribe(store: Store, email: str) -> Subscriber:
     """Mark one subscriber unsubscribed from everything."""
     address = normalize_email(email)
