@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from digest.models import Subscriber, SubscriberStatus
 from digest.store.base import StoreBase
-from digest.store.rows import _subscriber, utcnow
+from digest.store.rows import _subscriber, one_line, utcnow
 from digest.store.schema import memberships, optouts, subscribers
 
 
@@ -256,6 +256,13 @@ class SubscriberWriter:
         (counted neither as added nor as updated again)."""
         if not chunk:
             return
+        for row in chunk.values():  # no escape sequence or bidi control is ever stored
+            if not row.name.isprintable():
+                row.name = one_line(row.name)
+            if row.fields and not all(v.isprintable() for v in row.fields.values()):
+                row.fields = {k: one_line(v) for k, v in row.fields.items()}
+            if not all(name.isprintable() for name in row.lists):
+                row.lists = [one_line(name) for name in row.lists]
         if self._postgres:
             self._waiting.append((self._send_pg(chunk), carried))
             self._collect(keep=1)
