@@ -18,12 +18,12 @@ from digest.store.schema import article_metrics
 # make text read differently from what it says: never stored, so never printed to a terminal
 # (escape sequences) or shown anywhere else.
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_BREAKS = re.compile("[\t\n\r\x0b\x0c\x85\u2028\u2029]+")
+_BREAKS = re.compile("[\n\r\x0b\x0c\x85\u2028\u2029]+")
 
 
 def one_line(text: str) -> str:
-    """`text` as a one-line field keeps it (title, name, source): line breaks and tabs become
-    a space, other control characters and bidi controls go."""
+    """`text` as a one-line field keeps it (title, name, source): a line break becomes a
+    space, other control characters (but tab) and bidi controls go."""
     if text.isprintable():
         return text
     return _CONTROLS.sub("", _BREAKS.sub(" ", text))
