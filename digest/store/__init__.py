@@ -8,7 +8,7 @@ from __future__ import annotations
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.issue_store import IssueStore
 from digest.store.ledger import LedgerStore, StatusRow
-from digest.store.rows import content_hash, from_db, to_db, utcnow
+from digest.store.rows import content_hash, from_db, one_line, to_db, utcnow
 from digest.store.schema import (
     article_metrics,
     article_origins,
@@ -59,6 +59,7 @@ __all__ = [
     "memberships",
     "meta",
     "metadata",
+    "one_line",
     "optouts",
     "picks",
     "subscribers",
