@@ -145,6 +145,8 @@ def check_issue(
             "no postal address in the footer (required by CAN-SPAM): "
             "set [newsletter] postal_address in digest.toml"
         )
+    if settings.backend != "outbox":  # the demo's outbox may keep them; real mail may not
+        errors.extend(placeholder_problems(settings))
     # SendGrid's group links are no URLs until SendGrid fills them in, for each recipient.
     asm = {ASM_UNSUBSCRIBE, ASM_PREFERENCES} if uses_asm(settings) else set()
     links = [(href, text) for href, text in parser.links if href not in asm]
@@ -192,6 +194,44 @@ def check_issue(
             "and Yahoo expect from bulk senders: set [newsletter] base_url"
         )
     return CheckReport(ok=not errors, errors=errors, warnings=warnings, html_bytes=size)
+
+
+def placeholder_problems(settings: Settings) -> list[str]:
+    """The values of an untouched `digest init` folder that must not go out as real mail:
+    example domains (reserved, RFC 2606) and the sample postal address."""
+    problems = []
+    for name, value in (("from_email", settings.from_email), ("reply_to", settings.reply_to)):
+        domain = value.rpartition("@")[2].strip().lower()
+        if value and _example_domain(domain):
+            problems.append(
+                f"[newsletter] {name} {value} is a placeholder ({domain} is reserved for "
+                f"examples and receives no mail): set it to your own address"
+            )
+    host = (urlsplit(settings.base_url).hostname or "") if settings.base_url else ""
+    if _example_domain(host.lower()):
+        problems.append(
+            f"[newsletter] base_url {settings.base_url} is a placeholder: set it to the public "
+            "address of 'digest serve' (readers' unsubscribe links go there), or leave it empty"
+        )
+    if SAMPLE_STREET in settings.postal_address:
+        problems.append(
+            f"[newsletter] postal_address is the sample one ({SAMPLE_STREET!r}): "
+            "set it to your own postal address"
+        )
+    return problems
+
+
+SAMPLE_STREET = "1 Example Street"  # in the digest.toml that `digest init` writes
+_EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net")
+_EXAMPLE_TLDS = ("example", "test", "invalid", "localhost")
+
+
+def _example_domain(domain: str) -> bool:
+    domain = domain.rstrip(".")
+    return (
+        any(domain == d or domain.endswith("." + d) for d in _EXAMPLE_DOMAINS)
+        or domain.rpartition(".")[2] in _EXAMPLE_TLDS
+    )
 
 
 def sample_values(settings: Settings, headers: Mapping[str, str]) -> dict[str, str]:

@@ -402,6 +402,12 @@ def summarize(app: App, sources: tuple[str, ...], sentences: int | None, as_json
     help="The port for --serve.",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the --serve page in a browser.")
+@click.option(
+    "--as",
+    "as_email",
+    metavar="EMAIL",
+    help="As this subscriber gets it, their working links included (default: a sample reader).",
+)
 @click.pass_obj
 def preview(
     app: App,
@@ -416,8 +422,13 @@ def preview(
     serve: bool,
     port: int,
     open_browser: bool,
+    as_email: str | None,
 ) -> None:
-    """Write the HTML (or text part) a sample subscriber would get, or serve a live preview.
+    """Write the HTML (or text part) a sample reader would get, or serve a live preview.
+
+    The sample reader's address is made up and its links do nothing, so a preview can be
+    shared; --as EMAIL shows one subscriber's copy, their working links included. Either
+    way a notice at the top says whose copy it is.
 
     --serve shows the issue at desktop and mobile width, light and dark, its text part,
     headers and size, and reloads by itself when a template, the settings or the lineup
@@ -428,6 +439,8 @@ def preview(
     from digest import pipeline
     from digest.render import read_note
 
+    if serve and as_email:
+        raise click.UsageError("--as shows one subscriber's copy in a file, not with --serve")
     if serve:
         from digest import preview as live
 
@@ -444,7 +457,7 @@ def preview(
     if note is not None:
         app.overrides["note"] = read_note(note)
     result = pipeline.preview(
-        app.store, app.settings, app.window(week, since, until), top, list_name
+        app.store, app.settings, app.window(week, since, until), top, list_name, as_email=as_email
     )
     body = result.text if text else result.html
     if out is None:

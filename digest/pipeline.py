@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -13,11 +15,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from digest.check import CheckReport, check_issue
+from digest.delivery import Envelope
 from digest.delivery.ledger import DeliveryReport, Progress, deliver
-from digest.delivery.message import envelope_for
+from digest.delivery.message import EnvelopeMaker
 from digest.delivery.senders import make_sender
 from digest.editorial import rank_window
-from digest.errors import DigestError, SendError, SourceError
+from digest.errors import DigestError, SendError, SourceError, SubscriberError
 from digest.ingest import IngestReport, ingest
 from digest.ingest import Progress as IngestProgress
 from digest.models import Issue, Lineup, Subscriber, Window
@@ -27,7 +30,7 @@ from digest.settings import CONFIG_NAME, Settings, read_settings
 from digest.sources import SourceFailure, read_source
 from digest.sources.samples import write_samples
 from digest.store import Store
-from digest.subscribers import ImportReport, first_active, import_csv
+from digest.subscribers import ImportReport, import_csv
 from digest.summarize import summarize
 from digest.urls import is_url
 
@@ -139,46 +142,81 @@ def as_sent(store: Store, issue: Issue) -> Issue:
     return issue if issue.id else replace(issue, id=store.next_issue_id())
 
 
-def sample_subscriber(store: Store, list_name: str) -> Subscriber:
-    """Who the preview is filled in for: the list's first active member, else a made-up one."""
-    email = first_active(store, list_name)  # one row, not the whole list
-    person = store.subscriber_by_email(email) if email else None
-    return person if person is not None else SAMPLE_SUBSCRIBER
-
-
 @dataclass
 class Preview:
-    """What a sample subscriber would get."""
+    """What a sample reader (or, with --as, one chosen subscriber) would get."""
 
     issue: Issue
     subject: str
-    html: str
-    text: str
+    html: str  # with `notice` shown at the top
+    text: str  # with `notice` as its first lines
     headers: dict[str, str]
-    values: dict[str, str] = field(default_factory=dict)  # the sample subscriber's values
+    values: dict[str, str] = field(default_factory=dict)  # the reader's marker values
+    notice: str = ""  # who the preview is for, and whether its links work
+    envelope: Envelope | None = None
 
 
 def preview(
-    store: Store, settings: Settings, window: Window, top: int | None, list_name: str | None = None
+    store: Store,
+    settings: Settings,
+    window: Window,
+    top: int | None,
+    list_name: str | None = None,
+    *,
+    as_email: str | None = None,
 ) -> Preview:
-    """The issue as a sample subscriber of the list would receive it."""
+    """The issue as a made-up sample reader gets it, whose links do nothing; with `as_email`,
+    as that subscriber gets it, their working links included (the notice says so)."""
     issue = current_issue(store, settings, window, top)
     list_name = list_name or settings.list
-    envelope = envelope_for(
-        as_sent(store, issue),
-        sample_subscriber(store, list_name),
-        list_name,
-        settings,
-        settings.secret or store.secret(),
+    maker = EnvelopeMaker(
+        as_sent(store, issue), list_name, settings, settings.secret or store.secret()
     )
+    if as_email is None:
+        envelope = maker.sample(SAMPLE_SUBSCRIBER)
+        notice = (
+            f"Preview as a sample reader ({SAMPLE_SUBSCRIBER.email}), not a real subscriber: "
+            "the address is made up and the unsubscribe and preferences links do nothing."
+        )
+    else:
+        person = store.subscriber_by_email(as_email)
+        if person is None:
+            raise SubscriberError(
+                f"--as: no subscriber with address {as_email}",
+                "check the spelling, or run 'digest subscribers list'",
+            )
+        envelope = maker(person)
+        notice = (
+            f"Preview for subscriber {person.email}: these links are theirs and work "
+            "(one click unsubscribes them). Do not share this preview."
+        )
+    email_html, email_text = render_preview(issue.rendered, envelope.values)
     return Preview(
         issue=issue,
         subject=issue.rendered.subject,
-        html=render_preview(issue.rendered, envelope.values)[0],
-        text=render_preview(issue.rendered, envelope.values)[1],
+        html=with_notice(email_html, notice),
+        text=f"[{notice}]\n\n{email_text}",
         headers=envelope.headers,
         values=envelope.values,
+        notice=notice,
+        envelope=envelope,
     )
+
+
+_BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def with_notice(email_html: str, notice: str) -> str:
+    """The email's HTML with `notice` in a banner at the top of its body."""
+    banner = (
+        '<div style="background:#fff3c4;color:#3d3000;border-bottom:2px solid #e0b400;'
+        'padding:10px 16px;font:14px/1.4 -apple-system,Segoe UI,Roboto,Arial,sans-serif;" '
+        f'role="note">{html.escape(notice)}</div>'
+    )
+    match = _BODY.search(email_html)
+    if match is None:
+        return banner + email_html
+    return email_html[: match.end()] + banner + email_html[match.end() :]
 
 
 def check(store: Store, settings: Settings, window: Window, top: int | None) -> CheckReport:

@@ -26,9 +26,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from digest import pipeline
 from digest.check import CLIP_BYTES, WARN_BYTES
-from digest.delivery.message import build_message, envelope_for
+from digest.delivery.message import build_message
 from digest.errors import DigestError
-from digest.render import read_note, render_preview
+from digest.render import read_note
 from digest.selection import parse_window
 from digest.settings import Settings, read_settings
 from digest.store import Store
@@ -60,17 +60,16 @@ class Snapshot:
 
 
 def snapshot(store: Store, settings: Settings, window_args: dict[str, Any]) -> Snapshot:
-    """Render the window's issue for the list's sample subscriber, with the message headers."""
+    """Render the window's issue for a sample reader (links that do nothing), with the headers."""
     window = parse_window(
         window_args.get("week"), window_args.get("since"), window_args.get("until"), settings.tz
     )
-    list_name = window_args.get("list_name") or settings.list
-    issue = pipeline.current_issue(store, settings, window, window_args.get("top"))
-    issue = pipeline.as_sent(store, issue)  # its links as they will read once it is sent
-    person = pipeline.sample_subscriber(store, list_name)
-    envelope = envelope_for(issue, person, list_name, settings, settings.secret or store.secret())
-    email_html, email_text = render_preview(issue.rendered, envelope.values)
-    message = build_message(issue, envelope, settings, message_id="<preview@localhost>")
+    shown = pipeline.preview(
+        store, settings, window, window_args.get("top"), window_args.get("list_name")
+    )
+    issue, email_html, email_text = shown.issue, shown.html, shown.text
+    assert shown.envelope is not None  # made by preview()
+    message = build_message(issue, shown.envelope, settings, message_id="<preview@localhost>")
     head = message.split(b"\r\n\r\n", 1)[0].decode("ascii").replace("\r\n", "\n")
     head = "\n".join(
         line for line in head.splitlines() if not line.startswith(("Date:", "Message-ID:"))

@@ -84,7 +84,7 @@ class Settings:
 
     base_dir: Path = field(default_factory=Path.cwd)
     config_path: Path | None = None
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)  # may hold a password
     name: str = "The Weekly Digest"
     from_email: str = "digest@example.com"
     from_name: str = ""
@@ -93,7 +93,7 @@ class Settings:
     base_url: str = ""
     timezone: str = "UTC"
     language: str = "en"
-    secret: str = ""
+    secret: str = field(default="", repr=False)
     templates: Path | None = None
     note: str = ""  # the editor's note, Markdown (or digest preview/send --note FILE.md)
     sections: tuple[str, ...] = ()  # topics, in order; stories grouped by section
@@ -271,8 +271,14 @@ def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
             "dict[str, float]": "a table of names and numbers (NAME = 1.5, or NAME=1.5,… in env)",
             "dict[str, str]": 'a table of field names (title = "headline", or title=headline,…)',
         }.get(kind, kind)
+        # A secret (or a URL that may hold a password) is never echoed, only its type.
+        shown = (
+            f"a {type(value).__name__}"
+            if name in SECRET_FIELDS or name == "database_url"
+            else repr(value)
+        )
         raise SettingsError(
-            f"{where}: {name} must be {expected}, got {value!r}",
+            f"{where}: {name} must be {expected}, got {shown}",
             f"set {where.split(' [')[0]} to a valid {expected}",
         ) from e
 

@@ -110,6 +110,22 @@ FOLDER_UNSET = (
 )
 
 
+# A real newsletter's sender instead of `digest init`'s placeholders, which `digest check`
+# refuses for any backend but the outbox.
+REAL_SENDER = {
+    "DIGEST_FROM_EMAIL": "news@harbourtown.org",
+    "DIGEST_REPLY_TO": "editor@harbourtown.org",
+    "DIGEST_BASE_URL": "https://news.harbourtown.org",
+    "DIGEST_POSTAL_ADDRESS": "Harbour Town Media, 1 Quay Street, Harbour Town HT1 1AA",
+}
+
+
+def real_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the placeholders of a `digest init` folder through the environment."""
+    for name, value in REAL_SENDER.items():
+        monkeypatch.setenv(name, value)
+
+
 def init_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, *, ingest: bool = False
 ) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
-from tests.conftest import SEED, init_folder
+from tests.conftest import SEED, init_folder, real_sender
 from tests.peers import free_port, sendgrid_server, smtp_server
 
 
@@ -187,6 +187,7 @@ def test_send_refuses_an_empty_list(folder: Path) -> None:
 def test_send_through_a_real_smtp_server_once(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    real_sender(monkeypatch)
     with smtp_server(username="editor", password="s3cret-pass") as peer:
         monkeypatch.setenv("DIGEST_SMTP_HOST", peer.host)
         monkeypatch.setenv("DIGEST_SMTP_PORT", str(peer.port))
@@ -211,6 +212,7 @@ def test_send_through_a_real_smtp_server_once(
 
 
 def test_send_through_sendgrid_once(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_sender(monkeypatch)
     with sendgrid_server() as peer:
         monkeypatch.setenv("SENDGRID_API_KEY", peer.api_key)
         monkeypatch.setenv("DIGEST_SENDGRID_HOST", peer.url)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
-from tests.conftest import init_folder
+from tests.conftest import init_folder, real_sender
 from tests.peers import SendGridPeer, sendgrid_server
 
 SEND = ("send", "--backend", "sendgrid", "--no-ingest", "--yes", "--force")
@@ -112,6 +112,7 @@ def test_unsubscribe_group_links_reach_sendgrid_as_written(
     folder: Path, peer: SendGridPeer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DIGEST_SENDGRID_ASM_GROUP_ID", "4242")
+    real_sender(monkeypatch)
     result = run("send", "--backend", "sendgrid", "--no-ingest", "--yes")  # the check passes
     assert result.exit_code == 0, result.output
     [body, *_] = peer.bodies()

@@ -6,6 +6,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -62,19 +63,27 @@ def first_active_email(folder: Path) -> str:
 def test_preview_file_is_the_html_part_the_subscriber_receives(newsletter: Path) -> None:
     assert run("send", "--no-ingest", "--outbox", "out", "--yes").exit_code == 0
     # Once sent, the issue is frozen (with its id in the web links): the preview shows it.
-    result = run("preview", "--out", "issue.html")
-    assert result.exit_code == 0, result.output
     sample = first_active_email(newsletter)
+    result = run("preview", "--as", sample, "--out", "issue.html")
+    assert result.exit_code == 0, result.output
     (eml,) = [
         p
         for p in (newsletter / "out").glob("*.eml")
         if parse_eml(p)["To"].addresses[0].addr_spec == sample
     ]
-    assert (newsletter / "issue.html").read_bytes() == html_part(parse_eml(eml))
-    text = run("preview", "--text").output
+    page = (newsletter / "issue.html").read_bytes()
+    notice = f"Preview for subscriber {sample}: these links are theirs and work".encode()
+    assert notice in page
+    # Apart from the notice at the top, the very bytes of their HTML part.
+    assert re.sub(rb'<div style="[^"]*" role="note">[^<]*</div>', b"", page, count=1) == html_part(
+        parse_eml(eml)
+    )
+    text = run("preview", "--as", sample, "--text").output
     body = parse_eml(eml).get_body(("plain",))
     assert body is not None
-    assert body.get_payload(decode=True).replace(b"\r\n", b"\n") == text.encode("utf-8")
+    assert text.startswith(f"[Preview for subscriber {sample}: ")
+    expected = body.get_payload(decode=True).replace(b"\r\n", b"\n")
+    assert text.split("]\n\n", 1)[1].encode("utf-8") == expected
 
 
 def test_note_file_goes_into_the_preview(newsletter: Path) -> None:
@@ -205,7 +214,7 @@ def test_template_error_is_shown_then_the_fix_reloads(
     stat = broken.stat()
     os.utime(broken, (stat.st_atime, stat.st_mtime + 5))
     assert version(server) != before
-    assert get(server.url + "text")[2].startswith("The Weekly Digest <https://newsletter.example")
+    assert "\n\nThe Weekly Digest <https://newsletter.example" in get(server.url + "text")[2]
 
 
 def test_server_answers_only_to_its_own_host_name(server: PreviewServer) -> None:

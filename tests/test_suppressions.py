@@ -15,6 +15,7 @@ from digest.models import Subscriber, SubscriberStatus
 from digest.settings import read_settings
 from digest.store import Store, optouts
 from digest.suppressions import OneClickWriter, sync_sendgrid
+from tests.conftest import real_sender
 from tests.peers_web import SuppressionPeer, suppression_server
 
 
@@ -112,6 +113,7 @@ def test_a_sendgrid_send_applies_suppressions_first(
         monkeypatch.delenv(name, raising=False)
     assert run("init", "news").exit_code == 0
     monkeypatch.chdir(tmp_path / "news")
+    real_sender(monkeypatch)
     listed = json.loads(run("subscribers", "list", "--list", "main", "--json").output)
     active = [p["email"] for p in listed if p["status"] == "active"]
     with suppression_server() as peer:

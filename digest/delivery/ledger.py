@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from digest.delivery import Outcome, Recipient, RowSender, Sender
-from digest.delivery.message import EnvelopeMaker, envelope_for
+from digest.delivery.message import EnvelopeMaker
 from digest.delivery.ratelimit import RateLimit, backoff
 from digest.delivery.schedule import attach
 from digest.delivery.senders import make_sender
@@ -154,7 +154,9 @@ def send_test_copy(
     """
     person = Subscriber(email=editor_address(address), name="", lists=[list_name], id=0)
     sender = make_sender(settings)
-    envelope = envelope_for(issue, person, list_name, settings, settings.secret or store.secret())
+    # Nobody's token: the copy's unsubscribe and preferences links do nothing.
+    maker = EnvelopeMaker(issue, list_name, settings, settings.secret or store.secret())
+    envelope = maker.sample(person)
     sender.open(issue)
     try:
         [outcome] = sender.send([envelope])

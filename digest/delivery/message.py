@@ -89,6 +89,8 @@ def envelope_for(
     return EnvelopeMaker(issue, list_name, settings, secret)(subscriber)
 
 
+# What stands for the token in a sample envelope: no signature, so no page acts on it.
+SAMPLE_TOKEN = "preview-sample"
 # Per-recipient parts of an envelope: its subscriber's address, name, or unsubscribe token.
 SLOTS = ("", "email", "name", "token")
 
@@ -132,9 +134,15 @@ class EnvelopeMaker:
 
     def __call__(self, subscriber: Subscriber) -> Envelope:
         """The envelope of `subscriber`: its template filled in."""
-        slots = {"": "", "email": subscriber.email, "name": subscriber.name}
-        if self._tokens:
-            slots["token"] = self.token(subscriber_id(subscriber))
+        return self._fill(subscriber, self.token(subscriber_id(subscriber)) if self._tokens else "")
+
+    def sample(self, subscriber: Subscriber) -> Envelope:
+        """An envelope for a preview or test copy: `subscriber`'s address and name, and links
+        that do nothing (no signed token: the pages answer that the link is not valid)."""
+        return self._fill(subscriber, SAMPLE_TOKEN)
+
+    def _fill(self, subscriber: Subscriber, token: str) -> Envelope:
+        slots = {"": "", "email": subscriber.email, "name": subscriber.name, "token": token}
         template = self.template
         return Envelope(
             subscriber,

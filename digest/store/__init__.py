@@ -10,7 +10,7 @@ from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
 from digest.store.issue_store import IssueStore
 from digest.store.ledger import LedgerStore, StatusRow
-from digest.store.rows import content_hash, from_db, to_db, utcnow
+from digest.store.rows import content_hash, from_db, one_line, to_db, utcnow
 from digest.store.schema import (
     article_metrics,
     article_origins,
@@ -63,6 +63,7 @@ __all__ = [
     "memberships",
     "meta",
     "metadata",
+    "one_line",
     "optouts",
     "picks",
     "subscribers",

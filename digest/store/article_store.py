@@ -19,6 +19,7 @@ from digest.store.rows import (
     _insert_many,
     _with_metrics,
     from_db,
+    one_line,
     to_db,
     utcnow,
 )
@@ -213,7 +214,7 @@ class ArticleStore(StoreBase):
                     "etag": state.etag,
                     "last_modified": state.last_modified,
                     "last_fetch": to_db(state.last_fetch),
-                    "status": state.status[:2000],
+                    "status": one_line(state.status)[:2000],
                     "items": state.items,
                 }
                 done = conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from typing import Any, Self
 
@@ -95,12 +96,51 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Query parameters of a database URL whose values are secrets (psycopg takes ?password=).
+_SECRET_PARAMETERS = ("pass", "secret", "token", "key")
+
+
 def _safe_url(url: str) -> str:
-    """The URL with any password hidden."""
+    """The URL as shown to people: its password, and any password-like parameter, hidden."""
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
         return "(unparseable URL)"
+    query = {k: "***" if _secret_parameter(k) else v for k, v in parsed.query.items()}
+    shown = parsed.set(query=query).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")
+
+
+def _secret_parameter(name: str) -> bool:
+    return any(word in name.lower() for word in _SECRET_PARAMETERS)
+
+
+def _without_secrets(text: str, url: str) -> str:
+    """`text` (a driver's message) with the URL and every secret in it hidden."""
+    text = text.replace(url, _safe_url(url))
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return text
+    secrets_in = [parsed.password] + [
+        v for k, v in parsed.query.items() if _secret_parameter(k) and isinstance(v, str)
+    ]
+    for secret in secrets_in:
+        if secret:
+            text = text.replace(str(secret), "***")
+    return text
+
+
+def _private_sqlite_file(url: sa.URL) -> None:
+    """Create a new SQLite database file readable by its owner alone (0600): it holds the
+    signing secret and every address. SQLite gives its -wal and -shm files the same mode."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError:
+        return  # it exists, or cannot be made: SQLite opens it, or says why not
 
 
 UNVERSIONED = "unversioned"
@@ -111,20 +151,22 @@ def _engine(url: str) -> Engine:
     """An engine for `url`, its driver and URL checked."""
     try:
         engine = sa.create_engine(url)
-    except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError) as e:
+    except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError, ValueError) as e:
         raise StoreError(
-            f"cannot use database URL {_safe_url(url)}: {e}",
+            f"cannot use database URL {_safe_url(url)}: {_without_secrets(str(e), url)}",
             "pass --db (or DIGEST_DATABASE_URL) like sqlite:///digest.db or "
             "postgresql+psycopg://user@host/dbname",
         ) from e
     if engine.dialect.name == "sqlite":
+        _private_sqlite_file(engine.url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 
 def _unreachable(url: str, e: sa.exc.DBAPIError) -> StoreError:
     return StoreError(
-        f"cannot open database {_safe_url(url)}: {' '.join(str(e.orig).split())}",
+        f"cannot open database {_safe_url(url)}: "
+        f"{_without_secrets(' '.join(str(e.orig).split()), url)}",
         "check that the server runs and the URL (--db / DIGEST_DATABASE_URL) is right",
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,43 @@ from sqlalchemy.engine import Connection
 
 from digest.models import Article, Issue, RenderedIssue, Subscriber, SubscriberStatus
 from digest.store.schema import article_metrics
+
+# Control characters (but tab and line feed) and the invisible bidirectional controls that
+# make text read differently from what it says: never stored, so never printed to a terminal
+# (escape sequences) or shown anywhere else.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_BREAKS = re.compile("[\n\r\x0b\x0c\x85\u2028\u2029]+")
+
+
+def one_line(text: str) -> str:
+    """`text` as a one-line field keeps it (title, name, source): a line break becomes a
+    space, other control characters (but tab) and bidi controls go."""
+    if text.isprintable():
+        return text
+    return _CONTROLS.sub("", _BREAKS.sub(" ", text))
+
+
+def lines(text: str) -> str:
+    """`text` as a body keeps it: line feeds and tabs kept (CR LF and CR become LF), other
+    control characters and bidi controls gone."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
+
+
+def clean_article(article: Article) -> Article:
+    """`article` with its text fields as the store keeps them (see one_line, lines)."""
+    article.title = one_line(article.title)
+    article.text = lines(article.text)
+    article.origin = one_line(article.origin)
+    for name in ("url", "source", "author", "image", "section"):
+        value = getattr(article, name)
+        if value is not None:
+            setattr(article, name, one_line(value))
+    if article.summary is not None:
+        article.summary = lines(article.summary)
+    article.related = [one_line(r) for r in article.related]
+    return article
 
 
 def utcnow() -> datetime:
@@ -73,7 +111,9 @@ def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) 
 
 
 def _article_values(article: Article, now: datetime) -> dict[str, Any]:
-    """The articles row of an article, without key and created_at."""
+    """The articles row of an article (its text cleaned, see clean_article), without key and
+    created_at."""
+    clean_article(article)
     return {
         "url": article.url,
         "title": article.title,
@@ -113,20 +153,23 @@ def _with_metrics(conn: Connection, found: list[Article]) -> list[Article]:
 
 
 def _article(row: Any) -> Article:
-    return Article(
-        id=row.id,
-        title=row.title,
-        text=row.text,
-        origin=row.origin,
-        url=row.url,
-        source=row.source,
-        published=from_db(row.published),
-        summary=row.summary,
-        author=row.author,
-        image=row.image,
-        date_flag=row.date_flag,
-        section=row.section,
-        related=json.loads(row.related) if row.related else [],
+    # Cleaned on the way out too: rows written before the store cleaned them.
+    return clean_article(
+        Article(
+            id=row.id,
+            title=row.title,
+            text=row.text,
+            origin=row.origin,
+            url=row.url,
+            source=row.source,
+            published=from_db(row.published),
+            summary=row.summary,
+            author=row.author,
+            image=row.image,
+            date_flag=row.date_flag,
+            section=row.section,
+            related=json.loads(row.related) if row.related else [],
+        )
     )
 
 
@@ -134,7 +177,7 @@ def _subscriber(row: Any, lists: list[str]) -> Subscriber:
     return Subscriber(
         id=row.id,
         email=row.email,
-        name=row.name,
+        name=one_line(row.name),
         lists=lists,
         status=SubscriberStatus(row.status),
         fields=json.loads(row.fields or "{}"),

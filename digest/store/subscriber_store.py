@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from digest.models import Subscriber, SubscriberStatus
 from digest.store.base import StoreBase
-from digest.store.rows import _subscriber, utcnow
+from digest.store.rows import _subscriber, one_line, utcnow
 from digest.store.schema import memberships, optouts, subscribers
 
 
@@ -98,17 +98,52 @@ class SubscriberStore(StoreBase):
         """Subscribers (of one list, or all), by email."""
         query = sa.select(subscribers).order_by(subscribers.c.email)
         if list_name is not None:
-            query = query.where(
-                subscribers.c.id.in_(
-                    sa.select(memberships.c.subscriber_id).where(
-                        memberships.c.list_name == list_name
-                    )
-                )
-            )
+            query = query.where(_on_list(list_name))
         with self.engine.connect() as conn:
             rows = list(conn.execute(query))
             lists = self._lists_of(conn, [row.id for row in rows])
         return [_subscriber(row, lists.get(row.id, [])) for row in rows]
+
+    def subscriber_pages(self, list_name: str | None, size: int = 5000) -> Iterator[list[Any]]:
+        """Subscribers (of one list, or all) as rows of id, email, name, status and fields
+        (JSON), by id, `size` at a time, each page read in a connection of its own."""
+        after = 0
+        while True:
+            query = (
+                sa.select(
+                    subscribers.c.id,
+                    subscribers.c.email,
+                    subscribers.c.name,
+                    subscribers.c.status,
+                    subscribers.c.fields,
+                )
+                .where(subscribers.c.id > after)
+                .order_by(subscribers.c.id)
+                .limit(size)
+            )
+            if list_name is not None:
+                query = query.where(_on_list(list_name))
+            with self.engine.connect() as conn:
+                page = list(conn.execute(query).all())
+            if not page:
+                return
+            after = page[-1].id
+            yield page
+
+    def lists_of(self, ids: Sequence[int]) -> dict[int, list[str]]:
+        """The lists of each of the subscribers `ids`, by name."""
+        with self.engine.connect() as conn:
+            return self._lists_of(conn, ids)
+
+    def list_status_counts(self) -> list[tuple[str, str, int]]:
+        """(list, status, members) for every list and status that has members."""
+        query = (
+            sa.select(memberships.c.list_name, subscribers.c.status, sa.func.count())
+            .select_from(memberships.join(subscribers))
+            .group_by(memberships.c.list_name, subscribers.c.status)
+        )
+        with self.engine.connect() as conn:
+            return [(str(n), str(s), int(c)) for n, s, c in conn.execute(query)]
 
     @staticmethod
     def _lists_of(conn: Connection, ids: Sequence[int]) -> dict[int, list[str]]:
@@ -151,6 +186,13 @@ class SubscriberStore(StoreBase):
         )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+def _on_list(list_name: str) -> sa.ColumnElement[bool]:
+    """Where a subscriber is a member of `list_name`."""
+    return subscribers.c.id.in_(
+        sa.select(memberships.c.subscriber_id).where(memberships.c.list_name == list_name)
+    )
 
 
 def id_by_email(conn: sa.Connection, email: str) -> int | None:
@@ -251,11 +293,17 @@ class SubscriberWriter:
             yield
             self._collect(keep=0)
 
-    def write(self, chunk: Chunk, carried: set[str]) -> None:
+    def write(self, chunk: Chunk, carried: set[str], *, cleaned: bool = False) -> None:
         """Upsert one chunk and add its memberships; `carried`: keys an earlier chunk wrote
-        (counted neither as added nor as updated again)."""
+        (counted neither as added nor as updated again); `cleaned`: every text of the chunk
+        is already `one_line` (the import makes it so as it reads each row, at less cost)."""
         if not chunk:
             return
+        if not cleaned:  # no escape sequence or bidi control is ever stored
+            for row in chunk.values():
+                row.name = one_line(row.name)
+                row.fields = {k: one_line(v) for k, v in row.fields.items()}
+                row.lists = [one_line(name) for name in row.lists]
         if self._postgres:
             self._waiting.append((self._send_pg(chunk), carried))
             self._collect(keep=1)
