@@ -507,6 +507,14 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 @click.option(
     "--send-at", metavar="TIME", help="Schedule it (SendGrid), e.g. '2025-04-07 08:00', ≤ 72 h."
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Also retry failures that were not the recipient's (a refused request, a setting).",
+)
+@click.option(
+    "--wait", is_flag=True, help="If another run is sending this issue to the list, wait for it."
+)
 @click.pass_obj
 def send(
     app: App,
@@ -525,6 +533,8 @@ def send(
     resend_unknown: bool,
     test_to: str | None,
     send_at: str | None,
+    retry_failed: bool,
+    wait: bool,
 ) -> None:
     """Send the window's issue to a list, exactly once per subscriber.
 
@@ -545,7 +555,10 @@ def send(
         top,
         list_name,
         gather=not no_ingest,
+        dry_run=dry_run,
     )
+    if dry_run and not no_ingest and app.settings.sources:
+        click.echo("dry run: sources not read (it writes nothing); 'digest ingest' reads them")
     if plan.ingested is not None:
         click.echo(f"ingest: {plan.ingested.line()}")
         for failure in plan.ingested.failures:
@@ -585,7 +598,14 @@ def send(
         force=force,
         progress=bar,
         resend_unknown=resend_unknown,
+        retry_failed=retry_failed,
         send_at=when,
+        wait=wait,
+        waiting=lambda held: click.echo(
+            f"waiting: {held.holder} has been sending this issue to the list since "
+            f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC",
+            err=True,
+        ),
     )
     if bar is not None:
         bar.finish(report)
@@ -595,8 +615,8 @@ def send(
             f"{report.interrupted} deliveries were interrupted by an earlier run and are "
             "now 'unknown' (see 'digest status')"
         )
-    for email, reason in report.failures:
-        click.echo(f"{email}: {reason}")
+    for line in report.failure_lines():
+        click.echo(line)
     if report.unknown:
         click.echo(
             f"{report.unknown} deliveries are 'unknown': the provider may have them. "

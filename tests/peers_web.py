@@ -144,6 +144,9 @@ def _suppression_handler(peer: SuppressionPeer) -> type:
             if self.headers.get("Authorization") != f"Bearer {peer.api_key}":
                 self._answer(401, {"errors": [{"field": None, "message": "authorization"}]})
                 return
+            if parts.path == "/v3/scopes":  # the key check before a send
+                self._answer(200, {"scopes": ["mail.send", "suppression.read"]})
+                return
             name = SUPPRESSION_PATHS.get(parts.path)
             if name is None:
                 self._answer(404, {"errors": [{"field": None, "message": "not found"}]})

@@ -18,16 +18,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from html import escape as _escape
 from json.encoder import encode_basestring_ascii as _json_str
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.error import URLError
+from zoneinfo import ZoneInfo
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from digest.delivery import Envelope, Outcome, Recipient
+from digest.delivery import FAULT_SENDER, Envelope, Outcome, Recipient
 from digest.delivery.message import EnvelopeMaker, EnvelopeTemplate, subscriber_id
 from digest.delivery.ratelimit import RateLimit, backoff
 from digest.errors import SendError
@@ -42,6 +44,9 @@ from digest.sendgrid_api import (
     scrub,
 )
 from digest.settings import Settings
+
+if TYPE_CHECKING:
+    from digest.store import Store
 
 _KEY_HINT = "set the SENDGRID_API_KEY environment variable to an API key with Mail Send access"
 MAX_BODY = 30 * 1000 * 1000 - 64 * 1024  # SendGrid refuses 30 MB and more; keep a margin
@@ -97,6 +102,53 @@ class SendGridSender:
         self._where = f"SendGrid at {settings.sendgrid_host}"
 
     # -- the Sender protocol -------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """One cheap authenticated request (GET /v3/scopes): the host answers, the key is
+        taken and may send mail. SendError otherwise."""
+        if self.dry_run:
+            return
+        self._check_config()
+        if self._client is None:
+            self._client = api_client(self.settings)
+        with self._lock:
+            self.requests += 1
+        try:
+            response = endpoint(self._client, "scopes").get()
+        except HTTPError as e:
+            status, text = int(e.status_code), self._scrub(api_error(e.body))
+            if status in (401, 403):
+                raise SendError(
+                    f"{self._where} refused the API key (HTTP {status}): {text}", _KEY_HINT
+                ) from None
+            raise SendError(
+                f"{self._where} answered HTTP {status} to a check of the API key: {text}",
+                HOST_HINT,
+            ) from None
+        except (URLError, OSError, http.client.HTTPException) as e:
+            reason = _reason(e.reason) if isinstance(e, URLError) else _reason(e)
+            raise SendError(f"cannot reach {self._where}: {reason}", HOST_HINT) from None
+        try:
+            scopes = json.loads(response.body).get("scopes", [])
+        except (ValueError, AttributeError):
+            scopes = []
+        if "mail.send" not in scopes:
+            raise SendError(f"the API key has no Mail Send access at {self._where}", _KEY_HINT)
+
+    def join_schedule(
+        self, store: Store, issue: Issue, send_at: datetime | None, tz: ZoneInfo
+    ) -> datetime | None:
+        """Take up the issue's stored schedule, or make one for `send_at` (a dry run only
+        says when it would go)."""
+        if self.dry_run:
+            self.schedule = None
+            return send_at
+        from digest.delivery.schedule import attach
+
+        self.schedule = attach(store, issue, self, send_at)
+        if self.schedule is None:
+            return None
+        return datetime.fromtimestamp(self.schedule.send_at, tz)
 
     def open(self, issue: Issue) -> None:
         """Check the key and host and encode the parts every batch shares; no request yet."""
@@ -197,9 +249,14 @@ class SendGridSender:
         done: list[Outcome] = []  # recipients the API refused by name (400 on one of them)
 
         def every(
-            status: DeliveryStatus, error: str | None = None, message_id: str | None = None
+            status: DeliveryStatus,
+            error: str | None = None,
+            message_id: str | None = None,
+            fault: str | None = None,
         ) -> list[Outcome]:
-            return done + [Outcome(i, status, message_id=message_id, error=error) for i in ids]
+            return done + [
+                Outcome(i, status, message_id=message_id, error=error, fault=fault) for i in ids
+            ]
 
         attempt = limited = 0
         while True:
@@ -244,7 +301,8 @@ class SendGridSender:
                 return every(DeliveryStatus.UNKNOWN, f"HTTP {status}: {text}")
             bad = _refused_recipients(answer.body) if status == 400 else {}
             if not bad or len(bad) >= len(ids) or max(bad) >= len(ids):
-                return every(DeliveryStatus.FAILED, f"HTTP {status}: {text}")
+                # The request was refused whole: the request's fault, not the recipients'.
+                return every(DeliveryStatus.FAILED, f"HTTP {status}: {text}", fault=FAULT_SENDER)
             # Nothing of the batch was taken: drop the named recipients, send the others.
             done += [
                 Outcome(ids[i], DeliveryStatus.FAILED, error=f"HTTP 400: {self._scrub(why)}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.issue_store import IssueStore
+from digest.store.leases import Lease, LeaseStore
 from digest.store.ledger import LedgerStore, StatusRow
 from digest.store.rows import content_hash, from_db, to_db, utcnow
 from digest.store.schema import (
@@ -27,11 +28,12 @@ from digest.store.schema import (
 from digest.store.subscriber_store import SubscriberStore, id_by_email
 
 
-class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore):
+class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore, LeaseStore):
     """All reads and writes of digest's tables."""
 
 
 __all__ = [
+    "Lease",
     "SourceState",
     "StatusRow",
     "Store",

@@ -8,10 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from digest.models import Issue, RenderedIssue
+from digest.models import DeliveryStatus, Issue, RenderedIssue
 from digest.store.base import StoreBase
 from digest.store.rows import _issue, to_db, utcnow
-from digest.store.schema import articles, issues, picks
+from digest.store.schema import articles, deliveries, issues, meta, picks
 
 
 class IssueStore(StoreBase):
@@ -74,6 +74,29 @@ class IssueStore(StoreBase):
                 .where(issues.c.id == issue_id, issues.c.sent_at.is_(None))
                 .values(sent_at=utcnow())
             )
+
+    def withdraw_unsent_issue(self, issue_id: int) -> bool:
+        """Unfreeze an issue nothing of which went out: its deliveries and itself go, its
+        picks wait again, and its number is the next issue's. False (and nothing changes)
+        once any delivery was sent, may have been, or is being sent, or it is scheduled."""
+        went_out = sa.select(1).where(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.status.notin_([str(DeliveryStatus.PENDING), str(DeliveryStatus.FAILED)]),
+        )
+        with self.begin() as conn:
+            row = conn.execute(sa.select(issues.c.label).where(issues.c.id == issue_id)).first()
+            if row is None or conn.execute(went_out.limit(1)).first() is not None:
+                return False
+            if conn.execute(
+                sa.select(meta.c.key).where(meta.c.key == f"schedule:{issue_id}")
+            ).first():
+                return False
+            conn.execute(deliveries.delete().where(deliveries.c.issue_id == issue_id))
+            conn.execute(
+                picks.update().where(picks.c.issue_label == row.label).values(issue_label=None)
+            )
+            conn.execute(issues.delete().where(issues.c.id == issue_id))
+        return True
 
     def set_pick(self, key: str, action: str) -> str | None:
         """Pin or drop `key` for the coming issue; returns what was pending for it before."""
