@@ -23,6 +23,7 @@ from digest.store.schema import (
     metadata,
     optouts,
     picks,
+    send_leases,
     subscribers,
 )
 from digest.store.subscriber_store import SubscriberStore, id_by_email
@@ -52,6 +53,7 @@ __all__ = [
     "metadata",
     "optouts",
     "picks",
+    "send_leases",
     "subscribers",
     "to_db",
     "utcnow",
