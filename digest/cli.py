@@ -80,8 +80,13 @@ class DigestGroup(click.Group):
         except sa.exc.SQLAlchemyError as e:
             if _debug(ctx):
                 raise
+            text = f"database error: {getattr(e, 'orig', None) or e}".splitlines()[0]
+            if "database is locked" in text:
+                from digest.store.sending import LOCKED_HINT
+
+                raise UserError("the database is locked: database is locked", LOCKED_HINT) from e
             raise UserError(
-                f"database error: {getattr(e, 'orig', None) or e}".splitlines()[0],
+                text,
                 "check the database URL (--db / DIGEST_DATABASE_URL) and that it is reachable",
             ) from e
 

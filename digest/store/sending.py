@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from digest.errors import StoreError
 from digest.models import DeliveryStatus
 from digest.store.base import StoreBase
 from digest.store.ledger import FAULT_RECIPIENT
@@ -77,6 +79,30 @@ _SQLITE_WRITES: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKey
 _SQLITE_WRITES_LOCK = threading.Lock()
 
 
+LOCKED_HINT = (
+    "another process is writing to the database (another digest command, a backup, a "
+    "database browser); let it finish, then run 'digest send' again: it goes on where this "
+    "run stopped"
+)
+
+
+@contextmanager
+def database_errors(engine: Any) -> Iterator[None]:
+    """The driver's own errors (on the raw connections of the hot path) as StoreError: one
+    line, not a traceback. A locked SQLite database has waited its busy timeout first."""
+    try:
+        yield
+    except engine.dialect.dbapi.Error as e:
+        text = " ".join(str(e).split()) or type(e).__name__
+        if "locked" in text or "busy" in text:
+            raise StoreError(f"the database is locked: {text}", LOCKED_HINT) from e
+        raise StoreError(
+            f"database error: {text}",
+            "check that the database (--db / DIGEST_DATABASE_URL) is reachable, then run "
+            "'digest send' again",
+        ) from e
+
+
 class Driver:
     """The ledger's statements on the DBAPI connections of `store`'s pool."""
 
@@ -100,19 +126,24 @@ class Driver:
 
     def read(self, sql: str, params: Sequence[Any]) -> list[Any]:
         """The rows of one query."""
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
+        with database_errors(self.engine):
+            raw = self.engine.raw_connection()
             try:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(sql, params)
+                    return list(cursor.fetchall())
+                finally:
+                    cursor.close()
             finally:
-                cursor.close()
-        finally:
-            raw.close()  # back to the pool, which ends the read transaction
+                raw.close()  # back to the pool, which ends the read transaction
 
     def write(self, work: Callable[[Any], T]) -> T:
         """`work(cursor)` in one transaction, committed before this returns."""
+        with database_errors(self.engine):
+            return self._write(work)
+
+    def _write(self, work: Callable[[Any], T]) -> T:
         lock = self.write_lock
         if lock is not None:
             lock.acquire()
