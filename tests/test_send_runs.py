@@ -12,6 +12,9 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from digest.delivery.lease import LeaseLost, SendLease
 from digest.delivery.ledger import deliver
 from digest.delivery.sendgrid import SendGridSender
 from digest.models import DeliveryStatus, Subscriber
@@ -45,8 +48,8 @@ def test_a_second_run_says_who_holds_the_send_and_leaves_its_rows_alone(
     db_url: str,
 ) -> None:
     with sendgrid_server(API_KEY) as peer:
-        peer.delay = 1.0  # the first run is mid-send while the second starts
-        first = digest(newsletter, db_url, peer, *SEND)
+        peer.delay = 0.2  # the first run is mid-send (8 s at 5 messages/s) as the second starts
+        first = digest(newsletter, db_url, peer, *SEND, DIGEST_RATE="5")
         wait_for(lambda: len(peer.requests) >= 2)
         second = digest(newsletter, db_url, peer, *SEND)
         out, err = second.communicate(timeout=60)
@@ -74,8 +77,8 @@ def test_with_wait_the_second_run_waits_its_turn_and_sends_nobody_twice(
     db_url: str,
 ) -> None:
     with sendgrid_server(API_KEY) as peer:
-        peer.delay = 1.0
-        first = digest(newsletter, db_url, peer, *SEND)
+        # 5 messages/s: the first run takes 8 s, long enough for the second to start under load.
+        first = digest(newsletter, db_url, peer, *SEND, DIGEST_RATE="5")
         wait_for(lambda: len(peer.requests) >= 2)
         second = digest(newsletter, db_url, peer, *SEND, "--wait")
         out1, err1 = first.communicate(timeout=60)
@@ -166,3 +169,27 @@ def test_the_token_secret_is_made_once_however_many_ask(store: Store) -> None:
     with ThreadPoolExecutor(8) as pool:
         secrets = set(pool.map(lambda _: store.secret(), range(16)))
     assert len(secrets) == 1
+
+
+def test_a_run_that_loses_its_lease_stops_before_its_next_batch(store: Store) -> None:
+    add_people(store, 8)
+    issue = freeze_issue(store)
+    with sendgrid_server(LEDGER_KEY) as peer:
+        s = settings_for(peer.url, workers=1, lease_seconds=2.0)
+        lease = SendLease(store, issue.label, "main", s.lease_seconds)
+        lease.acquire()
+
+        def steal(_report: object) -> None:  # another run takes the lease over
+            if lease.lost.is_set():
+                return
+            with store.begin() as conn:
+                conn.execute(send_leases.update().values(lease_id="thief"))
+            wait_for(lease.lost.is_set, 5)  # the next heartbeat finds it gone
+
+        with pytest.raises(LeaseLost, match="lost its lease"):
+            deliver(store, issue, "main", SendGridSender(s), s, lease=lease, progress=steal)
+        lease.release()
+    assert len(peer.requests) == 1  # the first batch, then nothing
+    states = Counter(st for _, st, _ in store.deliveries_of(issue.id))
+    assert states == {"sent": 4, "pending": 4}
+    assert store.lease_of(issue.label, "main").lease_id == "thief"  # type: ignore[union-attr]
