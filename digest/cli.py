@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from digest import pipeline
 from digest.delivery.ledger import editor_address, send_test_copy
 from digest.delivery.progress import ProgressBar
-from digest.delivery.schedule import cancel as cancel_schedule
-from digest.delivery.schedule import parse_send_at
+from digest.delivery.sendgrid.schedule import cancel as cancel_schedule
+from digest.delivery.sendgrid.schedule import parse_send_at
 from digest.editorial import pending, pick, rank_window, unpick
 from digest.errors import DigestError
 from digest.ingest import LateProgressBar, source_rows

@@ -10,8 +10,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from digest.check import CheckReport, check_issue
 from digest.delivery.lease import SendLease
 from digest.delivery.ledger import DeliveryReport, Progress, deliver, token_secret
@@ -333,23 +331,10 @@ def freeze(store: Store, draft: Issue) -> Issue:
     """Store a draft issue once; from then on every send of it is identical."""
     if draft.id:
         return draft
-    try:
-        # The editor's pins and drops belong to it now, in the same transaction.
-        return store.create_issue(
-            draft.label,
-            draft.since,
-            draft.until,
-            draft.lineup,
-            draft.rendered,
-            draft.number,
-            with_picks=True,
-        )
-    except sa.exc.IntegrityError:
-        # Another run froze it first: use theirs, so both send the same thing.
-        frozen = store.issue_by_label(draft.label)
-        if frozen is None:
-            raise
-        return frozen
+    # The editor's pins and drops belong to it now, in the same transaction.
+    return store.freeze_issue(
+        draft.label, draft.since, draft.until, draft.lineup, draft.rendered, draft.number
+    )
 
 
 @dataclass
