@@ -16,11 +16,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from digest.delivery import Envelope
-from digest.delivery.message import build_message, build_message_naive, envelope_for, prepare
+from digest.delivery.message import build_message, envelope_for, prepare
 from digest.models import Article, Issue, Lineup, Story, Subscriber, Window
 from digest.render import render_issue
 from digest.selection import lineup_json
 from digest.settings import Settings
+from tests.reference import build_message_naive
 
 NOW = datetime(2025, 11, 24, 7, 30, tzinfo=UTC)
 SETTINGS = Settings(

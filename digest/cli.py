@@ -89,6 +89,11 @@ class DigestGroup(click.Group):
             problem = _database_problem(e)
             if problem is None or _debug(ctx):
                 raise
+            text = f"database error: {getattr(e, 'orig', None) or e}".splitlines()[0]
+            if "database is locked" in text:
+                from digest.store.sending import LOCKED_HINT
+
+                raise UserError("the database is locked: database is locked", LOCKED_HINT) from e
             raise UserError(
                 f"database error: {problem}",
                 "check the database URL (--db / DIGEST_DATABASE_URL) and that it is reachable",
@@ -596,6 +601,14 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 @click.option(
     "--send-at", metavar="TIME", help="Schedule it (SendGrid), e.g. '2025-04-07 08:00', ≤ 72 h."
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Also retry failures that were not the recipient's (a refused request, a setting).",
+)
+@click.option(
+    "--wait", is_flag=True, help="If another run is sending this issue to the list, wait for it."
+)
 @click.pass_obj
 def send(
     app: App,
@@ -614,6 +627,8 @@ def send(
     resend_unknown: bool,
     test_to: str | None,
     send_at: str | None,
+    retry_failed: bool,
+    wait: bool,
 ) -> None:
     """Send the window's issue to a list, exactly once per subscriber.
 
@@ -625,7 +640,7 @@ def send(
     from digest import pipeline
     from digest.delivery.ledger import editor_address, send_test_copy
     from digest.delivery.progress import ProgressBar
-    from digest.delivery.schedule import parse_send_at
+    from digest.delivery.sendgrid.schedule import parse_send_at
     from digest.render import read_note
 
     if test_to:
@@ -640,7 +655,10 @@ def send(
         top,
         list_name,
         gather=not no_ingest,
+        dry_run=dry_run,
     )
+    if dry_run and not no_ingest and app.settings.sources:
+        click.echo("dry run: sources not read (it writes nothing); 'digest ingest' reads them")
     if plan.ingested is not None:
         click.echo(f"ingest: {plan.ingested.line()}")
         for failure in plan.ingested.failures:
@@ -686,7 +704,14 @@ def send(
         force=force,
         progress=bar,
         resend_unknown=resend_unknown,
+        retry_failed=retry_failed,
         send_at=when,
+        wait=wait,
+        waiting=lambda held: click.echo(
+            f"waiting: {held.holder} has been sending this issue to the list since "
+            f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC",
+            err=True,
+        ),
     )
     if bar is not None:
         bar.finish(report)
@@ -696,8 +721,8 @@ def send(
             f"{report.interrupted} deliveries were interrupted by an earlier run and are "
             "now 'unknown' (see 'digest status')"
         )
-    for email, reason in report.failures:
-        click.echo(f"{email}: {reason}")
+    for line in report.failure_lines():
+        click.echo(line)
     if report.unknown:
         click.echo(
             f"{report.unknown} deliveries are 'unknown': the provider may have them. "
@@ -996,7 +1021,7 @@ def cancel(app: App, issue: str) -> None:
 
     Example: digest cancel 2025-W14
     """
-    from digest.delivery.schedule import cancel as cancel_schedule
+    from digest.delivery.sendgrid.schedule import cancel as cancel_schedule
 
     click.echo(cancel_schedule(app.store, app.settings, issue).line())
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 import html
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from digest.check import CheckReport, check_issue
 from digest.delivery import Envelope
-from digest.delivery.ledger import DeliveryReport, Progress, deliver
+from digest.delivery.lease import SendLease
+from digest.delivery.ledger import DeliveryReport, Progress, deliver, token_secret
 from digest.delivery.message import EnvelopeMaker
 from digest.delivery.senders import make_sender
 from digest.editorial import rank_window
@@ -29,7 +28,7 @@ from digest.selection import lineup_json
 from digest.settings import CONFIG_NAME, Settings, read_settings
 from digest.sources import SourceFailure, read_source
 from digest.sources.samples import write_samples
-from digest.store import Store
+from digest.store import Lease, Store
 from digest.subscribers import ImportReport, import_csv
 from digest.summarize import summarize
 from digest.urls import is_url
@@ -164,13 +163,15 @@ def preview(
     list_name: str | None = None,
     *,
     as_email: str | None = None,
+    dry_run: bool = False,
 ) -> Preview:
     """The issue as a made-up sample reader gets it, whose links do nothing; with `as_email`,
-    as that subscriber gets it, their working links included (the notice says so)."""
+    as that subscriber gets it, their working links included (the notice says so).
+    `dry_run`: without making the token secret in the store if there is none yet."""
     issue = current_issue(store, settings, window, top)
     list_name = list_name or settings.list
     maker = EnvelopeMaker(
-        as_sent(store, issue), list_name, settings, settings.secret or store.secret()
+        as_sent(store, issue), list_name, settings, token_secret(store, settings, dry_run=dry_run)
     )
     if as_email is None:
         envelope = maker.sample(SAMPLE_SUBSCRIBER)
@@ -254,14 +255,20 @@ def plan_send(
     list_name: str | None,
     *,
     gather: bool = True,
+    dry_run: bool = False,
 ) -> SendPlan:
-    """Gather the configured sources, build (or load) the issue and count who would get it."""
+    """Gather the configured sources, build (or load) the issue and count who would get it.
+
+    dry_run: read only: no sources gathered, no suppressions pulled, nothing written.
+    """
     list_name = list_name or settings.list
     ingested = None
-    if gather and settings.sources and store.issue_by_label(window.label) is None:
+    if gather and not dry_run and settings.sources and store.issue_by_label(window.label) is None:
         ingested = ingest_sources(store, settings, ())
-    synced = pull_suppressions(store, settings) if settings.backend == "sendgrid" else None
-    sample = preview(store, settings, window, top, list_name)
+    synced = None
+    if settings.backend == "sendgrid" and not dry_run:
+        synced = pull_suppressions(store, settings)
+    sample = preview(store, settings, window, top, list_name, dry_run=dry_run)
     report = check_issue(
         sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers, sample.values
     )
@@ -298,9 +305,17 @@ def send(
     force: bool = False,
     progress: Progress | None = None,
     resend_unknown: bool = False,
+    retry_failed: bool = False,
     send_at: datetime | None = None,
+    wait: bool = False,
+    waiting: Callable[[Lease], None] | None = None,
 ) -> DeliveryReport:
-    """Freeze the issue (first send only) and deliver it through the configured sender."""
+    """Take the send's lease, check the sender, freeze the issue (first send only) and
+    deliver it. A run that delivered nothing gives the issue (and its number) back.
+
+    wait: wait for another run holding the issue and list instead of refusing (`waiting`
+    hears who holds it, once).
+    """
     if len(plan.stories) < settings.min_stories and not plan.frozen and not force:
         raise SendError(
             f"the lineup has {len(plan.stories)} stories, fewer than [selection] min_stories "
@@ -319,42 +334,46 @@ def send(
             "import some with 'digest subscribers import FILE.csv --list "
             f"{plan.list_name}', or pick another list with --list",
         )
-    issue = plan.issue if dry_run else freeze(store, plan.issue)
     sender = make_sender(settings, dry_run=dry_run)
-    return deliver(
-        store,
-        issue,
-        plan.list_name,
-        sender,
-        settings,
-        dry_run=dry_run,
-        progress=progress,
-        resend_unknown=resend_unknown,
-        send_at=send_at,
-    )
+    if dry_run:
+        return deliver(
+            store, plan.issue, plan.list_name, sender, settings,
+            dry_run=True, progress=progress, send_at=send_at,
+        )  # fmt: skip
+    with SendLease(store, plan.issue.label, plan.list_name, settings.lease_seconds) as lease:
+        lease.acquire(wait=wait, waiting=waiting)
+        sender.preflight()  # before the issue is frozen: a run that cannot send keeps it
+        issue = freeze(store, store.issue_by_label(plan.issue.label) or replace(plan.issue, id=0))
+        try:
+            report = deliver(
+                store,
+                issue,
+                plan.list_name,
+                sender,
+                settings,
+                progress=progress,
+                resend_unknown=resend_unknown,
+                retry_failed=retry_failed,
+                send_at=send_at,
+                lease=lease,
+            )
+        except BaseException:
+            store.withdraw_unsent_issue(issue.id)
+            raise
+        if not (report.sent or report.unknown or report.scheduled):
+            if store.withdraw_unsent_issue(issue.id):
+                report.withdrawn = issue.number
+        return report
 
 
 def freeze(store: Store, draft: Issue) -> Issue:
     """Store a draft issue once; from then on every send of it is identical."""
     if draft.id:
         return draft
-    try:
-        # The editor's pins and drops belong to it now, in the same transaction.
-        return store.create_issue(
-            draft.label,
-            draft.since,
-            draft.until,
-            draft.lineup,
-            draft.rendered,
-            draft.number,
-            with_picks=True,
-        )
-    except sa.exc.IntegrityError:
-        # Another run froze it first: use theirs, so both send the same thing.
-        frozen = store.issue_by_label(draft.label)
-        if frozen is None:
-            raise
-        return frozen
+    # The editor's pins and drops belong to it now, in the same transaction.
+    return store.freeze_issue(
+        draft.label, draft.since, draft.until, draft.lineup, draft.rendered, draft.number
+    )
 
 
 @dataclass

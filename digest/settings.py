@@ -61,6 +61,7 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "rate": ("delivery", "rate"),
     "retries": ("delivery", "retries"),
     "backoff": ("delivery", "backoff"),
+    "lease_seconds": ("delivery", "lease_seconds"),
     "smtp_host": ("smtp", "host"),
     "smtp_port": ("smtp", "port"),
     "smtp_security": ("smtp", "security"),
@@ -125,6 +126,7 @@ class Settings:
     rate: float = 0.0  # messages per second across all workers; 0 = no limit
     retries: int = 5  # attempts per batch for answers that say "not taken, try again"
     backoff: float = 1.0  # seconds before the first retry; doubles each time, with jitter
+    lease_seconds: float = 60.0  # a send's lease lapses this long after its last heartbeat
     smtp_host: str = "localhost"
     smtp_port: int = 587
     smtp_security: str = "starttls"
@@ -389,6 +391,11 @@ def _validate(s: Settings) -> None:
             f"rate and backoff must not be negative, got {s.rate} and {s.backoff}",
             "set [delivery] rate (messages/s, 0 = no limit) and backoff (seconds) to 0 or more",
         )
+    if not 2 <= s.lease_seconds <= 3600:
+        raise SettingsError(
+            f"lease_seconds must be between 2 and 3600, got {s.lease_seconds}",
+            "set [delivery] lease_seconds to how long a silent run keeps its send, e.g. 60",
+        )
     if s.sendgrid_asm_group_id < 0:
         raise SettingsError(
             f"asm_group_id must not be negative, got {s.sendgrid_asm_group_id}",
@@ -418,6 +425,13 @@ def _validate(s: Settings) -> None:
             f"base_url must start with https://, got {s.base_url!r}",
             "set [newsletter] base_url (or DIGEST_BASE_URL) to e.g. https://news.example.com",
         )
+    for name in ("name", "from_name", "from_email", "reply_to"):
+        if any(c in getattr(s, name) for c in "\r\n\x00"):
+            raise SettingsError(
+                f"[newsletter] {name} contains a line break: {getattr(s, name)!r}",
+                f"write [newsletter] {name} on one line (a line break there would end the "
+                "mail header and fail every recipient)",
+            )
     if "@" not in s.from_email:
         raise SettingsError(
             f"from_email is not an address: {s.from_email!r}",

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from python_http_client.exceptions import HTTPError
-from sendgrid import SendGridAPIClient
-
-from digest.errors import SendError, SubscriberError
+from digest.delivery.sendgrid.suppressions import PAGE_SIZE, suppression_lists
+from digest.errors import SubscriberError
 from digest.models import Subscriber, SubscriberStatus
-from digest.sendgrid_api import api_client, endpoint, scrub
 from digest.settings import Settings
 from digest.store import Store
 
@@ -83,16 +79,6 @@ def choose_lists(
 
 # ---- SendGrid's suppression lists --------------------------------------------------------
 
-PAGE_SIZE = 500
-# (report name, API path, status it sets, paginated with limit/offset)
-SUPPRESSION_KINDS: tuple[tuple[str, str, SubscriberStatus, bool], ...] = (
-    ("unsubscribes", "suppression/unsubscribes", SubscriberStatus.UNSUBSCRIBED, True),
-    ("group_unsubscribes", "asm/suppressions", SubscriberStatus.UNSUBSCRIBED, False),
-    ("bounces", "suppression/bounces", SubscriberStatus.BOUNCED, True),
-    ("spam_reports", "suppression/spam_reports", SubscriberStatus.COMPLAINED, True),
-)
-_KEY_HINT = "set the SENDGRID_API_KEY environment variable to a key with Suppressions read access"
-
 
 @dataclass
 class SyncReport:
@@ -114,12 +100,8 @@ class SyncReport:
 
 def sync_sendgrid(store: Store, settings: Settings, page_size: int = PAGE_SIZE) -> SyncReport:
     """Pull SendGrid's unsubscribes, group suppressions, bounces and spam reports; apply them."""
-    if not settings.sendgrid_api_key:
-        raise SendError("no SendGrid API key is set", _KEY_HINT)
-    client = api_client(settings)
     report = SyncReport()
-    for name, path, status, paged in SUPPRESSION_KINDS:
-        rows = list(_fetch_all(client, path, paged, page_size, settings))
+    for name, status, rows in suppression_lists(settings, page_size):
         report.fetched[name] = len(rows)
         report.applied[name] = 0
         for row in rows:
@@ -131,55 +113,3 @@ def sync_sendgrid(store: Store, settings: Settings, page_size: int = PAGE_SIZE) 
                 continue
             report.applied[name] += int(changed)
     return report
-
-
-def _fetch_all(
-    client: SendGridAPIClient, path: str, paged: bool, page_size: int, settings: Settings
-) -> Iterable[Any]:
-    """Every row of one suppression list, page by page (limit/offset)."""
-    offset = 0
-    while True:
-        params = {"limit": page_size, "offset": offset} if paged else None
-        page = _get(client, path, params, settings)
-        yield from page
-        if not paged or len(page) < page_size:
-            return
-        offset += len(page)
-
-
-def _get(
-    client: SendGridAPIClient, path: str, params: dict[str, int] | None, settings: Settings
-) -> list[Any]:
-    where = f"SendGrid at {settings.sendgrid_host} (/v3/{path})"
-    try:
-        response = endpoint(client, path).get(query_params=params)
-    except HTTPError as e:
-        status = int(e.status_code)
-        text = scrub(" ".join(_text(e.body).split())[:300], settings)
-        if status in (401, 403):
-            raise SendError(
-                f"{where} refused the API key (HTTP {status}): {text}", _KEY_HINT
-            ) from None
-        raise SendError(
-            f"{where} answered HTTP {status}: {text}",
-            "try again later; check [sendgrid] host if this persists",
-        ) from None  # the chained error holds the request, key included
-    except OSError as e:  # URLError, timeouts, refused connections
-        raise SendError(
-            f"cannot reach {where}: {getattr(e, 'reason', None) or e}",
-            "check the network and [sendgrid] host (DIGEST_SENDGRID_HOST)",
-        ) from None
-    try:
-        page = json.loads(_text(response.body) or "[]")
-    except ValueError as e:
-        raise SendError(f"{where} answered with something not JSON", "try again later") from e
-    if not isinstance(page, list):
-        raise SendError(
-            f"{where} answered with a JSON {type(page).__name__}, not a list",
-            "check [sendgrid] host: it must be SendGrid's API",
-        )
-    return page
-
-
-def _text(body: bytes | str | None) -> str:
-    return body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")

@@ -272,7 +272,8 @@ class SendGridPeer:
 
     url: str  # pass as settings.sendgrid_host
     api_key: str
-    requests: list[RecordedRequest] = field(default_factory=list)
+    requests: list[RecordedRequest] = field(default_factory=list)  # POSTs
+    scope_checks: int = 0  # GET /v3/scopes: the key checked before a send
     schema_failures: list[str] = field(default_factory=list)  # one line per invalid body
     replies: deque[Reply] = field(default_factory=deque)
     delay: float = 0.0  # seconds every unscripted answer waits (a slow API)
@@ -339,6 +340,14 @@ def _sendgrid_handler(peer: SendGridPeer, validator: Draft202012Validator) -> ty
             pass  # keep test output clean
 
         def do_GET(self) -> None:
+            if self.path == "/v3/scopes":  # what a key may do: digest's check before a send
+                with peer.lock:
+                    peer.scope_checks += 1
+                if self.headers.get("Authorization") != f"Bearer {peer.api_key}":
+                    self._answer(401, {}, {"errors": [{"message": "authorization required"}]})
+                    return
+                self._answer(200, {}, {"scopes": ["mail.send", "suppression.read"]})
+                return
             self._answer(404, {}, {"errors": [{"message": "not found", "field": None}]})
 
         def do_POST(self) -> None:

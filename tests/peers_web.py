@@ -120,6 +120,7 @@ class SuppressionPeer:
     lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # path, query
     mail_sends: int = 0
+    unavailable: int = 0  # answer this many more GETs with 503 (then serve again)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -135,8 +136,15 @@ def _suppression_handler(peer: SuppressionPeer) -> type:
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             with peer.lock:
                 peer.requests.append((parts.path, query))
+                down, peer.unavailable = peer.unavailable > 0, max(0, peer.unavailable - 1)
+            if down:
+                self._answer(503, {"errors": [{"field": None, "message": "unavailable"}]})
+                return
             if self.headers.get("Authorization") != f"Bearer {peer.api_key}":
                 self._answer(401, {"errors": [{"field": None, "message": "authorization"}]})
+                return
+            if parts.path == "/v3/scopes":  # the key check before a send
+                self._answer(200, {"scopes": ["mail.send", "suppression.read"]})
                 return
             name = SUPPRESSION_PATHS.get(parts.path)
             if name is None:

@@ -81,6 +81,7 @@ def test_send_asks_first(folder: Path) -> None:
 
 
 def test_dry_run_sends_and_records_nothing(folder: Path) -> None:
+    assert run("ingest").exit_code == 0  # a dry run reads what is stored, and stores nothing
     result = run("send", "--outbox", "out", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "would send" in result.output

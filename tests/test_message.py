@@ -11,16 +11,12 @@ from email.message import EmailMessage
 import pytest
 
 from digest.delivery import Envelope
-from digest.delivery.message import (
-    build_message,
-    build_message_naive,
-    envelope_for,
-    prepare,
-)
+from digest.delivery.message import build_message, envelope_for, prepare
 from digest.models import Issue, RenderedIssue, Subscriber
 from digest.personalize import html_marker, text_marker
 from digest.settings import Settings
 from digest.tokens import read_token
+from tests.reference import build_message_naive
 
 SECRET = "test-secret"
 

@@ -19,6 +19,7 @@ from digest.delivery.message import envelope_for
 from digest.delivery.outbox import OutboxSender
 from digest.delivery.senders import make_sender
 from digest.delivery.sendgrid import Schedule, SendGridSender
+from digest.delivery.sendgrid.schedule import cancel_batch, create_batch
 from digest.delivery.smtp import SmtpSender
 from digest.errors import SendError
 from digest.models import DeliveryStatus, Issue, RenderedIssue, Subscriber
@@ -493,10 +494,10 @@ def test_sendgrid_options_asm_sandbox_and_schedule_are_in_the_body() -> None:
         s = sendgrid_settings(peer.url, sendgrid_asm_group_id=4242, sendgrid_sandbox=True)
         issue = make_issue()
         sender = SendGridSender(s)
-        batch_id = sender.create_batch()
+        batch_id = create_batch(sender.client)
         sender.schedule = Schedule(1_900_000_000, batch_id)
         send_all(sender, issue, envelopes(issue, s, ["Ada"]))
-        sender.cancel(batch_id)
+        cancel_batch(sender.client, batch_id)
     [body] = peer.bodies()
     assert peer.schema_failures == []
     assert body["asm"] == {"group_id": 4242}

@@ -97,7 +97,11 @@ def test_a_refused_key_is_one_line_without_the_key(
 def test_an_unreachable_host_is_a_send_error(people: Store, tmp_path: Path) -> None:
     settings = read_settings(
         None,
-        overrides={"sendgrid_api_key": "SG.x", "sendgrid_host": "http://127.0.0.1:9"},
+        overrides={
+            "sendgrid_api_key": "SG.x",
+            "sendgrid_host": "http://127.0.0.1:9",
+            "backoff": 0.01,  # the sync retries, as every SendGrid request does
+        },
         environ={},
     )
     with pytest.raises(SendError, match=r"cannot reach SendGrid at http://127.0.0.1:9"):
@@ -172,3 +176,21 @@ def test_one_click_batches_leave_each_list_once_and_keep_graver_statuses(people:
         (kat, "science", 1, "one-click"),
     ]
     assert all(r.created_at.year >= 2025 for r in rows)  # read back as a datetime on both
+
+
+def test_the_sync_retries_what_sendgrid_could_not_answer(people: Store) -> None:
+    with suppression_server() as peer:
+        peer.lists["bounces"] = [{"email": "ada@example.com", "created": 1700000000}]
+        peer.unavailable = 2  # the first two requests meet a 503
+        settings = read_settings(
+            None,
+            overrides={
+                "sendgrid_api_key": peer.api_key,
+                "sendgrid_host": peer.url,
+                "backoff": 0.01,
+            },
+            environ={},
+        )
+        report = sync_sendgrid(people, settings)
+    assert report.fetched["bounces"] == 1 and report.applied["bounces"] == 1
+    assert [path for path, _ in peer.requests[:3]] == ["/v3/suppression/unsubscribes"] * 3

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 from digest.models import DeliveryStatus, Issue, Subscriber
 
 if TYPE_CHECKING:
     from digest.delivery.message import EnvelopeMaker
+    from digest.store import Store
 
 
 @dataclass
@@ -23,6 +26,9 @@ class Envelope:
 
 # One recipient as the ledger reads a page: id, email, name, custom fields (JSON text).
 Recipient = tuple[int, str, str, str]
+# Whose fault a failure was (deliveries.fault): the sender's may be retried after a fix.
+FAULT_RECIPIENT = "recipient"
+FAULT_SENDER = "sender"
 
 
 @dataclass(slots=True)
@@ -35,6 +41,7 @@ class Outcome:
     status: DeliveryStatus
     message_id: str | None = None
     error: str | None = None
+    fault: str | None = None  # a FAILED one: FAULT_SENDER when it was no fault of theirs
 
 
 class Sender(Protocol):
@@ -42,6 +49,10 @@ class Sender(Protocol):
 
     name: str
     batch_size: int  # how many envelopes one `send` call takes at most
+
+    def preflight(self) -> None:
+        """SendError unless the way out works now (key, host, login): before an issue is
+        frozen, so a run that cannot send does not use up its number."""
 
     def open(self, issue: Issue) -> None:
         """Get ready to send `issue` (connect, prepare shared parts)."""
@@ -62,3 +73,14 @@ class RowSender(Protocol):
 
     def send_rows(self, rows: list[Recipient], envelopes: EnvelopeMaker) -> list[Outcome]:
         """`send([envelopes(subscriber) for each row])`, the same request, only faster."""
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """A sender that can hand an issue over now and have it delivered later."""
+
+    def join_schedule(
+        self, store: Store, issue: Issue, send_at: datetime | None, tz: ZoneInfo
+    ) -> datetime | None:
+        """Take up the issue's stored schedule, or make one for `send_at`; when it goes out
+        (None: now). Later `send` calls carry it."""

@@ -14,28 +14,44 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
 
-from digest.delivery import Outcome, Recipient, RowSender, Sender
+from digest.delivery import FAULT_SENDER, Outcome, Recipient, RowSender, Scheduler, Sender
+from digest.delivery.lease import SendLease
 from digest.delivery.message import EnvelopeMaker
 from digest.delivery.ratelimit import RateLimit, backoff
-from digest.delivery.schedule import attach
 from digest.delivery.senders import make_sender
-from digest.delivery.sendgrid import SendGridSender
 from digest.errors import SendError, SubscriberError
 from digest.models import DeliveryStatus, Issue, Subscriber, SubscriberStatus
 from digest.settings import Settings
-from digest.store import Store, deliveries, utcnow
+from digest.store import Store
+from digest.store.sending import Driver, claim, next_page, record, settle
 from digest.subscribers import normalize_email
 
-T = TypeVar("T")
+__all__ = ["DeliveryReport", "claim", "deliver", "next_page", "record", "send_test_copy"]
+
 MAX_LISTED = 100  # failures listed one by one in a report; the counts are always complete
+MAX_REASONS = 1000  # distinct failure reasons counted in a report
 LATER_ROUNDS = 2  # passes over recipients a server said "not now" to (SMTP 4xx, SendGrid 429)
-_CHUNK = 1000  # ids per IN (…) clause
+# Requests in a row refused whole for the same reason (a bad header, a key without access)
+# before a run stops: the rest of the list would fail the same way.
+STOP_AFTER = 3
+
+
+class RequestsRefused(SendError):
+    """Request after request was refused whole, the same way: the run stopped."""
+
+
+def token_secret(store: Store, settings: Settings, *, dry_run: bool = False) -> str:
+    """The secret that signs tokens; a dry run makes none in the store (it writes nothing)."""
+    if settings.secret:
+        return settings.secret
+    if dry_run:
+        return store.stored_secret() or "dry-run: no secret stored yet"
+    return store.secret()
 
 
 @dataclass
@@ -53,9 +69,27 @@ class DeliveryReport:
     already_sent: int = 0
     left: int = 0  # left the list (or stopped being active) before their turn: not sent
     requests: int = 0  # API requests made (SendGrid)
+    retried: int = 0  # --retry-failed: failures that were not the recipient's, sent again
+    withdrawn: int | None = None  # nothing went out: this issue number was given back
     dry_run: bool = False
     scheduled: datetime | None = None  # --send-at
     failures: list[tuple[str, str]] = field(default_factory=list)  # (email, reason), the first
+    reasons: Counter[str] = field(default_factory=Counter)  # failure reason → recipients
+
+    def failure_lines(self) -> list[str]:
+        """Each failure reason once: with its address when one recipient had it, else with
+        how many did (a reason shared by the whole list is one line, not one per person)."""
+        first: dict[str, str] = {}
+        for email, reason in self.failures:
+            first.setdefault(reason, email)
+        lines = []
+        for reason, count in self.reasons.most_common():
+            if count == 1 and reason in first:
+                lines.append(f"{first[reason]}: {reason}")
+            else:
+                example = f", e.g. {first[reason]}" if reason in first else ""
+                lines.append(f"{count} recipients{example}: {reason}")
+        return lines
 
     @property
     def done(self) -> int:
@@ -70,10 +104,17 @@ class DeliveryReport:
         parts = [f"{self.sent} {verb}", f"{self.failed} failed", f"{self.unknown} unknown"]
         if self.deferred:
             parts.append(f"{self.deferred} deferred (the next run retries them)")
+        if self.retried:
+            parts.append(f"{self.retried} earlier failures retried")
         if self.already_sent:
             parts.append(f"{self.already_sent} already sent earlier")
         if self.left:
             parts.append(f"{self.left} left the list before their turn (not sent)")
+        if self.withdrawn is not None:
+            parts.append(
+                f"nothing went out, so issue #{self.withdrawn} is not used up (the next run "
+                "sends it under the same number)"
+            )
         return f"{self.issue} to list {self.list_name} via {self.backend}: " + ", ".join(parts)
 
 
@@ -89,39 +130,77 @@ def deliver(
     *,
     dry_run: bool = False,
     resend_unknown: bool = False,
+    retry_failed: bool = False,
     send_at: datetime | None = None,
     progress: Progress | None = None,
+    lease: SendLease | None = None,
 ) -> DeliveryReport:
     """Send `issue` to every active member of `list_name` who has not had it yet.
 
     dry_run: the same path (pages, envelopes, messages or request bodies) with a sender that
-    sends nothing, and no ledger writes. resend_unknown: also send to those whose earlier
-    delivery is `unknown` (they may get it twice). send_at: schedule it (SendGrid only);
-    a resumed run of a scheduled issue joins its schedule.
+    sends nothing, and no writes at all. resend_unknown: also send to those whose earlier
+    delivery is `unknown` (they may get it twice). retry_failed: also to those whose
+    delivery failed through no fault of theirs. send_at: schedule it (a sender that can);
+    a resumed run of a scheduled issue joins its schedule. lease: this run's hold on the
+    issue and list (taken here when not given; LeaseHeld if another run has it).
     """
+    if dry_run:
+        return _deliver(
+            store, issue, list_name, sender, settings, None, dry_run, [], send_at, progress
+        )
+    own = lease is None
+    if lease is None:
+        lease = SendLease(store, issue.label, list_name, settings.lease_seconds)
+        lease.acquire()
+    try:
+        retried = store.retry_failed(issue.id, list_name) if retry_failed else 0
+        statuses = [DeliveryStatus.PENDING] + ([DeliveryStatus.UNKNOWN] if resend_unknown else [])
+        report = _deliver(
+            store, issue, list_name, sender, settings, lease, dry_run, statuses, send_at, progress
+        )
+        report.retried = retried
+        return report
+    finally:
+        if own:
+            lease.release()
+
+
+def _deliver(
+    store: Store,
+    issue: Issue,
+    list_name: str,
+    sender: Sender,
+    settings: Settings,
+    lease: SendLease | None,
+    dry_run: bool,
+    statuses: list[DeliveryStatus],
+    send_at: datetime | None,
+    progress: Progress | None,
+) -> DeliveryReport:
     report = DeliveryReport(
         issue=issue.label, list_name=list_name, backend=sender.name, dry_run=dry_run
     )
-    statuses = [DeliveryStatus.PENDING] + ([DeliveryStatus.UNKNOWN] if resend_unknown else [])
     if not dry_run:
-        report.interrupted = store.recover_interrupted(issue.id)
+        report.interrupted = store.recover_interrupted(issue.id, list_name)
         store.enqueue(issue.id, list_name)
         report.already_sent = store.count_deliveries(issue.id, list_name, DeliveryStatus.SENT)
-    if isinstance(sender, SendGridSender):
-        sender.schedule = None if dry_run else attach(store, issue, sender, send_at)
-        if sender.schedule is not None:
-            report.scheduled = datetime.fromtimestamp(sender.schedule.send_at, settings.tz)
-        elif dry_run:
-            report.scheduled = send_at
+    else:
+        statuses = [DeliveryStatus.PENDING]
+    if isinstance(sender, Scheduler):  # a capability, not a backend's name
+        report.scheduled = sender.join_schedule(store, issue, send_at, settings.tz)
     elif send_at is not None:
         raise SendError(
             f"--send-at needs the sendgrid backend, not {sender.name}",
             "set [delivery] backend = 'sendgrid' (or --backend sendgrid), or send now",
         )
     run = _Run(store, issue, list_name, sender, settings, report, dry_run, statuses, progress)
+    run.lease = lease
     sender.open(issue)
     try:
         run.run()
+    except RequestsRefused:
+        store.retry_failed(issue.id, list_name)  # not their fault: back to pending
+        raise
     finally:
         sender.close()
         report.requests = int(getattr(sender, "requests", 0))
@@ -155,7 +234,7 @@ def send_test_copy(
     person = Subscriber(email=editor_address(address), name="", lists=[list_name], id=0)
     sender = make_sender(settings)
     # Nobody's token: the copy's unsubscribe and preferences links do nothing.
-    maker = EnvelopeMaker(issue, list_name, settings, settings.secret or store.secret())
+    maker = EnvelopeMaker(issue, list_name, settings, token_secret(store, settings))
     envelope = maker.sample(person)
     sender.open(issue)
     try:
@@ -185,8 +264,11 @@ class _Run:
         self.store, self.issue, self.list_name = store, issue, list_name
         self.sender, self.settings, self.report = sender, settings, report
         self.dry_run, self.statuses, self.progress = dry_run, list(statuses), progress
-        self.envelope = EnvelopeMaker(issue, list_name, settings, settings.secret or store.secret())
-        self.driver = _Driver(store)
+        secret = token_secret(store, settings, dry_run=dry_run)
+        self.envelope = EnvelopeMaker(issue, list_name, settings, secret)
+        self.driver = Driver(store)
+        self.lease: SendLease | None = None
+        self.streak: tuple[str | None, int] = (None, 0)  # the last request-level error, runs
         self.limit = RateLimit(settings.rate)
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -194,6 +276,7 @@ class _Run:
         self.pages: queue.Queue[list[Recipient] | None] = queue.Queue(settings.workers)
         self.rows_sender = sender if isinstance(sender, RowSender) else None
         self.deferred_now: list[tuple[str, str]] = []
+        self.deferred_reasons: Counter[str] = Counter()  # this round's
 
     def run(self) -> None:
         workers = [
@@ -210,6 +293,7 @@ class _Run:
                     self.stop.wait(backoff(round_ + 1, self.settings.backoff))
                     with self.lock:
                         self.report.deferred, self.deferred_now = 0, []
+                        self.deferred_reasons = Counter()
                 self._one_pass()
         finally:
             self.stop.set()  # workers skip whatever is still queued
@@ -218,6 +302,7 @@ class _Run:
             for w in workers:
                 w.join()
             self.report.failures.extend(self.deferred_now[: MAX_LISTED - len(self.report.failures)])
+            self.report.reasons.update(self.deferred_reasons)
         if self.error is not None:
             raise self.error
 
@@ -260,7 +345,11 @@ class _Run:
             return
         ids = [row[0] for row in rows]
         if not self.dry_run:
-            claimed = claim(self.store, self.issue.id, ids, self.statuses, self.driver)
+            lease_id = None
+            if self.lease is not None:
+                self.lease.check()  # a run that lost its lease sends no further batch
+                lease_id = self.lease.lease_id
+            claimed = claim(self.store, self.issue.id, ids, self.statuses, self.driver, lease_id)
             if len(claimed) < len(ids):  # another run took some
                 rows = [row for row in rows if row[0] in claimed]
                 ids = [row[0] for row in rows]
@@ -293,6 +382,28 @@ class _Run:
         if not self.dry_run:
             record(self.store, self.issue.id, outcomes, self.driver)
         self._tally(outcomes, rows)
+        self._watch(outcomes)
+
+    def _watch(self, outcomes: list[Outcome]) -> None:
+        """Stop the run when request after request is refused whole for the same reason."""
+        error = outcomes[0].error if outcomes else None
+        whole = all(
+            o.status == DeliveryStatus.FAILED and o.fault == FAULT_SENDER and o.error == error
+            for o in outcomes
+        )
+        with self.lock:
+            last, count = self.streak
+            if not (outcomes and whole):
+                self.streak = (None, 0)
+                return
+            count = count + 1 if error == last else 1
+            self.streak = (error, count)
+        if count >= STOP_AFTER:
+            raise RequestsRefused(
+                f"stopped after {count} requests in a row were refused the same way: {error}",
+                "fix what the error names (settings, API key access, 'digest check'), then "
+                "run 'digest send' again: those recipients are back to pending",
+            )
 
     def _tally(self, outcomes: list[Outcome], rows: list[Recipient]) -> None:
         report = self.report
@@ -310,10 +421,15 @@ class _Run:
                     report.sent += 1
                 elif o.status == DeliveryStatus.FAILED:
                     report.failed += 1
+                    reason = o.error or ""
+                    if reason in report.reasons or len(report.reasons) < MAX_REASONS:
+                        report.reasons[reason] += 1
                     if len(report.failures) < MAX_LISTED:
                         report.failures.append((emails.get(o.subscriber_id, "?"), o.error or ""))
                 elif o.status == DeliveryStatus.PENDING:
                     report.deferred += 1
+                    if len(self.deferred_reasons) < MAX_REASONS:
+                        self.deferred_reasons[o.error or ""] += 1
                     if len(self.deferred_now) < MAX_LISTED:
                         self.deferred_now.append((emails.get(o.subscriber_id, "?"), o.error or ""))
                 else:
@@ -331,214 +447,8 @@ def _complete(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]:
     ]
 
 
-# -- the ledger's queries --------------------------------------------------------------------
-# Plain SQL that SQLite and PostgreSQL both read, on the driver's own connection: at a million
-# rows the ledger's per-batch statements are the hot path, and SQLAlchemy's handling of a
-# statement (and of each row) cost more than the database's own work. Only the placeholder
-# differs between the drivers.
-
-# `m.subscriber_id > …` says again what `s.id > …` and the join imply: PostgreSQL does not
-# carry an inequality across a join, and without it reads the list's memberships from the
-# start on every page (a million-member list: a thousand pages, each slower than the last).
-_PAGE = (
-    "SELECT s.id, s.email, s.name, s.fields FROM subscribers s "
-    "JOIN memberships m ON m.subscriber_id = s.id AND m.list_name = {p} "
-    "LEFT JOIN deliveries d ON d.subscriber_id = s.id AND d.issue_id = {p} "
-    "WHERE s.status = 'active' AND s.id > {p} AND m.subscriber_id > {p} "
-    "AND (d.status IS NULL OR d.status IN ({states})) "
-    "ORDER BY s.id LIMIT {p}"
-)
-# A claim looks again at the list and the subscriber: someone who left after their page was
-# read (pages are read ahead) is not claimed, and stays as they were, not sent to.
-_CLAIM = (
-    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = {p} "
-    "WHERE issue_id = {p} AND status IN ({states}) AND subscriber_id IN ({ids}) "
-    "AND EXISTS (SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id "
-    "WHERE m.subscriber_id = deliveries.subscriber_id AND m.list_name = deliveries.list_name "
-    "AND s.status = 'active') "
-    "RETURNING subscriber_id"
-)
-_ONE_ROW = "SELECT json_group_array(json_array(id, email, name, fields)) FROM ({page})"
-_RECORD = (
-    "UPDATE deliveries SET status = {p}, message_id = {p}, error = {p}, updated_at = {p} "
-    "WHERE issue_id = {p} AND status = 'sending' AND subscriber_id IN ({ids})"
-)
-# SQLite takes one writer at a time and makes the others poll (sleeping up to 100 ms between
-# tries); workers of one run queue on this lock instead. Other processes still poll.
-_SQLITE_WRITES: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-_SQLITE_WRITES_LOCK = threading.Lock()
-
-
-class _Driver:
-    """The ledger's statements on the DBAPI connections of `store`'s pool."""
-
-    def __init__(self, store: Store) -> None:
-        self.engine = store.engine
-        dialect = self.engine.dialect
-        self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        self.sqlite = dialect.name == "sqlite"
-        self._stamp: Callable[[datetime], Any] | None = None
-        self.write_lock: threading.Lock | None = None
-        if self.sqlite:  # SQLAlchemy keeps SQLite datetimes as text: store them the same way
-            kind = deliveries.c.updated_at.type.dialect_impl(dialect)
-            self._stamp = kind.bind_processor(dialect)
-            with _SQLITE_WRITES_LOCK:
-                self.write_lock = _SQLITE_WRITES.setdefault(self.engine, threading.Lock())
-
-    def now(self) -> Any:
-        """Now, as the driver should get it for a DateTime column."""
-        now = utcnow()
-        return self._stamp(now) if self._stamp is not None else now
-
-    def read(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        """The rows of one query."""
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            try:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
-        finally:
-            raw.close()  # back to the pool, which ends the read transaction
-
-    def write(self, work: Callable[[Any], T]) -> T:
-        """`work(cursor)` in one transaction, committed before this returns."""
-        lock = self.write_lock
-        if lock is not None:
-            lock.acquire()
-        try:
-            raw = self.engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                try:
-                    result = work(cursor)
-                finally:
-                    cursor.close()
-                raw.commit()
-                return result
-            except BaseException:
-                raw.rollback()
-                raise
-            finally:
-                raw.close()
-        finally:
-            if lock is not None:
-                lock.release()
-
-
-class _Partly(Exception):
-    """A claim took fewer rows than it was given (see `claim`)."""
-
-
-def _states(statuses: Sequence[DeliveryStatus]) -> str:
-    return ", ".join(f"'{DeliveryStatus(s).value}'" for s in statuses) or "NULL"
-
-
-def next_page(
-    store: Store,
-    issue_id: int,
-    list_name: str,
-    after_id: int,
-    size: int,
-    statuses: Sequence[DeliveryStatus],
-    driver: _Driver | None = None,
-) -> list[Recipient]:
-    """The next `size` active members of the list, by id, still to be sent `issue_id`.
-
-    "Still to be sent" is: no delivery row yet, or one in `statuses`; so a dry run over an
-    issue never sent sees everyone, without writing a row. Rows, not Subscribers: at a
-    million recipients the objects cost more than the query (see `subscriber`).
-    """
-    driver = driver or _Driver(store)
-    sql = _PAGE.format(p=driver.mark, states=_states(statuses))
-    params = (list_name, issue_id, after_id, after_id, size)
-    if not driver.sqlite:
-        return driver.read(sql, params)
-    # SQLite's driver lets go of the GIL for each row it steps to, and with busy workers
-    # getting it back can take milliseconds: the page comes as one row of JSON instead.
-    [(page,)] = driver.read(_ONE_ROW.format(page=sql), params)
-    rows: list[Recipient] = [tuple(row) for row in json.loads(page)]
-    rows.sort()  # SQLite aggregates in the subquery's order, but does not promise it
-    return rows
-
-
 def subscriber(row: Recipient, list_name: str) -> Subscriber:
     """The Subscriber of one `next_page` row, as a member of `list_name`."""
     sid, email, name, extra = row
     fields = json.loads(extra) if extra and extra != "{}" else {}
     return Subscriber(email, name, [list_name], SubscriberStatus.ACTIVE, fields, sid)
-
-
-def claim(
-    store: Store,
-    issue_id: int,
-    ids: Sequence[int],
-    statuses: Sequence[DeliveryStatus],
-    driver: _Driver | None = None,
-) -> set[int]:
-    """Move these deliveries from `statuses` to `sending`, committed; the ids really moved."""
-    driver = driver or _Driver(store)
-    mark, now, states = driver.mark, driver.now(), _states(statuses)
-
-    def every(cursor: Any) -> set[int]:
-        # The usual case, one step: everyone was still waiting. RETURNING costs a step (and
-        # on SQLite a GIL hand-over) per row, so it is only asked for when someone was not.
-        for chunk in _chunks(ids):
-            sql = _CLAIM.format(p=mark, states=states, ids=", ".join([mark] * len(chunk)))
-            cursor.execute(sql.partition(" RETURNING ")[0], (now, issue_id, *chunk))
-            if cursor.rowcount != len(chunk):
-                raise _Partly  # rolled back: nothing of it was claimed
-        return set(ids)
-
-    def some(cursor: Any) -> set[int]:
-        taken: set[int] = set()
-        for chunk in _chunks(ids):
-            sql = _CLAIM.format(p=mark, states=states, ids=", ".join([mark] * len(chunk)))
-            cursor.execute(sql, (now, issue_id, *chunk))
-            taken.update(row[0] for row in cursor.fetchall())
-        return taken
-
-    try:
-        return driver.write(every)
-    except _Partly:
-        return driver.write(some)
-
-
-def record(
-    store: Store, issue_id: int, outcomes: Iterable[Outcome], driver: _Driver | None = None
-) -> None:
-    """Write a batch's outcomes over its `sending` rows, committed before this returns."""
-    driver = driver or _Driver(store)
-    groups: dict[tuple[DeliveryStatus, str | None, str | None], list[int]] = {}
-    for o in outcomes:
-        groups.setdefault((o.status, o.message_id, o.error), []).append(o.subscriber_id)
-    mark, now = driver.mark, driver.now()
-
-    def write(cursor: Any) -> None:
-        for (status, message_id, error), ids in groups.items():
-            for chunk in _chunks(ids):
-                cursor.execute(
-                    _RECORD.format(p=mark, ids=", ".join([mark] * len(chunk))),
-                    (DeliveryStatus(status).value, message_id, error, now, issue_id, *chunk),
-                )
-
-    driver.write(write)
-
-
-def settle(
-    store: Store,
-    issue_id: int,
-    ids: Sequence[int],
-    status: DeliveryStatus,
-    error: str | None = None,
-    driver: _Driver | None = None,
-) -> None:
-    """Put a whole claimed batch in one state."""
-    record(store, issue_id, [Outcome(i, status, error=error) for i in ids], driver)
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start : start + _CHUNK]

@@ -34,9 +34,8 @@ class OutboxSender:
         self.dry_run = dry_run  # build every message, write none
         self._issue: Issue | None = None
 
-    def open(self, issue: Issue) -> None:
-        """Create the outbox folder if needed."""
-        self._issue = issue
+    def preflight(self) -> None:
+        """Create the outbox folder if needed: SendError if it cannot be."""
         if self.dry_run:
             return
         try:
@@ -46,6 +45,11 @@ class OutboxSender:
                 f"cannot create outbox folder {self.folder}: {e.strerror or e}",
                 "set [delivery] outbox (or --outbox) to a folder you can write to",
             ) from e
+
+    def open(self, issue: Issue) -> None:
+        """Create the outbox folder if needed."""
+        self._issue = issue
+        self.preflight()
 
     def send(self, batch: list[Envelope]) -> list[Outcome]:
         """Write one file per envelope; message_id is the file name."""

@@ -6,7 +6,7 @@ import smtplib
 import ssl
 import threading
 
-from digest.delivery import Envelope, Outcome
+from digest.delivery import FAULT_SENDER, Envelope, Outcome
 from digest.delivery.message import (
     ascii_address,
     build_message,
@@ -40,6 +40,16 @@ class SmtpSender:
         self._issue: Issue | None = None
 
     # -- the Sender protocol -------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Connect, EHLO, STARTTLS and log in, then QUIT: SendError if any of it fails."""
+        if self.dry_run:
+            return
+        conn = self._connect()
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            _close(conn)
 
     def open(self, issue: Issue) -> None:
         """Connect and log in now, so a wrong host or password stops the send before it starts."""
@@ -127,25 +137,30 @@ class SmtpSender:
                     ), None
                 continue  # nothing was sent: reconnect once and try again
             if refused is not None:
-                return _outcome(sid, refused), conn
+                code, text, fault = refused
+                outcome = _outcome(sid, (code, text))
+                if outcome.status == DeliveryStatus.FAILED:
+                    outcome.fault = fault
+                return outcome, conn
             return self._data(conn, sid, data, message_id)
         raise AssertionError("unreachable")
 
-    def _envelope(self, conn: smtplib.SMTP, to: str) -> tuple[int, str] | None:
-        """MAIL FROM and RCPT TO; the refusal (code, text), or None when accepted."""
+    def _envelope(self, conn: smtplib.SMTP, to: str) -> tuple[int, str, str | None] | None:
+        """MAIL FROM and RCPT TO; the refusal (code, text, whose fault), or None when
+        accepted."""
         try:
             code, reply = conn.mail(ascii_address(self.settings.from_email))
             if code == 421:
                 raise _Dropped
             if code != 250:
                 _reset(conn)
-                return code, _refusal("sender refused", code, reply)
+                return code, _refusal("sender refused", code, reply), FAULT_SENDER
             code, reply = conn.rcpt(to)
             if code == 421:
                 raise _Dropped
             if code not in (250, 251):
                 _reset(conn)
-                return code, _refusal("recipient refused", code, reply)
+                return code, _refusal("recipient refused", code, reply), None
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             raise _Dropped from e
         return None

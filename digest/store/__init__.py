@@ -9,6 +9,7 @@ from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
 from digest.store.issue_store import IssueStore
+from digest.store.leases import Lease, LeaseStore
 from digest.store.ledger import LedgerStore, StatusRow
 from digest.store.rows import content_hash, from_db, one_line, to_db, utcnow
 from digest.store.schema import (
@@ -24,6 +25,7 @@ from digest.store.schema import (
     metadata,
     optouts,
     picks,
+    send_leases,
     subscribers,
 )
 from digest.store.subscriber_store import (
@@ -37,7 +39,15 @@ from digest.store.subscriber_store import (
 from digest.store.suppression_store import SuppressionStore
 
 
-class Store(ArticleStore, SuppressionStore, SubscriberStore, IssueStore, LedgerStore, ArchiveStore):
+class Store(
+    ArticleStore,
+    SuppressionStore,
+    SubscriberStore,
+    IssueStore,
+    LedgerStore,
+    ArchiveStore,
+    LeaseStore,
+):
     """All reads and writes of digest's tables."""
 
 
@@ -46,6 +56,7 @@ __all__ = [
     "SubscriberRow",
     "SubscriberWriter",
     "email_key",
+    "Lease",
     "SourceState",
     "StatusRow",
     "Store",
@@ -66,6 +77,7 @@ __all__ = [
     "one_line",
     "optouts",
     "picks",
+    "send_leases",
     "subscribers",
     "to_db",
     "utcnow",

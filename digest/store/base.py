@@ -78,14 +78,39 @@ class StoreBase:
     # ---- meta -----------------------------------------------------------------------------
 
     def secret(self) -> str:
-        """The token secret kept in the database, made on first use."""
+        """The token secret kept in the database, made on first use.
+
+        Two runs started together may both make one: the first written wins (ON CONFLICT
+        DO NOTHING), and both read back that one.
+        """
+        found = self.stored_secret()
+        if found is not None:
+            return found
+        insert = dialect_insert(self.engine)(meta).values(
+            key="secret", value=secrets.token_urlsafe(32)
+        )
         with self.begin() as conn:
+            conn.execute(insert.on_conflict_do_nothing())
+        found = self.stored_secret()
+        assert found is not None
+        return found
+
+    def stored_secret(self) -> str | None:
+        """The token secret kept in the database, if one was made; writes nothing."""
+        with self.engine.connect() as conn:
             row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "secret")).first()
-            if row is not None:
-                return str(row[0])
-            value = secrets.token_urlsafe(32)
-            conn.execute(meta.insert().values(key="secret", value=value))
-            return value
+        return None if row is None else str(row[0])
+
+
+def dialect_insert(engine: Engine) -> Any:
+    """The INSERT construct of `engine`'s dialect: it knows ON CONFLICT DO NOTHING."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

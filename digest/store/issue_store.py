@@ -8,10 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from digest.models import Issue, RenderedIssue
+from digest.models import DeliveryStatus, Issue, RenderedIssue
 from digest.store.base import StoreBase
 from digest.store.rows import _issue, to_db, utcnow
-from digest.store.schema import articles, issues, picks
+from digest.store.schema import articles, deliveries, issues, meta, picks
 
 
 class IssueStore(StoreBase):
@@ -59,6 +59,25 @@ class IssueStore(StoreBase):
             row = conn.execute(sa.select(issues).where(issues.c.id == issue_id)).one()
         return _issue(row)
 
+    def freeze_issue(
+        self,
+        label: str,
+        since: datetime,
+        until: datetime,
+        lineup: list[dict[str, Any]],
+        rendered: RenderedIssue,
+        number: int,
+    ) -> Issue:
+        """`create_issue` with the pending picks; if another run froze `label` first, theirs,
+        so that both send the same thing."""
+        try:
+            return self.create_issue(label, since, until, lineup, rendered, number, with_picks=True)
+        except sa.exc.IntegrityError:
+            frozen = self.issue_by_label(label)
+            if frozen is None:
+                raise
+            return frozen
+
     def next_issue_number(self) -> int:
         """The number the next frozen issue gets."""
         with self.engine.connect() as conn:
@@ -74,6 +93,79 @@ class IssueStore(StoreBase):
                 .where(issues.c.id == issue_id, issues.c.sent_at.is_(None))
                 .values(sent_at=utcnow())
             )
+
+    def withdraw_unsent_issue(self, issue_id: int) -> bool:
+        """Unfreeze an issue nothing of which went out: its deliveries and itself go, its
+        picks wait again, and its number is the next issue's. False (and nothing changes)
+        once any delivery was sent, may have been, or is being sent, or it is scheduled."""
+        went_out = sa.select(1).where(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.status.notin_([str(DeliveryStatus.PENDING), str(DeliveryStatus.FAILED)]),
+        )
+        with self.begin() as conn:
+            row = conn.execute(sa.select(issues.c.label).where(issues.c.id == issue_id)).first()
+            if row is None or conn.execute(went_out.limit(1)).first() is not None:
+                return False
+            if conn.execute(
+                sa.select(meta.c.key).where(meta.c.key == f"schedule:{issue_id}")
+            ).first():
+                return False
+            conn.execute(deliveries.delete().where(deliveries.c.issue_id == issue_id))
+            conn.execute(
+                picks.update().where(picks.c.issue_label == row.label).values(issue_label=None)
+            )
+            conn.execute(issues.delete().where(issues.c.id == issue_id))
+        return True
+
+    def schedule_of(self, issue_id: int) -> str | None:
+        """The stored schedule (JSON text) of an issue sent with --send-at, if any."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(meta.c.value).where(meta.c.key == f"schedule:{issue_id}")
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def save_schedule(self, issue_id: int, value: str) -> None:
+        """Keep an issue's schedule (JSON text), replacing what was kept."""
+        key = f"schedule:{issue_id}"
+        with self.begin() as conn:
+            conn.execute(meta.delete().where(meta.c.key == key))
+            conn.execute(meta.insert().values(key=key, value=value))
+
+    def deliveries_started(self, issue_id: int) -> int:
+        """How many deliveries of an issue ever left `pending`."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(deliveries)
+                    .where(
+                        deliveries.c.issue_id == issue_id,
+                        deliveries.c.status != str(DeliveryStatus.PENDING),
+                    )
+                ).scalar_one()
+            )
+
+    def issue_named(self, name: str) -> tuple[int, str] | None:
+        """(id, label) of the issue labelled `name`, or numbered `name` when it is digits."""
+        where = issues.c.label == name if not name.isdigit() else issues.c.number == int(name)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(issues.c.id, issues.c.label).where(where)).first()
+        return None if row is None else (int(row.id), str(row.label))
+
+    def cancel_deliveries(self, issue_id: int, error: str) -> int:
+        """A cancelled schedule: every sent, unknown or pending delivery of it is `failed`."""
+        cancelled = [DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING]
+        with self.begin() as conn:
+            result = conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.status.in_([str(s) for s in cancelled]),
+                )
+                .values(status=str(DeliveryStatus.FAILED), updated_at=utcnow(), error=error)
+            )
+        return int(result.rowcount or 0)
 
     def set_pick(self, key: str, action: str) -> str | None:
         """Pin or drop `key` for the coming issue; returns what was pending for it before."""

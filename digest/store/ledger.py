@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from digest.models import DeliveryStatus
-from digest.store.base import StoreBase
+from digest.store.base import StoreBase, dialect_insert
 from digest.store.rows import utcnow
-from digest.store.schema import deliveries, events, issues, memberships, optouts, subscribers
+from digest.store.schema import (
+    deliveries,
+    events,
+    issues,
+    memberships,
+    optouts,
+    send_leases,
+    subscribers,
+)
 
-
-def _dialect_insert(dialect: str) -> Any:
-    """The INSERT construct of `dialect`, which knows ON CONFLICT."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert
+# What `deliveries.fault` says of a failure: the address was refused, or the send was (a
+# request refused whole, a configuration fault) and a retry after the fix may go through.
+FAULT_RECIPIENT = "recipient"
+FAULT_SENDER = "sender"
 
 
 @dataclass
@@ -77,7 +78,7 @@ class LedgerStore(StoreBase):
             )
         )
         columns = ["issue_id", "subscriber_id", "list_name", "status", "attempts", "updated_at"]
-        insert = _dialect_insert(self.engine.dialect.name)
+        insert = dialect_insert(self.engine)
         statement = insert(deliveries).from_select(columns, members).on_conflict_do_nothing()
         with self.begin() as conn:
             # SQLAlchemy keeps an INSERT's rowcount only when asked to.
@@ -118,20 +119,45 @@ class LedgerStore(StoreBase):
             )
             return int(result.rowcount or 0)
 
-    def recover_interrupted(self, issue_id: int) -> int:
-        """Deliveries left `sending` by a killed run: their fate is unknown."""
+    def recover_interrupted(self, issue_id: int, list_name: str) -> int:
+        """Deliveries of the list left `sending` by a run that is gone: their fate is unknown.
+
+        Gone: the lease they were claimed under is no longer live (expired, taken over, or
+        given back), or they were claimed before leases. A live run's rows are never touched.
+        """
+        live = sa.select(1).where(
+            send_leases.c.lease_id == deliveries.c.lease_id, send_leases.c.expires_at > utcnow()
+        )
         with self.begin() as conn:
             result = conn.execute(
                 deliveries.update()
                 .where(
                     deliveries.c.issue_id == issue_id,
+                    deliveries.c.list_name == list_name,
                     deliveries.c.status == str(DeliveryStatus.SENDING),
+                    ~live.exists(),
                 )
                 .values(
                     status=str(DeliveryStatus.UNKNOWN),
                     updated_at=utcnow(),
                     error="interrupted while sending; the provider may or may not have it",
                 )
+            )
+            return int(result.rowcount or 0)
+
+    def retry_failed(self, issue_id: int, list_name: str) -> int:
+        """Failures that were not the recipient's (a refused request, a configuration
+        fault) back to `pending`, so that the next pass sends them."""
+        with self.begin() as conn:
+            result = conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.list_name == list_name,
+                    deliveries.c.status == str(DeliveryStatus.FAILED),
+                    deliveries.c.fault == FAULT_SENDER,
+                )
+                .values(status=str(DeliveryStatus.PENDING), updated_at=utcnow(), error=None)
             )
             return int(result.rowcount or 0)
 

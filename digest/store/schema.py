@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0002"
+HEAD = "0003"
 
 metadata = sa.MetaData()
 
@@ -106,6 +106,22 @@ deliveries = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("lease_id", sa.String(36)),  # the send lease it was claimed under
+    sa.Column("fault", sa.String(20)),  # a failure's kind: "recipient" or "sender"
+)
+
+# One live run per issue and list: who holds the send, and until when (see ledger leases).
+send_leases = sa.Table(
+    "send_leases",
+    metadata,
+    sa.Column("label", sa.String(100), primary_key=True),  # the issue's window label
+    sa.Column("list_name", sa.String(200), primary_key=True),
+    sa.Column("lease_id", sa.String(36), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
 )
 
 meta = sa.Table(

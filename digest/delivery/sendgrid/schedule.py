@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from dateutil import parser as dateparser
 
-from digest.delivery.sendgrid import Schedule, SendGridSender
+from digest.delivery.sendgrid.body import api_error
+from digest.delivery.sendgrid.client import HOST_HINT, KEY_HINT, Answer, Client, NoAnswer, NotSent
 from digest.errors import SendError
-from digest.models import DeliveryStatus, Issue
+from digest.models import Issue
 from digest.settings import Settings
-from digest.store import Store, deliveries, issues, meta, utcnow
+from digest.store import Store
 
 MAX_AHEAD = timedelta(hours=72)  # SendGrid refuses send_at further ahead
 _TIME_HINT = "pass --send-at as e.g. '2025-04-07 08:00' (newsletter time zone), within 72 hours"
@@ -39,8 +39,12 @@ def parse_send_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
     return when
 
 
-def _key(issue_id: int) -> str:
-    return f"schedule:{issue_id}"
+@dataclass(frozen=True)
+class Schedule:
+    """A scheduled send: when (Unix time) and the batch id that can cancel it."""
+
+    send_at: int
+    batch_id: str
 
 
 @dataclass
@@ -54,10 +58,7 @@ class StoredSchedule:
 
 def stored_schedule(store: Store, issue_id: int) -> StoredSchedule | None:
     """The schedule an issue was sent with, if any."""
-    with store.engine.connect() as conn:
-        value = conn.execute(
-            sa.select(meta.c.value).where(meta.c.key == _key(issue_id))
-        ).scalar_one_or_none()
+    value = store.schedule_of(issue_id)
     if value is None:
         return None
     data = json.loads(value)
@@ -72,14 +73,10 @@ def _save(store: Store, issue_id: int, schedule: StoredSchedule) -> None:
             "cancelled": schedule.cancelled,
         }
     )
-    with store.begin() as conn:
-        conn.execute(meta.delete().where(meta.c.key == _key(issue_id)))
-        conn.execute(meta.insert().values(key=_key(issue_id), value=value))
+    store.save_schedule(issue_id, value)
 
 
-def attach(
-    store: Store, issue: Issue, sender: SendGridSender, send_at: datetime | None
-) -> Schedule | None:
+def attach(store: Store, issue: Issue, client: Client, send_at: datetime | None) -> Schedule | None:
     """The schedule this run of `issue` joins: the stored one, or a new one for send_at."""
     stored = stored_schedule(store, issue.id)
     if stored is not None:
@@ -97,21 +94,12 @@ def attach(
         return Schedule(stored.send_at, stored.batch_id)
     if send_at is None:
         return None
-    with store.engine.connect() as conn:
-        started = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(deliveries)
-            .where(
-                deliveries.c.issue_id == issue.id,
-                deliveries.c.status != str(DeliveryStatus.PENDING),
-            )
-        ).scalar_one()
-    if started:
+    if store.deliveries_started(issue.id):
         raise SendError(
             f"issue {issue.label} was already sent to some subscribers without --send-at",
             "run 'digest send' without --send-at to finish it",
         )
-    batch_id = sender.create_batch()
+    batch_id = create_batch(client)
     _save(store, issue.id, StoredSchedule(int(send_at.timestamp()), batch_id))
     return Schedule(int(send_at.timestamp()), batch_id)
 
@@ -136,41 +124,54 @@ class CancelReport:
 
 def cancel(store: Store, settings: Settings, name: str) -> CancelReport:
     """Cancel the scheduled send of the issue labelled (or numbered) `name`."""
-    with store.engine.connect() as conn:
-        query = sa.select(issues.c.id, issues.c.label).where(
-            issues.c.label == name if not name.isdigit() else issues.c.number == int(name)
-        )
-        row = conn.execute(query).first()
+    row = store.issue_named(name)
     if row is None:
         raise SendError(f"no issue {name!r} was sent", "run 'digest status' to see the issues")
-    stored = stored_schedule(store, row.id)
+    issue_id, label = row
+    stored = stored_schedule(store, issue_id)
     if stored is None:
         raise SendError(
-            f"issue {row.label} was not scheduled (it went out at once, or not yet)",
+            f"issue {label} was not scheduled (it went out at once, or not yet)",
             "only sends made with 'digest send --send-at TIME' can be cancelled",
         )
     when = datetime.fromtimestamp(stored.send_at, settings.tz)
     if not stored.cancelled:
-        SendGridSender(settings).cancel(stored.batch_id)
+        cancel_batch(Client(settings), stored.batch_id)
         stored.cancelled = True
-        _save(store, row.id, stored)
-    with store.begin() as conn:
-        result = conn.execute(
-            deliveries.update()
-            .where(
-                deliveries.c.issue_id == row.id,
-                deliveries.c.status.in_(
-                    [
-                        str(DeliveryStatus.SENT),
-                        str(DeliveryStatus.UNKNOWN),
-                        str(DeliveryStatus.PENDING),
-                    ]
-                ),
-            )
-            .values(
-                status=str(DeliveryStatus.FAILED),
-                updated_at=utcnow(),
-                error="cancelled: the scheduled send was cancelled with 'digest cancel'",
-            )
-        )
-    return CancelReport(row.label, stored.batch_id, when, int(result.rowcount or 0))
+        _save(store, issue_id, stored)
+    cancelled = store.cancel_deliveries(
+        issue_id, "cancelled: the scheduled send was cancelled with 'digest cancel'"
+    )
+    return CancelReport(label, stored.batch_id, when, cancelled)
+
+
+def create_batch(client: Client) -> str:
+    """A new batch id (POST /v3/mail/batch) to schedule, and later cancel, a send."""
+    client.check_config()
+    answer = _retried(client, "mail/batch", b"", "create a batch id")
+    try:
+        return str(json.loads(answer.body)["batch_id"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise SendError(f"{client.where} answered mail/batch without a batch_id", HOST_HINT) from e
+
+
+def cancel_batch(client: Client, batch_id: str) -> None:
+    """Cancel every scheduled send of `batch_id` (POST /v3/user/scheduled_sends)."""
+    client.check_config()
+    body = json.dumps({"batch_id": batch_id, "status": "cancel"}).encode("ascii")
+    _retried(client, "user/scheduled_sends", body, "cancel the scheduled send")
+
+
+def _retried(client: Client, path: str, body: bytes, what: str) -> Answer:
+    """A request that is safe to repeat, with the client's retries; SendError unless 2xx."""
+    try:
+        answer = client.call("POST", path, body)
+    except (NotSent, NoAnswer) as e:
+        raise SendError(f"{client.where} could not {what}: {e}", HOST_HINT) from None
+    if 200 <= answer.status < 300:
+        return answer
+    problem = f"HTTP {answer.status}: {client.scrub(api_error(answer.body))}"
+    raise SendError(
+        f"{client.where} could not {what}: {problem}",
+        KEY_HINT if answer.status in (401, 403) else HOST_HINT,
+    )

@@ -1,0 +1,129 @@
+"""The send lease of one run: taken before the issue is frozen, kept alive by a heartbeat.
+
+One run per issue and list at a time. A second run is told who holds the send and since
+when, and stops (or, with `--wait`, waits its turn). A holder that stops beating (killed,
+its machine gone) loses the lease when it expires; on the same host a holder whose process
+is gone loses it at once. Only a lost holder's `sending` rows become `unknown`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+
+from digest.errors import SendError
+from digest.store import Lease, Store
+
+
+class LeaseHeld(SendError):
+    """Another live run holds the send of this issue to this list."""
+
+
+class LeaseLost(SendError):
+    """This run's lease lapsed or was taken over: it must not send another batch."""
+
+
+def process_gone(lease: Lease) -> bool:
+    """Whether `lease`'s holder is a process of this host that no longer runs."""
+    if lease.host != socket.gethostname() or lease.pid == os.getpid():
+        return False
+    try:
+        os.kill(lease.pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, owned by someone else
+        return False
+    return False
+
+
+class SendLease:
+    """This run's hold on sending `label` to `list_name`: a context manager."""
+
+    def __init__(self, store: Store, label: str, list_name: str, seconds: float) -> None:
+        self.store, self.label, self.list_name, self.seconds = store, label, list_name, seconds
+        self.lease_id = uuid.uuid4().hex
+        self.lost = threading.Event()
+        self.took_over: Lease | None = None  # a dead holder's lease this run replaced
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def acquire(
+        self, *, wait: bool = False, waiting: Callable[[Lease], None] | None = None
+    ) -> None:
+        """Take the lease; LeaseHeld if a live run has it (or wait for it, with `wait`)."""
+        told = False
+        while True:
+            mine, held = self.store.take_lease(
+                self.label,
+                self.list_name,
+                self.lease_id,
+                socket.gethostname(),
+                os.getpid(),
+                self.seconds,
+                dead=process_gone,
+            )
+            if mine is not None:
+                self.took_over = held
+                break
+            assert held is not None
+            if not wait:
+                raise LeaseHeld(
+                    f"issue {self.label} is being sent to list {self.list_name} by "
+                    f"{held.holder} since {held.acquired_at:%Y-%m-%d %H:%M:%S} UTC (last "
+                    f"heartbeat {held.heartbeat_at:%H:%M:%S} UTC)",
+                    "let that run finish ('digest status' shows its progress), or pass --wait "
+                    "to start when it has; a run that died lets go within [delivery] "
+                    f"lease_seconds ({self.seconds:g} s)",
+                )
+            if not told and waiting is not None:
+                waiting(held)
+                told = True
+            self._stop.wait(min(1.0, self.seconds / 4))
+        self._beat = threading.Thread(target=self._heartbeat, name="digest-lease", daemon=True)
+        self._beat.start()
+
+    def check(self) -> None:
+        """LeaseLost once the lease is no longer ours: send no further batch."""
+        if self.lost.is_set():
+            raise LeaseLost(
+                f"this run lost its lease on sending issue {self.label} to list "
+                f"{self.list_name} (no heartbeat for {self.seconds:g} s, or another run took "
+                "it over); it stopped before its next batch",
+                "run 'digest status', then 'digest send' again to finish what is left",
+            )
+
+    def release(self) -> None:
+        """Stop the heartbeat and give the lease back."""
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+        if not self.lost.is_set():
+            self.store.release_lease(self.label, self.list_name, self.lease_id)
+
+    def _heartbeat(self) -> None:
+        interval = self.seconds / 3
+        while not self._stop.wait(interval):
+            try:
+                kept = self.store.renew_lease(
+                    self.label, self.list_name, self.lease_id, self.seconds
+                )
+            except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
+                continue
+            if not kept:
+                self.lost.set()
+                return
+
+    def __enter__(self) -> SendLease:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,294 @@
+"""The send's hot path in SQL: pages of recipients, claims and outcomes of batches.
+
+Plain SQL that SQLite and PostgreSQL both read, on the driver's own connection: at a million
+rows the ledger's per-batch statements are the hot path, and SQLAlchemy's handling of a
+statement (and of each row) cost more than the database's own work. Only the placeholder
+differs between the drivers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+from digest.errors import StoreError
+from digest.models import DeliveryStatus
+from digest.store.base import StoreBase
+from digest.store.ledger import FAULT_RECIPIENT
+from digest.store.rows import utcnow
+from digest.store.schema import deliveries
+
+T = TypeVar("T")
+_CHUNK = 1000  # ids per IN (…) clause
+
+# One recipient as a page is read: id, email, name, custom fields (JSON text).
+Recipient = tuple[int, str, str, str]
+
+
+class Settled(Protocol):
+    """What became of one claimed delivery (the delivery package's Outcome)."""
+
+    @property
+    def subscriber_id(self) -> int: ...
+    @property
+    def status(self) -> DeliveryStatus: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def fault(self) -> str | None: ...
+
+
+# `m.subscriber_id > …` says again what `s.id > …` and the join imply: PostgreSQL does not
+# carry an inequality across a join, and without it reads the list's memberships from the
+# start on every page (a million-member list: a thousand pages, each slower than the last).
+_PAGE = (
+    "SELECT s.id, s.email, s.name, s.fields FROM subscribers s "
+    "JOIN memberships m ON m.subscriber_id = s.id AND m.list_name = {p} "
+    "LEFT JOIN deliveries d ON d.subscriber_id = s.id AND d.issue_id = {p} "
+    "WHERE s.status = 'active' AND s.id > {p} AND m.subscriber_id > {p} "
+    "AND (d.status IS NULL OR d.status IN ({states})) "
+    "ORDER BY s.id LIMIT {p}"
+)
+# A claim looks again at the list and the subscriber: someone who left after their page was
+# read (pages are read ahead) is not claimed, and stays as they were, not sent to.
+_CLAIM = (
+    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = {p}, "
+    "lease_id = {p} "
+    "WHERE issue_id = {p} AND status IN ({states}) AND subscriber_id IN ({ids}) "
+    "AND EXISTS (SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id "
+    "WHERE m.subscriber_id = deliveries.subscriber_id AND m.list_name = deliveries.list_name "
+    "AND s.status = 'active') "
+    "RETURNING subscriber_id"
+)
+_ONE_ROW = "SELECT json_group_array(json_array(id, email, name, fields)) FROM ({page})"
+_RECORD = (
+    "UPDATE deliveries SET status = {p}, message_id = {p}, error = {p}, fault = {p}, "
+    "updated_at = {p} "
+    "WHERE issue_id = {p} AND status = 'sending' AND subscriber_id IN ({ids})"
+)
+# SQLite takes one writer at a time and makes the others poll (sleeping up to 100 ms between
+# tries); workers of one run queue on this lock instead. Other processes still poll.
+_SQLITE_WRITES: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITES_LOCK = threading.Lock()
+
+
+LOCKED_HINT = (
+    "another process is writing to the database (another digest command, a backup, a "
+    "database browser); let it finish, then run 'digest send' again: it goes on where this "
+    "run stopped"
+)
+
+
+@contextmanager
+def database_errors(engine: Any) -> Iterator[None]:
+    """The driver's own errors (on the raw connections of the hot path) as StoreError: one
+    line, not a traceback. A locked SQLite database has waited its busy timeout first."""
+    try:
+        yield
+    except engine.dialect.dbapi.Error as e:
+        text = " ".join(str(e).split()) or type(e).__name__
+        if "locked" in text or "busy" in text:
+            raise StoreError(f"the database is locked: {text}", LOCKED_HINT) from e
+        raise StoreError(
+            f"database error: {text}",
+            "check that the database (--db / DIGEST_DATABASE_URL) is reachable, then run "
+            "'digest send' again",
+        ) from e
+
+
+class Driver:
+    """The ledger's statements on the DBAPI connections of `store`'s pool."""
+
+    def __init__(self, store: StoreBase) -> None:
+        self.engine = store.engine
+        dialect = self.engine.dialect
+        self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.sqlite = dialect.name == "sqlite"
+        self._stamp: Callable[[datetime], Any] | None = None
+        self.write_lock: threading.Lock | None = None
+        if self.sqlite:  # SQLAlchemy keeps SQLite datetimes as text: store them the same way
+            kind = deliveries.c.updated_at.type.dialect_impl(dialect)
+            self._stamp = kind.bind_processor(dialect)
+            with _SQLITE_WRITES_LOCK:
+                self.write_lock = _SQLITE_WRITES.setdefault(self.engine, threading.Lock())
+
+    def now(self) -> Any:
+        """Now, as the driver should get it for a DateTime column."""
+        now = utcnow()
+        return self._stamp(now) if self._stamp is not None else now
+
+    def read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """The rows of one query."""
+        with database_errors(self.engine):
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(sql, params)
+                    return list(cursor.fetchall())
+                finally:
+                    cursor.close()
+            finally:
+                raw.close()  # back to the pool, which ends the read transaction
+
+    def write(self, work: Callable[[Any], T]) -> T:
+        """`work(cursor)` in one transaction, committed before this returns."""
+        with database_errors(self.engine):
+            return self._write(work)
+
+    def _write(self, work: Callable[[Any], T]) -> T:
+        lock = self.write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                try:
+                    result = work(cursor)
+                finally:
+                    cursor.close()
+                raw.commit()
+                return result
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                raw.close()
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+class _Partly(Exception):
+    """A claim took fewer rows than it was given (see `claim`)."""
+
+
+def _states(statuses: Sequence[DeliveryStatus]) -> str:
+    return ", ".join(f"'{DeliveryStatus(s).value}'" for s in statuses) or "NULL"
+
+
+def next_page(
+    store: StoreBase,
+    issue_id: int,
+    list_name: str,
+    after_id: int,
+    size: int,
+    statuses: Sequence[DeliveryStatus],
+    driver: Driver | None = None,
+) -> list[Recipient]:
+    """The next `size` active members of the list, by id, still to be sent `issue_id`.
+
+    "Still to be sent" is: no delivery row yet, or one in `statuses`; so a dry run over an
+    issue never sent sees everyone, without writing a row. Rows, not Subscribers: at a
+    million recipients the objects cost more than the query (see `subscriber`).
+    """
+    driver = driver or Driver(store)
+    sql = _PAGE.format(p=driver.mark, states=_states(statuses))
+    params = (list_name, issue_id, after_id, after_id, size)
+    if not driver.sqlite:
+        return driver.read(sql, params)
+    # SQLite's driver lets go of the GIL for each row it steps to, and with busy workers
+    # getting it back can take milliseconds: the page comes as one row of JSON instead.
+    [(page,)] = driver.read(_ONE_ROW.format(page=sql), params)
+    rows: list[Recipient] = [tuple(row) for row in json.loads(page)]
+    rows.sort()  # SQLite aggregates in the subquery's order, but does not promise it
+    return rows
+
+
+def claim(
+    store: StoreBase,
+    issue_id: int,
+    ids: Sequence[int],
+    statuses: Sequence[DeliveryStatus],
+    driver: Driver | None = None,
+    lease_id: str | None = None,
+) -> set[int]:
+    """Move these deliveries from `statuses` to `sending` under `lease_id`, committed; the ids
+    really moved."""
+    driver = driver or Driver(store)
+    mark, now, states = driver.mark, driver.now(), _states(statuses)
+
+    def every(cursor: Any) -> set[int]:
+        # The usual case, one step: everyone was still waiting. RETURNING costs a step (and
+        # on SQLite a GIL hand-over) per row, so it is only asked for when someone was not.
+        for chunk in _chunks(ids):
+            sql = _CLAIM.format(p=mark, states=states, ids=", ".join([mark] * len(chunk)))
+            cursor.execute(sql.partition(" RETURNING ")[0], (now, lease_id, issue_id, *chunk))
+            if cursor.rowcount != len(chunk):
+                raise _Partly  # rolled back: nothing of it was claimed
+        return set(ids)
+
+    def some(cursor: Any) -> set[int]:
+        taken: set[int] = set()
+        for chunk in _chunks(ids):
+            sql = _CLAIM.format(p=mark, states=states, ids=", ".join([mark] * len(chunk)))
+            cursor.execute(sql, (now, lease_id, issue_id, *chunk))
+            taken.update(row[0] for row in cursor.fetchall())
+        return taken
+
+    try:
+        return driver.write(every)
+    except _Partly:
+        return driver.write(some)
+
+
+def record(
+    store: StoreBase, issue_id: int, outcomes: Iterable[Settled], driver: Driver | None = None
+) -> None:
+    """Write a batch's outcomes over its `sending` rows, committed before this returns.
+
+    A failure keeps whose fault it was: the sender's when the outcome says so, else the
+    recipient's.
+    """
+    driver = driver or Driver(store)
+    Key = tuple[DeliveryStatus, str | None, str | None, str | None]
+    groups: dict[Key, list[int]] = {}
+    for o in outcomes:
+        fault = (o.fault or FAULT_RECIPIENT) if o.status == DeliveryStatus.FAILED else None
+        groups.setdefault((o.status, o.message_id, o.error, fault), []).append(o.subscriber_id)
+    mark, now = driver.mark, driver.now()
+
+    def write(cursor: Any) -> None:
+        for (status, message_id, error, fault), ids in groups.items():
+            for chunk in _chunks(ids):
+                cursor.execute(
+                    _RECORD.format(p=mark, ids=", ".join([mark] * len(chunk))),
+                    (DeliveryStatus(status).value, message_id, error, fault, now, issue_id)
+                    + tuple(chunk),
+                )
+
+    driver.write(write)
+
+
+def settle(
+    store: StoreBase,
+    issue_id: int,
+    ids: Sequence[int],
+    status: DeliveryStatus,
+    error: str | None = None,
+    driver: Driver | None = None,
+    fault: str | None = None,
+) -> None:
+    """Put a whole claimed batch in one state."""
+    record(store, issue_id, [_Settle(i, status, None, error, fault) for i in ids], driver)
+
+
+class _Settle(NamedTuple):
+    subscriber_id: int
+    status: DeliveryStatus
+    message_id: str | None
+    error: str | None
+    fault: str | None
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
