@@ -420,15 +420,22 @@ def subscribers() -> None:
 @subscribers.command("import")
 @click.argument("csv_file", metavar="CSV", type=click.Path(path_type=Path))
 @click.option("--list", "list_name", help="Add every row to this list too.")
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="The file's encoding if it has no byte-order mark, e.g. cp1252 (Excel on Windows).",
+)
 @click.pass_obj
-def subscribers_import(app: App, csv_file: Path, list_name: str | None) -> None:
+def subscribers_import(app: App, csv_file: Path, list_name: str | None, encoding: str) -> None:
     """Import subscribers from a CSV file (columns: email, name, lists, status, …).
 
-    Bad rows are reported with their line number; the good rows are imported.
+    Bad rows are reported with their line number; the good rows are imported. UTF-8 unless
+    --encoding says otherwise (UTF-16 with a byte-order mark is read as such).
 
-    Example: digest subscribers import people.csv --list main
+    Example: digest subscribers import people.csv --list main --encoding cp1252
     """
-    report = import_csv(app.store, csv_file, app.settings.list, list_name)
+    report = import_csv(app.store, csv_file, app.settings.list, list_name, encoding)
     click.echo(report.line())
     for failure in report.failures:
         click.echo(f"{csv_file}:{failure.line}: {failure.reason}")
