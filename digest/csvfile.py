@@ -9,7 +9,6 @@ import codecs
 import csv
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -68,13 +67,8 @@ def _mark(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error("digest-mark", _mark)
 
 
-@dataclass
-class Row:
-    """One CSV row: the line it starts on, its cells, and what is wrong with it, if anything."""
-
-    line: int
-    cells: list[str]
-    problem: str | None = None
+# One CSV row: the line it starts on, its cells, and what is wrong with it (None if nothing).
+Row = tuple[int, list[str], str | None]
 
 
 class _Lines:
@@ -99,6 +93,7 @@ class _Lines:
         self.number = 0  # lines handed out
         self.row_chars = 0  # characters handed out since the row began
         self.bad: list[int] = []  # lines that held bytes the encoding could not read
+        self.dirty = False  # whether the lines in `ready` may hold such bytes
 
     def __iter__(self) -> _Lines:
         return self
@@ -113,7 +108,7 @@ class _Lines:
         self.row_chars += len(line)
         if self.row_chars > MAX_ROW_CHARS:
             raise RowTooLong
-        if _ESCAPED.search(line):
+        if self.dirty and _ESCAPED.search(line):
             self.bad.append(self.number)
         return line
 
@@ -129,14 +124,17 @@ class _Lines:
         data = self.handle.read(READ_SIZE)
         text = self.pending + self.decoder.decode(data, final=not data)
         self.eof = not data
-        ends = list(_LINE_END.finditer(text))
-        start, lines = 0, []
-        for end in ends:
-            if end.group() == "\r" and end.end() == len(text) and not self.eof:
-                break  # maybe the CR of a CRLF whose LF comes in the next chunk
-            lines.append(text[start : end.end()])
-            start = end.end()
-        self.pending = text[start:]
+        if "\r" not in text or text.count("\r") == text.count("\r\n"):
+            *whole, self.pending = text.split("\n")  # the usual file: a split in C
+            lines = [line + "\n" for line in whole]
+        else:  # lone CRs end lines too (classic Mac files)
+            start, lines = 0, []
+            for end in _LINE_END.finditer(text):
+                if end.group() == "\r" and end.end() == len(text) and not self.eof:
+                    break  # maybe the CR of a CRLF whose LF comes in the next chunk
+                lines.append(text[start : end.end()])
+                start = end.end()
+            self.pending = text[start:]
         if self.eof and self.pending:
             lines.append(self.pending)
             self.pending = ""
@@ -147,6 +145,7 @@ class _Lines:
             self.pending = ""
             self._skip_line()
         self.ready = lines[::-1]
+        self.dirty = _ESCAPED.search(text) is not None  # one search a chunk, not one a line
 
     def _skip_line(self) -> None:
         """Read on to the end of the current line, keeping none of it (a 1 GB line costs a
@@ -177,7 +176,7 @@ def read_rows(
     lines = _Lines(handle, encoding)
     first = lines.first_line(header_limit)
     if first is None:
-        yield Row(1, [], f"no header line in the first {header_limit:,} characters")
+        yield 1, [], f"no header line in the first {header_limit:,} characters"
         return
     delimiter = guess_delimiter(first)
     while True:
@@ -187,19 +186,20 @@ def read_rows(
         try:
             for cells in reader:
                 last = lines.number
-                problem = None
                 if lines.bad and lines.bad[0] <= last:
-                    problem = _undecodable(lines.encoding)
                     lines.bad = [n for n in lines.bad if n > last]
-                yield Row(start, cells, problem)
-                start, lines.row_chars = last + 1, 0
+                    yield start, cells, _undecodable(lines.encoding)
+                else:
+                    yield start, cells, None
+                start = last + 1
+                lines.row_chars = 0
             return
         except RowTooLong:
             lines.bad = []
-            yield Row(start, [], f"a row over {MAX_ROW_CHARS:,} characters; it was skipped")
+            yield start, [], f"a row over {MAX_ROW_CHARS:,} characters; it was skipped"
         except csv.Error as e:
             lines.bad = []
-            yield Row(start, [], f"{e} (check the quoting); the row was skipped")
+            yield start, [], f"{e} (check the quoting); the row was skipped"
         # Read on with a fresh reader from the next line: the broken row's state goes.
 
 

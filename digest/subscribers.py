@@ -168,19 +168,18 @@ def _rows(
         ) from e
     with handle:
         rows = read_rows(handle, encoding, header_limit=MAX_HEADER)
-        first = next(rows, None)
-        if first is None or first.problem:
-            if first is not None and first.problem and first.problem.startswith("no header"):
+        _, first, problem = next(rows, (1, [], "the file is empty"))
+        if problem:
+            if problem.startswith("no header"):
                 raise SubscriberError(
-                    f"{path}:1: {first.problem}: this is not a CSV file",
+                    f"{path}:1: {problem}: this is not a CSV file",
                     "pass a CSV file with a header row",
                 )
             raise SubscriberError(
-                f"{path}:1: the header row cannot be read: "
-                f"{first.problem if first else 'the file is empty'}",
+                f"{path}:1: the header row cannot be read: {problem}",
                 "add a header row with at least: email,name,lists,status",
             )
-        names = (restore(cell.strip()).lower() for cell in first.cells)
+        names = (restore(cell.strip()).lower() for cell in first)
         header = [HEADER_ALIASES.get(name, name) for name in names]
         if "email" not in header:
             raise SubscriberError(
@@ -189,11 +188,12 @@ def _rows(
                 "(or Mailchimp's Email Address, First Name, Last Name)",
             )
         columns = _Columns.of(header)
-        for row in rows:
-            if row.problem:
-                report.failures.append(RowFailure(row.line, row.problem))
-            elif any(row.cells):
-                yield row.line, columns, row.cells
+        failures = report.failures
+        for line, cells, problem in rows:
+            if problem:
+                failures.append(RowFailure(line, problem))
+            elif any(cells):
+                yield line, columns, cells
 
 
 def import_csv(
