@@ -77,13 +77,34 @@ class DigestGroup(click.Group):
             if _debug(ctx):
                 raise
             raise UserError(e.message, e.hint) from e
-        except sa.exc.SQLAlchemyError as e:
-            if _debug(ctx):
+        except Exception as e:
+            if _debug(ctx) or not _is_database_error(e):
                 raise
-            raise UserError(
-                f"database error: {getattr(e, 'orig', None) or e}".splitlines()[0],
-                "check the database URL (--db / DIGEST_DATABASE_URL) and that it is reachable",
-            ) from e
+            raise _database_error(e) from e
+
+
+def _is_database_error(error: Exception) -> bool:
+    """An error of SQLAlchemy or of a database driver (raised by a driver's own cursor)."""
+    drivers = tuple(
+        module.Error
+        for module in (sys.modules.get(name) for name in ("sqlite3", "psycopg"))
+        if module
+    )
+    return isinstance(error, (sa.exc.SQLAlchemyError, *drivers))
+
+
+def _database_error(error: Exception) -> UserError:
+    text = " ".join(str(getattr(error, "orig", None) or error).split())
+    if "readonly database" in text or "read-only transaction" in text:
+        return UserError(
+            f"the database is read-only: {text}",
+            "make digest.db and its folder writable (or connect as a user who may write), "
+            "or choose another database with --db / DIGEST_DATABASE_URL",
+        )
+    return UserError(
+        f"database error: {text}",
+        "check the database URL (--db / DIGEST_DATABASE_URL) and that it is reachable",
+    )
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -103,6 +124,13 @@ class UserError(click.ClickException):
         click.echo(f"Error: {self.format_message()}", file=out)
         if self.hint:
             click.echo(f"Hint: {self.hint}", file=out)
+
+
+def _unwritable(path: Path, error: OSError) -> UserError:
+    return UserError(
+        f"cannot write {path}: {error.strerror or error}",
+        "create the folder first, or pass a path in an existing folder",
+    )
 
 
 def window_options(func: F) -> F:
@@ -380,7 +408,10 @@ def preview(
     if out is None:
         click.echo(body, nl=False)
         return
-    out.write_bytes(body.encode("utf-8"))  # the very bytes of the decoded MIME part
+    try:
+        out.write_bytes(body.encode("utf-8"))  # the very bytes of the decoded MIME part
+    except OSError as e:
+        raise _unwritable(out, e) from e
     click.echo(f"wrote {out} ({len(body.encode('utf-8'))} bytes): {result.subject}")
 
 
@@ -818,7 +849,11 @@ def subscribers_export(app: App, csv_file: Path | None, list_name: str | None) -
     if csv_file is None:
         export_csv(app.store, sys.stdout, list_name)
         return
-    with csv_file.open("w", encoding="utf-8", newline="") as out:
+    try:
+        out = csv_file.open("w", encoding="utf-8", newline="")
+    except OSError as e:
+        raise _unwritable(csv_file, e) from e
+    with out:
         count = export_csv(app.store, out, list_name)
     click.echo(f"wrote {count} subscribers to {csv_file}")
 

@@ -95,7 +95,7 @@ def _safe_url(url: str) -> str:
     """The URL with any password hidden."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         return "(unparseable URL)"
 
 
@@ -107,7 +107,14 @@ def _engine(url: str) -> Engine:
     """An engine for `url`, its driver and URL checked."""
     try:
         engine = sa.create_engine(url)
-    except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError) as e:
+    except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError, ValueError) as e:
+        # ValueError: a port that is no number ("invalid literal for int() …: 'abc'").
+        if "int()" in str(e):
+            raise StoreError(
+                f"cannot use database URL {_safe_url(url)}: the port is not a number",
+                "write the port in --db (or DIGEST_DATABASE_URL) as a number from 1 to 65535, "
+                "e.g. postgresql+psycopg://user@host:5432/dbname",
+            ) from e
         raise StoreError(
             f"cannot use database URL {_safe_url(url)}: {e}",
             "pass --db (or DIGEST_DATABASE_URL) like sqlite:///digest.db or "
