@@ -295,3 +295,17 @@ def test_front_matter_is_bounded(tmp_path: Path) -> None:
     post.write_text("---\ntitle: Big\n" + "x: 1\n" * 20_000 + "---\nBody.\n", encoding="utf-8")
     [failure] = read_source(str(post)).failures
     assert "front matter is 100,012 characters, over the limit of 65,536" in failure.reason
+
+
+def test_a_url_http_cannot_send_fails_alone(site: tuple[str, ThreadingHTTPServer]) -> None:
+    base, _ = site
+    result = read_source(f"{base}/a b", allow_private=True)  # http.client refuses to send it
+    assert result.articles == []
+    assert "cannot fetch: URL can't contain control characters" in result.failures[0].reason
+
+
+def test_a_broken_ipv6_url_fails_alone(store: Store) -> None:
+    report = ingest(store, ["http://[::1/feed"])  # before: ValueError, the ingest died
+    assert [(f.source, f.reason) for f in report.failures] == [
+        ("http://[::1/feed", "not a valid URL (Invalid IPv6 URL); check the URL in your sources")
+    ]
