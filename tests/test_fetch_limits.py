@@ -5,6 +5,7 @@ refused addresses are refused before any connection, so nothing reaches the netw
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -19,6 +20,7 @@ from digest.sources import read_source
 from digest.sources.fetch import special_kind
 from digest.store import Store
 from digest.store.schema import article_origins, feed_state
+from tests.peers import self_signed_context
 from tests.test_sources import Handler, local_server
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -309,3 +311,38 @@ def test_a_broken_ipv6_url_fails_alone(store: Store) -> None:
     assert [(f.source, f.reason) for f in report.failures] == [
         ("http://[::1/feed", "not a valid URL (Invalid IPv6 URL); check the URL in your sources")
     ]
+
+
+# ---- https -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_site(site: tuple[str, ThreadingHTTPServer], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The site again, over TLS with a self-signed certificate for 127.0.0.1; its cert file."""
+    _, server = site
+    context = self_signed_context(tmp_path)
+    tls = ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    tls.daemon_threads = True
+    tls.socket = context.wrap_socket(tls.socket, server_side=True)
+    tls.paths = server.paths  # type: ignore[attr-defined]
+    tls.fan = 1  # type: ignore[attr-defined]
+    thread = threading.Thread(target=tls.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{tls.server_address[1]}", tmp_path / "cert.pem"
+    finally:
+        tls.shutdown()
+        tls.server_close()
+        thread.join()
+
+
+def test_https_checks_the_certificate_of_the_pinned_address(
+    tls_site: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, cert = tls_site
+    refused = read_source(f"{base}/feed", allow_private=True)
+    assert "TLS failed: CERTIFICATE_VERIFY_FAILED" in refused.failures[0].reason
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the certificate is trusted
+    trusted = read_source(f"{base}/feed", allow_private=True)
+    assert trusted.failures == [] and len(trusted.articles) == 3
+    assert "loopback" in read_source(f"{base}/feed").failures[0].reason
