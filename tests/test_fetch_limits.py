@@ -5,6 +5,7 @@ refused addresses are refused before any connection, so nothing reaches the netw
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -346,3 +347,27 @@ def test_https_checks_the_certificate_of_the_pinned_address(
     trusted = read_source(f"{base}/feed", allow_private=True)
     assert trusted.failures == [] and len(trusted.articles) == 3
     assert "loopback" in read_source(f"{base}/feed").failures[0].reason
+
+
+def test_the_name_is_resolved_once_and_the_checked_address_connected(
+    site: tuple[str, ThreadingHTTPServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: a name that answers an allowed address to the check, then a private
+    one to the connection. digest resolves once and connects to what it checked."""
+    base, server = site
+    port = int(base.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+    answers = iter(["127.0.0.1", "10.9.9.9", "10.9.9.9"])
+    asked: list[str] = []
+
+    def rebinding(host: str, *args: object, **kwargs: object) -> object:
+        if host != "rebind.test":
+            return real(host, *args, **kwargs)  # type: ignore[arg-type]
+        asked.append(host)
+        return real(next(answers), *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    result = read_source(f"http://rebind.test:{port}/feed", allow_private=frozenset({"127.0.0.1"}))
+    assert result.failures == [] and len(result.articles) == 3
+    assert asked == ["rebind.test"]
+    assert server.paths == ["/feed"]  # type: ignore[attr-defined]
