@@ -89,11 +89,16 @@ class DigestGroup(click.Group):
             problem = _database_problem(e)
             if problem is None or _debug(ctx):
                 raise
-            text = f"database error: {getattr(e, 'orig', None) or e}".splitlines()[0]
-            if "database is locked" in text:
+            if "database is locked" in problem:
                 from digest.store.sending import LOCKED_HINT
 
                 raise UserError("the database is locked: database is locked", LOCKED_HINT) from e
+            if "readonly database" in problem or "read-only transaction" in problem:
+                raise UserError(
+                    f"the database is read-only: {problem}",
+                    "make digest.db and its folder writable (or connect as a user who may "
+                    "write), or choose another database with --db / DIGEST_DATABASE_URL",
+                ) from e
             raise UserError(
                 f"database error: {problem}",
                 "check the database URL (--db / DIGEST_DATABASE_URL) and that it is reachable",
@@ -155,6 +160,13 @@ class UserError(click.ClickException):
         click.echo(f"Error: {self.format_message()}", file=out)
         if self.hint:
             click.echo(f"Hint: {self.hint}", file=out)
+
+
+def _unwritable(path: Path, error: OSError) -> UserError:
+    return UserError(
+        f"cannot write {path}: {error.strerror or error}",
+        "create the folder first, or pass a path in an existing folder",
+    )
 
 
 def window_options(func: F) -> F:
@@ -468,7 +480,10 @@ def preview(
     if out is None:
         click.echo(body, nl=False)
         return
-    out.write_bytes(body.encode("utf-8"))  # the very bytes of the decoded MIME part
+    try:
+        out.write_bytes(body.encode("utf-8"))  # the very bytes of the decoded MIME part
+    except OSError as e:
+        raise _unwritable(out, e) from e
     click.echo(f"wrote {out} ({len(body.encode('utf-8'))} bytes): {result.subject}")
 
 
@@ -510,17 +525,24 @@ def subscribers() -> None:
 @subscribers.command("import")
 @click.argument("csv_file", metavar="CSV", type=click.Path(path_type=Path))
 @click.option("--list", "list_name", help="Add every row to this list too.")
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="The file's encoding if it has no byte-order mark, e.g. cp1252 (Excel on Windows).",
+)
 @click.pass_obj
-def subscribers_import(app: App, csv_file: Path, list_name: str | None) -> None:
+def subscribers_import(app: App, csv_file: Path, list_name: str | None, encoding: str) -> None:
     """Import subscribers from a CSV file (columns: email, name, lists, status, …).
 
-    Bad rows are reported with their line number; the good rows are imported.
+    Bad rows are reported with their line number; the good rows are imported. UTF-8 unless
+    --encoding says otherwise (UTF-16 with a byte-order mark is read as such).
 
-    Example: digest subscribers import people.csv --list main
+    Example: digest subscribers import people.csv --list main --encoding cp1252
     """
     from digest.subscribers import import_csv
 
-    report = import_csv(app.store, csv_file, app.settings.list, list_name)
+    report = import_csv(app.store, csv_file, app.settings.list, list_name, encoding)
     click.echo(report.line())
     for failure in report.failures:
         click.echo(f"{csv_file}:{failure.line}: {failure.reason}")
@@ -981,7 +1003,11 @@ def subscribers_export(app: App, csv_file: Path | None, list_name: str | None) -
     if csv_file is None:
         export_csv(app.store, sys.stdout, list_name)
         return
-    with csv_file.open("w", encoding="utf-8", newline="") as out:
+    try:
+        out = csv_file.open("w", encoding="utf-8", newline="")
+    except OSError as e:
+        raise _unwritable(csv_file, e) from e
+    with out:
         count = export_csv(app.store, out, list_name)
     click.echo(f"wrote {count} subscribers to {csv_file}")
 

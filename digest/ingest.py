@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from digest.csvfile import guess_delimiter
 from digest.errors import DigestError
 from digest.identity import article_key, url_key
 from digest.models import Article
@@ -329,7 +330,9 @@ def import_metrics(store: Store, path: Path) -> tuple[int, list[SourceFailure]]:
         text = decode(path.read_bytes())
     except OSError as e:
         return 0, [SourceFailure(origin, f"cannot read the metrics file: {e.strerror or e}")]
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    text = text.lstrip("\ufeff")
+    delimiter = guess_delimiter(text[:4096].split("\n", 1)[0])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = next(reader, None)
     columns = _metric_columns(header or [])
     if "url" not in columns or len(columns) < 2:

@@ -15,6 +15,7 @@ import html
 import json
 import re
 import secrets
+import sys
 import threading
 import webbrowser
 from collections.abc import Callable
@@ -233,6 +234,15 @@ setInterval(async () => {{
 """
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A server that says nothing when a browser goes away mid-answer (a tab closed, a
+    reload): that is no error of the preview's."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class PreviewServer:
     """The preview web server on 127.0.0.1, in a thread of its own."""
 
@@ -240,7 +250,7 @@ class PreviewServer:
         self.source = source
         handler = _handler(source)
         try:
-            self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+            self.httpd = _QuietServer(("127.0.0.1", port), handler)
         except OSError as e:
             raise DigestError(
                 f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}",

@@ -7,8 +7,8 @@ Addresses are one subscriber per mailbox, compared case-insensitively (`email_ke
 
 from __future__ import annotations
 
+import codecs
 import csv
-import itertools
 import json
 import re
 import sys
@@ -19,6 +19,7 @@ from typing import TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.csvfile import neutralize, read_rows, restore
 from digest.errors import SubscriberError
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Chunk, Store, SubscriberRow, one_line
@@ -27,6 +28,11 @@ CORE_COLUMNS = ("email", "name", "lists", "status")
 LIST_SEPARATORS = (";", "|", ",")
 CHUNK = 5000  # rows per bulk write
 MAX_HEADER = 1 << 16  # characters: a longer first line means the file is no CSV
+MAX_LIST_NAME = 200  # characters the store keeps of a list's name (memberships.list_name)
+# Other programs' names for our columns (Mailchimp's export), as lowercased in the header.
+HEADER_ALIASES = {"email address": "email", "e-mail": "email", "e-mail address": "email"}
+# Columns whose values, joined, are the name when there is no name column (Mailchimp).
+NAME_PARTS = ("first name", "last name")
 _STATUSES = {s.value: s for s in SubscriberStatus}
 # A dot-atom local part in ASCII: what email-validator accepts unchanged (RFC 5322 atext).
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
@@ -112,6 +118,7 @@ class _Columns:
     lists: int | None
     status: int | None
     custom: list[tuple[str, int]]
+    name_parts: list[int] = field(default_factory=list)  # joined into the name, if no name
 
     @classmethod
     def of(cls, header: list[str]) -> _Columns:
@@ -123,70 +130,87 @@ class _Columns:
             place.get("lists"),
             place.get("status"),
             sorted(custom, key=lambda c: c[1]),
+            [] if "name" in place else [place[p] for p in NAME_PARTS if p in place],
         )
 
 
-def _rows(path: Path) -> Iterator[tuple[int, _Columns, list[str]]]:
-    """(line, columns, cells) of each non-empty row; SubscriberError if unreadable."""
+def _rows(
+    path: Path, encoding: str, report: ImportReport
+) -> Iterator[tuple[int, _Columns, list[str]]]:
+    """(line, columns, cells) of each non-empty row; a row that cannot be read is reported
+    in `report` and skipped; SubscriberError if the file or its header is unreadable."""
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        codecs.lookup(encoding)
+    except LookupError as e:
+        raise SubscriberError(
+            f"unknown encoding {encoding!r}",
+            "pass --encoding with a name Python knows: utf-8, utf-16, cp1252, latin-1, …",
+        ) from e
+    try:
+        handle = path.open("rb")
     except OSError as e:
         raise SubscriberError(
             f"{path}: cannot read: {e.strerror}", "pass the path of an existing CSV file"
         ) from e
     with handle:
-        reader = csv.reader(handle)
-        try:
-            # Spreadsheets in many locales save CSV with ';' (or tabs): the header says which.
-            first = handle.readline(MAX_HEADER)
-            if len(first) >= MAX_HEADER and not first.endswith("\n"):
+        rows = read_rows(handle, encoding, header_limit=MAX_HEADER)
+        _, first, problem = next(rows, (1, [], "the file is empty"))
+        if problem:
+            if problem.startswith("no header"):
                 raise SubscriberError(
-                    f"{path}:1: no header line in the first {MAX_HEADER:,} characters: "
-                    "this is not a CSV file",
+                    f"{path}:1: {problem}: this is not a CSV file",
                     "pass a CSV file with a header row",
                 )
-            delimiter = max((",", ";", "\t"), key=first.count)
-            reader = csv.reader(  # the header line again, then the rest: pipes cannot seek
-                itertools.chain([first], handle),
-                delimiter=delimiter if first.count(delimiter) else ",",
+            raise SubscriberError(
+                f"{path}:1: the header row cannot be read: {problem}",
+                "add a header row with at least: email,name,lists,status",
             )
-            header = [h.strip().lower() for h in next(reader, [])]
-            if "email" not in header:
-                raise SubscriberError(
-                    f"{path}:1: no 'email' column (found: {', '.join(header) or 'none'})",
-                    "add a header row with at least: email,name,lists,status",
-                )
-            columns = _Columns.of(header)
-            line = 2
-            for cells in reader:
-                if any(cells):
-                    yield line, columns, cells
-                line = reader.line_num + 1
-        except UnicodeDecodeError as e:
+        names = (restore(cell.strip()).lower() for cell in first)
+        header = [HEADER_ALIASES.get(name, name) for name in names]
+        if "email" not in header:
             raise SubscriberError(
-                f"{path}:{reader.line_num + 1}: not UTF-8 text", "save the file as UTF-8 CSV"
-            ) from e
-        except csv.Error as e:
-            raise SubscriberError(
-                f"{path}:{reader.line_num}: {e}", "fix the quoting on that line"
-            ) from e
+                f"{path}:1: no 'email' column (found: {', '.join(header) or 'none'})",
+                "add a header row with at least: email,name,lists,status "
+                "(or Mailchimp's Email Address, First Name, Last Name)",
+            )
+        columns = _Columns.of(header)
+        failures = report.failures
+        for line, cells, problem in rows:
+            if problem:
+                failures.append(RowFailure(line, problem))
+            elif any(cells):
+                yield line, columns, cells
 
 
 def import_csv(
-    store: Store, path: Path, default_list: str, extra_list: str | None = None
+    store: Store,
+    path: Path,
+    default_list: str,
+    extra_list: str | None = None,
+    encoding: str = "utf-8",
 ) -> ImportReport:
     """Import a subscribers CSV: good rows land, bad rows are reported with their line.
 
     Duplicates are merged (lists joined, the later name and custom fields win, a non-active
     status wins); a re-import never re-activates an unsubscribed, bounced or complained one.
+    The file is `encoding` unless it starts with a byte-order mark (UTF-8 or UTF-16); a row
+    with a byte the encoding cannot read fails alone. Cells `export_csv` neutralized as
+    formulas are read back as they were.
     """
+    for name, where in ((default_list, "[delivery] list"), (extra_list, "--list")):
+        if name is not None and len(name) > MAX_LIST_NAME:
+            raise SubscriberError(
+                f"{where}: the list name is {len(name)} characters, over the limit of "
+                f"{MAX_LIST_NAME}",
+                f"use a list name of at most {MAX_LIST_NAME} characters",
+            )
     report = ImportReport(path=str(path))
     seen: set[str] = set()
     chunk: Chunk = {}
     carried: set[str] = set()  # in this chunk, and written by an earlier one
     with store.subscriber_writer() as writer:
         parse: _Parse | None = None
-        for line, columns, cells in _rows(path):
+        for line, columns, cells in _rows(path, encoding, report):
             if parse is None:
                 parse = _parser(columns, default_list, extra_list, report)
             person = parse(line, cells)
@@ -229,11 +253,15 @@ def _parser(
         columns.status,
     )
     custom = columns.custom
+    name_parts = columns.name_parts
     failures = report.failures
     statuses = _STATUSES
 
     def cell(cells: list[str], index: int | None) -> str:
-        return cells[index].strip() if index is not None and index < len(cells) else ""
+        if index is None or index >= len(cells):
+            return ""
+        value = cells[index].strip()
+        return restore(value) if value[:1] == "'" else value
 
     def parse(line: int, cells: list[str]) -> SubscriberRow | None:
         width = len(cells)
@@ -244,7 +272,7 @@ def _parser(
             # As the store keeps text (no escapes); the address is left for the validator.
             cells = [c if i == email_at else one_line(c) for i, c in enumerate(cells)]
         try:
-            email = normalize_email(cells[email_at] if email_at < width else "")
+            email = normalize_email(cell(cells, email_at))
         except SubscriberError as e:
             failures.append(RowFailure(line, f"email: {e.message}"))
             return None
@@ -254,15 +282,28 @@ def _parser(
             failures.append(RowFailure(line, f"status: unknown {status!r} (use one of {choices})"))
             return None
         lists = _split_lists(cell(cells, lists_at)) or [default_list]
+        long = next((name for name in lists if len(name) > MAX_LIST_NAME), None)
+        if long is not None:
+            failures.append(
+                RowFailure(
+                    line,
+                    f"lists: the list name {long[:40]!r}… is {len(long)} characters, over the "
+                    f"limit of {MAX_LIST_NAME}",
+                )
+            )
+            return None
         if extra_list and extra_list not in lists:
             lists.append(extra_list)
         fields = {}
         for field_name, index in custom:
             if index < width:
-                value = cells[index].strip()
+                value = cell(cells, index)
                 if value:
                     fields[field_name] = value
-        return SubscriberRow(email, cell(cells, name_at), lists, status, fields)
+        name = cell(cells, name_at)
+        if name_parts:
+            name = " ".join(part for part in (cell(cells, i) for i in name_parts) if part)
+        return SubscriberRow(email, name, lists, status, fields)
 
     return parse
 
@@ -273,7 +314,8 @@ def _parser(
 def export_csv(store: Store, out: TextIO | None = None, list_name: str | None = None) -> int:
     """Write subscribers (of one list, or all) as CSV that `import_csv` reads back; the count.
 
-    Columns: email, name, lists (";"-separated), status, then every custom field.
+    Columns: email, name, lists (";"-separated), status, then every custom field. A cell a
+    spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading apostrophe.
     """
     out = out or sys.stdout
     extra: set[str] = set()
@@ -283,15 +325,15 @@ def export_csv(store: Store, out: TextIO | None = None, list_name: str | None = 
                 extra.update(json.loads(row.fields))
     columns = [*CORE_COLUMNS, *sorted(extra - set(CORE_COLUMNS))]
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow([neutralize(c) for c in columns])
     count = 0
     for page in store.subscriber_pages(list_name):
         lists = store.lists_of([row.id for row in page])
         for row in page:
             custom = json.loads(row.fields) if row.fields and row.fields != "{}" else {}
+            cells = [row.email, row.name, ";".join(lists.get(row.id, [])), row.status]
             writer.writerow(
-                [row.email, row.name, ";".join(lists.get(row.id, [])), row.status]
-                + [custom.get(c, "") for c in columns[4:]]
+                [neutralize(c) for c in cells + [custom.get(c, "") for c in columns[4:]]]
             )
             count += 1
     return count

@@ -5,6 +5,8 @@ refused addresses are refused before any connection, so nothing reaches the netw
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -19,6 +21,7 @@ from digest.sources import read_source
 from digest.sources.fetch import special_kind
 from digest.store import Store
 from digest.store.schema import article_origins, feed_state
+from tests.peers import self_signed_context
 from tests.test_sources import Handler, local_server
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -295,3 +298,76 @@ def test_front_matter_is_bounded(tmp_path: Path) -> None:
     post.write_text("---\ntitle: Big\n" + "x: 1\n" * 20_000 + "---\nBody.\n", encoding="utf-8")
     [failure] = read_source(str(post)).failures
     assert "front matter is 100,012 characters, over the limit of 65,536" in failure.reason
+
+
+def test_a_url_http_cannot_send_fails_alone(site: tuple[str, ThreadingHTTPServer]) -> None:
+    base, _ = site
+    result = read_source(f"{base}/a b", allow_private=True)  # http.client refuses to send it
+    assert result.articles == []
+    assert "cannot fetch: URL can't contain control characters" in result.failures[0].reason
+
+
+def test_a_broken_ipv6_url_fails_alone(store: Store) -> None:
+    report = ingest(store, ["http://[::1/feed"])  # before: ValueError, the ingest died
+    assert [(f.source, f.reason) for f in report.failures] == [
+        ("http://[::1/feed", "not a valid URL (Invalid IPv6 URL); check the URL in your sources")
+    ]
+
+
+# ---- https -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_site(site: tuple[str, ThreadingHTTPServer], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The site again, over TLS with a self-signed certificate for 127.0.0.1; its cert file."""
+    _, server = site
+    context = self_signed_context(tmp_path)
+    tls = ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    tls.daemon_threads = True
+    tls.socket = context.wrap_socket(tls.socket, server_side=True)
+    tls.paths = server.paths  # type: ignore[attr-defined]
+    tls.fan = 1  # type: ignore[attr-defined]
+    thread = threading.Thread(target=tls.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{tls.server_address[1]}", tmp_path / "cert.pem"
+    finally:
+        tls.shutdown()
+        tls.server_close()
+        thread.join()
+
+
+def test_https_checks_the_certificate_of_the_pinned_address(
+    tls_site: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, cert = tls_site
+    refused = read_source(f"{base}/feed", allow_private=True)
+    assert "TLS failed: CERTIFICATE_VERIFY_FAILED" in refused.failures[0].reason
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the certificate is trusted
+    trusted = read_source(f"{base}/feed", allow_private=True)
+    assert trusted.failures == [] and len(trusted.articles) == 3
+    assert "loopback" in read_source(f"{base}/feed").failures[0].reason
+
+
+def test_the_name_is_resolved_once_and_the_checked_address_connected(
+    site: tuple[str, ThreadingHTTPServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: a name that answers an allowed address to the check, then a private
+    one to the connection. digest resolves once and connects to what it checked."""
+    base, server = site
+    port = int(base.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+    answers = iter(["127.0.0.1", "10.9.9.9", "10.9.9.9"])
+    asked: list[str] = []
+
+    def rebinding(host: str, *args: object, **kwargs: object) -> object:
+        if host != "rebind.test":
+            return real(host, *args, **kwargs)  # type: ignore[arg-type]
+        asked.append(host)
+        return real(next(answers), *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    result = read_source(f"http://rebind.test:{port}/feed", allow_private=frozenset({"127.0.0.1"}))
+    assert result.failures == [] and len(result.articles) == 3
+    assert asked == ["rebind.test"]
+    assert server.paths == ["/feed"]  # type: ignore[attr-defined]

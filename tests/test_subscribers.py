@@ -240,17 +240,23 @@ def test_a_big_file_is_written_in_chunks_and_merges_across_them(
     assert store.count_active("main") == CHUNK + 49
 
 
-def test_a_file_that_breaks_after_chunks_were_written_stores_nothing(
+def test_a_row_the_csv_reader_refuses_fails_alone_after_chunks(
     store: Store, tmp_path: Path
 ) -> None:
-    add = csv_file(tmp_path, "email\nkept@example.com\n", "first.csv")
-    import_csv(store, add, "main")
     rows = "".join(f"r{n}@example.com,R {n}\n" for n in range(2 * CHUNK + 10))
-    huge = "x" * 200_000  # over the csv module's field limit: the file cannot be read on
-    broken = csv_file(tmp_path, "email,name\n" + rows + f'x@example.com,"{huge}"\n')
-    with pytest.raises(SubscriberError, match=rf"people.csv:{2 * CHUNK + 12}: "):
-        import_csv(store, broken, "main")
-    assert [p.email for p in store.subscribers()] == ["kept@example.com"]  # all or nothing
+    huge = "x" * 200_000  # over the csv module's field limit
+    broken = csv_file(
+        tmp_path, "email,name\n" + rows + f'x@example.com,"{huge}"\nlast@example.com,Last\n'
+    )
+    report = import_csv(store, broken, "main")  # before: the whole import stopped
+    assert [(f.line, f.reason) for f in report.failures] == [
+        (
+            2 * CHUNK + 12,
+            "field larger than field limit (131072) (check the quoting); the row was skipped",
+        )
+    ]
+    assert report.added == 2 * CHUNK + 11
+    assert store.subscriber_by_email("last@example.com") is not None
 
 
 def test_a_nul_character_fails_its_row_alone(store: Store, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import yaml
 from frontmatter.default_handlers import YAMLHandler
 from markdown_it import MarkdownIt
 
+from digest.csvfile import guess_delimiter
 from digest.errors import SourceError
 from digest.identity import canonical_url
 from digest.models import Article
@@ -182,7 +183,8 @@ def parse_csv_export(
 ) -> SourceResult:
     """The articles of a CSV export, one per row; bad rows are reported with their line."""
     result = SourceResult()
-    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=_dialect(text))
+    header = text[:4096].split("\n", 1)[0]
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=guess_delimiter(header))
     try:
         for row in reader:
             where = f"{origin}:{reader.line_num}"
@@ -205,8 +207,8 @@ def parse_csv_export(
 def looks_like_csv(text: str, mapping: Mapping[str, str] | None = None) -> bool:
     """Whether the first line is a CSV header naming a title column and another field."""
     first = text.lstrip("\ufeff").split("\n", 1)[0].strip()
-    delimiter = next((d for d in (",", ";", "\t", "|") if d in first), None)
-    if delimiter is None:
+    delimiter = guess_delimiter(first)
+    if delimiter not in first:
         return False
     cells = {c.strip().strip('"').casefold() for c in first.split(delimiter)}
     titles = set(FIELD_NAMES["title"]) | {(mapping or {}).get("title", "").casefold()}
@@ -352,10 +354,3 @@ def _names(name: str, mapping: Mapping[str, str] | None) -> str:
     if mapping and name in mapping:
         return f"'{mapping[name]}' from [sources.mapping]"
     return ", ".join(FIELD_NAMES[name][:4])
-
-
-def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
-    try:
-        return csv.Sniffer().sniff(text[:4096].split("\n", 1)[0], delimiters=",;\t|")
-    except csv.Error:
-        return csv.excel

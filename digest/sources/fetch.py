@@ -100,7 +100,10 @@ def _get(
     via: str,
 ) -> Fetched | str:
     """One request: the document, or the address a redirect points to."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # "Invalid IPv6 URL"
+        raise SourceError(f"{via}not a valid URL ({e})", "check the URL in your sources") from e
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise SourceError(
@@ -165,7 +168,8 @@ def _get(
             etag=response.getheader("ETag"),
             last_modified=response.getheader("Last-Modified"),
         )
-    except (TimeoutError, OSError, http.client.HTTPException) as e:
+    except (TimeoutError, OSError, http.client.HTTPException, ValueError) as e:
+        # ValueError: http.client's InvalidURL (a space or control character in the path)
         if time.monotonic() >= deadline or isinstance(e, TimeoutError):
             raise _timed_out(timeout) from e
         if isinstance(e, ssl.SSLError):

@@ -177,6 +177,13 @@ def _engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError, ValueError) as e:
+        # ValueError: a port that is no number ("invalid literal for int() …: 'abc'").
+        if "int()" in str(e):
+            raise StoreError(
+                f"cannot use database URL {_safe_url(url)}: the port is not a number",
+                "write the port in --db (or DIGEST_DATABASE_URL) as a number from 1 to 65535, "
+                "e.g. postgresql+psycopg://user@host:5432/dbname",
+            ) from e
         raise StoreError(
             f"cannot use database URL {_safe_url(url)}: {_without_secrets(str(e), url)}",
             "pass --db (or DIGEST_DATABASE_URL) like sqlite:///digest.db or "
@@ -274,6 +281,12 @@ def _version_error(url: str, found: str) -> StoreError:
 
 def database_problem(error: BaseException) -> str | None:
     """The first line of what the database said, if `error` is a database error; else None."""
-    if not isinstance(error, sa.exc.SQLAlchemyError):
+    import sys
+
+    # A driver's own error too (raised by its cursor in a bulk path, not through SQLAlchemy).
+    drivers = tuple(
+        module.Error for module in (sys.modules.get(n) for n in ("sqlite3", "psycopg")) if module
+    )
+    if not isinstance(error, (sa.exc.SQLAlchemyError, *drivers)):
         return None
-    return f"{getattr(error, 'orig', None) or error}".splitlines()[0]
+    return " ".join(f"{getattr(error, 'orig', None) or error}".split())
