@@ -19,14 +19,7 @@ from digest.models import Subscriber, SubscriberStatus
 from digest.sendgrid_api import api_client, endpoint, scrub
 from digest.settings import Settings
 from digest.store import Store, id_by_email, memberships, optouts, subscribers, utcnow
-
-# A later status never undoes a graver one: a complaint outranks a bounce, which outranks leaving.
-RANK = {
-    SubscriberStatus.ACTIVE: 0,
-    SubscriberStatus.UNSUBSCRIBED: 1,
-    SubscriberStatus.BOUNCED: 2,
-    SubscriberStatus.COMPLAINED: 3,
-}
+from digest.store.event_store import RANK
 
 
 def insert_once(conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
+from digest.store.event_store import EventStore
 from digest.store.issue_store import IssueStore
 from digest.store.ledger import LedgerStore, StatusRow
 from digest.store.rows import content_hash, from_db, to_db, utcnow
@@ -28,7 +29,7 @@ from digest.store.schema import (
 from digest.store.subscriber_store import SubscriberStore, id_by_email
 
 
-class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore, ArchiveStore):
+class Store(ArticleStore, SubscriberStore, IssueStore, LedgerStore, ArchiveStore, EventStore):
     """All reads and writes of digest's tables."""
 
 
