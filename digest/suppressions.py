@@ -179,14 +179,6 @@ def find_id(conn: Connection, email: str) -> int | None:
     return id_by_email(conn, email)
 
 
-def known_lists(store: Store, settings: Settings) -> list[str]:
-    """Every list the newsletter has: the default one and any a subscriber is or was on."""
-    with store.engine.connect() as conn:
-        names = {r[0] for r in conn.execute(sa.select(memberships.c.list_name).distinct())}
-        names |= {r[0] for r in conn.execute(sa.select(optouts.c.list_name).distinct())}
-    return sorted(names | {settings.list})
-
-
 @dataclass
 class Preferences:
     """What the preferences page shows: the lists on offer and the subscriber's."""
@@ -202,17 +194,19 @@ class Preferences:
 
 
 def preferences(store: Store, settings: Settings, subscriber_id: int) -> Preferences:
-    """A subscriber's lists and the lists on offer."""
+    """A subscriber's lists and the lists on offer: theirs and the public ones (a private
+    list's name is never shown to anyone not on it)."""
     person = subscriber_by_id(store, subscriber_id)
     if person is None:
         raise SubscriberError("this subscriber no longer exists", "subscribe again")
-    return Preferences(person, known_lists(store, settings))
+    return Preferences(person, sorted(set(person.lists) | set(settings.public_lists)))
 
 
 def choose_lists(
     store: Store, settings: Settings, subscriber_id: int, chosen: Iterable[str], issue_id: int
 ) -> Preferences:
-    """Put the subscriber on exactly the chosen lists (of those on offer)."""
+    """Put the subscriber on exactly the chosen lists of those on offer: they can join public
+    lists, and stay on or leave their own; anything else asked for is ignored."""
     before = preferences(store, settings, subscriber_id)
     wanted = set(chosen) & set(before.offered)
     now = utcnow()

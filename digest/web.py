@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -40,7 +43,7 @@ from digest.events import (
     read_events,
 )
 from digest.models import Subscriber, SubscriberStatus
-from digest.settings import Settings
+from digest.settings import ListSettings, Settings
 from digest.store import Store
 from digest.suppressions import (
     OneClick,
@@ -71,6 +74,7 @@ SECURITY_HEADERS = [
 ]
 NO_STORE = (b"cache-control", b"no-store")
 MAX_FORM = 64 * 1024
+FORM_MAX_AGE = 2 * 24 * 3600  # seconds a preferences page's form stays good without an Origin
 log = logging.getLogger(__name__)
 
 
@@ -358,9 +362,17 @@ class Site:
         if found is None:
             return self.bad_link()
         claims, _ = found
+        token = str(request.path_params["token"])
         saved = request.method == "POST"
         if saved:
             form = parse_qs((await _read_limited(request, MAX_FORM)).decode("utf-8", "replace"))
+            if not self.same_site(request, token, form.get("form", [""])[-1]):
+                return self.error(
+                    403,
+                    "Request refused",
+                    "This form was sent from another site, so nothing was changed.",
+                    "Open the preferences link from your email and save the form there.",
+                )
             prefs = await self.write(
                 choose_lists,
                 self.store,
@@ -375,16 +387,57 @@ class Site:
             )
         person = prefs.subscriber
         active = person.status == SubscriberStatus.ACTIVE
+        offered = [
+            {
+                "name": name,
+                "title": self.settings.list_title(name),
+                "description": self.settings.lists.get(name, ListSettings()).description,
+            }
+            for name in prefs.offered
+        ]
         return self.page(
             "preferences.html.j2",
             email=person.email,
-            offered=prefs.offered,
+            offered=offered,
+            form_token=self.form_token(token),
             chosen=person.lists if active else [],
             saved=saved,
             blocked=prefs.blocked,
             status=str(person.status),
             action=request.url.path,
         )
+
+    def form_token(self, token: str, issued: int | None = None) -> str:
+        """The preferences form's proof that it came from our page (issued when, signed)."""
+        stamp = str(int(time.time()) if issued is None else issued)
+        payload = f"preferences-form\x1f{token}\x1f{stamp}".encode()
+        signature = hmac.new(self.secret.encode(), payload, hashlib.sha256).hexdigest()[:32]
+        return f"{stamp}.{signature}"
+
+    def same_site(self, request: Request, token: str, form_token: str) -> bool:
+        """Whether a preferences POST comes from our own page, not another site's.
+
+        The browser's Origin says so, else its Referer; our pages send no-referrer, under
+        which a browser posts `Origin: null` and no Referer, so then the form's signed token
+        must.
+        """
+        ours = self.origin(request)
+        origin = request.headers.get("origin", "")
+        if origin and origin != "null":
+            return _origin_of(origin) == ours
+        referer = request.headers.get("referer", "")
+        if referer:
+            return _origin_of(referer) == ours
+        stamp, _, _ = form_token.partition(".")
+        if not stamp.isdigit() or len(stamp) > 12 or time.time() - int(stamp) > FORM_MAX_AGE:
+            return False
+        return hmac.compare_digest(form_token, self.form_token(token, int(stamp)))
+
+    def origin(self, request: Request) -> str:
+        """This site's origin: base_url's, else the one the request was made to."""
+        if self.settings.base_url:
+            return _origin_of(self.settings.base_url)
+        return _origin_of(f"{request.url.scheme}://{request.headers.get('host', '')}")
 
     # ---- public pages --------------------------------------------------------------------
 
@@ -452,6 +505,20 @@ class Site:
             return apply_events(self.store, batch)
         with self.gate.hold(urgent=False):
             return apply_events(self.store, batch)
+
+
+def _origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL as a browser's Origin header gives it."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 class _HungUp(Exception):
