@@ -12,13 +12,24 @@ Two phases in the same run:
 Then it audits the database: every posted subscriber is off the list and unsubscribed, with
 exactly one opt-out row, and a second POST for a sample changes nothing.
 
+With --webhook, SendGrid's Event Webhook instead (signed batches of realistic events):
+- webhook: `--posters` connections post `--batch`-event batches back to back (closed loop),
+  `--events` in all; the figure is events stored per second;
+- burst: the same posting goes on while readers one-click unsubscribe, open loop at `--rate`
+  for `--seconds`; the figure is the unsubscribes' p99.
+Then it audits that every event was stored once and every reader unsubscribed.
+`--code DIR` serves another checkout's digest (a before/after in the same run).
+
 Usage: python -m bench.serve [--rate 1000] [--seconds 10] [--baseline-seconds 5] [--db URL]
+       python -m bench.serve --webhook [--events 100000] [--batch 1000] [--posters 4]
+                             [--rate 200] [--seconds 5] [--code DIR] [--db URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import socket
@@ -27,19 +38,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from digest.models import Subscriber, SubscriberStatus
-from digest.store import Store, memberships, metadata, optouts, subscribers
+from digest.store import Store, events, memberships, metadata, optouts, subscribers
 from digest.tokens import make_token
+from tests.peers_web import WebhookSigner
 
 HOST = "127.0.0.1"  # loopback only, always
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret"
 MAX_REQUESTS = 100_000
+MAX_EVENTS = 1_000_000
 ONE_CLICK = b"List-Unsubscribe=One-Click"
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -83,14 +99,43 @@ def run_load(
     port: int, name: str, requests: list[tuple[str, str, bytes | None]], rate: float, workers: int
 ) -> Phase:
     """Send `requests` open-loop at `rate` per second over `workers` keep-alive connections."""
-    try:  # the client shares the machine's two cores with the server: keep it cheap
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:
-        factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_load(port, name, requests, rate, workers))
+
+
+class Client:
+    """One keep-alive connection to the server, opened again after an error."""
+
+    def __init__(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.port, self.reader, self.writer = port, reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Client:
+        return cls(port, *await asyncio.open_connection(HOST, port))
+
+    async def ask(self, raw: bytes) -> tuple[int, bytes] | None:
+        """Send one request; its status and body, or None when the connection failed."""
+        try:
+            self.writer.write(raw)
+            return await read_answer(self.reader)
+        except (OSError, ValueError, asyncio.IncompleteReadError):
+            self.writer.close()
+            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+            return None
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer with a Content-Length: its status and body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
 
 
 async def _load(
@@ -107,26 +152,16 @@ async def _load(
         return (head + "\r\n").encode() + (body or b"")
 
     async def worker() -> None:
-        reader, writer = await asyncio.open_connection(HOST, port)
+        client = await Client.open(port)
         while (item := await due.get()) is not None:
             index, when = item
-            try:
-                writer.write(raw(*requests[index]))
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head.split(b" ", 2)[1])
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                await reader.readexactly(length)
-            except (OSError, ValueError, asyncio.IncompleteReadError):
+            answer = await client.ask(raw(*requests[index]))
+            if answer is None:
                 phase.errors += 1
-                writer.close()
-                reader, writer = await asyncio.open_connection(HOST, port)
                 continue
             phase.latencies.append(time.perf_counter() - when)
-            phase.statuses[status] = phase.statuses.get(status, 0) + 1
-        writer.close()
+            phase.statuses[answer[0]] = phase.statuses.get(answer[0], 0) + 1
+        client.close()
 
     tasks = [asyncio.create_task(worker()) for _ in range(workers)]
     for index in range(len(requests)):
@@ -140,6 +175,155 @@ async def _load(
     await asyncio.gather(*tasks)
     phase.seconds = time.perf_counter() - start
     return phase
+
+
+def signed_post(signer: WebhookSigner, body: bytes) -> bytes:
+    """The whole HTTP request posting `body` to the webhook, signed now."""
+    head = f"POST /webhooks/sendgrid HTTP/1.1\r\nHost: {HOST}\r\n" + "".join(
+        f"{name}: {value}\r\n"
+        for name, value in {**signer.headers(body), "Content-Length": str(len(body))}.items()
+    )
+    return (head + "\r\n").encode() + body
+
+
+KINDS = ["processed", "delivered", "delivered", "open", "open", "open", "click", "deferred"]
+
+
+def event_batches(
+    ids: list[int], total: int, size: int, tag: str, signer: WebhookSigner
+) -> list[bytes]:
+    """Signed webhook requests of `size` events each, `total` in all, as SendGrid posts them:
+    mostly processed/delivered/open/click, 1 in 200 a bounce, 1 in 500 an unsubscribe."""
+    now = int(time.time())
+    rng = random.Random(tag)
+    requests = []
+    for start in range(0, total, size):
+        batch = []
+        for n in range(start, min(total, start + size)):
+            sid = ids[rng.randrange(len(ids))]
+            kind = "bounce" if n % 200 == 199 else "unsubscribe" if n % 500 == 3 else KINDS[n % 8]
+            item = {
+                "email": f"reader{sid - ids[0]}@bench.example",
+                "timestamp": now,
+                "event": kind,
+                "sg_event_id": f"{tag}-{n}-{rng.getrandbits(64):016x}",
+                "sg_message_id": f"m{n}.filter0001.{rng.getrandbits(32)}",
+                "smtp-id": f"<m{n}@bench.example>",
+                "category": ["digest"],
+                "issue": "1",
+                "list": "main",
+                "subscriber": str(sid),
+            }
+            if kind == "open":
+                item |= {"useragent": "Mozilla/5.0 (Windows NT 10.0)", "ip": "192.0.2.7"}
+            if kind == "click":
+                item |= {"url": "https://example.com/story", "useragent": "Mozilla/5.0"}
+            if kind == "bounce":
+                item |= {"type": "bounce", "reason": "550 5.1.1 no such user", "status": "5.1.1"}
+            batch.append(item)
+        requests.append(signed_post(signer, json.dumps(batch).encode()))
+    return requests
+
+
+@dataclass
+class Posting:
+    """What the webhook posters measured."""
+
+    name: str
+    events: int = 0  # accepted + duplicates, as answered
+    requests: int = 0
+    seconds: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+
+    def line(self) -> str:
+        rate = self.events / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.name:<10} {self.events:>7} events in {self.requests} requests, "
+            f"{self.seconds:5.2f}s = {rate:8.1f} events/s  "
+            f"statuses {dict(sorted(self.statuses.items()))}  errors {self.errors}"
+        )
+
+
+async def _post_all(
+    port: int, posting: Posting, requests: list[bytes], connections: int, stop: asyncio.Event
+) -> None:
+    """Post `requests` over `connections` keep-alive connections, each as soon as the last was
+    answered, until they run out or `stop` is set."""
+    queue = list(reversed(requests))
+    start = time.perf_counter()
+
+    async def poster() -> None:
+        client = await Client.open(port)
+        while queue and not stop.is_set():
+            answer = await client.ask(queue.pop())
+            if answer is None:
+                posting.errors += 1
+                continue
+            status, body = answer
+            posting.statuses[status] = posting.statuses.get(status, 0) + 1
+            posting.requests += 1
+            if status == 200:
+                counts = json.loads(body)
+                posting.events += int(counts["accepted"]) + int(counts["duplicates"])
+        client.close()
+
+    await asyncio.gather(*(poster() for _ in range(connections)))
+    posting.seconds = time.perf_counter() - start
+
+
+def run_webhook(port: int, requests: list[bytes], connections: int) -> Posting:
+    """Post every request, closed loop."""
+
+    async def main() -> Posting:
+        posting = Posting("webhook")
+        await _post_all(port, posting, requests, connections, asyncio.Event())
+        return posting
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main())
+
+
+def run_burst(
+    port: int,
+    requests: list[bytes],
+    connections: int,
+    unsubscribes: list[tuple[str, str, bytes | None]],
+    rate: float,
+) -> tuple[Posting, Phase]:
+    """Unsubscribes open loop at `rate` while webhook batches are posted closed loop."""
+
+    async def main() -> tuple[Posting, Phase]:
+        posting = Posting("burst")
+        stop = asyncio.Event()
+        posts = asyncio.create_task(_post_all(port, posting, requests, connections, stop))
+        await asyncio.sleep(0.3)  # the burst is under way when the readers come
+        phase = await _load(port, "unsub", unsubscribes, rate, 32)
+        stop.set()
+        await posts
+        return posting, phase
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main())
+
+
+def _loop_factory() -> Any:
+    try:  # the client shares the machine's two cores with the server: keep it cheap
+        import uvloop
+
+        return uvloop.new_event_loop
+    except ImportError:
+        return asyncio.new_event_loop
+
+
+def count_events(url: str) -> int:
+    """Events stored."""
+    store = Store.open(url)
+    try:
+        with store.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+    finally:
+        store.close()
 
 
 def seed(url: str, count: int) -> list[int]:
@@ -170,11 +354,12 @@ def audit(url: str, ids: list[int]) -> list[str]:
                     )
                 ).all()
             )
-            still = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(memberships)
-                .where(memberships.c.list_name == "main")
-            ).scalar_one()
+            on_main = set(
+                conn.execute(
+                    sa.select(memberships.c.subscriber_id).where(memberships.c.list_name == "main")
+                ).scalars()
+            )
+            still = len(on_main & set(ids))  # of those posted
             status = dict(conn.execute(sa.select(subscribers.c.id, subscribers.c.status)).all())
     finally:
         store.close()
@@ -189,34 +374,22 @@ def audit(url: str, ids: list[int]) -> list[str]:
     return problems
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
-    parser.add_argument("--seconds", type=float, default=10.0, help="one-click phase length")
-    parser.add_argument("--baseline-seconds", type=float, default=5.0)
-    # Mail providers post from many connections at once; 200 lets a burst reach the server.
-    parser.add_argument("--workers", type=int, default=200, help="client connections")
-    parser.add_argument("--db", help="database URL (default: SQLite in a temporary folder)")
-    args = parser.parse_args()
-    count = int(args.rate * args.seconds)
-    if not 0 < count <= MAX_REQUESTS or args.baseline_seconds * args.rate > MAX_REQUESTS:
-        parser.error(f"rate × seconds must be within 1..{MAX_REQUESTS}")
-
-    with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
-        url = args.db or f"sqlite:///{Path(tmp) / 'digest.db'}"
-        ids = seed(url, count)
-        port = free_port()
-        # PYTHONPATH: the server runs this checkout's code, whatever `pip install -e` points at.
-        env = {
-            **os.environ,
-            "DIGEST_SECRET": SECRET,
-            "DIGEST_DATABASE_URL": url,
-            "DIGEST_CONFIG": "",
-            "DIGEST_BASE_URL": f"http://{HOST}:{port}",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.getenv("PYTHONPATH")])),
-        }
-        env.pop("DIGEST_CONFIG")
-        log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115  closed below
+@contextmanager
+def served(url: str, tmp: str, code: Path, extra: dict[str, str]) -> Iterator[int]:
+    """`digest serve` of the checkout `code` over `url` in a subprocess; yields its port."""
+    port = free_port()
+    # PYTHONPATH: the server runs that checkout's code, whatever `pip install -e` points at.
+    env = {
+        **os.environ,
+        "DIGEST_SECRET": SECRET,
+        "DIGEST_DATABASE_URL": url,
+        "DIGEST_BASE_URL": f"http://{HOST}:{port}",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.getenv("PYTHONPATH")])),
+        **extra,
+    }
+    env.pop("DIGEST_CONFIG", None)
+    log_path = Path(tmp) / "server.log"
+    with open(log_path, "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "digest", "serve", "--host", HOST, "--port", str(port)],
             env=env,
@@ -232,32 +405,63 @@ def main() -> int:
                     break
                 except OSError:
                     if time.monotonic() > deadline or server.poll() is not None:
-                        print((Path(tmp) / "server.log").read_text(), file=sys.stderr)  # noqa: T201
-                        return 2
+                        raise RuntimeError(log_path.read_text()) from None
                     time.sleep(0.05)
-            baseline = run_load(
-                port,
-                "baseline",
-                [("GET", "/unsubscribe", None)] * int(args.rate * args.baseline_seconds),
-                args.rate,
-                args.workers,
-            )
-            tokens = [make_token(SECRET, i, "main", 1) for i in ids]
-            one_click = run_load(
-                port,
-                "one-click",
-                [("POST", f"/u/{t}", ONE_CLICK) for t in tokens],
-                args.rate,
-                args.workers,
-            )
-            sample = random.Random(7).sample(tokens, min(200, len(tokens)))
-            repeat = run_load(
-                port, "repeat", [("POST", f"/u/{t}", ONE_CLICK) for t in sample], args.rate, 8
-            )
+            yield port
         finally:
             server.terminate()
             server.wait(timeout=20)
-            log.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="one-click phase length")
+    parser.add_argument("--baseline-seconds", type=float, default=5.0)
+    # Mail providers post from many connections at once; 200 lets a burst reach the server.
+    parser.add_argument("--workers", type=int, default=200, help="client connections")
+    parser.add_argument("--db", help="database URL (default: SQLite in a temporary folder)")
+    parser.add_argument("--webhook", action="store_true", help="load the event webhook instead")
+    parser.add_argument("--events", type=int, default=100_000, help="webhook phase events")
+    parser.add_argument("--batch", type=int, default=1000, help="events per webhook request")
+    parser.add_argument("--posters", type=int, default=4, help="webhook connections")
+    parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose server to run")
+    args = parser.parse_args()
+    if args.webhook:
+        if not 0 < args.events <= MAX_EVENTS or not 0 < args.batch <= 10_000:
+            parser.error(f"--events within 1..{MAX_EVENTS}, --batch within 1..10000")
+        return webhook_main(args)
+    count = int(args.rate * args.seconds)
+    if not 0 < count <= MAX_REQUESTS or args.baseline_seconds * args.rate > MAX_REQUESTS:
+        parser.error(f"rate × seconds must be within 1..{MAX_REQUESTS}")
+
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
+        url = args.db or f"sqlite:///{Path(tmp) / 'digest.db'}"
+        ids = seed(url, count)
+        try:
+            with served(url, tmp, args.code, {}) as port:
+                baseline = run_load(
+                    port,
+                    "baseline",
+                    [("GET", "/unsubscribe", None)] * int(args.rate * args.baseline_seconds),
+                    args.rate,
+                    args.workers,
+                )
+                tokens = [make_token(SECRET, i, "main", 1) for i in ids]
+                one_click = run_load(
+                    port,
+                    "one-click",
+                    [("POST", f"/u/{t}", ONE_CLICK) for t in tokens],
+                    args.rate,
+                    args.workers,
+                )
+                sample = random.Random(7).sample(tokens, min(200, len(tokens)))
+                repeat = run_load(
+                    port, "repeat", [("POST", f"/u/{t}", ONE_CLICK) for t in sample], args.rate, 8
+                )
+        except RuntimeError as e:
+            print(e, file=sys.stderr)  # noqa: T201
+            return 2
         problems = audit(url, ids)
 
     db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
@@ -274,6 +478,52 @@ def main() -> int:
     print(verdict)  # noqa: T201
     goal = one_click.p99_ms < 50 and ok_posts and not problems
     print(f"goal (p99 < 50 ms, nothing lost): {'met' if goal else 'NOT met'}")  # noqa: T201
+    return 0 if goal else 1
+
+
+def webhook_main(args: argparse.Namespace) -> int:
+    """The webhook phases: events/s alone, then unsubscribes during a burst of batches."""
+    readers = max(1, int(args.rate * args.seconds))
+    signer = WebhookSigner()
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
+        url = args.db or f"sqlite:///{Path(tmp) / 'digest.db'}"
+        ids = seed(url, 10_000 + readers)
+        senders, leaving = ids[:10_000], ids[10_000:]  # the events name nobody who leaves
+        first = event_batches(senders, args.events, args.batch, "w", signer)
+        # Enough for the whole burst at several times the webhook's own pace.
+        second = event_batches(senders, 4 * args.events, args.batch, "b", signer)
+        unsubscribes: list[tuple[str, str, bytes | None]] = [
+            ("POST", f"/u/{make_token(SECRET, i, 'main', 1)}", ONE_CLICK) for i in leaving
+        ]
+        extra = {"DIGEST_SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_key}
+        try:
+            with served(url, tmp, args.code, extra) as port:
+                alone = run_webhook(port, first, args.posters)
+                burst, unsub = run_burst(port, second, args.posters, unsubscribes, args.rate)
+        except RuntimeError as e:
+            print(e, file=sys.stderr)  # noqa: T201
+            return 2
+        stored = count_events(url)
+        problems = audit(url, leaving)
+    db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(  # noqa: T201
+        f"digest serve (uvicorn, {db}) on {HOST}, code {args.code}: {args.posters} webhook "
+        f"connections posting {args.batch}-event batches; unsubscribes open loop at {args.rate:g}/s"
+    )
+    for line in (alone.line(), burst.line(), unsub.line()):
+        print(line)  # noqa: T201
+    if stored != alone.events + burst.events:
+        problems.append(f"{stored} events stored, {alone.events + burst.events} answered")
+    print(  # noqa: T201
+        f"audit: {readers} unsubscribed, {stored} events stored: "
+        + ("; ".join(problems) if problems else "all as answered")
+    )
+    rate = alone.events / alone.seconds if alone.seconds else 0.0
+    goal = rate >= 10_000 and unsub.p99_ms < 100 and not problems and not unsub.errors
+    print(  # noqa: T201
+        f"goal (>= 10,000 events/s, unsubscribe p99 < 100 ms during the burst): "
+        f"{'met' if goal else 'NOT met'}"
+    )
     return 0 if goal else 1
 
 

@@ -13,8 +13,8 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 
 from digest.errors import DigestError, SettingsError
 from digest.models import SubscriberStatus
-from digest.store import Store, events, subscribers, utcnow
-from digest.suppressions import escalate, find_id, insert_once, leave
+from digest.store import Store
+from digest.store.event_store import ProviderEvent
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -102,78 +102,69 @@ def parse_events(body: bytes) -> list[Any]:
     return data
 
 
-def apply_events(store: Store, batch: list[Any]) -> EventReport:
-    """Record each new event once and apply it; one bad event never stops the rest."""
-    report = EventReport()
-    for item in batch:
-        if not isinstance(item, dict):
-            report.ignored += 1
-            continue
-        event_id, kind = item.get("sg_event_id"), item.get("event")
-        if not isinstance(event_id, str) or not event_id or not isinstance(kind, str):
-            report.ignored += 1
-            continue
-        outcome = _apply_one(store, item, event_id[:200], kind[:40])
-        if outcome is None:
-            report.duplicates += 1
-        else:
-            report.accepted += 1
-            report.status_changes += int(outcome)
-    return report
+@dataclass
+class ReadEvents:
+    """A posted batch as the store takes it, and how many items were not events we can read."""
+
+    events: list[ProviderEvent]
+    ignored: int
 
 
-def _apply_one(store: Store, item: dict[str, Any], event_id: str, kind: str) -> bool | None:
-    """None for a duplicate, else whether the subscriber's mail stopped because of it."""
-    email = str(item.get("email") or "")[:320]
+def read_events(batch: list[Any]) -> ReadEvents:
+    """The events of a posted batch that we can read; the others are counted, not fatal."""
+    found = [read_event(item) for item in batch]
+    events = [e for e in found if e is not None]
+    return ReadEvents(events, len(found) - len(events))
+
+
+def apply_events(store: Store, batch: ReadEvents | list[Any]) -> EventReport:
+    """Record each new event once and apply it, the whole batch in one transaction; an item
+    we cannot read is counted as ignored and never stops the rest."""
+    if not isinstance(batch, ReadEvents):
+        batch = read_events(batch)
+    applied = store.apply_events(batch.events)
+    return EventReport(
+        accepted=applied.new,
+        duplicates=applied.duplicates,
+        ignored=batch.ignored,
+        status_changes=applied.status_changes,
+    )
+
+
+def read_event(item: Any) -> ProviderEvent | None:
+    """One posted event as the store takes it, or None when it is not one we can read."""
+    if not isinstance(item, dict):
+        return None
+    event_id, kind = item.get("sg_event_id"), item.get("event")
+    if not isinstance(event_id, str) or not event_id or not isinstance(kind, str):
+        return None
+    kind = kind[:40]
     list_name = _text_arg(item.get("list"))
-    issue_id = _int_arg(item.get("issue"))
-    with store.begin() as conn:
-        subscriber_id = _int_arg(item.get("subscriber"))
-        if subscriber_id is not None:
-            row = conn.execute(
-                subscribers.select().where(subscribers.c.id == subscriber_id)
-            ).first()
-            # Trust our own id only when the address agrees (or the event has none).
-            if row is None or (email and row.email.lower() != email.lower()):
-                subscriber_id = None
-        if subscriber_id is None:
-            subscriber_id = find_id(conn, email)
-        new = insert_once(
-            conn,
-            events,
-            {
-                "sg_event_id": event_id,
-                "event": kind,
-                "issue_id": issue_id,
-                "list_name": list_name,
-                "subscriber_id": subscriber_id,
-                "email": email or None,
-                "happened_at": _when(item.get("timestamp")),
-                "created_at": utcnow(),
-            },
+    status = STATUS_EVENTS.get(kind)
+    if kind == "bounce" and str(item.get("type", "bounce")) == "blocked":
+        status = None  # a block is temporary: the address itself is fine
+    elif kind == "dropped":
+        reason = str(item.get("reason", "")).lower()
+        status = (
+            SubscriberStatus.COMPLAINED
+            if "spam" in reason
+            else SubscriberStatus.UNSUBSCRIBED
+            if "unsubscribe" in reason
+            else SubscriberStatus.BOUNCED
         )
-        if not new:
-            return None
-        status = STATUS_EVENTS.get(kind)
-        if subscriber_id is None or status is None:
-            return False
-        if kind == "bounce" and str(item.get("type", "bounce")) == "blocked":
-            return False  # a block is temporary: the address itself is fine
-        if kind == "dropped":
-            reason = str(item.get("reason", "")).lower()
-            status = (
-                SubscriberStatus.COMPLAINED
-                if "spam" in reason
-                else SubscriberStatus.UNSUBSCRIBED
-                if "unsubscribe" in reason
-                else SubscriberStatus.BOUNCED
-            )
-        if kind == "group_unsubscribe" and list_name:
-            return leave(conn, subscriber_id, list_name, issue_id=issue_id, source="sendgrid")
-        changed = escalate(conn, subscriber_id, status)
-        if status == SubscriberStatus.UNSUBSCRIBED and list_name:
-            leave(conn, subscriber_id, list_name, issue_id=issue_id, source="sendgrid")
-        return changed
+    group = kind == "group_unsubscribe" and list_name is not None
+    return ProviderEvent(
+        sg_event_id=event_id[:200],
+        event=kind,
+        issue_id=_int_arg(item.get("issue")),
+        list_name=list_name,
+        subscriber_id=_int_arg(item.get("subscriber")),
+        email=str(item.get("email") or "")[:320],
+        happened_at=_when(item.get("timestamp")),
+        stops=status,
+        leaves=status == SubscriberStatus.UNSUBSCRIBED and list_name is not None,
+        only_leaves=group,
+    )
 
 
 def _text_arg(value: Any) -> str | None:

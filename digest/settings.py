@@ -80,6 +80,19 @@ EXTRA_ENV = {"sendgrid_api_key": "SENDGRID_API_KEY"}
 
 
 @dataclass(frozen=True)
+class ListSettings:
+    """One list as its readers see it (`[lists.NAME]`); private unless declared public."""
+
+    public: bool = False  # offered to every subscriber on the preferences page
+    title: str = ""  # shown instead of the list's name
+    description: str = ""
+
+
+LIST_KEYS = {"public": bool, "title": str, "description": str}
+MAX_LIST_NAME = 200  # the tables' limit
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting digest reads, validated; paths are absolute."""
 
@@ -140,6 +153,17 @@ class Settings:
     sendgrid_sandbox: bool = False  # mail_settings.sandbox_mode: validate, deliver nothing
     sendgrid_api_key: str = field(default="", repr=False)
     sendgrid_webhook_public_key: str = ""  # verifies the Event Webhook (base64 DER)
+    lists: dict[str, ListSettings] = field(default_factory=dict)  # [lists.NAME]
+
+    @property
+    def public_lists(self) -> tuple[str, ...]:
+        """The lists any subscriber may join from the preferences page."""
+        return tuple(sorted(name for name, found in self.lists.items() if found.public))
+
+    def list_title(self, name: str) -> str:
+        """What readers see for a list: its title, else its name."""
+        found = self.lists.get(name)
+        return found.title if found is not None and found.title else name
 
     @property
     def tz(self) -> ZoneInfo:
@@ -214,6 +238,9 @@ def _read_toml(path: Path) -> dict[str, tuple[Any, str]]:
     known = {place: name for name, place in TOML_PLACES.items()}
     found: dict[str, tuple[Any, str]] = {}
     for section, table in data.items():
+        if section == "lists" and isinstance(table, dict):  # [lists.NAME] tables
+            found["lists"] = (table, f"{path} [lists]")
+            continue
         if not isinstance(table, dict):
             raise SettingsError(
                 f"{path}: '{section}' must be a [section]",
@@ -255,6 +282,8 @@ def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
             return _weights(value)
         if kind == "dict[str, str]":
             return _field_map(value, where)
+        if kind == "dict[str, ListSettings]":
+            return _lists(value, where)
         if kind in ("Path", "Path | None"):
             return defaults.resolve(str(value)) if value != "" else None
         if kind == "tuple[str, ...]":
@@ -316,6 +345,44 @@ def _field_map(value: Any, where: str) -> dict[str, str]:
                 f"map any of: {', '.join(MAPPING_FIELDS)}",
             )
     return {str(k): str(v) for k, v in value.items()}
+
+
+def _lists(value: Any, where: str) -> dict[str, ListSettings]:
+    """[lists.NAME] tables: public = true|false, title and description (text)."""
+    base = where.removesuffix(" [lists]")
+    if not isinstance(value, dict):
+        raise ValueError(value)
+    found = {}
+    for name, table in value.items():
+        place = f"{base} [lists.{name}]"
+        if not isinstance(table, dict):
+            raise SettingsError(
+                f"{place} must be a table",
+                f'write it as [lists.{name}] with public = true, title = "…", description = "…"',
+            )
+        if not name.strip() or len(name) > MAX_LIST_NAME:
+            raise SettingsError(
+                f"{place}: a list name must be 1 to {MAX_LIST_NAME} characters",
+                "rename the list in digest.toml and in your subscriber files",
+            )
+        for key, item in table.items():
+            kind = LIST_KEYS.get(key)
+            if kind is None:
+                raise SettingsError(
+                    f"{place}: unknown setting {key}", f"known keys: {', '.join(LIST_KEYS)}"
+                )
+            if not isinstance(item, kind) or (isinstance(item, str) and len(item) > 1000):
+                expected = "true or false" if kind is bool else "a text of at most 1000 characters"
+                raise SettingsError(
+                    f"{place}: {key} must be {expected}, got {item!r}",
+                    f"set {key} in [lists.{name}] to {expected}",
+                )
+        found[str(name)] = ListSettings(
+            public=bool(table.get("public", False)),
+            title=str(table.get("title", "")).strip(),
+            description=str(table.get("description", "")).strip(),
+        )
+    return found
 
 
 def _weights(value: Any) -> dict[str, float]:

@@ -27,11 +27,6 @@ def subscriber_by_id(store: Store, subscriber_id: int) -> Subscriber | None:
     return store.subscriber_by_id(subscriber_id)
 
 
-def known_lists(store: Store, settings: Settings) -> list[str]:
-    """Every list the newsletter has: the default one and any a subscriber is or was on."""
-    return sorted(store.list_names() | {settings.list})
-
-
 @dataclass
 class Preferences:
     """What the preferences page shows: the lists on offer and the subscriber's."""
@@ -47,17 +42,19 @@ class Preferences:
 
 
 def preferences(store: Store, settings: Settings, subscriber_id: int) -> Preferences:
-    """A subscriber's lists and the lists on offer."""
+    """A subscriber's lists and the lists on offer: theirs and the public ones (a private
+    list's name is never shown to anyone not on it)."""
     person = subscriber_by_id(store, subscriber_id)
     if person is None:
         raise SubscriberError("this subscriber no longer exists", "subscribe again")
-    return Preferences(person, known_lists(store, settings))
+    return Preferences(person, sorted(set(person.lists) | set(settings.public_lists)))
 
 
 def choose_lists(
     store: Store, settings: Settings, subscriber_id: int, chosen: Iterable[str], issue_id: int
 ) -> Preferences:
-    """Put the subscriber on exactly the chosen lists (of those on offer)."""
+    """Put the subscriber on exactly the chosen lists of those on offer: they can join public
+    lists, and stay on or leave their own; anything else asked for is ignored."""
     before = preferences(store, settings, subscriber_id)
     wanted = set(chosen) & set(before.offered)
     lists = before.subscriber.lists

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,13 +34,16 @@ from digest.events import (
     MAX_BODY,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    EventReport,
+    ReadEvents,
     Verifier,
     WebhookRejected,
     apply_events,
     parse_events,
+    read_events,
 )
 from digest.models import Subscriber, SubscriberStatus
-from digest.settings import Settings
+from digest.settings import ListSettings, Settings
 from digest.store import Store
 from digest.suppressions import (
     OneClick,
@@ -66,6 +74,7 @@ SECURITY_HEADERS = [
 ]
 NO_STORE = (b"cache-control", b"no-store")
 MAX_FORM = 64 * 1024
+FORM_MAX_AGE = 2 * 24 * 3600  # seconds a preferences page's form stays good without an Origin
 log = logging.getLogger(__name__)
 
 
@@ -140,6 +149,46 @@ class Batcher:
             self.draining = False
 
 
+class WriteGate:
+    """SQLite's one writer, taken in turn in this process: unsubscribes before other writes.
+
+    A one-click batch waits at most for the write in progress, never for the webhook's or the
+    preferences' writes queued behind it (SQLite's own busy wait would sleep, then retry).
+    """
+
+    def __init__(self) -> None:
+        self.turn = threading.Condition()
+        self.busy = False
+        self.urgent = 0  # unsubscribe batches waiting
+
+    @contextmanager
+    def hold(self, urgent: bool) -> Iterator[None]:
+        """Hold the writer; `urgent` goes before every waiting write that is not."""
+        with self.turn:
+            self.urgent += urgent
+            try:
+                while self.busy or (not urgent and self.urgent):
+                    self.turn.wait()
+            finally:
+                self.urgent -= urgent
+            self.busy = True
+        try:
+            yield
+        finally:
+            with self.turn:
+                self.busy = False
+                self.turn.notify_all()
+
+    def wrap(self, func: Callable[..., T], urgent: bool) -> Callable[..., T]:
+        """`func`, run holding the writer."""
+
+        def held(*args: Any, **kwargs: Any) -> T:
+            with self.hold(urgent):
+                return func(*args, **kwargs)
+
+        return held
+
+
 class Site:
     """The handlers, sharing settings, store, token secret and page templates."""
 
@@ -148,14 +197,18 @@ class Site:
         self.store = store
         self.secret = settings.secret or store.secret()
         self.pages = Pages(settings)
-        # SQLite has one writer at a time; queueing writes here beats its busy-wait sleeps.
-        sqlite = store.engine.dialect.name == "sqlite"
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="digest-writer") if sqlite else None
-        # One thread writes the one-click batches; on SQLite, the one that does every write.
+        # SQLite has one writer at a time; taking turns here beats its busy-wait sleeps, and
+        # lets an unsubscribe go first.
+        self.gate = WriteGate() if store.engine.dialect.name == "sqlite" else None
+        # One thread writes the one-click batches, another the webhook's requests, one at a
+        # time each: an unsubscribe never waits in line behind webhook work.
+        one_click: Callable[[list[OneClick]], set[int]] = OneClickWriter(store)
+        if self.gate is not None:
+            one_click = self.gate.wrap(one_click, urgent=True)
         self.one_click = Batcher(
-            OneClickWriter(store),
-            self.writer or ThreadPoolExecutor(1, thread_name_prefix="digest-one-click"),
+            one_click, ThreadPoolExecutor(1, thread_name_prefix="digest-one-click")
         )
+        self.webhook_thread = ThreadPoolExecutor(1, thread_name_prefix="digest-webhook")
         self.left_pages: dict[str, bytes] = {}  # the answer to RFC 8058 POSTs, by list
         key = settings.sendgrid_webhook_public_key
         self.verifier = Verifier(key) if key else None
@@ -199,10 +252,10 @@ class Site:
             return None
 
     async def write(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a database write off the event loop; on SQLite, one at a time."""
-        if self.writer is None:
-            return await run_in_threadpool(func, *args, **kwargs)
-        return await asyncio.wrap_future(self.writer.submit(func, *args, **kwargs))
+        """Run a database write off the event loop; on SQLite, in its turn."""
+        if self.gate is not None:
+            func = self.gate.wrap(func, urgent=False)
+        return await run_in_threadpool(func, *args, **kwargs)
 
     async def claims(self, request: Request) -> tuple[TokenClaims, Subscriber] | None:
         """The token's claims and its subscriber, or None when the token is not ours."""
@@ -309,9 +362,17 @@ class Site:
         if found is None:
             return self.bad_link()
         claims, _ = found
+        token = str(request.path_params["token"])
         saved = request.method == "POST"
         if saved:
             form = parse_qs((await _read_limited(request, MAX_FORM)).decode("utf-8", "replace"))
+            if not self.same_site(request, token, form.get("form", [""])[-1]):
+                return self.error(
+                    403,
+                    "Request refused",
+                    "This form was sent from another site, so nothing was changed.",
+                    "Open the preferences link from your email and save the form there.",
+                )
             prefs = await self.write(
                 choose_lists,
                 self.store,
@@ -326,16 +387,57 @@ class Site:
             )
         person = prefs.subscriber
         active = person.status == SubscriberStatus.ACTIVE
+        offered = [
+            {
+                "name": name,
+                "title": self.settings.list_title(name),
+                "description": self.settings.lists.get(name, ListSettings()).description,
+            }
+            for name in prefs.offered
+        ]
         return self.page(
             "preferences.html.j2",
             email=person.email,
-            offered=prefs.offered,
+            offered=offered,
+            form_token=self.form_token(token),
             chosen=person.lists if active else [],
             saved=saved,
             blocked=prefs.blocked,
             status=str(person.status),
             action=request.url.path,
         )
+
+    def form_token(self, token: str, issued: int | None = None) -> str:
+        """The preferences form's proof that it came from our page (issued when, signed)."""
+        stamp = str(int(time.time()) if issued is None else issued)
+        payload = f"preferences-form\x1f{token}\x1f{stamp}".encode()
+        signature = hmac.new(self.secret.encode(), payload, hashlib.sha256).hexdigest()[:32]
+        return f"{stamp}.{signature}"
+
+    def same_site(self, request: Request, token: str, form_token: str) -> bool:
+        """Whether a preferences POST comes from our own page, not another site's.
+
+        The browser's Origin says so, else its Referer; our pages send no-referrer, under
+        which a browser posts `Origin: null` and no Referer, so then the form's signed token
+        must.
+        """
+        ours = self.origin(request)
+        origin = request.headers.get("origin", "")
+        if origin and origin != "null":
+            return _origin_of(origin) == ours
+        referer = request.headers.get("referer", "")
+        if referer:
+            return _origin_of(referer) == ours
+        stamp, _, _ = form_token.partition(".")
+        if not stamp.isdigit() or len(stamp) > 12 or time.time() - int(stamp) > FORM_MAX_AGE:
+            return False
+        return hmac.compare_digest(form_token, self.form_token(token, int(stamp)))
+
+    def origin(self, request: Request) -> str:
+        """This site's origin: base_url's, else the one the request was made to."""
+        if self.settings.base_url:
+            return _origin_of(self.settings.base_url)
+        return _origin_of(f"{request.url.scheme}://{request.headers.get('host', '')}")
 
     # ---- public pages --------------------------------------------------------------------
 
@@ -376,14 +478,47 @@ class Site:
             )
         try:
             body = await _read_limited(request, MAX_BODY)
-            self.verifier.verify(
-                body, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
+            # Off the event loop: the signature and a large JSON body cost milliseconds. Read
+            # in any thread while the webhook thread writes the request before.
+            batch = await run_in_threadpool(
+                self._read_events,
+                body,
+                request.headers.get(SIGNATURE_HEADER),
+                request.headers.get(TIMESTAMP_HEADER),
             )
-            batch = parse_events(body)
         except WebhookRejected as e:
             return JSONResponse({"error": e.message}, status_code=e.status)
-        report = await self.write(apply_events, self.store, batch)
+        report = await asyncio.get_running_loop().run_in_executor(
+            self.webhook_thread, self._apply_events, batch
+        )
         return JSONResponse(report.as_json())
+
+    def _read_events(self, body: bytes, signature: str | None, timestamp: str | None) -> ReadEvents:
+        """A webhook request's events, once its signature is checked."""
+        assert self.verifier is not None
+        self.verifier.verify(body, signature, timestamp)
+        return read_events(parse_events(body))
+
+    def _apply_events(self, batch: ReadEvents) -> EventReport:
+        """One webhook request's events applied, in one transaction (in the webhook thread)."""
+        if self.gate is None:
+            return apply_events(self.store, batch)
+        with self.gate.hold(urgent=False):
+            return apply_events(self.store, batch)
+
+
+def _origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL as a browser's Origin header gives it."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 class _HungUp(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from digest.delivery.ledger import claim, settle
 from digest.models import DeliveryStatus, Subscriber
 from digest.settings import Settings
 from digest.store import Store
+from digest.tokens import make_token
 from tests.peers_web import WebhookSigner, request, web_server
-from tests.test_web import make_issue
+from tests.test_web import FORM, ONE_CLICK, make_issue
 
 Site = tuple[Store, str, WebhookSigner, str]
 
@@ -191,3 +193,60 @@ def test_a_bad_public_key_is_a_settings_error_naming_the_setting(tmp_path: Path)
     assert result.exit_code == 1
     assert "Error: [sendgrid] webhook_public_key is not a valid public key" in result.output
     assert "Hint: paste the verification key" in result.output
+
+
+def test_a_burst_of_webhook_batches_neither_blocks_nor_outlasts_unsubscribes(
+    store: Store, db_url: str
+) -> None:
+    """20 batches of 1,000 events posted four at a time while readers unsubscribe: every
+    unsubscribe is answered within a second, and the events are all counted, quickly."""
+    store.upsert_subscribers(
+        [Subscriber(f"r{i}@example.com", f"R{i}", ["main"]) for i in range(300)]
+    )
+    issue_id = make_issue(store)
+    people = store.subscribers()
+    signer = WebhookSigner()
+    settings = replace(
+        Settings(), database_url=db_url, secret="s", sendgrid_webhook_public_key=signer.public_key
+    )
+    kinds = ["delivered", "open", "open", "click", "processed"]
+
+    def batch(b: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "email": people[(b * 1000 + n) % 250].email,
+                "timestamp": int(time.time()),
+                "event": "bounce" if n % 100 == 7 else kinds[n % len(kinds)],
+                "sg_event_id": f"burst-{b}-{n}",
+                "issue": str(issue_id),
+                "list": "main",
+                "subscriber": str(people[(b * 1000 + n) % 250].id),
+            }
+            for n in range(1000)
+        ]
+
+    leaving = people[250:]  # nobody the events name
+    with web_server(settings) as url:
+        tokens = [make_token("s", p.id or 0, "main", issue_id) for p in leaving]
+
+        def unsubscribe(index: int) -> float:
+            time.sleep(0.03 * index)
+            start = time.perf_counter()
+            answer = request(f"{url}/u/{tokens[index]}", "POST", ONE_CLICK, FORM)
+            assert answer.status == 200
+            return time.perf_counter() - start
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(4) as posters, ThreadPoolExecutor(8) as readers:
+            posted = posters.map(lambda b: post(url, signer, batch(b)), range(20))
+            waits = list(readers.map(unsubscribe, range(len(leaving))))
+            answers = list(posted)
+        elapsed = time.perf_counter() - start
+    assert all(status == 200 for status, _ in answers)
+    assert sum(a["accepted"] for _, a in answers) == 20_000
+    assert max(waits) < 1.0, sorted(waits)[-5:]
+    assert elapsed < 15, elapsed
+    after = {p.email: p for p in store.subscribers()}
+    assert all(after[p.email].lists == [] for p in leaving)
+    opens = sum(e["event"] == "open" for b in range(20) for e in batch(b))
+    assert store.engagement("2025-W14", "main")["opens"] == opens

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from digest.cli import cli
 from digest.models import RenderedIssue, Subscriber, SubscriberStatus
 from digest.personalize import html_marker, text_marker
-from digest.settings import Settings, read_settings
+from digest.settings import ListSettings, Settings, read_settings
 from digest.store import Store, optouts
 from digest.subscribers import import_csv
 from digest.tokens import make_token
@@ -65,7 +65,13 @@ def site(store: Store, db_url: str) -> Iterator[tuple[Store, Settings, str]]:
         ]
     )
     make_issue(store)
-    settings = replace(Settings(), database_url=db_url, secret=SECRET, name="River <News>")
+    settings = replace(
+        Settings(),
+        database_url=db_url,
+        secret=SECRET,
+        name="River <News>",
+        lists={"main": ListSettings(public=True)},
+    )
     with web_server(settings) as url:
         yield store, settings, url
 
@@ -203,21 +209,30 @@ def test_preferences_show_and_change_the_lists(site: tuple) -> None:
     page = request(link)
     assert page.status == 200
     assert re.findall(r'value="(\w+)" checked', page.body) == ["main", "science"]
-    saved = request(link, "POST", b"list=science&list=nonsense", FORM)
+    form = form_field(page.body)
+    saved = request(link, "POST", form + b"&list=science&list=nonsense", FORM)
     assert "Saved." in saved.body
     assert re.findall(r'value="(\w+)" checked', saved.body) == ["science"]
     assert person(store, "grace@example.org").lists == ["science"]
-    nothing = request(link, "POST", b"", FORM)
+    nothing = request(link, "POST", form, FORM)
     assert "gets no more mail" in nothing.body
     assert person(store, "grace@example.org").status == SubscriberStatus.UNSUBSCRIBED
-    request(link, "POST", b"list=main", FORM)
+    request(link, "POST", form + b"&list=main", FORM)
     grace = person(store, "grace@example.org")
     assert (grace.status, grace.lists) == (SubscriberStatus.ACTIVE, ["main"])
 
 
+def form_field(page: str) -> bytes:
+    """The preferences form's signed field, as the page's form posts it."""
+    found = re.search(r'name="form" value="([^"]+)"', page)
+    assert found is not None, page
+    return f"form={found.group(1)}".encode()
+
+
 def test_preferences_cannot_restart_mail_to_a_bounced_address(site: tuple) -> None:
     store, _, url = site
-    answer = request(f"{url}/p/{token(store, 'alan@example.net')}", "POST", b"list=main", FORM)
+    link = f"{url}/p/{token(store, 'alan@example.net')}"
+    answer = request(link, "POST", b"list=main", {**FORM, "Origin": url})
     assert "Mail to <strong>alan@example.net</strong> is stopped because it bounced" in answer.body
     assert person(store, "alan@example.net").status == SubscriberStatus.BOUNCED
 

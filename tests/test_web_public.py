@@ -18,11 +18,14 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.delivery.ledger import claim, settle
 from digest.models import DeliveryStatus, Subscriber
-from digest.settings import Settings, read_settings
+from digest.settings import ListSettings, Settings, read_settings
 from digest.store import Store
+from digest.tokens import make_token
 from digest.web import Limits
+from tests.browser import chromium
+from tests.peers import free_port
 from tests.peers_web import request, web_server
-from tests.test_web import init_folder, make_issue
+from tests.test_web import FORM, init_folder, make_issue
 
 SECRET = "public-test-secret"
 
@@ -227,3 +230,146 @@ def test_every_error_answer_carries_the_security_headers(
     assert "content-security-policy: default-src 'none'" in raw
     assert "referrer-policy: no-referrer" in raw
     assert not [line for line in records.lines if "[traceback]" in line or "ASGI" in line]
+
+
+# -- public and private lists; the preferences form's origin ---------------------------------
+
+LISTS = {
+    "main": ListSettings(public=True, title="The Weekly Letter", description="Every Friday."),
+    "science": ListSettings(public=True),
+    "vip-paid": ListSettings(title="Members' briefing"),
+}
+
+
+@pytest.fixture
+def lists_site(store: Store, db_url: str) -> Iterator[tuple[Store, str]]:
+    """Ada on main, Vera on main and the private vip-paid; served at its base_url."""
+    store.upsert_subscribers(
+        [
+            Subscriber("ada@example.com", "Ada", ["main"]),
+            Subscriber("vera@example.com", "Vera", ["main", "vip-paid"]),
+        ]
+    )
+    port = free_port()
+    settings = replace(
+        Settings(),
+        database_url=db_url,
+        secret=SECRET,
+        base_url=f"http://127.0.0.1:{port}/",
+        lists=LISTS,
+    )
+    with web_server(settings, port) as url:
+        yield store, url
+
+
+def prefs_link(store: Store, url: str, address: str) -> str:
+    found = store.subscriber_by_email(address)
+    assert found is not None and found.id is not None
+    return f"{url}/p/{make_token(SECRET, found.id, 'main', 1)}"
+
+
+def lists_of(store: Store, address: str) -> list[str]:
+    found = store.subscriber_by_email(address)
+    assert found is not None
+    return found.lists
+
+
+def test_preferences_show_own_and_public_lists_and_never_a_private_name(
+    lists_site: tuple[Store, str],
+) -> None:
+    store, url = lists_site
+    ada = request(prefs_link(store, url, "ada@example.com"))
+    assert re.findall(r'name="list" value="([\w-]+)"', ada.body) == ["main", "science"]
+    assert "The Weekly Letter" in ada.body and "Every Friday." in ada.body
+    assert "vip" not in ada.body.lower() and "Members" not in ada.body
+    vera = request(prefs_link(store, url, "vera@example.com"))
+    assert re.findall(r'name="list" value="([\w-]+)"', vera.body) == [
+        "main",
+        "science",
+        "vip-paid",
+    ]
+    assert "Members&#39; briefing" in vera.body
+
+
+def test_a_post_joins_public_lists_only(lists_site: tuple[Store, str]) -> None:
+    store, url = lists_site
+    link = prefs_link(store, url, "ada@example.com")
+    same = {**FORM, "Origin": url}
+    answer = request(link, "POST", b"list=main&list=vip-paid&list=science", same)
+    assert answer.status == 200 and "vip" not in answer.body.lower()
+    assert lists_of(store, "ada@example.com") == ["main", "science"]
+    vera = prefs_link(store, url, "vera@example.com")
+    assert request(vera, "POST", b"list=vip-paid", same).status == 200  # stays on their own
+    assert lists_of(store, "vera@example.com") == ["vip-paid"]
+    request(vera, "POST", b"", same)
+    request(vera, "POST", b"list=vip-paid", same)  # once left, a private list is gone
+    assert lists_of(store, "vera@example.com") == []
+
+
+def test_a_cross_origin_form_post_is_refused(lists_site: tuple[Store, str]) -> None:
+    store, url = lists_site
+    link = prefs_link(store, url, "ada@example.com")
+    form = re.search(r'name="form" value="([^"]+)"', request(link).body)
+    assert form is not None
+    signed = f"form={form.group(1)}&list=science".encode()
+    refused = {
+        "another origin": request(link, "POST", signed, {**FORM, "Origin": "https://evil.example"}),
+        "another referer": request(
+            link, "POST", signed, {**FORM, "Referer": "https://evil.example/page"}
+        ),
+        "same host, other port": request(
+            link, "POST", b"list=science", {**FORM, "Origin": "http://127.0.0.1:1"}
+        ),
+        "no origin, no form token": request(link, "POST", b"list=science", FORM),
+        "a null origin, no form token": request(
+            link, "POST", b"list=science", {**FORM, "Origin": "null"}
+        ),
+        "another page's form token": request(
+            prefs_link(store, url, "vera@example.com"), "POST", signed, FORM
+        ),
+    }
+    for name, answer in refused.items():
+        assert answer.status == 403, name
+        assert "Nothing was changed" in answer.body or "nothing was changed" in answer.body, name
+    assert lists_of(store, "ada@example.com") == ["main"]
+    assert lists_of(store, "vera@example.com") == ["main", "vip-paid"]
+    assert request(link, "POST", signed, {**FORM, "Origin": "null"}).status == 200
+    assert lists_of(store, "ada@example.com") == ["science"]
+    referer = {**FORM, "Referer": f"{url}/p/x"}
+    assert request(link, "POST", b"list=main", referer).status == 200
+    assert lists_of(store, "ada@example.com") == ["main"]
+    one_click = f"{url}/u/{make_token(SECRET, 1, 'main', 1)}"  # RFC 8058: no Origin, no form
+    assert request(one_click, "POST", b"List-Unsubscribe=One-Click", FORM).status == 200
+
+
+def test_the_preferences_form_works_in_a_real_browser(lists_site: tuple[Store, str]) -> None:
+    store, url = lists_site
+    with chromium() as browser:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(prefs_link(store, url, "ada@example.com"))
+        page.get_by_label("science").check()
+        page.get_by_label("The Weekly Letter").uncheck()
+        page.get_by_role("button", name="Save").click()
+        page.wait_for_selector("text=Saved.")
+    assert lists_of(store, "ada@example.com") == ["science"]
+
+
+def test_list_settings_are_validated_with_where_and_how(tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        '[lists.main]\npublic = true\ntitle = "The Weekly Letter"\n\n[lists.vip-paid]\n'
+    )
+    settings = read_settings(config, environ={})
+    assert settings.public_lists == ("main",)
+    assert settings.list_title("main") == "The Weekly Letter"
+    assert settings.list_title("vip-paid") == "vip-paid"
+    for body, line in (
+        ('[lists.main]\npublic = "yes"\n', "[lists.main]: public must be true or false, got 'yes'"),
+        ("[lists.main]\nopen = true\n", "[lists.main]: unknown setting open"),
+        ("[lists]\nmain = 1\n", "[lists.main] must be a table"),
+    ):
+        config.write_text(body)
+        result = CliRunner().invoke(cli, ["--config", str(config), "subscribers", "counts"])
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(f"Error: {config} {line}"), result.output
+        assert "Hint: " in result.output

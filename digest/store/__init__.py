@@ -8,6 +8,7 @@ from __future__ import annotations
 from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
+from digest.store.event_store import EventStore
 from digest.store.issue_store import IssueStore
 from digest.store.leases import Lease, LeaseStore
 from digest.store.ledger import LedgerStore, StatusRow
@@ -47,6 +48,7 @@ class Store(
     LedgerStore,
     ArchiveStore,
     LeaseStore,
+    EventStore,
 ):
     """All reads and writes of digest's tables."""
 
