@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from digest.errors import DigestError
 from digest.identity import article_key, url_key
-from digest.models import Article
+from digest.models import UNDATED, Article
 from digest.settings import Settings
 from digest.sources import SourceFailure, SourceResult, decode, expand, read_source
 from digest.store import SourceState, Store
@@ -45,6 +45,22 @@ class IngestReport:
     failed: int = 0
     failures: list[SourceFailure] = field(default_factory=list)
     metrics: int | None = None  # rows of popularity numbers stored, when a file was given
+    undated: list[str] = field(default_factory=list)  # URL (or origin) of each article read
+    # without a date of its own
+
+    def undated_lines(self, shown: int = 10) -> list[str]:
+        """ "N without a date: …" with where to look, then the first `shown` of them; nothing
+        when every article had a date of its own."""
+        if not self.undated:
+            return []
+        lines = [
+            f"{len(self.undated)} without a date: they stay out of the lineup unless pinned "
+            "([selection] undated); 'digest articles' marks them 'no date'"
+        ]
+        lines.extend(f"  no date: {where}" for where in self.undated[:shown])
+        if len(self.undated) > shown:
+            lines.append(f"  … and {len(self.undated) - shown} more")
+        return lines
 
     def line(self) -> str:
         """The one-line summary: "N new, M updated, K unchanged, E failed"."""
@@ -107,6 +123,9 @@ def ingest(
         if progress is not None:
             progress(done, len(queue))
     _save(store, list(copies.items()), report)
+    report.undated = [
+        c.article.url or c.article.origin for c in copies.values() if c.article.date_flag == UNDATED
+    ]
     now = datetime.now(UTC)
     for top in dict.fromkeys(specs):
         if not _is_url(top):

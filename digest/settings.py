@@ -15,6 +15,7 @@ from digest.errors import SettingsError
 CONFIG_NAME = "digest.toml"
 BACKENDS = ("outbox", "smtp", "sendgrid")
 SMTP_SECURITY = ("starttls", "ssl", "none")
+UNDATED = ("exclude", "include")  # [selection] undated
 SECRET_FIELDS = frozenset({"smtp_password", "sendgrid_api_key", "secret"})
 
 # digest.toml section and key of each setting; the environment name is DIGEST_<FIELD>.
@@ -37,6 +38,7 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "font": ("brand", "font"),
     "sources": ("sources", "paths"),
     "source_mapping": ("sources", "mapping"),
+    "source_names": ("sources", "names"),
     "top": ("selection", "top"),
     "summary_sentences": ("selection", "summary_sentences"),
     "summary_chars": ("selection", "summary_chars"),
@@ -45,6 +47,7 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "max_per_source": ("selection", "max_per_source"),
     "max_per_section": ("selection", "max_per_section"),
     "min_stories": ("selection", "min_stories"),
+    "undated": ("selection", "undated"),
     "backend": ("delivery", "backend"),
     "outbox": ("delivery", "outbox"),
     "list": ("delivery", "list"),
@@ -94,6 +97,7 @@ class Settings:
     font: str = ""  # a CSS font-family list; empty: the system font stack
     sources: tuple[str, ...] = ()
     source_mapping: dict[str, str] = field(default_factory=dict)  # article field → export field
+    source_names: dict[str, str] = field(default_factory=dict)  # domain or feed URL → name
     top: int = 10
     summary_sentences: int = 2
     summary_chars: int = 320
@@ -102,6 +106,7 @@ class Settings:
     max_per_source: int = 0  # stories from one source per issue; 0 = no cap
     max_per_section: int = 0  # stories from one section or topic per issue; 0 = no cap
     min_stories: int = 1  # digest send refuses a shorter lineup unless --force
+    undated: str = "exclude"  # articles without a date: "exclude" (unless pinned) or "include"
     backend: str = "outbox"
     outbox: Path = Path("outbox")
     list: str = "main"
@@ -219,6 +224,8 @@ def _read_toml(path: Path) -> dict[str, tuple[Any, str]]:
 def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
     kind = str({f.name: f.type for f in fields(Settings)}[name])
     try:
+        if name == "source_names":
+            return _names(value)
         if kind == "int":
             if isinstance(value, bool):
                 raise ValueError
@@ -256,6 +263,9 @@ def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
             "dict[str, float]": "a table of names and numbers (NAME = 1.5, or NAME=1.5,… in env)",
             "dict[str, str]": 'a table of field names (title = "headline", or title=headline,…)',
         }.get(kind, kind)
+        if name == "source_names":
+            expected = 'a table of domains or feed URLs and names ("example.com" = "Example")'
+
         raise SettingsError(
             f"{where}: {name} must be {expected}, got {value!r}",
             f"set {where.split(' [')[0]} to a valid {expected}",
@@ -279,19 +289,34 @@ MAPPING_FIELDS = (
 def _field_map(value: Any, where: str) -> dict[str, str]:
     """[sources.mapping]: article field → the export's field name (a TOML table, or
     "title=headline, text=body" from the environment)."""
-    if isinstance(value, str):
-        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
-        if any(len(pair) != 2 for pair in pairs):
-            raise ValueError(value)
-        value = {field.strip(): name.strip() for field, name in pairs}
-    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
-        raise ValueError(value)
+    value = _string_table(value)
     for field_name in value:
         if field_name not in MAPPING_FIELDS:
             raise SettingsError(
                 f"{where}: {field_name!r} is not an article field",
                 f"map any of: {', '.join(MAPPING_FIELDS)}",
             )
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _names(value: Any) -> dict[str, str]:
+    """[sources.names]: a domain or feed URL → the name readers see (a TOML table, or
+    "example.com=Example News, …" from the environment, split at each pair's last "=")."""
+    return {k.strip(): v.strip() for k, v in _string_table(value, split_last=True).items()}
+
+
+def _string_table(value: Any, *, split_last: bool = False) -> dict[str, str]:
+    """A table of non-blank strings: a TOML table, or "key=value, …" from the environment."""
+    if isinstance(value, str):
+        cut = str.rsplit if split_last else str.split
+        pairs = [cut(part, "=", 1) for part in value.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(value)
+        value = {key.strip(): name.strip() for key, name in pairs}
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str) and v.strip() for v in value.values()
+    ):
+        raise ValueError(value)
     return {str(k): str(v) for k, v in value.items()}
 
 
@@ -346,6 +371,12 @@ def _validate(s: Settings) -> None:
                 f"{name} must not be negative, got {getattr(s, name)}",
                 f"set [selection] {name} to 0 or more (0 = no limit)",
             )
+    if s.undated not in UNDATED:
+        raise SettingsError(
+            f"undated must be one of {', '.join(UNDATED)}, got {s.undated!r}",
+            'set [selection] undated to "exclude" (articles without a date stay out of the '
+            'lineup unless pinned) or "include"',
+        )
     negative = sorted(name for name, weight in s.source_weights.items() if weight < 0)
     if negative:
         raise SettingsError(
