@@ -13,6 +13,7 @@ from digest.errors import DigestError
 from digest.models import UNDATED, Window
 from digest.selection import Ranking, Rules, article_keys, pick_key, rank
 from digest.settings import Settings
+from digest.source_names import apply_names
 from digest.store import Store
 
 ACTIONS = ("pin", "drop")
@@ -101,6 +102,7 @@ def rank_window(store: Store, settings: Settings, window: Window, top: int | Non
     """
     rules = rules_for(store, settings, window.label)
     found = store.articles_between(window.since, window.until)
+    apply_names(found, settings.source_names)  # a name set since the articles were read
     if settings.undated == "exclude":
         found = [a for a in found if a.date_flag != UNDATED or article_keys(a) & rules.pins]
     return rank(

@@ -7,7 +7,7 @@ import io
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -19,6 +19,7 @@ from digest.errors import DigestError
 from digest.identity import article_key, url_key
 from digest.models import UNDATED, Article
 from digest.settings import Settings
+from digest.source_names import apply_names
 from digest.sources import SourceFailure, SourceResult, decode, expand, read_source
 from digest.store import SourceState, Store
 
@@ -89,6 +90,7 @@ def ingest(
     mapping: dict[str, str] | None = None,
     metrics: Path | None = None,
     progress: Progress | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> IngestReport:
     """Read every source spec (file, folder or URL) and save each article it holds.
 
@@ -96,7 +98,8 @@ def ingest(
     with its ETag / Last-Modified, so an unchanged feed answers 304 and counts as unchanged.
     The same article read from two sources is saved once, with both origins remembered.
     A source that cannot be read, or an article the store refuses, fails alone. Then the
-    `metrics` CSV, if any, is matched to the stored articles.
+    `metrics` CSV, if any, is matched to the stored articles. `names` ([sources.names]) maps
+    a domain or feed URL to the source name readers see.
     """
     report = IngestReport()
     copies: dict[str, _Copy] = {}
@@ -117,6 +120,7 @@ def ingest(
             report.fail(failure)
         if result.fetch is not None and result.fetch.status == 304:
             report.unchanged += states[-1].items
+        apply_names(result.articles, names or {})
         _collect(copies, result.articles)
         by_top.setdefault(top, []).append(result)
         done += 1

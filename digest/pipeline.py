@@ -70,6 +70,7 @@ def ingest_sources(
         mapping=settings.source_mapping,
         metrics=metrics,
         progress=progress,
+        names=settings.source_names,
     )
 
 

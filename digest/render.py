@@ -32,6 +32,8 @@ HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 SUBJECT_LIMIT = 78
 PREHEADER_LIMIT = 150
+# A source name longer than this is cut (at a word, with an ellipsis) in calls to action.
+SOURCE_LIMIT = 40
 TEXT_WIDTH = 78
 ELLIPSIS = "…"
 
@@ -418,7 +420,7 @@ def _story_view(number: int, story: Story, settings: Settings) -> StoryView:
         number=number,
         title=_title(article),
         url=url,
-        source=_clean(article.source or "") or _host(url),
+        source=_source(article) or _host(url),
         date=short_date(published) if published else "",
         summary=_clean(story.summary),
         image=safe_url(article.image),
@@ -429,7 +431,17 @@ def _story_view(number: int, story: Story, settings: Settings) -> StoryView:
 
 def _also_link(article: Article) -> Link:
     url = safe_url(article.url)
-    return Link(text=_clean(article.source or "") or _host(url) or _title(article), url=url)
+    return Link(text=_source(article) or _host(url) or _title(article), url=url)
+
+
+def _source(article: Article) -> str:
+    """The source's name, cut at a word to SOURCE_LIMIT characters with an ellipsis: a feed's
+    100-character title must not make a four-line call to action."""
+    name = _clean(article.source or "")
+    if len(name) <= SOURCE_LIMIT:
+        return name
+    cut = name[: SOURCE_LIMIT - 1].rsplit(" ", 1)[0] or name[: SOURCE_LIMIT - 1]
+    return cut.rstrip(" ,;:-–—|·") + ELLIPSIS
 
 
 def _title(article: Article) -> str:

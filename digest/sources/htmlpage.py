@@ -19,6 +19,7 @@ from digest.identity import canonical_url
 from digest.models import Article
 from digest.sources.dates import parse_date
 from digest.sources.html_text import tidy
+from digest.sources.names import clean_title, site_name
 
 # Where pages state their publication time, most trusted first: ("json-ld", key) of a JSON-LD
 # object; (attribute, value) of a <meta> whose content is the date (values compared in lower
@@ -108,6 +109,8 @@ def parse_html_page(
     document = trafilatura.bare_extraction(tree, options=_extractor(url, with_metadata=not stated))
     text = tidy((getattr(document, "text", None) or "").replace("\n", "\n\n"))
     title = tidy(meta["title"] or getattr(document, "title", None) or meta["title_tag"] or "")
+    source = site_name(meta["sitename"], url)
+    title = clean_title(title, site=meta["sitename"], url=url, published=published)
     paragraphs = text.split("\n\n") if text else []
     if paragraphs and title and paragraphs[0].casefold() == title.casefold():
         paragraphs = paragraphs[1:]  # the page's <h1> repeats the title
@@ -123,7 +126,7 @@ def parse_html_page(
         text="\n\n".join(paragraphs),
         origin=origin,
         url=canonical_url(url) if url else None,
-        source=meta["sitename"] or getattr(document, "sitename", None) or None,
+        source=source,
         published=published,
         summary=tidy(meta["description"] or getattr(document, "description", None) or "") or None,
         author=meta["author"] or getattr(document, "author", None) or None,
