@@ -231,3 +231,32 @@ def test_long_feed_title_is_cut_in_the_call_to_action() -> None:
     html = render_issue(Lineup(window, [story]), Settings(), 1).html
     assert "Read the story at The Harbour Town Gazette and Evening… →" in html
     assert name not in html
+
+
+# ---- feed categories --------------------------------------------------------------------------
+
+
+def test_feed_categories_become_sections() -> None:
+    rss = {a.title: a.section for a in read_source(str(FEEDS / "internal-dtd-subset.xml")).articles}
+    assert rss == {"Quay plan passes": "Local politics", "Ferry timetable changes": None}
+    atom = {a.title: a.section for a in read_source(str(FEEDS / "atom-categories.xml")).articles}
+    assert atom == {
+        "Seal colony returns to the outer sandbank": "Nature",  # the label, where there is one
+        "Harbour board approves the new quay": "politics",
+    }
+
+
+def test_feed_category_puts_the_story_under_its_heading(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    init_folder(tmp_path, monkeypatch, db_url)
+    monkeypatch.setenv("DIGEST_SECTIONS", "Politics,Nature")
+    runner = CliRunner()
+    ingested = runner.invoke(cli, ["ingest", str(FEEDS / "atom-categories.xml")])
+    assert ingested.exit_code == 0, ingested.output
+    text = runner.invoke(cli, ["preview", "--text", "--week", "2025-W14"]).output
+    lines = [line.strip() for line in text.splitlines()]
+    # the lead story comes first; the other goes under its section's heading
+    heading = lines.index("POLITICS")
+    assert any("Harbour board approves the new quay" in line for line in lines[heading:])
+    assert "More stories" not in text
