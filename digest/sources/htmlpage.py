@@ -6,6 +6,7 @@ import json
 import re
 from copy import copy
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 from urllib.parse import urljoin
 
 import htmldate
@@ -77,9 +78,20 @@ _XML_SPACE = re.compile(r"[ \t\r\n]+")
 _XML_DECLARATION = re.compile(r"^\ufeff?\s*<\?xml[^>]*\?>")
 # trafilatura's options by with_metadata, built once: bare_extraction builds them anew on each
 # call from its config file's values, which costs more than our own pass over the page.
+# htmldate's search for a page that states no date of itself: the original date, not the
+# latest update; header and markup before the URL, then the text.
+_DATE_SEARCH: dict[str, Any] = {
+    "extensive_search": True,
+    "original_date": True,
+    "deferred_url_extractor": True,
+}
 _EXTRACTORS = {
     with_metadata: Extractor(
-        output_format="python", comments=False, tables=False, with_metadata=with_metadata
+        output_format="python",
+        comments=False,
+        tables=False,
+        with_metadata=with_metadata,
+        date_params=dict(_DATE_SEARCH),
     )
     for with_metadata in (False, True)
 }
@@ -103,10 +115,14 @@ def parse_html_page(
     url = urljoin(base, canonical) if canonical else (page_url or base or None)
     if url and not url.lower().startswith(("http://", "https://")):
         url = None  # a relative canonical link with nothing to resolve it against
-    published = _stated(dates, tz) or _searched(tree, url, tz)
     meta["title"] = meta["title"] or meta["h1"]
     stated = bool(meta["title"] and meta["author"])
     document = trafilatura.bare_extraction(tree, options=_extractor(url, with_metadata=not stated))
+    published = _stated(dates, tz)
+    if published is None:
+        # trafilatura's metadata pass asked htmldate already, as _searched does
+        found = getattr(document, "date", None) if not stated else _searched(tree, url)
+        published = parse_date(found, tz) if found else None
     text = tidy((getattr(document, "text", None) or "").replace("\n", "\n\n"))
     title = tidy(meta["title"] or getattr(document, "title", None) or meta["title_tag"] or "")
     source = site_name(meta["sitename"], url)
@@ -227,13 +243,10 @@ def _stated(dates: list[tuple[int, str]], tz: tzinfo) -> datetime | None:
     return None
 
 
-def _searched(tree: lxml.html.HtmlElement, url: str | None, tz: tzinfo) -> datetime | None:
-    """The publication day htmldate finds where the page states none of itself: its header
-    and markup, then the URL, then the text (the original date, not the latest update)."""
-    found = htmldate.find_date(
-        tree, extensive_search=True, original_date=True, url=url, deferred_url_extractor=True
-    )
-    return parse_date(found, tz) if found else None
+def _searched(tree: lxml.html.HtmlElement, url: str | None) -> str | None:
+    """The publication day ("YYYY-MM-DD") htmldate finds on a page, as _DATE_SEARCH says."""
+    found = htmldate.find_date(tree, url=url, **_DATE_SEARCH)
+    return found if isinstance(found, str) else None
 
 
 def _first(found: list[str | None]) -> str | None:
