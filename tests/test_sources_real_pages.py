@@ -260,3 +260,33 @@ def test_feed_category_puts_the_story_under_its_heading(
     heading = lines.index("POLITICS")
     assert any("Harbour board approves the new quay" in line for line in lines[heading:])
     assert "More stories" not in text
+
+
+def test_a_readers_comment_in_json_ld_does_not_date_the_page() -> None:
+    page = (
+        (HTML / "undated.html")
+        .read_text()
+        .replace(
+            "</head>",
+            '<meta name="dc.date" content="2024-06-01">'
+            '<script type="application/ld+json">{"@type": "BlogPosting", "headline": "Depot",'
+            ' "comment": [{"@type": "Comment", "dateCreated": "2026-11-30T10:00:00Z"}]}'
+            "</script></head>",
+        )
+    )
+    [article] = read_bytes(page.encode(), "x.html").articles
+    assert article.published == datetime(2024, 6, 1, tzinfo=UTC)
+
+
+def test_time_marked_pubdate_is_a_statement() -> None:
+    page = (
+        (HTML / "undated.html")
+        .read_text()
+        .replace(
+            "<h1>",
+            '<time datetime="2026-11-30T10:00:00Z">updated</time>'
+            '<time pubdate datetime="2024-06-01T08:00:00Z">1 June</time><h1>',
+        )
+    )
+    [article] = read_bytes(page.encode(), "x.html").articles
+    assert article.published == datetime(2024, 6, 1, 8, tzinfo=UTC)

@@ -48,6 +48,8 @@ _DATE_SOURCES = (
 )
 _DATE_RANK = {source: rank for rank, source in enumerate(_DATE_SOURCES)}
 _JSON_LD_KEYS = {"datePublished": "datepublished", "dateCreated": "datecreated"}
+# JSON-LD objects inside an article that are not the article: their dates are their own.
+_NOT_THE_PAGE = frozenset({"Comment", "Review", "Answer", "Question", "Rating", "UserComments"})
 # The fields publishers state in meta tags, by (attribute, value) of the <meta> holding them;
 # when title and author are there, trafilatura's own metadata search (the costlier half of
 # its work) is skipped.
@@ -76,8 +78,6 @@ _FIELDS = (
 _XML_SPACE = re.compile(r"[ \t\r\n]+")
 # An XHTML page's XML declaration: the text is decoded already, and lxml refuses a str with one.
 _XML_DECLARATION = re.compile(r"^\ufeff?\s*<\?xml[^>]*\?>")
-# trafilatura's options by with_metadata, built once: bare_extraction builds them anew on each
-# call from its config file's values, which costs more than our own pass over the page.
 # htmldate's search for a page that states no date of itself: the original date, not the
 # latest update; header and markup before the URL, then the text.
 _DATE_SEARCH: dict[str, Any] = {
@@ -85,6 +85,9 @@ _DATE_SEARCH: dict[str, Any] = {
     "original_date": True,
     "deferred_url_extractor": True,
 }
+# trafilatura's options by with_metadata, built once: bare_extraction builds them anew on each
+# call from its config file's values, which costs more than our own pass over the page. Its
+# metadata pass asks htmldate as _DATE_SEARCH says.
 _EXTRACTORS = {
     with_metadata: Extractor(
         output_format="python",
@@ -226,12 +229,21 @@ def _json_ld_dates(text: str) -> list[tuple[int, str]]:
         if isinstance(item, list):
             stack.extend(reversed(item))
         elif isinstance(item, dict):
+            if _NOT_THE_PAGE & _types(item.get("@type")):
+                continue  # a reader's comment or review has its own dates
             for key, name in _JSON_LD_KEYS.items():
                 value = item.get(key)
                 if isinstance(value, str):
                     found.append((_DATE_RANK[("json-ld", name)], value))
             stack.extend(v for v in reversed(item.values()) if isinstance(v, dict | list))
     return found
+
+
+def _types(value: object) -> set[str]:
+    """A JSON-LD @type ("NewsArticle", or a list of them) as a set of names."""
+    if isinstance(value, str):
+        return {value}
+    return {v for v in value if isinstance(v, str)} if isinstance(value, list) else set()
 
 
 def _stated(dates: list[tuple[int, str]], tz: tzinfo) -> datetime | None:
