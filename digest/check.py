@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-from digest.models import RenderedIssue
+from digest.models import UNDATED, RenderedIssue
 from digest.personalize import content_markers, fill
 from digest.render import ASM_PREFERENCES, ASM_UNSUBSCRIBE, uses_asm
 from digest.settings import Settings
@@ -102,11 +103,15 @@ def check_issue(
     settings: Settings,
     headers: dict[str, str],
     values: Mapping[str, str] | None = None,
+    *,
+    lineup: Sequence[Mapping[str, object]] = (),
+    since: datetime | None = None,
 ) -> CheckReport:
     """Lint a rendered issue and the headers of a sample message; errors mean: do not send.
 
     The HTML is checked as a subscriber gets it: the markers filled with `values` (a sample
-    subscriber's; made up from the settings and headers when not given).
+    subscriber's; made up from the settings and headers when not given). The `lineup` (as
+    frozen) is checked for stories without a date or older than the window's start `since`.
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -193,6 +198,7 @@ def check_issue(
             "no one-click unsubscribe (List-Unsubscribe-Post header missing), which Gmail "
             "and Yahoo expect from bulk senders: set [newsletter] base_url"
         )
+    warnings.extend(_date_problems(lineup, since))
     return CheckReport(ok=not errors, errors=errors, warnings=warnings, html_bytes=size)
 
 
@@ -232,6 +238,26 @@ def _example_domain(domain: str) -> bool:
         any(domain == d or domain.endswith("." + d) for d in _EXAMPLE_DOMAINS)
         or domain.rpartition(".")[2] in _EXAMPLE_TLDS
     )
+
+
+def _date_problems(lineup: Sequence[Mapping[str, object]], since: datetime | None) -> list[str]:
+    """A warning for each lineup story whose date is unknown or before the window."""
+    found = []
+    for story in lineup:
+        title = _short(str(story.get("title") or story.get("url") or "a story"))
+        published = story.get("published")
+        when = datetime.fromisoformat(published) if isinstance(published, str) else None
+        if story.get("date_flag") == UNDATED or when is None:
+            found.append(
+                f"story {story.get('rank', '?')} ({title}) has no date of its own: check it is "
+                "this week's news, or 'digest drop' it"
+            )
+        elif since is not None and when < since:
+            found.append(
+                f"story {story.get('rank', '?')} ({title}) was published {when.date()}, before "
+                f"the window starts ({since.date()}): 'digest drop' it if it is old news"
+            )
+    return found
 
 
 def sample_values(settings: Settings, headers: Mapping[str, str]) -> dict[str, str]:

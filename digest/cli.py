@@ -278,6 +278,8 @@ def ingest(app: App, sources: tuple[str, ...], metrics: Path | None) -> None:
     click.echo(report.line())
     if report.metrics is not None:
         click.echo(f"metrics: {report.metrics} rows stored")
+    for line in report.undated_lines():
+        click.echo(line)
     for failure in report.failures:
         click.echo(f"{failure.source}: {failure.reason}")
     if report.failures:
@@ -303,7 +305,8 @@ def articles(
         echo_json(records)
         return
     for r in records:
-        click.echo(f"{r['id']:>5}  {(r['published'] or '')[:10]}  {r['title']}")
+        day = "no date   " if r["undated"] else (r["published"] or "")[:10]
+        click.echo(f"{r['id']:>5}  {day}  {r['title']}")
         click.echo(f"       {r['source'] or '-'}  {r['url'] or r['origin']}")
     click.echo(f"{len(records)} articles")
 

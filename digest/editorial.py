@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from digest.errors import DigestError
-from digest.models import Window
-from digest.selection import Ranking, Rules, pick_key, rank
+from digest.models import UNDATED, Window
+from digest.selection import Ranking, Rules, article_keys, pick_key, rank
 from digest.settings import Settings
+from digest.source_names import apply_names
 from digest.store import Store
 
 ACTIONS = ("pin", "drop")
@@ -94,13 +95,22 @@ def rules_for(store: Store, settings: Settings, label: str) -> Rules:
 
 
 def rank_window(store: Store, settings: Settings, window: Window, top: int | None) -> Ranking:
-    """Every story of the window, scored, with what became of it (`digest select --explain`)."""
+    """Every story of the window, scored, with what became of it (`digest select --explain`).
+
+    Articles without a trustworthy date (flagged "missing": their date is only when they were
+    read) stay out unless pinned, or unless [selection] undated = "include".
+    """
+    rules = rules_for(store, settings, window.label)
+    found = store.articles_between(window.since, window.until)
+    apply_names(found, settings.source_names)  # a name set since the articles were read
+    if settings.undated == "exclude":
+        found = [a for a in found if a.date_flag != UNDATED or article_keys(a) & rules.pins]
     return rank(
-        store.articles_between(window.since, window.until),
+        found,
         window,
         top=top or settings.top,
         sentences=settings.summary_sentences,
         budget=settings.summary_chars,
         language=settings.language,
-        rules=rules_for(store, settings, window.label),
+        rules=rules,
     )

@@ -7,7 +7,7 @@ import io
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from digest.csvfile import guess_delimiter
 from digest.errors import DigestError
 from digest.identity import article_key, url_key
-from digest.models import Article
+from digest.models import UNDATED, Article
 from digest.settings import Settings
+from digest.source_names import apply_names
 from digest.sources import (
     AllowPrivate,
     SourceFailure,
@@ -62,6 +63,22 @@ class IngestReport:
     failed: int = 0
     failures: list[SourceFailure] = field(default_factory=list)
     metrics: int | None = None  # rows of popularity numbers stored, when a file was given
+    undated: list[str] = field(default_factory=list)  # URL (or origin) of each article read
+    # without a date of its own
+
+    def undated_lines(self, shown: int = 10) -> list[str]:
+        """ "N without a date: …" with where to look, then the first `shown` of them; nothing
+        when every article had a date of its own."""
+        if not self.undated:
+            return []
+        lines = [
+            f"{len(self.undated)} without a date: they stay out of the lineup unless pinned "
+            "([selection] undated); 'digest articles' marks them 'no date'"
+        ]
+        lines.extend(f"  no date: {where}" for where in self.undated[:shown])
+        if len(self.undated) > shown:
+            lines.append(f"  … and {len(self.undated) - shown} more")
+        return lines
 
     def line(self) -> str:
         """The one-line summary: "N new, M updated, K unchanged, E failed"."""
@@ -94,6 +111,7 @@ def ingest(
     fetch_timeout: float = 20.0,
     timeout: float | None = None,
     max_feeds: int = MAX_FEEDS_PER_LIST,
+    names: Mapping[str, str] | None = None,
 ) -> IngestReport:
     """Read every source spec (file, folder or URL) and save each article it holds.
 
@@ -104,7 +122,8 @@ def ingest(
     A source that cannot be read, or an article the store refuses, fails alone. Each URL
     has `fetch_timeout` seconds, the whole run `timeout`: sources not read by then fail.
     URLs on private, loopback or other special addresses are refused unless `allow_private`.
-    Then the `metrics` CSV, if any, is matched to the stored articles.
+    Then the `metrics` CSV, if any, is matched to the stored articles. `names`
+    ([sources.names]) maps a domain or feed URL to the source name readers see.
     """
     report = IngestReport()
     copies: dict[str, _Copy] = {}
@@ -138,12 +157,16 @@ def ingest(
             report.fail(failure)
         if result.fetch is not None and result.fetch.status == 304:
             report.unchanged += states[-1].items
+        apply_names(result.articles, names or {})
         _collect(copies, result.articles)
         by_top.setdefault(top, []).append(result)
         done += 1
         if progress is not None:
             progress(done, len(queue))
     _save(store, list(copies.items()), report)
+    report.undated = [
+        c.article.url or c.article.origin for c in copies.values() if c.article.date_flag == UNDATED
+    ]
     now = datetime.now(UTC)
     for top in dict.fromkeys(specs):
         if not is_url(top) and len(_state_key(top)) <= MAX_SOURCE_CHARS:

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+# The date_flag of an article that states no date of its own: its date is when it was read.
+UNDATED = "missing"
+
 
 @dataclass
 class Article:

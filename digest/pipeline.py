@@ -22,7 +22,7 @@ from digest.editorial import rank_window
 from digest.errors import DigestError, SendError, SourceError, SubscriberError
 from digest.ingest import IngestReport, ingest
 from digest.ingest import Progress as IngestProgress
-from digest.models import Issue, Lineup, Subscriber, Window
+from digest.models import UNDATED, Issue, Lineup, Subscriber, Window
 from digest.render import render_issue, render_preview
 from digest.selection import lineup_json
 from digest.settings import CONFIG_NAME, Settings, read_settings
@@ -72,6 +72,7 @@ def ingest_sources(
         fetch_timeout=settings.fetch_timeout,
         timeout=settings.ingest_timeout,
         max_feeds=settings.max_feeds_per_list,
+        names=settings.source_names,
     )
 
 
@@ -102,6 +103,7 @@ def article_records(
                 "origins": store.article_origins(article.id) if article.id else [article.origin],
                 "published": article.published.isoformat() if article.published else None,
                 "date_flag": article.date_flag,
+                "undated": article.date_flag == UNDATED,  # the date is only when it was read
                 "author": article.author,
                 "image": article.image,
                 "summary": summary.text,
@@ -222,9 +224,20 @@ def with_notice(email_html: str, notice: str) -> str:
 
 def check(store: Store, settings: Settings, window: Window, top: int | None) -> CheckReport:
     """Lint the window's issue as it would go out."""
-    sample = preview(store, settings, window, top)
+    return _check(preview(store, settings, window, top), settings)
+
+
+def _check(sample: Preview, settings: Settings) -> CheckReport:
+    """The lint of a previewed issue: the message as a subscriber gets it, and its lineup."""
+    issue = sample.issue
     return check_issue(
-        sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers, sample.values
+        issue.rendered,
+        len(issue.lineup),
+        settings,
+        sample.headers,
+        sample.values,
+        lineup=issue.lineup,
+        since=issue.since,
     )
 
 
@@ -269,9 +282,7 @@ def plan_send(
     if settings.backend == "sendgrid" and not dry_run:
         synced = pull_suppressions(store, settings)
     sample = preview(store, settings, window, top, list_name, dry_run=dry_run)
-    report = check_issue(
-        sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers, sample.values
-    )
+    report = _check(sample, settings)
     return SendPlan(
         issue=sample.issue,
         list_name=list_name,

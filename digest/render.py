@@ -40,6 +40,8 @@ READING_MIN_WORDS = 100
 IMAGE_POLICIES = ("lead", "all", "none")
 # The variables of the [newsletter] subject and preheader templates.
 LINE_VARIABLES = ("name", "number", "lead", "headlines", "date", "count", "week")
+# A source name longer than this is cut (at a word, with an ellipsis) in calls to action.
+SOURCE_LIMIT = 40
 TEXT_WIDTH = 78
 ELLIPSIS = "…"
 
@@ -559,7 +561,7 @@ def _story_view(number: int, story: Story, settings: Settings, with_image: bool)
     article = story.article
     url = safe_url(article.url)
     published = article.published.astimezone(settings.tz) if article.published else None
-    source = _clean(article.source or "") or _host(url)
+    source = _source(article) or _host(url)
     return StoryView(
         number=number,
         title=_title(article),
@@ -578,7 +580,17 @@ def _story_view(number: int, story: Story, settings: Settings, with_image: bool)
 
 def _also_link(article: Article) -> Link:
     url = safe_url(article.url)
-    return Link(text=_clean(article.source or "") or _host(url) or _title(article), url=url)
+    return Link(text=_source(article) or _host(url) or _title(article), url=url)
+
+
+def _source(article: Article) -> str:
+    """The source's name, cut at a word to SOURCE_LIMIT characters with an ellipsis: a feed's
+    100-character title must not make a four-line call to action."""
+    name = _clean(article.source or "")
+    if len(name) <= SOURCE_LIMIT:
+        return name
+    cut = name[: SOURCE_LIMIT - 1].rsplit(" ", 1)[0] or name[: SOURCE_LIMIT - 1]
+    return cut.rstrip(" ,;:-–—|·") + ELLIPSIS
 
 
 def _title(article: Article) -> str:

@@ -508,6 +508,7 @@ def lineup_json(lineup: Lineup) -> list[dict[str, Any]]:
             "url": story.article.url,
             "source": story.article.source,
             "published": story.article.published.isoformat() if story.article.published else None,
+            "date_flag": story.article.date_flag,
             "summary": story.summary,
             "score": round(story.score, 4),
             "also": [{"title": a.title, "url": a.url, "source": a.source} for a in story.also],

@@ -16,6 +16,7 @@ from digest.urls import is_url
 CONFIG_NAME = "digest.toml"
 BACKENDS = ("outbox", "smtp", "sendgrid")
 SMTP_SECURITY = ("starttls", "ssl", "none")
+UNDATED = ("exclude", "include")  # [selection] undated
 SECRET_FIELDS = frozenset({"smtp_password", "sendgrid_api_key", "secret"})
 
 # digest.toml section and key of each setting; the environment name is DIGEST_<FIELD>.
@@ -45,6 +46,7 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "fetch_timeout": ("sources", "fetch_timeout"),
     "ingest_timeout": ("sources", "ingest_timeout"),
     "max_feeds_per_list": ("sources", "max_feeds_per_list"),
+    "source_names": ("sources", "names"),
     "top": ("selection", "top"),
     "summary_sentences": ("selection", "summary_sentences"),
     "summary_chars": ("selection", "summary_chars"),
@@ -53,6 +55,7 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "max_per_source": ("selection", "max_per_source"),
     "max_per_section": ("selection", "max_per_section"),
     "min_stories": ("selection", "min_stories"),
+    "undated": ("selection", "undated"),
     "backend": ("delivery", "backend"),
     "outbox": ("delivery", "outbox"),
     "list": ("delivery", "list"),
@@ -123,6 +126,7 @@ class Settings:
     fetch_timeout: float = 20.0  # seconds for one URL's whole download, redirects included
     ingest_timeout: float = 900.0  # seconds for one whole ingest run
     max_feeds_per_list: int = 500  # feeds read from one OPML list (nested lists included)
+    source_names: dict[str, str] = field(default_factory=dict)  # domain or feed URL → name
     top: int = 10
     summary_sentences: int = 2
     summary_chars: int = 320
@@ -131,6 +135,7 @@ class Settings:
     max_per_source: int = 0  # stories from one source per issue; 0 = no cap
     max_per_section: int = 0  # stories from one section or topic per issue; 0 = no cap
     min_stories: int = 1  # digest send refuses a shorter lineup unless --force
+    undated: str = "exclude"  # articles without a date: "exclude" (unless pinned) or "include"
     backend: str = "outbox"
     outbox: Path = Path("outbox")
     list: str = "main"
@@ -263,6 +268,8 @@ def _read_toml(path: Path) -> dict[str, tuple[Any, str]]:
 def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
     kind = str({f.name: f.type for f in fields(Settings)}[name])
     try:
+        if name == "source_names":
+            return _names(value)
         if kind == "int":
             if isinstance(value, bool):
                 raise ValueError
@@ -302,6 +309,9 @@ def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
             "dict[str, float]": "a table of names and numbers (NAME = 1.5, or NAME=1.5,… in env)",
             "dict[str, str]": 'a table of field names (title = "headline", or title=headline,…)',
         }.get(kind, kind)
+        if name == "source_names":
+            expected = 'a table of domains or feed URLs and names ("example.com" = "Example")'
+
         # A secret (or a URL that may hold a password) is never echoed, only its type.
         shown = (
             f"a {type(value).__name__}"
@@ -331,13 +341,7 @@ MAPPING_FIELDS = (
 def _field_map(value: Any, where: str) -> dict[str, str]:
     """[sources.mapping]: article field → the export's field name (a TOML table, or
     "title=headline, text=body" from the environment)."""
-    if isinstance(value, str):
-        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
-        if any(len(pair) != 2 for pair in pairs):
-            raise ValueError(value)
-        value = {field.strip(): name.strip() for field, name in pairs}
-    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
-        raise ValueError(value)
+    value = _string_table(value)
     for field_name in value:
         if field_name not in MAPPING_FIELDS:
             raise SettingsError(
@@ -383,6 +387,27 @@ def _lists(value: Any, where: str) -> dict[str, ListSettings]:
             description=str(table.get("description", "")).strip(),
         )
     return found
+
+
+def _names(value: Any) -> dict[str, str]:
+    """[sources.names]: a domain or feed URL → the name readers see (a TOML table, or
+    "example.com=Example News, …" from the environment, split at each pair's last "=")."""
+    return {k.strip(): v.strip() for k, v in _string_table(value, split_last=True).items()}
+
+
+def _string_table(value: Any, *, split_last: bool = False) -> dict[str, str]:
+    """A table of non-blank strings: a TOML table, or "key=value, …" from the environment."""
+    if isinstance(value, str):
+        cut = str.rsplit if split_last else str.split
+        pairs = [cut(part, "=", 1) for part in value.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(value)
+        value = {key.strip(): name.strip() for key, name in pairs}
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str) and v.strip() for v in value.values()
+    ):
+        raise ValueError(value)
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _weights(value: Any) -> dict[str, float]:
@@ -436,6 +461,12 @@ def _validate(s: Settings) -> None:
                 f"{name} must not be negative, got {getattr(s, name)}",
                 f"set [selection] {name} to 0 or more (0 = no limit)",
             )
+    if s.undated not in UNDATED:
+        raise SettingsError(
+            f"undated must be one of {', '.join(UNDATED)}, got {s.undated!r}",
+            'set [selection] undated to "exclude" (articles without a date stay out of the '
+            'lineup unless pinned) or "include"',
+        )
     negative = sorted(name for name, weight in s.source_weights.items() if weight < 0)
     if negative:
         raise SettingsError(

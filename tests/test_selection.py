@@ -326,6 +326,7 @@ def test_lineup_json_shape() -> None:
         "url",
         "source",
         "published",
+        "date_flag",
         "summary",
         "score",
         "also",

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from digest.cli import cli
+from digest.models import Article, Lineup, Story, Window
+from digest.render import render_issue
+from digest.settings import Settings
+from digest.source_names import apply_names
 from digest.sources import decode, read_bytes, read_source
+from digest.sources.names import clean_title, site_name
+from tests.conftest import init_folder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HTML = FIXTURES / "html"
@@ -106,3 +117,176 @@ def test_undated_page_is_flagged_not_dated_now() -> None:
     url = "https://blog.example.net/tram-depot/"
     [page] = read_bytes(data, url, page_url=url, fallback=datetime.now(UTC)).articles
     assert page.date_flag == "missing"
+
+
+# ---- titles and source names ------------------------------------------------------------------
+
+
+def test_title_loses_the_site_name_and_date_it_repeats() -> None:
+    [page] = read_source(str(HTML / "json-ld-dated.html")).articles
+    # "… | RN | 19.01.2020": RN is og:site_name, 19.01.2020 the page's own date
+    assert page.title == "Riverton confronts the future of its tram depot"
+    assert page.source == "RN"
+
+
+def test_title_loses_a_trailing_site_name_that_repeats_the_domain() -> None:
+    [page] = read_source(str(HTML / "title-repeats-the-domain.html")).articles
+    assert page.title == "Why we moved our job queue to Postgres"
+    assert page.source == "devnotes.blog"
+
+
+def test_site_name_that_is_a_section_gives_way_to_the_domain() -> None:
+    [page] = read_source(str(HTML / "site-name-is-a-section.html")).articles
+    assert page.source == "wirenews.example"
+    assert page.title == "Port strike ends with pay deal"
+
+
+@pytest.mark.parametrize(
+    ("title", "site", "url", "expected"),
+    [
+        ("Left - Right: a debate", "Example", "https://example.com/a", "Left - Right: a debate"),
+        (
+            "Spiegel: Merkel - Ein Jahr danach - DER SPIEGEL",
+            "DER SPIEGEL",
+            "https://www.spiegel.example/politik/a.html",
+            "Spiegel: Merkel - Ein Jahr danach",
+        ),
+        ("Storm hits coast - BBC News", None, "https://www.bbc.co.uk/news/a", "Storm hits coast"),
+        ("Storm | 19.01.2020", None, "https://x.example/a", "Storm | 19.01.2020"),  # undated page
+        ("Reuters Poll - Reuters", None, "https://www.reuters.com/a", "Reuters Poll"),
+    ],
+)
+def test_title_keeps_what_is_not_a_decoration(
+    title: str, site: str | None, url: str, expected: str
+) -> None:
+    assert clean_title(title, site=site, url=url, published=None) == expected
+
+
+@pytest.mark.parametrize(
+    ("stated", "url", "expected"),
+    [
+        ("U.S.", "https://www.reuters.com/world/us/a-story-idUSKBN1", "reuters.com"),
+        ("World", None, None),
+        ("Politik", "https://www.spiegel.de/politik/a.html", "spiegel.de"),
+        ("Reuters", "https://www.reuters.com/world/us/a", "Reuters"),
+        ("DW", "https://www.dw.com/en/a/a-1", "DW"),
+        ("Harbour Gazette", "https://gazette.example.org/news/a", "Harbour Gazette"),
+        (None, "https://news.bbc.co.uk/a", "bbc.co.uk"),
+    ],
+)
+def test_site_name_default(stated: str | None, url: str | None, expected: str | None) -> None:
+    assert site_name(stated, url) == expected
+
+
+def test_sources_names_maps_a_feed_url_and_a_domain() -> None:
+    feed = (FEEDS / "internal-dtd-subset.xml").read_bytes()
+    origin = "https://feeds.example.org/gazette.xml"
+    articles = read_bytes(feed, origin).articles
+    page = read_source(str(HTML / "site-name-is-a-section.html")).articles
+    apply_names(
+        [*articles, *page],
+        {"https://feeds.example.org/gazette.xml": "The Gazette", "wirenews.example": "Wire News"},
+    )
+    assert {a.source for a in articles} == {"The Gazette"}
+    assert page[0].source == "Wire News"
+
+
+def test_sources_names_from_digest_toml_name_stored_and_ranked_articles(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = init_folder(tmp_path, monkeypatch, db_url)
+    with (folder / "digest.toml").open("a") as config:
+        config.write('\n[sources.names]\n"wirenews.example" = "Wire News"\n')
+    page = tmp_path / "strike.html"
+    page.write_text(
+        (HTML / "site-name-is-a-section.html")
+        .read_text()
+        .replace("2025-04-03T16:20:00Z", datetime.now(UTC).isoformat(timespec="seconds"))
+    )
+    runner = CliRunner()
+    assert runner.invoke(cli, ["ingest", str(page)]).exit_code == 0
+    stored = json.loads(runner.invoke(cli, ["articles", "--json"]).output)
+    assert [a["source"] for a in stored if a["origin"] == str(page)] == ["Wire News"]
+    # a name set later applies to the lineup without reading the page again
+    monkeypatch.setenv("DIGEST_SOURCE_NAMES", "wirenews.example=Wire")
+    lineup = json.loads(runner.invoke(cli, ["select", "--json"]).output)
+    assert [s["source"] for s in lineup if s["title"] == "Port strike ends with pay deal"] == [
+        "Wire"
+    ]
+
+
+def test_long_feed_title_is_cut_in_the_call_to_action() -> None:
+    name = (
+        "The Harbour Town Gazette and Evening Courier: all the news of the quays, the ferries "
+        "and the islands"
+    )
+    story = Story(
+        Article(
+            title="Quay plan passes", text="", origin="x", url="https://g.example/a", source=name
+        ),
+        "The board approved a new quay.",
+        1.0,
+    )
+    window = Window(datetime(2025, 4, 1, tzinfo=UTC), datetime(2025, 4, 8, tzinfo=UTC), "2025-W14")
+    html = render_issue(Lineup(window, [story]), Settings(), 1).html
+    assert "Read the story at The Harbour Town Gazette and Evening… →" in html
+    assert name not in html
+
+
+# ---- feed categories --------------------------------------------------------------------------
+
+
+def test_feed_categories_become_sections() -> None:
+    rss = {a.title: a.section for a in read_source(str(FEEDS / "internal-dtd-subset.xml")).articles}
+    assert rss == {"Quay plan passes": "Local politics", "Ferry timetable changes": None}
+    atom = {a.title: a.section for a in read_source(str(FEEDS / "atom-categories.xml")).articles}
+    assert atom == {
+        "Seal colony returns to the outer sandbank": "Nature",  # the label, where there is one
+        "Harbour board approves the new quay": "politics",
+    }
+
+
+def test_feed_category_puts_the_story_under_its_heading(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    init_folder(tmp_path, monkeypatch, db_url)
+    monkeypatch.setenv("DIGEST_SECTIONS", "Politics,Nature")
+    runner = CliRunner()
+    ingested = runner.invoke(cli, ["ingest", str(FEEDS / "atom-categories.xml")])
+    assert ingested.exit_code == 0, ingested.output
+    text = runner.invoke(cli, ["preview", "--text", "--week", "2025-W14"]).output
+    lines = [line.strip() for line in text.splitlines()]
+    # the lead story comes first; the other goes under its section's heading
+    heading = lines.index("POLITICS")
+    assert any("Harbour board approves the new quay" in line for line in lines[heading:])
+    assert "More stories" not in text
+
+
+def test_a_readers_comment_in_json_ld_does_not_date_the_page() -> None:
+    page = (
+        (HTML / "undated.html")
+        .read_text()
+        .replace(
+            "</head>",
+            '<meta name="dc.date" content="2024-06-01">'
+            '<script type="application/ld+json">{"@type": "BlogPosting", "headline": "Depot",'
+            ' "comment": [{"@type": "Comment", "dateCreated": "2026-11-30T10:00:00Z"}]}'
+            "</script></head>",
+        )
+    )
+    [article] = read_bytes(page.encode(), "x.html").articles
+    assert article.published == datetime(2024, 6, 1, tzinfo=UTC)
+
+
+def test_time_marked_pubdate_is_a_statement() -> None:
+    page = (
+        (HTML / "undated.html")
+        .read_text()
+        .replace(
+            "<h1>",
+            '<time datetime="2026-11-30T10:00:00Z">updated</time>'
+            '<time pubdate datetime="2024-06-01T08:00:00Z">1 June</time><h1>',
+        )
+    )
+    [article] = read_bytes(page.encode(), "x.html").articles
+    assert article.published == datetime(2024, 6, 1, 8, tzinfo=UTC)

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 from dateutil import parser as date_parser
 from dateutil import tz as date_tz
 
-from digest.models import Article
+from digest.models import UNDATED, Article
 
 # Zone abbreviations dateutil does not know; news sites print them after the time.
 ZONE_ABBREVIATIONS: dict[str, int] = {
@@ -124,7 +124,7 @@ def settle_date(
     now = now or datetime.now(UTC)
     if article.published is None:
         article.published = fallback or now
-        article.date_flag = "missing"
+        article.date_flag = UNDATED
     elif article.published > now + FUTURE_SLACK:
         article.date_flag = "future"
     return article

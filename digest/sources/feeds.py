@@ -109,6 +109,7 @@ def _article(
         summary=summary or None,
         author=tidy((get("author_detail") or {}).get("name") or get("author") or "") or None,
         image=_image(entry),
+        section=_category(entry),
     )
 
 
@@ -131,6 +132,15 @@ def _entry_date(item: Any, tz: tzinfo) -> datetime | None:
         parsed = _get(item, parsed_key)
         if isinstance(parsed, time.struct_time):
             return datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalizes to UTC
+    return None
+
+
+def _category(entry: Any) -> str | None:
+    """The entry's first category (RSS <category>, Atom <category term label>): its section."""
+    for tag in _get(entry, "tags") or ():
+        name = tidy(str(_get(tag, "label") or _get(tag, "term") or ""))
+        if name:
+            return name
     return None
 
 

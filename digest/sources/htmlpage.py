@@ -6,6 +6,7 @@ import json
 import re
 from copy import copy
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 from urllib.parse import urljoin
 
 import htmldate
@@ -19,6 +20,7 @@ from digest.identity import canonical_url
 from digest.models import Article
 from digest.sources.dates import parse_date
 from digest.sources.html_text import tidy
+from digest.sources.names import clean_title, site_name
 
 # Where pages state their publication time, most trusted first: ("json-ld", key) of a JSON-LD
 # object; (attribute, value) of a <meta> whose content is the date (values compared in lower
@@ -46,6 +48,8 @@ _DATE_SOURCES = (
 )
 _DATE_RANK = {source: rank for rank, source in enumerate(_DATE_SOURCES)}
 _JSON_LD_KEYS = {"datePublished": "datepublished", "dateCreated": "datecreated"}
+# JSON-LD objects inside an article that are not the article: their dates are their own.
+_NOT_THE_PAGE = frozenset({"Comment", "Review", "Answer", "Question", "Rating", "UserComments"})
 # The fields publishers state in meta tags, by (attribute, value) of the <meta> holding them;
 # when title and author are there, trafilatura's own metadata search (the costlier half of
 # its work) is skipped.
@@ -74,11 +78,23 @@ _FIELDS = (
 _XML_SPACE = re.compile(r"[ \t\r\n]+")
 # An XHTML page's XML declaration: the text is decoded already, and lxml refuses a str with one.
 _XML_DECLARATION = re.compile(r"^\ufeff?\s*<\?xml[^>]*\?>")
+# htmldate's search for a page that states no date of itself: the original date, not the
+# latest update; header and markup before the URL, then the text.
+_DATE_SEARCH: dict[str, Any] = {
+    "extensive_search": True,
+    "original_date": True,
+    "deferred_url_extractor": True,
+}
 # trafilatura's options by with_metadata, built once: bare_extraction builds them anew on each
-# call from its config file's values, which costs more than our own pass over the page.
+# call from its config file's values, which costs more than our own pass over the page. Its
+# metadata pass asks htmldate as _DATE_SEARCH says.
 _EXTRACTORS = {
     with_metadata: Extractor(
-        output_format="python", comments=False, tables=False, with_metadata=with_metadata
+        output_format="python",
+        comments=False,
+        tables=False,
+        with_metadata=with_metadata,
+        date_params=dict(_DATE_SEARCH),
     )
     for with_metadata in (False, True)
 }
@@ -102,12 +118,18 @@ def parse_html_page(
     url = urljoin(base, canonical) if canonical else (page_url or base or None)
     if url and not url.lower().startswith(("http://", "https://")):
         url = None  # a relative canonical link with nothing to resolve it against
-    published = _stated(dates, tz) or _searched(tree, url, tz)
     meta["title"] = meta["title"] or meta["h1"]
     stated = bool(meta["title"] and meta["author"])
     document = trafilatura.bare_extraction(tree, options=_extractor(url, with_metadata=not stated))
+    published = _stated(dates, tz)
+    if published is None:
+        # trafilatura's metadata pass asked htmldate already, as _searched does
+        found = getattr(document, "date", None) if not stated else _searched(tree, url)
+        published = parse_date(found, tz) if found else None
     text = tidy((getattr(document, "text", None) or "").replace("\n", "\n\n"))
     title = tidy(meta["title"] or getattr(document, "title", None) or meta["title_tag"] or "")
+    source = site_name(meta["sitename"], url)
+    title = clean_title(title, site=meta["sitename"], url=url, published=published)
     paragraphs = text.split("\n\n") if text else []
     if paragraphs and title and paragraphs[0].casefold() == title.casefold():
         paragraphs = paragraphs[1:]  # the page's <h1> repeats the title
@@ -123,7 +145,7 @@ def parse_html_page(
         text="\n\n".join(paragraphs),
         origin=origin,
         url=canonical_url(url) if url else None,
-        source=meta["sitename"] or getattr(document, "sitename", None) or None,
+        source=source,
         published=published,
         summary=tidy(meta["description"] or getattr(document, "description", None) or "") or None,
         author=meta["author"] or getattr(document, "author", None) or None,
@@ -207,12 +229,21 @@ def _json_ld_dates(text: str) -> list[tuple[int, str]]:
         if isinstance(item, list):
             stack.extend(reversed(item))
         elif isinstance(item, dict):
+            if _NOT_THE_PAGE & _types(item.get("@type")):
+                continue  # a reader's comment or review has its own dates
             for key, name in _JSON_LD_KEYS.items():
                 value = item.get(key)
                 if isinstance(value, str):
                     found.append((_DATE_RANK[("json-ld", name)], value))
             stack.extend(v for v in reversed(item.values()) if isinstance(v, dict | list))
     return found
+
+
+def _types(value: object) -> set[str]:
+    """A JSON-LD @type ("NewsArticle", or a list of them) as a set of names."""
+    if isinstance(value, str):
+        return {value}
+    return {v for v in value if isinstance(v, str)} if isinstance(value, list) else set()
 
 
 def _stated(dates: list[tuple[int, str]], tz: tzinfo) -> datetime | None:
@@ -224,13 +255,10 @@ def _stated(dates: list[tuple[int, str]], tz: tzinfo) -> datetime | None:
     return None
 
 
-def _searched(tree: lxml.html.HtmlElement, url: str | None, tz: tzinfo) -> datetime | None:
-    """The publication day htmldate finds where the page states none of itself: its header
-    and markup, then the URL, then the text (the original date, not the latest update)."""
-    found = htmldate.find_date(
-        tree, extensive_search=True, original_date=True, url=url, deferred_url_extractor=True
-    )
-    return parse_date(found, tz) if found else None
+def _searched(tree: lxml.html.HtmlElement, url: str | None) -> str | None:
+    """The publication day ("YYYY-MM-DD") htmldate finds on a page, as _DATE_SEARCH says."""
+    found = htmldate.find_date(tree, url=url, **_DATE_SEARCH)
+    return found if isinstance(found, str) else None
 
 
 def _first(found: list[str | None]) -> str | None:

@@ -17,6 +17,7 @@ from digest.store.rows import (
     _article,
     _article_values,
     _insert_many,
+    _update_values,
     _with_metrics,
     from_db,
     one_line,
@@ -61,7 +62,11 @@ class ArticleStore(StoreBase):
             article_id, outcome = row.id, "unchanged"
         else:
             article_id = row.id
-            conn.execute(articles.update().where(articles.c.id == row.id).values(**values))
+            conn.execute(
+                articles.update()
+                .where(articles.c.id == row.id)
+                .values(**_update_values(article, values))
+            )
             outcome = "updated"
         self._remember_origin(conn, article_id, article.origin)
         article.id = article_id
@@ -154,7 +159,9 @@ class ArticleStore(StoreBase):
                     outcomes.append("unchanged")
                 else:
                     conn.execute(
-                        articles.update().where(articles.c.id == before[0]).values(**values)
+                        articles.update()
+                        .where(articles.c.id == before[0])
+                        .values(**_update_values(article, values))
                     )
                     outcomes.append("updated")
             if fresh:

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from digest.models import Article, Issue, RenderedIssue, Subscriber, SubscriberStatus
+from digest.models import UNDATED, Article, Issue, RenderedIssue, Subscriber, SubscriberStatus
 from digest.store.schema import article_metrics
 
 # Control characters (but tab and line feed) and the invisible bidirectional controls that
@@ -82,7 +82,8 @@ def content_hash(article: Article) -> str:
         article.author or "",
         article.image or "",
         article.section or "",
-        article.published.isoformat() if article.published else "",
+        # an undated article's date is only when it was read: no change of content
+        article.published.isoformat() if article.published and article.date_flag != UNDATED else "",
     ]
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
@@ -130,6 +131,14 @@ def _article_values(article: Article, now: datetime) -> dict[str, Any]:
         "content_hash": content_hash(article),
         "updated_at": now,
     }
+
+
+def _update_values(article: Article, values: dict[str, Any]) -> dict[str, Any]:
+    """The values that update a stored article: all but the date of an undated one, which
+    keeps the date it was first read (a page read again is not new again)."""
+    if article.date_flag != UNDATED:
+        return values
+    return {name: value for name, value in values.items() if name != "published"}
 
 
 METRICS = ("views", "clicks", "shares")

@@ -1,0 +1,136 @@
+"""Articles without a date of their own: flagged, reported, kept out of the lineup unless
+pinned, and warned about by `digest check`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from digest.check import check_issue
+from digest.models import RenderedIssue
+from digest.settings import Settings
+from tests.conftest import init_folder
+
+HTML = Path(__file__).parent / "fixtures" / "html"
+
+
+def run(*args: str) -> Result:
+    from digest.cli import cli
+
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def pages(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A `digest init` folder with two pages beside it: one dated yesterday, one undated
+    (its file time is now, inside this week's window)."""
+    init_folder(tmp_path, monkeypatch, db_url)
+    dated = tmp_path / "dated.html"
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="seconds")
+    dated.write_text(
+        (HTML / "article.html")
+        .read_text()
+        .replace("2025-04-01T08:30:00+02:00", yesterday)
+        .replace("Solar output hits a record in March", "Tram depot sold to the city")
+    )
+    undated = tmp_path / "undated.html"
+    shutil.copy(HTML / "undated.html", undated)
+    os.utime(undated)
+    return dated, undated
+
+
+def lineup_titles() -> list[str]:
+    return [story["title"] for story in json.loads(run("select", "--json").output)]
+
+
+def test_ingest_says_how_many_have_no_date_and_where(pages: tuple[Path, Path]) -> None:
+    dated, undated = pages
+    result = run("ingest", str(dated), str(undated))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "2 new, 0 updated, 0 unchanged, 0 failed"
+    assert lines[1] == (
+        "1 without a date: they stay out of the lineup unless pinned ([selection] undated); "
+        "'digest articles' marks them 'no date'"
+    )
+    assert lines[2] == f"  no date: {undated}"
+
+
+def test_articles_show_the_flag(pages: tuple[Path, Path]) -> None:
+    dated, undated = pages
+    run("ingest", str(dated), str(undated))
+    text = run("articles").output
+    [line] = [line for line in text.splitlines() if "What the tram depot could become" in line]
+    assert "no date" in line
+    [line] = [line for line in text.splitlines() if "Tram depot sold to the city" in line]
+    assert "no date" not in line
+    records = {a["title"]: a for a in json.loads(run("articles", "--json").output)}
+    assert records["What the tram depot could become"]["undated"] is True
+    assert records["What the tram depot could become"]["date_flag"] == "missing"
+    assert records["Tram depot sold to the city"]["undated"] is False
+
+
+def test_undated_article_stays_out_of_the_lineup_unless_pinned(pages: tuple[Path, Path]) -> None:
+    dated, undated = pages
+    run("ingest", str(dated), str(undated))
+    assert lineup_titles() == ["Tram depot sold to the city"]
+    checked = json.loads(run("check", "--json").output)
+    assert not [w for w in checked["warnings"] if "no date" in w]
+
+    assert run("pin", str(undated)).exit_code == 0
+    assert "What the tram depot could become" in lineup_titles()
+    checked = json.loads(run("check", "--json").output)
+    [warning] = [w for w in checked["warnings"] if "no date of its own" in w]
+    assert "What the tram depot could become" in warning
+
+
+def test_undated_include_lets_them_compete(
+    pages: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dated, undated = pages
+    run("ingest", str(dated), str(undated))
+    monkeypatch.setenv("DIGEST_UNDATED", "include")
+    assert sorted(lineup_titles()) == [
+        "Tram depot sold to the city",
+        "What the tram depot could become",
+    ]
+
+
+def test_undated_setting_is_checked(
+    pages: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_UNDATED", "sometimes")
+    result = CliRunner().invoke(__import__("digest.cli").cli.cli, ["select"])
+    assert result.exit_code == 1
+    assert "Error: undated must be one of exclude, include, got 'sometimes'" in result.output
+
+
+def test_reading_an_undated_page_again_keeps_its_first_date(pages: tuple[Path, Path]) -> None:
+    _, undated = pages
+    run("ingest", str(undated))
+    first = json.loads(run("articles", "--json").output)
+    os.utime(undated, (undated.stat().st_atime + 3600, undated.stat().st_mtime + 3600))
+    again = run("ingest", str(undated))
+    assert again.output.splitlines()[0] == "0 new, 0 updated, 1 unchanged, 0 failed"
+    assert json.loads(run("articles", "--json").output) == first
+
+
+def test_check_warns_about_a_story_older_than_the_window() -> None:
+    since = datetime(2025, 4, 7, tzinfo=UTC)
+    lineup = [
+        {"rank": 1, "title": "Fresh", "published": "2025-04-08T09:00:00+00:00"},
+        {"rank": 2, "title": "Stale", "published": "2020-01-19T14:05:00+00:00"},
+    ]
+    rendered = RenderedIssue(subject="s", preheader="p", html="<p>unsubscribe</p>", text="t")
+    report = check_issue(rendered, 2, Settings(), {}, lineup=lineup, since=since)
+    [warning] = [w for w in report.warnings if "published" in w]
+    assert warning == (
+        "story 2 (Stale) was published 2020-01-19, before the window starts (2025-04-07): "
+        "'digest drop' it if it is old news"
+    )
