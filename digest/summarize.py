@@ -121,8 +121,8 @@ _BACK_WORDS = {
         cependant toutefois néanmoins aussi puis ensuite alors sinon enfin""",
     "es": """él ella ellos ellas esto eso pero y o además también así entonces sin embargo
         luego""",
-    "nl": """hij zij ze het hem haar hun dat dit en maar of dus ook echter toch daarom daarna
-        bovendien verder""",
+    "nl": """hij zij ze hem haar hun en maar of dus ook echter toch daarom daarna bovendien
+        verder""",
 }
 _DEMONSTRATIVES = {
     "en": ("this that these those such", "is was are were has had have will would could can "
@@ -139,10 +139,10 @@ _BACK_PHRASES = re.compile(
 )
 # Calls to action and page furniture, never news: "You can download Python 3.6.0 here."
 _CALL_TO_ACTION = re.compile(
-    r"^(?:you can (?:\w+ ){0,4}(?:here|below|now|online)\b|click|tap|download|subscribe|sign up|"
-    r"follow us|share this|read (?:more|also|the full)|see also|find out more|learn more|"
-    r"lesen sie|hier (?:können|finden|gibt es)|mehr (?:dazu|zum thema|infos?)\b|teilen sie|"
-    r"jetzt (?:anmelden|abonnieren)|bewerten:|gefällt mir|weiterlesen)"
+    r"^(?:you can (?:\w+ ){0,4}(?:here|below|now|online)\b|bewerten:|(?:click|download|"
+    r"subscribe|sign up|follow us|share this|read (?:more|also|the full)|see also|find out more|"
+    r"learn more|lesen sie|hier (?:können|finden|gibt es)|mehr (?:dazu|zum thema|infos?)|"
+    r"teilen sie|jetzt (?:anmelden|abonnieren)|gefällt mir|weiterlesen)\b)"
     r"|^(?:.*\byou\b.*|(?:download|read|watch|listen|find|see|get)\b.*)\bhere[.!]$",
     re.IGNORECASE,
 )
@@ -214,21 +214,31 @@ def _stemmer(language: str) -> Any:
     return snowballstemmer.stemmer(name) if name else None
 
 
+@lru_cache(maxsize=1)
+def _stop_word_languages() -> dict[str, tuple[str, ...]]:
+    """Every stop word of the languages Snowball stems, and the languages it is one of."""
+    index: dict[str, list[str]] = {}
+    for code in _SNOWBALL:
+        for word in stop_words(code):
+            index.setdefault(word, []).append(code)
+    return {word: tuple(codes) for word, codes in index.items()}
+
+
 def detect_language(text: str, default: str = "en") -> str:
     """The language of `text`, told by which language's stop words it uses most (they are
     most of any text's words); `default` (the newsletter's language) when the text is too
-    short to tell or no language stands out from it."""
+    short to tell or no other language's stop words outnumber its own."""
     words = split_words(text[:5000])
     if len(words) < MIN_WORDS_TO_DETECT:
         return default
-    counts = Counter(words)
+    languages = _stop_word_languages()
+    hits: Counter[str] = Counter()
+    for word, n in Counter(words).items():
+        for code in languages.get(word, ()):
+            hits[code] += n
     own = primary_language(default)
-    best, best_hits = own, sum(n for w, n in counts.items() if w in stop_words(own))
-    for code in _SNOWBALL:
-        hits = sum(n for w, n in counts.items() if w in stop_words(code))
-        if hits > best_hits:
-            best, best_hits = code, hits
-    return best if best != own else default
+    best = max(sorted(hits), key=hits.__getitem__, default=own)
+    return best if hits[best] > hits[own] else default
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -399,10 +409,11 @@ def _back_words(language: str) -> tuple[frozenset[str], frozenset[str], frozense
     demonstrative point back ("This is…", not "This week…")."""
     primary = primary_language(language)
     demonstratives, verbs = _DEMONSTRATIVES.get(primary, ("", ""))
+    # Casefolded, as split_words gives them ("außerdem" → "ausserdem").
     return (
-        frozenset(_BACK_WORDS.get(primary, "").split()),
-        frozenset(demonstratives.split()),
-        frozenset(verbs.split()),
+        frozenset(w.casefold() for w in _BACK_WORDS.get(primary, "").split()),
+        frozenset(w.casefold() for w in demonstratives.split()),
+        frozenset(w.casefold() for w in verbs.split()),
     )
 
 
@@ -518,12 +529,6 @@ def _score(sentences: Sequence[str], language: str) -> tuple[list[float], list[d
     return _pagerank(_similarity(vectors), restart), vectors
 
 
-def rank_sentences(sentences: Sequence[str], title: str = "", language: str = "en") -> list[float]:
-    """Score each sentence: its centrality in the article's similarity graph. (`title` is
-    accepted for compatibility and not used: the lede, not a title match, carries the news.)"""
-    return _score(sentences, language)[0] if sentences else []
-
-
 def _is_lede(first: str, title: str, language: str) -> bool:
     """Whether the first sentence is a lede that carries the news: it stands on its own and it
     is about what the headline says (shares a content word with it, where there is one). A
@@ -602,13 +607,12 @@ def summarize(
     if good_feed_summary(article, language):
         return _lead(split_sentences(article.summary or "", language), sentences, budget)
     candidates = _candidates(article, language)
-    if not candidates:
-        # A teaser with no usable body: the source's summary, even clipped, beats nothing.
-        parts = [
-            p
-            for p in split_sentences(article.summary or "", language)
-            if not _BOILERPLATE.search(p)
-        ]
-        return _lead(parts, sentences, budget)
-    chosen = _choose(candidates, article.title, sentences, budget, language)
-    return Summary([candidates[i] for i in chosen])
+    chosen = _choose(candidates, article.title, sentences, budget, language) if candidates else []
+    if chosen:
+        return Summary([candidates[i] for i in chosen])
+    # A teaser with no usable body (or none that can open a summary): the source's summary,
+    # even clipped, beats nothing.
+    parts = [
+        p for p in split_sentences(article.summary or "", language) if not _BOILERPLATE.search(p)
+    ]
+    return _lead(parts, sentences, budget)

@@ -491,6 +491,14 @@ def test_openers_that_point_back_or_are_cut(opener: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "opener",
+    ["Und er meldet", "Außerdem wurde es", "Dennoch streitet", "Das liegt aber", "Dies ist"],
+)
+def test_german_openers_that_point_back(opener: str) -> None:
+    assert opens_mid_thought(opener + " nichts.", "de")
+
+
+@pytest.mark.parametrize(
     ("sentence", "language"),
     [
         ("This week the council approved the budget.", "en"),
@@ -587,6 +595,22 @@ def test_a_cut_sentence_never_opens_a_summary() -> None:
     article = Article(title="Singer shares baby news", text=text, origin="test")
     summary = summarize(article, sentences=1, budget=1000)
     assert summary.sentences == [text.split("\n\n")[1]]
+
+
+def test_a_body_that_cannot_open_a_summary_falls_back_to_the_feed_summary() -> None:
+    text = "and then the council met again to approve the transport budget for next year.\n\n"
+    text += "It was approved by 31 votes to 12 after a long debate in the chamber on Tuesday."
+    article = Article(title="Budget", text=text, origin="test", summary="The council met.")
+    assert summarize(article).sentences == ["The council met."]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    ["Downloads of the app rose 40% last year.", "Subscribers to the service doubled in 2025."],
+)
+def test_news_that_merely_starts_like_a_call_to_action_is_kept(sentence: str) -> None:
+    article = Article(title="App downloads and subscribers", text=sentence, origin="test")
+    assert summarize(article).sentences == [sentence]
 
 
 @pytest.mark.parametrize(
