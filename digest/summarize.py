@@ -1,15 +1,24 @@
 """Sentence splitting and ranking → an extractive summary within a length budget.
 
-Method: each candidate sentence is a node in a graph whose edges are the TF-IDF cosine
-similarity of the sentences' content words (stopwords removed, light stemming; IDF counted
-over the article's own sentences); PageRank over that graph (power iteration) gives its
-centrality, as in LexRank. The random surfer restarts at a sentence in proportion to
-log(1 + its content words), so a sentence that says more weighs more, with diminishing returns
-(as TextRank's log-length normalization): cosine alone overrates a short sentence that only
-repeats the article's main name. The final score adds the sentence's similarity to the title
-and a small bonus for the lede (the first sentence). The best `count` sentences that do not
-repeat one another are taken whole, those that do not fit the budget dropped, and shown in
-article order.
+A summary must read as a beginning and carry the news. In order of preference:
+
+1. the page's own standfirst or description (the feed summary, `og:description`), when it is
+   whole, real sentences that open cleanly (`good_feed_summary`);
+2. the article's lede, its first sentence, when it stands on its own and shares a word with
+   the headline (news puts the gist first; a scene-setting opener about something else is
+   passed over);
+3. the sentences most central to the article: each candidate is a node in a graph whose
+   edges are the TF-IDF cosine similarity (digest/tfidf.py) of the sentences' content words
+   (stop words out, Snowball-stemmed in the article's language; IDF over the article's own
+   sentences); PageRank over that graph, with a uniform restart, gives its centrality
+   (LexRank, as published: no weight in it is fitted to our test articles).
+
+No summary opens mid-thought: a sentence that starts with a pronoun or connective pointing
+back ("It…", "However,…", "Und er…", "That's been…") or in lower case (a sentence cut in
+two) is only shown right after the sentence it follows in the article. Calls to action
+("You can download … here."), captions, bylines, datelines and fragments are never shown.
+Sentences are taken whole, those that do not fit the budget dropped, and shown in article
+order.
 """
 
 from __future__ import annotations
@@ -17,12 +26,16 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import mul
+from typing import Any
 
 import pysbd
+import snowballstemmer
+import stopwordsiso
 from pysbd.lang.english import English
 from pysbd.languages import LANGUAGE_CODES
 
@@ -30,18 +43,13 @@ from digest.models import Article
 from digest.tfidf import cosine
 from digest.tfidf import vectors as tfidf_vectors
 
-# Weights of the final sentence score; centrality and title similarity are each scaled to 0..1.
-CENTRALITY_WEIGHT = 1.0
-TITLE_WEIGHT = 0.1
-# News puts the gist in the lede; past it, position says little about a sentence's worth.
-LEDE_WEIGHT = 0.1
-DAMPING = 0.85
+DAMPING = 0.85  # PageRank's usual damping
 # A candidate this similar to a sentence already chosen says the same thing twice.
 REDUNDANCY = 0.5
-# Scores this close (relative) are a tie: the ranking between them is noise, not judgement.
-TIE = 0.02
 MIN_SENTENCE_CHARS = 30
 MIN_FEED_SUMMARY_CHARS = 60
+# Fewer words than this is a label or a cut, not a sentence that says something.
+MIN_SENTENCE_WORDS = 4
 
 _ENDS_SENTENCE = re.compile(r"[.!?][\"'”’»)\]]*$")
 # Sentence-ending punctuation followed by more text: a paragraph pysbd may need to split.
@@ -86,17 +94,74 @@ _DATELINE = re.compile(
     r"\s*[-–—]+\s+(?=\S)"
 )
 
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been
-    before being below between both but by can could did do does doing down during each few
-    for from further had has have having he her here hers herself him himself his how i if in
-    into is it its itself just me more most my myself no nor not now of off on once only or
-    other our ours ourselves out over own same she should so some such than that the their
-    theirs them themselves then there these they this those through to too under until up
-    very was we were what when where which while who whom why will with would you your yours
-    yourself yourselves said says say according told one two new year years last first mr mrs
-    ms s t may might must shall get got make made many much well even still however""".split()
+# ISO 639-1 code → Snowball stemmer, for the languages stopwordsiso has a list of too.
+_SNOWBALL = {
+    "ar": "arabic", "ca": "catalan", "cs": "czech", "da": "danish", "de": "german",
+    "el": "greek", "en": "english", "es": "spanish", "et": "estonian", "eu": "basque",
+    "fi": "finnish", "fr": "french", "ga": "irish", "hi": "hindi", "hu": "hungarian",
+    "hy": "armenian", "id": "indonesian", "it": "italian", "lt": "lithuanian", "nl": "dutch",
+    "no": "norwegian", "pl": "polish", "pt": "portuguese", "ro": "romanian", "ru": "russian",
+    "sv": "swedish", "tr": "turkish",
+}  # fmt: skip
+# A language is told from a text only when this many of its words are counted.
+MIN_WORDS_TO_DETECT = 20
+
+# First words that point back to a sentence before (pronouns, connectives), by language;
+# the demonstratives ("This…", "Das…") only when a verb follows ("This is…", "Das hat…").
+_BACK_WORDS = {
+    "en": """he she it they him them his her its their theirs it's that's and but or nor so yet
+        also however still meanwhile moreover furthermore besides instead nevertheless
+        nonetheless therefore thus hence then otherwise similarly likewise additionally indeed
+        again too plus overall""",
+    "de": """er sie ihm ihn ihr ihre ihren ihrem ihrer sein seine seinen seinem seiner ihnen und
+        aber oder doch denn sondern auch außerdem zudem ebenfalls allerdings jedoch trotzdem
+        dennoch deshalb deswegen daher darum dadurch dabei damit dazu davon darauf danach dann
+        somit also insgesamt stattdessen ansonsten hingegen immerhin inzwischen dort""",
+    "fr": """il elle ils elles lui leur leurs cela ceci ça mais et ou donc ainsi pourtant
+        cependant toutefois néanmoins aussi puis ensuite alors sinon enfin""",
+    "es": """él ella ellos ellas esto eso pero y o además también así entonces sin embargo
+        luego""",
+    "nl": """hij zij ze hem haar hun en maar of dus ook echter toch daarom daarna bovendien
+        verder""",
+}
+_DEMONSTRATIVES = {
+    "en": ("this that these those such", "is was are were has had have will would could can "
+           "may might must should means meant comes came makes made shows showed follows"),
+    "de": ("das dies diese dieser dieses", "ist war sind waren hat hatte haben wird wurde "
+           "würde kann könnte soll muss zeigt bedeutet heißt macht gilt liegt geht kommt klingt "
+           "sieht bleibt passt stimmt reicht betrifft"),
+}  # fmt: skip
+_BACK_PHRASES = re.compile(
+    r"^(?:in addition|as a result|on the other hand|despite this|even so|after that|by contrast|"
+    r"in contrast|that said|for example|for instance|in fact|at the same time|"
+    r"sin embargo|por eso|por lo tanto|en outre|de plus|par ailleurs)\b",
+    re.IGNORECASE,
 )
+# Calls to action and page furniture, never news: "You can download Python 3.6.0 here."
+_CALL_TO_ACTION = re.compile(
+    r"^(?:you can (?:\w+ ){0,4}(?:here|below|now|online)\b|bewerten:|(?:click|download|"
+    r"subscribe|sign up|follow us|share this|read (?:more|also|the full)|see also|find out more|"
+    r"learn more|lesen sie|hier (?:können|finden|gibt es)|mehr (?:dazu|zum thema|infos?)|"
+    r"teilen sie|jetzt (?:anmelden|abonnieren)|gefällt mir|weiterlesen)\b)"
+    r"|^(?:.*\byou\b.*|(?:download|read|watch|listen|find|see|get)\b.*)\bhere[.!]$",
+    re.IGNORECASE,
+)
+# A date stamped in front of the first sentence, glued by the page: "Monday, 6 January 2020 It".
+_MONTHS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december|"
+    "januar|jänner|februar|märz|mai|juni|juli|oktober|dezember"
+)
+_LEADING_DATE = re.compile(
+    r"^(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day|montag|dienstag|mittwoch|donnerstag|"
+    r"freitag|samstag|sonntag)?,?\s*(?:\d{1,2}\.?\s+(?:"
+    + _MONTHS
+    + r")\s+\d{4}|(?:"
+    + _MONTHS
+    + r")\s+\d{1,2},?\s+\d{4})\s+(?=[A-ZÄÖÜ])",
+    re.IGNORECASE,
+)
+# Two sentences run together by the page, with no space: "recovery?Monday", "millennia.However".
+_GLUED = re.compile(r"(?<=[a-zäöüß]{2}[.!?])(?=[A-ZÄÖÜ][a-zäöüß])")
 
 
 @dataclass
@@ -117,19 +182,74 @@ def _segmenter(language: str) -> pysbd.Segmenter:
 
 
 @lru_cache(maxsize=32)
+def primary_language(language: str) -> str:
+    """The ISO 639-1 code of a setting like "en", "en-GB" or "fr_CA", lower case."""
+    return re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
+
+
+@lru_cache(maxsize=32)
 def text_language(language: str) -> str:
     """The pysbd language for a setting like "en", "en-GB" or "fr_CA"; English if unknown.
 
     pysbd's English rules (a capital after ., ! or ?) are the safest guess for a language it
-    does not know; stopwords and stemming apply to English only.
+    does not know.
     """
-    primary = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
+    primary = primary_language(language)
     return primary if primary in LANGUAGE_CODES else "en"
 
 
+@lru_cache(maxsize=64)
+def stop_words(language: str) -> frozenset[str]:
+    """The stop words of a language (stopwordsiso's list, casefolded); none if it has none."""
+    primary = primary_language(language)
+    if not stopwordsiso.has_lang(primary):
+        return frozenset()
+    return frozenset(w.casefold() for w in stopwordsiso.stopwords(primary))
+
+
+@lru_cache(maxsize=64)
+def _stemmer(language: str) -> Any:
+    """Snowball's stemmer for a language, or None where Snowball has none."""
+    name = _SNOWBALL.get(primary_language(language))
+    return snowballstemmer.stemmer(name) if name else None
+
+
+@lru_cache(maxsize=1)
+def _stop_word_languages() -> dict[str, tuple[str, ...]]:
+    """Every stop word of the languages Snowball stems, and the languages it is one of."""
+    index: dict[str, list[str]] = {}
+    for code in _SNOWBALL:
+        for word in stop_words(code):
+            index.setdefault(word, []).append(code)
+    return {word: tuple(codes) for word, codes in index.items()}
+
+
+def detect_language(text: str, default: str = "en") -> str:
+    """The language of `text`, told by which language's stop words it uses most (they are
+    most of any text's words); `default` (the newsletter's language) when the text is too
+    short to tell or no other language's stop words outnumber its own."""
+    words = split_words(text[:5000])
+    if len(words) < MIN_WORDS_TO_DETECT:
+        return default
+    languages = _stop_word_languages()
+    hits: Counter[str] = Counter()
+    for word, n in Counter(words).items():
+        for code in languages.get(word, ()):
+            hits[code] += n
+    own = primary_language(default)
+    best = max(sorted(hits), key=hits.__getitem__, default=own)
+    return best if hits[best] > hits[own] else default
+
+
 def _paragraphs(text: str) -> list[str]:
-    """Non-empty lines: blank lines and single line breaks both end a paragraph."""
-    return [line.strip() for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+    """Non-empty lines: blank lines and single line breaks both end a paragraph, and so does
+    a sentence end the page glued to the next ("recovery?Monday", "millennia.However")."""
+    return [
+        piece.strip()
+        for line in re.split(r"\r\n|\r|\n", text)
+        for piece in _GLUED.split(line)
+        if piece.strip()
+    ]
 
 
 def _open_quote_or_bracket(before: str) -> bool:
@@ -206,22 +326,6 @@ def _normal(text: str) -> str:
     return " ".join(_WORD.findall(text))
 
 
-@lru_cache(maxsize=65536)
-def _stem(word: str) -> str:
-    """A light English suffix stripper, so 'profits' and 'profit' count as one word."""
-    if word.endswith(("'s", "’s")):
-        word = word[:-2]
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 5 and word.endswith("ing"):
-        return word[:-3]
-    if len(word) > 4 and word.endswith("ed"):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
 # Every ASCII character that cannot be in a _WORD match becomes a space: after casefolding, the
 # words of an ASCII text are then its whitespace-separated pieces (see split_words).
 _NOT_WORD = str.maketrans(
@@ -245,22 +349,27 @@ def split_words(text: str) -> list[str]:
     return [w for piece in pieces for w in ([piece] if "'" not in piece else _WORD.findall(piece))]
 
 
-# Word → its term in English ("" for a stopword or a stray letter), filled as words are met.
-_TERMS: dict[str, str] = {}
+# Per language, word → its term ("" for a stop word or a stray letter), filled as words are met.
+_TERMS: dict[str, dict[str, str]] = {}
 
 
 def content_words(text: str, language: str = "en") -> list[str]:
-    """The words of `text` that carry meaning: casefolded; in English, stemmed, no stopwords."""
+    """The words of `text` that carry meaning: casefolded, stop words out, stemmed by
+    Snowball's stemmer for `language` (unstemmed in a language it has none for)."""
     words = split_words(text)
-    if text_language(language) != "en":
-        return [w for w in words if len(w) > 1 or w.isdigit()]
-    terms = _TERMS
-    if len(terms) > 500_000:
-        terms.clear()  # bounded: a long-running process meets ever more words
-    for word in set(words).difference(terms):
-        terms[word] = (
-            "" if word in STOPWORDS or (len(word) < 2 and not word.isdigit()) else (_stem(word))
-        )
+    language = primary_language(language)
+    terms = _TERMS.get(language)
+    if terms is None or len(terms) > 500_000:  # bounded: a long-running process meets ever more
+        terms = _TERMS[language] = {}
+    new = set(words).difference(terms)
+    if new:
+        stops = stop_words(language)
+        stemmer = _stemmer(language)
+        for word in new:
+            if word in stops or (len(word) < 2 and not word.isdigit()):
+                terms[word] = ""
+            else:
+                terms[word] = stemmer.stemWord(word) if stemmer else word
     # Every word is in the table now: looked up and filtered in C (selection runs this 10,000
     # times).
     return list(filter(None, map(terms.__getitem__, words)))
@@ -294,29 +403,79 @@ def _body_paragraphs(text: str) -> list[str]:
     ]
 
 
+@lru_cache(maxsize=64)
+def _back_words(language: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """A language's words that point back, its demonstratives, and the verbs that make a
+    demonstrative point back ("This is…", not "This week…")."""
+    primary = primary_language(language)
+    demonstratives, verbs = _DEMONSTRATIVES.get(primary, ("", ""))
+    # Casefolded, as split_words gives them ("außerdem" → "ausserdem").
+    return (
+        frozenset(w.casefold() for w in _BACK_WORDS.get(primary, "").split()),
+        frozenset(w.casefold() for w in demonstratives.split()),
+        frozenset(w.casefold() for w in verbs.split()),
+    )
+
+
+def opens_mid_thought(sentence: str, language: str = "en") -> bool:
+    """Whether a sentence cannot open a summary: it starts in lower case (the rest of a
+    sentence cut in two), or with a pronoun or connective that points back to a sentence the
+    reader has not seen ("It…", "However, …", "Und er…", "That's been…", "This is…")."""
+    text = sentence.lstrip(" \"'“”‘’«»„(–—-…")
+    if not text:
+        return False
+    if text[0].islower():
+        return True
+    words = split_words(text[:80].replace("’", "'"))
+    if not words:
+        return False
+    back, demonstratives, verbs = _back_words(language)
+    if words[0] in back or _BACK_PHRASES.match(text):
+        return True
+    return words[0] in demonstratives and len(words) > 1 and words[1] in verbs
+
+
 def _candidates(article: Article, language: str) -> list[str]:
     """Sentences fit to stand in a summary, in article order."""
     title = _normal(article.title)
     out = []
-    for index, sentence in enumerate(_split_paragraphs(_body_paragraphs(article.text), language)):
+    paragraphs = _body_paragraphs(article.text)
+    for index, sentence in enumerate(_split_paragraphs(paragraphs, text_language(language))):
         if index == 0:
             sentence = _DATELINE.sub("", sentence)
+        sentence = _LEADING_DATE.sub("", sentence)
         if len(sentence) < MIN_SENTENCE_CHARS or not _ENDS_SENTENCE.search(sentence):
             continue
         if len(sentence) <= 2 * len(title) and _normal(sentence) == title:
+            continue
+        if _CALL_TO_ACTION.search(sentence) or _BOILERPLATE.search(sentence):
             continue
         out.append(sentence)
     return out
 
 
-def good_feed_summary(article: Article) -> bool:
-    """Whether the source's own summary can be used as is: whole, informative, not boilerplate."""
+def good_feed_summary(article: Article, language: str = "en") -> bool:
+    """Whether the source's own summary (a feed's, or the page's description) can be used as
+    is: whole sentences that open cleanly, informative, neither the title nor boilerplate."""
     summary = (article.summary or "").strip()
     if len(summary) < MIN_FEED_SUMMARY_CHARS or _TRUNCATED.search(summary):
         return False
     if not _ENDS_SENTENCE.search(summary) or _BOILERPLATE.search(summary):
         return False
-    return _normal(summary) not in _normal(article.title)
+    if _normal(summary) in _normal(article.title):
+        return False
+    sentences = split_sentences(summary, language)
+    # A tagline ("FISCH&FANG. Deutschlands erstes Anglermagazin.") or a cut ("… Am 15.") is
+    # not a standfirst: every sentence a real one, of a few words at least.
+    if any(len(split_words(s)) < MIN_SENTENCE_WORDS for s in sentences):
+        return False
+    if any(_CALL_TO_ACTION.search(s) for s in sentences):
+        return False
+    if opens_mid_thought(sentences[0], language):
+        return False
+    # About this article, not the site's tagline: it shares a word with the title or the body.
+    about = set(content_words(f"{article.title}\n{article.text[:3000]}", language))
+    return not about or bool(about & set(content_words(summary, language)))
 
 
 def _similarity(vectors: Sequence[dict[str, float]]) -> list[dict[int, float]]:
@@ -363,62 +522,58 @@ def _pagerank(
     return rank
 
 
-def _score(
-    sentences: Sequence[str], title: str, language: str
-) -> tuple[list[float], list[dict[str, float]]]:
-    """Each sentence's score and TF-IDF vector."""
-    words = [content_words(s, language) for s in sentences]
-    vectors = tfidf_vectors([*words, content_words(title, language)])
-    title_vector = vectors.pop()
-    size = len(sentences)
-    # The surfer lands on a sentence as if picking a word, with diminishing returns per word.
-    weight = [math.log1p(len(w)) for w in words]
-    total = sum(weight)
-    restart = [w / total for w in weight] if total else [1.0 / size] * size
-    centrality = _pagerank(_similarity(vectors), restart)
-    top_centrality = max(centrality)
-    to_title = [cosine(v, title_vector) for v in vectors]
-    top_title = max(to_title) or 1.0
-    scores = [
-        CENTRALITY_WEIGHT * centrality[i] / top_centrality
-        + TITLE_WEIGHT * to_title[i] / top_title
-        + (LEDE_WEIGHT if i == 0 else 0.0)
-        for i in range(size)
-    ]
-    return scores, vectors
+def _score(sentences: Sequence[str], language: str) -> tuple[list[float], list[dict[str, float]]]:
+    """Each sentence's centrality (LexRank: PageRank with a uniform restart) and TF-IDF vector."""
+    vectors = tfidf_vectors([content_words(s, language) for s in sentences])
+    restart = [1.0 / len(sentences)] * len(sentences)
+    return _pagerank(_similarity(vectors), restart), vectors
 
 
-def rank_sentences(sentences: Sequence[str], title: str = "", language: str = "en") -> list[float]:
-    """Score each sentence: centrality in the similarity graph, title similarity, the lede."""
-    return _score(sentences, title, language)[0] if sentences else []
+def _is_lede(first: str, title: str, language: str) -> bool:
+    """Whether the first sentence is a lede that carries the news: it stands on its own and it
+    is about what the headline says (shares a content word with it, where there is one). A
+    scene-setting opener about something else is not.
+
+    Centrality is not asked: a lede states what is new (the 2% fall, the record), which the
+    rest of the article does not repeat, so it is often the least central sentence."""
+    if opens_mid_thought(first, language):
+        return False
+    headline = set(content_words(title, language))
+    return not headline or bool(headline & set(content_words(first, language)))
 
 
-def _fit(
-    ranked: Sequence[int],
+def _choose(
     sentences: Sequence[str],
+    title: str,
     count: int,
     budget: int,
-    vectors: Sequence[dict[str, float]],
-    scores: Sequence[float],
+    language: str,
 ) -> list[int]:
-    """Indexes of the best `count` sentences that do not repeat one another, less those that
-    overflow the budget; the best always, even alone over it.
+    """Indexes of the sentences to show, in article order.
 
-    A sentence that does not fit is dropped, not replaced by one further down the ranking: a
-    low-ranked short sentence beside the best reads worse than the best alone. Only a sentence
-    that ties with the last of the best (within TIE of its score) may stand in for it.
+    The lede first when it stands on its own; then the most central sentences that do not
+    repeat one already chosen, each only where it can be read: a sentence that opens mid-thought
+    only right after the sentence before it in the article. The first always (even alone over
+    the budget); a later one that would overflow the budget is dropped, not replaced by one
+    further down the ranking (a low-ranked short sentence beside the best reads worse).
     """
-    best: list[int] = []
-    for index in ranked:
-        if len(best) >= count and scores[index] < (1.0 - TIE) * scores[best[count - 1]]:
-            break
-        if not any(cosine(vectors[index], vectors[c]) > REDUNDANCY for c in best):
-            best.append(index)
+    scores, vectors = _score(sentences, language)
+    ranked = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
+    if _is_lede(sentences[0], title, language):
+        ranked.remove(0)
+        ranked.insert(0, 0)
     chosen: list[int] = []
     used = 0
-    for index in best:
+    for index in ranked:
+        if len(chosen) == count:
+            break
+        if opens_mid_thought(sentences[index], language) and index - 1 not in chosen:
+            continue
+        if any(cosine(vectors[index], vectors[c]) > REDUNDANCY for c in chosen):
+            continue
         length = len(sentences[index]) + (1 if chosen else 0)
-        if len(chosen) == count or (chosen and used + length > budget):
+        if chosen and used + length > budget:
+            count -= 1  # does not fit: dropped, and its place is not given to a weaker one
             continue
         chosen.append(index)
         used += length
@@ -440,24 +595,24 @@ def summarize(
 ) -> Summary:
     """Up to `sentences` whole sentences within `budget` characters, in article order.
 
-    The article's own summary is kept when it is good (whole, not the title, not boilerplate);
-    otherwise sentences are ranked by centrality, title similarity and the lede. When even the
-    best sentence is longer than the budget, that one sentence is returned whole. Captions,
-    bylines, datelines, fragments under 30 characters and unpunctuated lines are never chosen.
+    `language` is the newsletter's; the article's own is told from its words where they say
+    it clearly (see `detect_language`), and sets the sentence rules, stop words and stemmer.
+    The article's own summary is kept when it is good (whole sentences that open cleanly, not
+    the title, not boilerplate); otherwise the lede when it stands on its own, then the most
+    central sentences. When even the first sentence is longer than the budget, that one
+    sentence is returned whole. Captions, bylines, datelines, calls to action, fragments under
+    30 characters and unpunctuated lines are never chosen, and no summary opens mid-thought.
     """
-    language = text_language(language)
-    if good_feed_summary(article):
+    language = detect_language(article.text or article.summary or "", primary_language(language))
+    if good_feed_summary(article, language):
         return _lead(split_sentences(article.summary or "", language), sentences, budget)
     candidates = _candidates(article, language)
-    if not candidates:
-        # A teaser with no usable body: the source's summary, even clipped, beats nothing.
-        parts = [
-            p
-            for p in split_sentences(article.summary or "", language)
-            if not _BOILERPLATE.search(p)
-        ]
-        return _lead(parts, sentences, budget)
-    scores, vectors = _score(candidates, article.title, language)
-    ranked = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
-    chosen = _fit(ranked, candidates, sentences, budget, vectors, scores)
-    return Summary([candidates[i] for i in chosen])
+    chosen = _choose(candidates, article.title, sentences, budget, language) if candidates else []
+    if chosen:
+        return Summary([candidates[i] for i in chosen])
+    # A teaser with no usable body (or none that can open a summary): the source's summary,
+    # even clipped, beats nothing.
+    parts = [
+        p for p in split_sentences(article.summary or "", language) if not _BOILERPLATE.search(p)
+    ]
+    return _lead(parts, sentences, budget)
