@@ -45,7 +45,3 @@ class RenderError(DigestError):
 
 class SendError(DigestError):
     """Delivery cannot start or had to stop."""
-
-
-class CheckFailed(DigestError):
-    """The rendered issue failed `digest check`."""
