@@ -17,6 +17,7 @@ from digest.personalize import fill
 from digest.render import ASM_PREFERENCES, ASM_UNSUBSCRIBE, template_environment
 from digest.settings import Settings
 from digest.store import Store, issues
+from digest.urls import is_url
 
 
 def sent_issues(store: Store) -> list[Issue]:
@@ -151,7 +152,7 @@ def _item(issue: Issue, links: Links, site: str = "") -> dict[str, Any]:
 
 def _atom_id(site: str, path: str) -> str:
     """A permanent id: the absolute URL, or a name-based UUID when there is no base URL."""
-    if site.startswith(("https://", "http://")):
+    if is_url(site):
         return f"{site}{path}"
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'digest:{site}{path}')}"
 
