@@ -9,35 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import sqlalchemy as sa
 
 from digest.errors import DigestError
 from digest.models import Issue
 from digest.personalize import fill
 from digest.render import ASM_PREFERENCES, ASM_UNSUBSCRIBE, template_environment
 from digest.settings import Settings
-from digest.store import Store, issues
+from digest.store import Store
 from digest.urls import is_url
 
 
 def sent_issues(store: Store) -> list[Issue]:
-    """Every issue that went out, newest first."""
-    query = (
-        sa.select(issues.c.label)
-        .where(issues.c.sent_at.is_not(None))
-        .order_by(issues.c.sent_at.desc(), issues.c.id.desc())
-    )
-    with store.engine.connect() as conn:
-        labels = [row[0] for row in conn.execute(query)]
-    return [issue for label in labels if (issue := store.issue_by_label(label)) is not None]
+    """Every issue that went out to anyone, newest first."""
+    return store.public_issues()
 
 
 def sent_issue(store: Store, issue_id: int) -> Issue | None:
-    """One issue that went out, or None (drafts and unknown ids are not public)."""
-    query = sa.select(issues.c.label).where(issues.c.id == issue_id, issues.c.sent_at.is_not(None))
-    with store.engine.connect() as conn:
-        label = conn.execute(query).scalar_one_or_none()
-    return None if label is None else store.issue_by_label(label)
+    """One issue that went out to anyone, or None (drafts and unknown ids are not public)."""
+    return store.public_issue(issue_id)
 
 
 @dataclass(frozen=True)

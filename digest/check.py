@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from digest.models import RenderedIssue
-from digest.personalize import fill
+from digest.personalize import content_markers, fill
 from digest.render import ASM_PREFERENCES, ASM_UNSUBSCRIBE, uses_asm
 from digest.settings import Settings
 
@@ -64,12 +64,15 @@ class _Elements(HTMLParser):
         self.links: list[tuple[str, str]] = []  # (href, text)
         self.images: list[dict[str, str | None]] = []
         self.hidden_text: list[str] = []  # text in display:none elements, where a preheader sits
+        self.ids: set[str] = set()  # element ids: where in-email links (#story-1) may land
         self._hidden: list[bool] = []  # per open element: is it hidden?
         self._open_link: list[str] | None = None
         self._href = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(str(values["id"]))
         if tag not in _VOID:
             style = (values.get("style") or "").replace(" ", "").lower()
             self._hidden.append("display:none" in style)
@@ -126,6 +129,13 @@ def check_issue(
         )
     if not rendered.text.strip():
         errors.append("the plain-text part is empty: check the issue.txt.j2 template")
+    planted = content_markers(rendered.subject, rendered.preheader, rendered.html, rendered.text)
+    if planted:
+        errors.append(
+            f"an article contains per-subscriber marker syntax ({', '.join(planted[:3])}), "
+            "which only templates may use (it goes out as text, never filled in): "
+            "'digest drop' that article, or fix it at its source and ingest again"
+        )
     if story_count == 0:
         errors.append(
             "the lineup is empty: no stories in this window; ingest articles or widen the window"
@@ -156,18 +166,19 @@ def check_issue(
             "(or from_email, for the mailto: form)"
         )
     errors.extend(_image_problems(parser.images))
-    errors.extend(_link_problems(links))
+    errors.extend(_link_problems(links, parser.ids))
 
     if len(rendered.subject) > SUBJECT_LIMIT:
         warnings.append(
             f"subject is {len(rendered.subject)} characters, over {SUBJECT_LIMIT}: "
-            "mail clients will cut it; shorten [newsletter] name"
+            "mail clients will cut it; shorten [newsletter] name or subject"
         )
     preheader = rendered.preheader.strip()
     if not preheader or preheader not in "".join(parser.hidden_text):
         warnings.append(
             "no preheader: inboxes will show the first text of the email instead; "
-            "put <mj-preview> in the template"
+            'put {{ issue.preheader }} in a hidden <div style="display:none"> at the top of '
+            "the template's <mj-body>"
         )
     one_click = "list-unsubscribe=one-click" in header.get("list-unsubscribe-post", "").lower()
     if not one_click and settings.base_url:
@@ -226,14 +237,17 @@ def _image_problems(images: list[dict[str, str | None]]) -> list[str]:
     return problems
 
 
-def _link_problems(links: list[tuple[str, str]]) -> list[str]:
+def _link_problems(links: list[tuple[str, str]], ids: set[str]) -> list[str]:
     problems: list[str] = []
     seen: set[str] = set()
     for href, text in links:
         if href in seen:
             continue
         seen.add(href)
-        problem = _link_problem(href)
+        if href.startswith("#"):  # a link within the email, e.g. "In this issue"
+            problem = None if href[1:] in ids else "leads to no element of the email"
+        else:
+            problem = _link_problem(href)
         if problem:
             problems.append(f"link {_short(href)} ({_short(text, 40)!r}) {problem}")
     return problems

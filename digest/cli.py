@@ -318,8 +318,8 @@ def select(
 ) -> None:
     """Show the lineup: the window's top stories, ranked and summarized.
 
-    The score is source_weight × (0.35 popularity + 0.25 coverage + 0.20 recency
-    + 0.20 completeness); pins go first, drops stay out (digest pin / digest drop).
+    The score is source_weight × (0.45 popularity + 0.30 coverage + 0.20 completeness
+    + 0.05 recency); pins go first, drops stay out (digest pin / digest drop).
 
     Example: digest select --week 2025-W14 --top 5 --explain
     """
@@ -345,8 +345,11 @@ def select(
         )
         if explain:
             c = s["components"]
+            # The story's metric sums over its articles, those the window has.
+            sums = ", ".join(f"{c[k]:,.0f} {k}" for k in ("views", "clicks", "shares") if k in c)
             click.echo(
-                f"     popularity {c['popularity']:.2f} · coverage {c['coverage']:.2f} "
+                f"     popularity {c['popularity']:.2f}{f' ({sums})' if sums else ''} · "
+                f"coverage {c['coverage']:.2f} "
                 f"({c['sources']:.0f} source{'s' if c['sources'] != 1 else ''}) · "
                 f"recency {c['recency']:.2f} · "
                 f"completeness {c['completeness']:.2f} · source weight {c['source_weight']:g}"
@@ -651,7 +654,13 @@ def send(
     for error in plan.check.errors:
         click.echo(f"error: {error}")
     if test_to:
-        outcome = send_test_copy(app.store, app.settings, plan.issue, plan.list_name, test_to)
+        outcome = send_test_copy(
+            app.store,
+            app.settings,
+            pipeline.as_sent(app.store, plan.issue),
+            plan.list_name,
+            test_to,
+        )
         click.echo(
             f"test copy to {test_to}: {outcome.status}"
             + (f" ({outcome.error})" if outcome.error else "")
@@ -786,11 +795,38 @@ def db_upgrade(app: App) -> None:
         click.echo(f"upgraded from {before} to {after}")
 
 
+def seconds_option(flag: str, default: float, what: str) -> Callable[[F], F]:
+    """A --FLAG of seconds (0.1 to 600) for `what`."""
+    return click.option(
+        flag,
+        default=default,
+        show_default=True,
+        type=click.FloatRange(0.1, 600),
+        help=f"Seconds for {what}.",
+    )
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Connections open at once; more are closed as they arrive.",
+)
+@seconds_option("--header-timeout", 10.0, "a request's headers to arrive (then 30 s for its body)")
+@seconds_option("--idle-timeout", 5.0, "a kept-alive connection to wait for its next request")
 @click.pass_obj
-def serve(app: App, host: str, port: int) -> None:
+def serve(
+    app: App,
+    host: str,
+    port: int,
+    max_connections: int,
+    header_timeout: float,
+    idle_timeout: float,
+) -> None:
     """Run the web side: one-click unsubscribe (/u/TOKEN), preferences (/p/TOKEN),
     the archive (/archive, /issues/ID, /feed.xml) and SendGrid's event webhook.
 
@@ -798,9 +834,13 @@ def serve(app: App, host: str, port: int) -> None:
 
     Example: digest serve --port 8080
     """
+    from digest.web import Limits
     from digest.web import serve as run_server
 
-    run_server(app.settings, app.store, host, port)
+    limits = Limits(
+        connections=max_connections, header_timeout=header_timeout, idle_timeout=idle_timeout
+    )
+    run_server(app.settings, app.store, host, port, limits)
 
 
 @cli.group()

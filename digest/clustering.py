@@ -1,10 +1,10 @@
 """Stories, not articles: group the articles that report the same event.
 
-Each article is a TF-IDF vector over the content words (stopwords out, light stemming) of its
-title and lead (the first LEAD_WORDS words of its body, else its own summary); document
-frequencies are counted over the articles being grouped, so words every article uses weigh
-little. Two articles whose vectors' cosine is at least the threshold (`[selection]
-cluster_threshold`) report the same event, and connected articles form one story.
+Each article is a TF-IDF vector (digest/tfidf.py) over the content words (stopwords out,
+stemmed) of its title and lead (the first LEAD_WORDS words of its body, else its own
+summary); document frequencies are counted over the articles being grouped, so words every
+article uses weigh little. Two articles whose vectors' cosine is at least the threshold
+(`[selection] cluster_threshold`) report the same event, and connected articles form one story.
 
 All pairs are never compared. Each article is indexed under its KEY_TERMS heaviest terms
 (highest TF-IDF weight: the names, places and numbers that make an event, rare in the week),
@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import gc
 import itertools
-import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from operator import mul, neg
+from operator import neg
 
 from digest.models import Article
 from digest.summarize import content_words
+from digest.tfidf import Weights
 
 # Enough of the body to name the event (who, what, where: about two paragraphs of wire
 # copy), short enough to leave out the background that makes two events on one topic alike.
@@ -58,80 +58,24 @@ def fingerprint_words(
     return content_words(f"{article.title}\n{lead}", language)
 
 
-# 1 + log(tf) by tf, grown as larger counts turn up: one list lookup instead of a log per term.
-_SUBLINEAR_TF = [0.0, 1.0]
+def _key_terms(weights: Weights, i: int, eligible: set[str]) -> Iterable[str]:
+    """Document i's KEY_TERMS heaviest terms among `eligible` (ties: alphabetical)."""
+    terms = weights.counts[i].keys() & eligible
+    if len(terms) <= KEY_TERMS:
+        return terms
+    ordered = list(terms)
+    ranked = sorted(zip(map(neg, weights.weights(i, ordered)), ordered, strict=True))
+    return [term for _, term in ranked[:KEY_TERMS]]
 
 
-class _Weights:
-    """The TF-IDF weights (sublinear tf, smoothed idf) of a set of documents, kept as term
-    counts and idf: a weight is only worked out where it is needed (key terms, cosines)."""
-
-    def __init__(self, documents: Sequence[list[str]]) -> None:
-        count = len(documents)
-        self.counts = [Counter(words) for words in documents]
-        self.df: Counter[str] = Counter(itertools.chain.from_iterable(self.counts))
-        self.idf = {w: 1.0 + math.log((1 + count) / (1 + n)) for w, n in self.df.items()}
-        squared = {w: v * v for w, v in self.idf.items()}.__getitem__
-        tf = _SUBLINEAR_TF
-        while len(tf) <= max(map(len, documents), default=0):  # no term is counted more often
-            tf.append(1.0 + math.log(len(tf)))
-        tf_squared = [v * v for v in tf].__getitem__
-        # Mapped in C: at 10,000 articles a Python loop over the terms costs twice as much.
-        self.norms = [
-            math.sqrt(sum(map(mul, map(squared, c), map(tf_squared, c.values())))) or 1.0
-            for c in self.counts
-        ]
-
-    def weights(self, i: int, terms: Sequence[str]) -> Iterator[float]:
-        """The weights of document i's `terms` (each one it has), not normalized."""
-        counts = self.counts[i]
-        return map(
-            mul,
-            map(self.idf.__getitem__, terms),
-            map(_SUBLINEAR_TF.__getitem__, map(counts.__getitem__, terms)),
-        )
-
-    def vector(self, i: int) -> dict[str, float]:
-        """Document i's unit-length vector."""
-        terms = list(self.counts[i])
-        norm = self.norms[i]
-        return {w: v / norm for w, v in zip(terms, self.weights(i, terms), strict=True)}
-
-    def cosine(self, i: int, j: int) -> float:
-        """The cosine of documents i and j."""
-        shared = list(self.counts[i].keys() & self.counts[j].keys())
-        dot: float = sum(map(mul, self.weights(i, shared), self.weights(j, shared)))
-        return dot / (self.norms[i] * self.norms[j])
-
-    def key_terms(self, i: int, eligible: set[str]) -> Iterable[str]:
-        """Document i's KEY_TERMS heaviest terms among `eligible` (ties: alphabetical)."""
-        terms = self.counts[i].keys() & eligible
-        if len(terms) <= KEY_TERMS:
-            return terms
-        ordered = list(terms)
-        ranked = sorted(zip(map(neg, self.weights(i, ordered)), ordered, strict=True))
-        return [term for _, term in ranked[:KEY_TERMS]]
-
-
-def vectors(documents: Sequence[list[str]]) -> list[dict[str, float]]:
-    """Unit-length TF-IDF vectors (sublinear tf, smoothed idf) over `documents`."""
-    weights = _Weights(documents)
-    return [weights.vector(i) for i in range(len(documents))]
-
-
-def cosine(a: dict[str, float], b: dict[str, float]) -> float:
-    """Cosine of two unit vectors."""
-    return sum([a[w] * b[w] for w in a.keys() & b.keys()])
-
-
-def _candidates(weights: _Weights) -> list[tuple[int, int]]:
+def _candidates(weights: Weights) -> list[tuple[int, int]]:
     """Pairs (i < j), in order, of documents sharing MIN_SHARED of their key terms."""
     cap = max(MIN_DF_CAP, int(MAX_DF_SHARE * len(weights.counts)))
     # A word no other article has pairs with nothing: the key terms are shared ones.
     eligible = {term for term, n in weights.df.items() if 1 < n <= cap}
     index: dict[str, list[int]] = {}
     for i in range(len(weights.counts)):
-        for term in weights.key_terms(i, eligible):
+        for term in _key_terms(weights, i, eligible):
             index.setdefault(term, []).append(i)
     shared: Counter[tuple[int, int]] = Counter()
     for posting in index.values():
@@ -141,7 +85,7 @@ def _candidates(weights: _Weights) -> list[tuple[int, int]]:
 
 def similar_pairs(documents: Sequence[list[str]], threshold: float) -> list[tuple[int, int, float]]:
     """Pairs (i < j) of documents sharing key terms whose cosine is at least `threshold`."""
-    weights = _Weights(documents)
+    weights = Weights(documents)
     pairs = []
     for i, j in _candidates(weights):
         similarity = weights.cosine(i, j)
@@ -180,7 +124,7 @@ def group_words(
         return [[i] for i in range(len(documents))]
     parent = list(range(len(documents)))
     with no_cycle_collection():
-        weights = _Weights(documents)
+        weights = Weights(documents)
         for i, j in _candidates(weights):
             a, b = _root(parent, i), _root(parent, j)
             # Already one story through others: how alike these two are changes nothing.

@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -18,7 +19,14 @@ from digest.errors import DigestError
 from digest.identity import article_key, url_key
 from digest.models import Article
 from digest.settings import Settings
-from digest.sources import SourceFailure, SourceResult, decode, expand, read_source
+from digest.sources import (
+    AllowPrivate,
+    SourceFailure,
+    SourceResult,
+    decode,
+    expand,
+    read_source,
+)
 from digest.store import SourceState, Store
 from digest.urls import is_url
 
@@ -26,6 +34,12 @@ log = logging.getLogger(__name__)
 
 # Articles saved per transaction: one commit per article costs more than parsing them.
 BATCH = 500
+# The store keeps a source's name (URL or path) in 1000 characters (feed_state.url,
+# article_origins.origin); a longer one fails alone, before it is read.
+MAX_SOURCE_CHARS = 1000
+# OPML lists inside OPML lists are followed this deep (a list of lists); deeper ones are not.
+MAX_OPML_DEPTH = 2
+MAX_FEEDS_PER_LIST = 500
 # Column names analytics exports use for the page address and for each number.
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "url": ("url", "link", "permalink", "page", "page_url", "address", "landing_page"),
@@ -75,30 +89,50 @@ def ingest(
     mapping: dict[str, str] | None = None,
     metrics: Path | None = None,
     progress: Progress | None = None,
+    allow_private: AllowPrivate = False,
+    fetch_timeout: float = 20.0,
+    timeout: float | None = None,
+    max_feeds: int = MAX_FEEDS_PER_LIST,
 ) -> IngestReport:
     """Read every source spec (file, folder or URL) and save each article it holds.
 
-    Feeds named by an OPML list are read in the same run. A URL read before is asked for
+    Feeds named by an OPML list are read in the same run (lists in a list too, two levels
+    deep, at most `max_feeds` feeds from one list). A URL read before is asked for
     with its ETag / Last-Modified, so an unchanged feed answers 304 and counts as unchanged.
     The same article read from two sources is saved once, with both origins remembered.
-    A source that cannot be read, or an article the store refuses, fails alone. Then the
-    `metrics` CSV, if any, is matched to the stored articles.
+    A source that cannot be read, or an article the store refuses, fails alone. Each URL
+    has `fetch_timeout` seconds, the whole run `timeout`: sources not read by then fail.
+    URLs on private, loopback or other special addresses are refused unless `allow_private`.
+    Then the `metrics` CSV, if any, is matched to the stored articles.
     """
     report = IngestReport()
     copies: dict[str, _Copy] = {}
     states: list[SourceState] = []
-    # (file or URL to read, the source spec it came from)
-    queue = list(dict.fromkeys((unit, top) for top in specs for unit in expand(top)))
-    seen = {unit for unit, _ in queue}
+    ends = None if timeout is None else time.monotonic() + timeout
+    # (file or URL to read, the source spec it came from, the OPML list it came from, depth)
+    queue = list(dict.fromkeys((unit, top, top, 0) for top in specs for unit in expand(top)))
+    seen = {unit for unit, _, _, _ in queue}
+    taken: dict[str, int] = {}  # feeds queued from each list given as a source
     by_top: dict[str, list[SourceResult]] = {}
     done = 0
     while done < len(queue):
-        unit, top = queue[done]
-        result = _read(store, unit, tz=tz, mapping=mapping, states=states)
-        for url in result.subscriptions:
-            if url not in seen:  # an OPML list's feeds join this run
-                seen.add(url)
-                queue.append((url, url))
+        unit, top, root, depth = queue[done]
+        left = None if ends is None else ends - time.monotonic()
+        if len(unit) > MAX_SOURCE_CHARS:
+            result = _too_long(unit)
+        elif left is not None and left <= 0:
+            result = _late(unit, timeout or 0)
+        else:
+            result = _read(
+                store,
+                unit,
+                tz=tz,
+                mapping=mapping,
+                states=states,
+                allow_private=allow_private,
+                fetch_timeout=fetch_timeout if left is None else min(fetch_timeout, left),
+            )
+        _follow(result, unit, root, depth, max_feeds, seen, taken, queue)
         for failure in result.failures:
             report.fail(failure)
         if result.fetch is not None and result.fetch.status == 304:
@@ -111,7 +145,7 @@ def ingest(
     _save(store, list(copies.items()), report)
     now = datetime.now(UTC)
     for top in dict.fromkeys(specs):
-        if not is_url(top):
+        if not is_url(top) and len(_state_key(top)) <= MAX_SOURCE_CHARS:
             states.append(_state(_state_key(top), by_top.get(top, []), now))
     store.save_source_states(states)  # after the articles: a 304 must not hide unsaved items
     if metrics is not None:
@@ -122,6 +156,69 @@ def ingest(
     return report
 
 
+def _follow(
+    result: SourceResult,
+    unit: str,
+    root: str,
+    depth: int,
+    max_feeds: int,
+    seen: set[str],
+    taken: dict[str, int],
+    queue: list[tuple[str, str, str, int]],
+) -> None:
+    """Queue the feeds an OPML list names, within the nesting depth and the list's cap."""
+    fresh = [url for url in dict.fromkeys(result.subscriptions) if url not in seen]
+    if not fresh:
+        return
+    if depth + 1 > MAX_OPML_DEPTH:
+        result.failures.append(
+            SourceFailure(
+                unit,
+                f"an OPML list inside lists nested more than {MAX_OPML_DEPTH} deep; its "
+                f"{len(fresh)} feeds were not read (list the feeds in a shallower list)",
+            )
+        )
+        return
+    room = max(0, max_feeds - taken.get(root, 0))
+    if len(fresh) > room:
+        result.failures.append(
+            SourceFailure(
+                unit,
+                f"{len(fresh) - room} of its feeds were not read: at most {max_feeds} feeds "
+                f"from one OPML list ({root}); raise [sources] max_feeds_per_list",
+            )
+        )
+        fresh = fresh[:room]
+    taken[root] = taken.get(root, 0) + len(fresh)
+    for url in fresh:  # an OPML list's feeds join this run
+        seen.add(url)
+        queue.append((url, url, root, depth + 1))
+
+
+def _too_long(unit: str) -> SourceResult:
+    return SourceResult(
+        failures=[
+            SourceFailure(
+                unit[:120] + "…",
+                f"the source name is {len(unit):,} characters, over the limit of "
+                f"{MAX_SOURCE_CHARS}; it was not read (shorten the URL or path)",
+            )
+        ]
+    )
+
+
+def _late(unit: str, timeout: float) -> SourceResult:
+    return SourceResult(
+        failures=[
+            SourceFailure(
+                unit,
+                f"not read: the ingest ran out of its {timeout:g} s; raise "
+                "[sources] ingest_timeout, or read fewer sources at once",
+            )
+        ]
+    )
+
+
 def _read(
     store: Store,
     unit: str,
@@ -129,6 +226,8 @@ def _read(
     tz: tzinfo,
     mapping: dict[str, str] | None,
     states: list[SourceState],
+    allow_private: AllowPrivate,
+    fetch_timeout: float,
 ) -> SourceResult:
     if not is_url(unit):
         return read_source(unit, tz=tz, mapping=mapping)
@@ -139,6 +238,8 @@ def _read(
         mapping=mapping,
         etag=before.etag if before else None,
         last_modified=before.last_modified if before else None,
+        allow_private=allow_private,
+        timeout=fetch_timeout,
     )
     state = _state(unit, [result], datetime.now(UTC))
     if result.fetch is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
@@ -66,6 +66,10 @@ def ingest_sources(
         mapping=settings.source_mapping,
         metrics=metrics,
         progress=progress,
+        allow_private=settings.allow_private_addresses,
+        fetch_timeout=settings.fetch_timeout,
+        timeout=settings.ingest_timeout,
+        max_feeds=settings.max_feeds_per_list,
     )
 
 
@@ -129,6 +133,12 @@ def current_issue(store: Store, settings: Settings, window: Window, top: int | N
     )
 
 
+def as_sent(store: Store, issue: Issue) -> Issue:
+    """The issue as its links will read once sent: a draft gets the id it will be stored under
+    (its "View in browser" link then works once it goes out), a frozen issue stays as it is."""
+    return issue if issue.id else replace(issue, id=store.next_issue_id())
+
+
 def sample_subscriber(store: Store, list_name: str) -> Subscriber:
     """Who the preview is filled in for: the list's first active member, else a made-up one."""
     email = first_active(store, list_name)  # one row, not the whole list
@@ -155,7 +165,7 @@ def preview(
     issue = current_issue(store, settings, window, top)
     list_name = list_name or settings.list
     envelope = envelope_for(
-        issue,
+        as_sent(store, issue),
         sample_subscriber(store, list_name),
         list_name,
         settings,
@@ -326,7 +336,13 @@ def summarize_sources(
     records: list[SummaryRecord] = []
     failures: list[SourceFailure] = []
     for spec in specs:
-        result = read_source(spec, tz=settings.tz, mapping=settings.source_mapping)
+        result = read_source(
+            spec,
+            tz=settings.tz,
+            mapping=settings.source_mapping,
+            allow_private=settings.allow_private_addresses,
+            timeout=settings.fetch_timeout,
+        )
         failures.extend(result.failures)
         for article in result.articles:
             chosen = summarize(

@@ -70,6 +70,7 @@ def snapshot(store: Store, settings: Settings, window_args: dict[str, Any]) -> S
     )
     list_name = window_args.get("list_name") or settings.list
     issue = pipeline.current_issue(store, settings, window, window_args.get("top"))
+    issue = pipeline.as_sent(store, issue)  # its links as they will read once it is sent
     person = pipeline.sample_subscriber(store, list_name)
     envelope = envelope_for(issue, person, list_name, settings, settings.secret or store.secret())
     email_html, email_text = render_preview(issue.rendered, envelope.values)

@@ -10,13 +10,14 @@ import importlib.resources
 import re
 import textwrap
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import jinja2
+import jinja2.sandbox
 import mjml
 import nh3
 from markdown_it import MarkdownIt
@@ -25,13 +26,20 @@ from markupsafe import Markup
 
 from digest.errors import DigestError, RenderError, SettingsError, TemplateError
 from digest.models import Article, Lineup, RenderedIssue, Story
-from digest.personalize import FIELDS, fill, html_marker, text_marker
+from digest.personalize import FIELDS, Markers, fill, neutralize_text
 from digest.settings import Settings
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 SUBJECT_LIMIT = 78
 PREHEADER_LIMIT = 150
+# Reading speed behind "N min read"; texts shorter than READING_MIN_WORDS are teasers whose
+# length says nothing about the article's, so they get no reading time.
+WORDS_PER_MINUTE = 230
+READING_MIN_WORDS = 100
+IMAGE_POLICIES = ("lead", "all", "none")
+# The variables of the [newsletter] subject and preheader templates.
+LINE_VARIABLES = ("name", "number", "lead", "headlines", "date", "count", "week")
 TEXT_WIDTH = 78
 ELLIPSIS = "…"
 
@@ -42,6 +50,8 @@ _WHITESPACE = re.compile(r"\s+")
 # Control characters that are not whitespace, and the bidirectional overrides that can make
 # a title read differently from what it says: dropped from every piece of article text.
 _UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
+_KEYED_MARKER = re.compile(r"\[\[([hts]):([a-z_]+):([0-9a-f]+)\]\]")  # see personalize.Markers
+_STAND_IN = re.compile("\x01\x02*")
 _COLOR = re.compile(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?")
 _FONT = re.compile(r"[A-Za-z0-9 ,'\"-]+")
 SYSTEM_FONTS = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
@@ -72,6 +82,20 @@ class StoryView:
     image: str | None
     also: list[Link] = field(default_factory=list)
     section: str = ""
+    reading: str = ""  # e.g. "4 min read", or "" when the text is too short to tell
+    image_alt: str = ""  # the image's own alt text or caption, else "Photo: SOURCE"
+    image_width: int | None = None  # the image's own size, when known
+    image_height: int | None = None
+
+    @property
+    def anchor(self) -> str:
+        """The id of the story's heading, where the "In this issue" links land."""
+        return f"story-{self.number}"
+
+    @property
+    def cta(self) -> str:
+        """The story's one call to action: short, naming where it leads."""
+        return f"Read at {self.source}" if self.source else "Read the story"
 
 
 @dataclass(frozen=True)
@@ -100,16 +124,21 @@ class Brand:
 
 
 class SubscriberMarkers:
-    """`{{ subscriber.NAME }}` in a template: the marker that personalize.fill replaces later."""
+    """`{{ subscriber.NAME }}` in a template: the marker that personalize.fill replaces later.
 
-    def __init__(self, html: bool) -> None:
+    The marker carries this rendering's key (see personalize.Markers), which content lacks.
+    """
+
+    def __init__(self, markers: Markers, html: bool) -> None:
+        self._markers = markers
         self._html = html
 
     def __getattr__(self, name: str) -> str:
         if name not in FIELDS:
             # Jinja turns the AttributeError into an undefined value, which StrictUndefined reports.
             raise AttributeError(name)
-        return Markup(html_marker(name)) if self._html else text_marker(name)
+        marker = self._markers.marker("h" if self._html else "t", name)
+        return Markup(marker) if self._html else marker
 
 
 def template_environment(settings: Settings) -> jinja2.Environment:
@@ -164,17 +193,48 @@ def render_issue(
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     local_now = now.astimezone(settings.tz)
-    stories = [_story_view(i, story, settings) for i, story in enumerate(lineup.stories, 1)]
-    subject = make_subject(settings.name, number, stories[0].title if stories else None)
-    preheader = make_preheader([s.title for s in stories])
+    images = image_policy(settings)
+    stories = [
+        _story_view(i, story, settings, images == "all" or (images == "lead" and i == 1))
+        for i, story in enumerate(lineup.stories, 1)
+    ]
     brand = brand_of(settings)
+    note = render_note(settings.note, brand.accent) if settings.note.strip() else None
+    line_values: dict[str, Any] = {
+        "name": _clean(settings.name),
+        "number": number,
+        "lead": stories[0].title if stories else "",
+        "headlines": [s.title for s in stories],
+        "date": long_date(local_now),
+        "count": len(stories),
+        "week": lineup.window.label,
+    }
+    if settings.subject.strip():
+        subject = render_line(settings.subject, line_values, "subject")
+    else:
+        subject = make_subject(settings.name, number, stories[0].title if stories else None)
+    if settings.preheader.strip():
+        preheader = shorten(
+            render_line(settings.preheader, line_values, "preheader"), PREHEADER_LIMIT
+        )
+    else:
+        preheader = default_preheader(subject, stories)
+    # Subject and preheader: no marker in them may ever be filled (titles come from content).
+    subject = neutralize_text(subject)
+    preheader = neutralize_text(preheader)
+    # Sections move stories away from their rank: number them as the reader meets them.
+    shown, groups = number_as_shown(stories[:1], group_stories(stories[1:], settings.sections))
+    markers = Markers()
     context: dict[str, Any] = {
         "newsletter": {
             "name": _clean(settings.name),
             "language": settings.language,
             "base_url": safe_url(settings.base_url),
             # SendGrid's group links (see ASM_UNSUBSCRIBE) instead of our own, or None.
-            "asm": {"unsubscribe_url": ASM_UNSUBSCRIBE, "preferences_url": ASM_PREFERENCES}
+            "asm": {
+                "unsubscribe_url": markers.sendgrid_tag(ASM_UNSUBSCRIBE[2:-2]),
+                "preferences_url": markers.sendgrid_tag(ASM_PREFERENCES[2:-2]),
+            }
             if uses_asm(settings)
             else None,
             "postal_address": settings.postal_address.strip(),
@@ -183,7 +243,7 @@ def render_issue(
             ],
         },
         "brand": brand,
-        "note": render_note(settings.note, brand.accent) if settings.note.strip() else None,
+        "note": note,
         "issue": {
             "number": number,
             "subject": subject,
@@ -192,17 +252,71 @@ def render_issue(
             "date_label": long_date(local_now),
             "window": lineup.window.label,
         },
-        "stories": stories,
-        "lead": stories[0] if stories else None,
-        "groups": group_stories(stories[1:], settings.sections),
+        "stories": shown,
+        "lead": shown[0] if shown else None,
+        "groups": groups,
     }
     env = template_environment(settings)
-    html_context = {**context, "subscriber": SubscriberMarkers(html=True)}
-    text_context = {**context, "subscriber": SubscriberMarkers(html=False)}
+    html_context = {**context, "subscriber": SubscriberMarkers(markers, html=True)}
+    text_context = {**context, "subscriber": SubscriberMarkers(markers, html=False)}
     source = _render_template(env, HTML_TEMPLATE, html_context)
     text = _render_template(env, TEXT_TEMPLATE, text_context)
-    html = mime_body(to_html(source))
-    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=mime_body(text))
+    html = markers.seal(mime_body(to_html(source)), html_part=True)
+    text = markers.seal(mime_body(text), html_part=False)
+    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
+
+
+def image_policy(settings: Settings) -> str:
+    """[brand] images, checked: which stories show their image."""
+    policy = settings.images.strip().lower()
+    if policy not in IMAGE_POLICIES:
+        raise SettingsError(
+            f"[brand] images must be one of {', '.join(IMAGE_POLICIES)}, got {settings.images!r}",
+            'set [brand] images (or DIGEST_IMAGES) to "lead" (the lead story\'s image only), '
+            '"all" or "none"',
+        )
+    return policy
+
+
+_line_environment = jinja2.sandbox.SandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, autoescape=False
+)
+
+
+def render_line(template: str, values: dict[str, Any], what: str) -> str:
+    """A subject or preheader template (sandboxed Jinja) rendered into one line of text."""
+    try:
+        line = _line_environment.from_string(template).render(values)
+    except jinja2.TemplateError as e:
+        raise SettingsError(
+            f"[newsletter] {what} {template!r}: {e}",
+            f"use Jinja syntax with the variables {', '.join(LINE_VARIABLES)}, "
+            f'e.g. "{{{{ name }}}} #{{{{ number }}}}: {{{{ lead }}}}"',
+        ) from e
+    except (ArithmeticError, LookupError, TypeError, ValueError) as e:
+        raise SettingsError(
+            f"[newsletter] {what} {template!r}: {type(e).__name__}: {e}",
+            f"fix the expression; the variables are {', '.join(LINE_VARIABLES)}",
+        ) from e
+    return _clean(line)
+
+
+def default_preheader(subject: str, stories: list[StoryView]) -> str:
+    """The headlines the subject does not name, joined with ' · ' within 150 characters;
+    with none left, the lead's summary. Never the subject again."""
+    named = _clean(subject).casefold()
+    titles = [s.title for s in stories if s.title[:24].casefold() not in named]
+    if titles:
+        return make_preheader(titles)
+    return shorten(stories[0].summary, PREHEADER_LIMIT) if stories else ""
+
+
+def reading_time(text: str) -> str:
+    """'4 min read' for an article's text (230 words a minute), '' for a teaser."""
+    words = len(text.split())
+    if words < READING_MIN_WORDS:
+        return ""
+    return f"{max(1, round(words / WORDS_PER_MINUTE))} min read"
 
 
 def render_preview(rendered: RenderedIssue, values: dict[str, str]) -> tuple[str, str]:
@@ -301,6 +415,25 @@ def group_stories(stories: list[StoryView], sections: tuple[str, ...]) -> list[G
     return groups
 
 
+def number_as_shown(
+    lead: list[StoryView], groups: list[Group]
+) -> tuple[list[StoryView], list[Group]]:
+    """The stories numbered 1, 2, 3… in the order a reader meets them: the lead, then each
+    group's in turn (sections move stories away from their rank order). Returns the stories in
+    that order and the groups holding the renumbered ones."""
+    shown: list[StoryView] = []
+    numbered = []
+    for story in lead:
+        shown.append(replace(story, number=len(shown) + 1))
+    for group in groups:
+        items = []
+        for story in group.stories:
+            items.append(replace(story, number=len(shown) + 1))
+            shown.append(items[-1])
+        numbered.append(Group(group.title, items))
+    return shown, numbered
+
+
 def to_html(mjml_source: str) -> str:
     """Convert MJML to HTML, turning the converter's complaints into a RenderError."""
     try:
@@ -389,15 +522,27 @@ def shorten(text: str, limit: int) -> str:
 
 
 def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
-    """Jinja filter: wrap plain text at `width` columns without breaking words or URLs."""
-    return textwrap.fill(
-        _clean(str(text)),
+    """Jinja filter: wrap plain text at `width` columns without breaking words or URLs.
+
+    A subscriber marker counts as wide as the plain marker it becomes (not its keyed form).
+    """
+    keyed: list[str] = []
+
+    def stand_in(match: re.Match[str]) -> str:
+        keyed.append(match.group(0))
+        return "\x01" + "\x02" * (len(match.group(0)) - len(match.group(3)) - 2)
+
+    # _clean has dropped every \x01 and \x02 of the text, so the stand-ins are only ours.
+    wrapped = textwrap.fill(
+        _KEYED_MARKER.sub(stand_in, _clean(str(text))),
         width=width,
         initial_indent=indent if first is None else first,
         subsequent_indent=indent,
         break_long_words=False,
         break_on_hyphens=False,
     )
+    restore = iter(keyed)
+    return _STAND_IN.sub(lambda _: next(restore), wrapped)
 
 
 def long_date(moment: datetime) -> str:
@@ -410,20 +555,24 @@ def short_date(moment: datetime) -> str:
     return f"{moment.day} {moment.strftime('%b %Y')}"
 
 
-def _story_view(number: int, story: Story, settings: Settings) -> StoryView:
+def _story_view(number: int, story: Story, settings: Settings, with_image: bool) -> StoryView:
     article = story.article
     url = safe_url(article.url)
     published = article.published.astimezone(settings.tz) if article.published else None
+    source = _clean(article.source or "") or _host(url)
     return StoryView(
         number=number,
         title=_title(article),
         url=url,
-        source=_clean(article.source or "") or _host(url),
+        source=source,
         date=short_date(published) if published else "",
         summary=_clean(story.summary),
-        image=safe_url(article.image),
+        image=safe_url(article.image) if with_image else None,
         also=[_also_link(other) for other in story.also],
         section=_clean(article.section or ""),
+        reading=reading_time(article.text),
+        # The headline is right below: the alt text says what the picture is, not the title.
+        image_alt=f"Photo: {source}" if source else "Photo",
     )
 
 

@@ -7,11 +7,16 @@ needs a link); the others are its `also` ("also covered by").
 
 The score of a story, every component in 0..1 except the source weight:
 
-    total = source_weight × (0.35·popularity + 0.25·coverage + 0.20·recency + 0.20·completeness)
+    total = source_weight × (0.45·popularity + 0.30·coverage + 0.20·completeness + 0.05·recency)
+
+Popularity and coverage lead: what readers read and what many outlets reported is the week's
+news. Recency is only a gentle tie-break: the window is already the week, and a Saturday story
+is no more news than Tuesday's (across the whole week it moves a score by 0.05).
 
 - popularity: for each imported metric (views, clicks, shares) the story's sum over its
   articles, log-scaled (log1p) and divided by the window's largest; averaged over the metrics
-  that any article in the window has. 0 when none has metrics.
+  that any article in the window has. 0 when none has metrics. The sums themselves are kept
+  beside the components (`views`, `clicks`, `shares`: those the window has), for --explain.
 - coverage: 1 − 1/n for n distinct sources (1 source 0, 2 sources 0.5, 3 sources 0.67…).
 - recency: where its newest article falls in the window (0 at the start, 1 at the end).
 - completeness: the representative's body words / COMPLETE_WORDS, at most 1 (teasers low).
@@ -50,10 +55,10 @@ from digest.identity import canonical_url
 from digest.models import Article, Lineup, Story, Window
 from digest.summarize import summarize
 
-POPULARITY_WEIGHT = 0.35
-COVERAGE_WEIGHT = 0.25
-RECENCY_WEIGHT = 0.20
+POPULARITY_WEIGHT = 0.45
+COVERAGE_WEIGHT = 0.30
 COMPLETENESS_WEIGHT = 0.20
+RECENCY_WEIGHT = 0.05
 # A body this long counts as a whole article; shorter ones are likely teasers or stubs.
 COMPLETE_WORDS = 300
 METRICS = ("views", "clicks", "shares")
@@ -245,14 +250,6 @@ def _published(article: Article, window: Window) -> float:
     return _timestamp(article.published, window) if article.published else float("-inf")
 
 
-def in_window(article: Article, window: Window) -> bool:
-    """Whether the article was published in [since, until)."""
-    if article.published is None:
-        return False
-    published = _timestamp(article.published, window)
-    return window.since.timestamp() <= published < window.until.timestamp()
-
-
 class _Entry(NamedTuple):
     """An article of the window and what scoring needs of it, worked out once."""
 
@@ -306,17 +303,24 @@ def _story_parts(
     }
 
 
-def _popularity_components(groups: Sequence[Sequence[_Entry]]) -> list[float]:
-    """Each story's popularity: log-scaled metric sums over the window's largest, averaged."""
+def _popularity_components(groups: Sequence[Sequence[_Entry]]) -> list[dict[str, float]]:
+    """Each story's popularity (log-scaled metric sums over the window's largest, averaged)
+    and the sums themselves, by metric, for the metrics the window has."""
     kinds = [k for k in METRICS if any(k in m.article.metrics for g in groups for m in g)]
     if not kinds:
-        return [0.0] * len(groups)
+        return [{"popularity": 0.0} for _ in groups]
     sums = [
-        {k: math.log1p(sum(max(0.0, m.article.metrics.get(k, 0.0)) for m in g)) for k in kinds}
-        for g in groups
+        {k: sum(max(0.0, m.article.metrics.get(k, 0.0)) for m in g) for k in kinds} for g in groups
     ]
-    tops = {k: max(s[k] for s in sums) for k in kinds}
-    return [sum(s[k] / tops[k] if tops[k] else 0.0 for k in kinds) / len(kinds) for s in sums]
+    tops = {k: math.log1p(max(s[k] for s in sums)) for k in kinds}
+    return [
+        {
+            "popularity": sum(math.log1p(s[k]) / tops[k] if tops[k] else 0.0 for k in kinds)
+            / len(kinds),
+            **s,
+        }
+        for s in sums
+    ]
 
 
 def score(parts: Mapping[str, float]) -> float:
@@ -324,8 +328,8 @@ def score(parts: Mapping[str, float]) -> float:
     return parts["source_weight"] * (
         POPULARITY_WEIGHT * parts["popularity"]
         + COVERAGE_WEIGHT * parts["coverage"]
-        + RECENCY_WEIGHT * parts["recency"]
         + COMPLETENESS_WEIGHT * parts["completeness"]
+        + RECENCY_WEIGHT * parts["recency"]
     )
 
 
@@ -367,7 +371,7 @@ def stories(
     ordered = []
     for members, popularity in zip(groups, _popularity_components(groups), strict=True):
         newest = max(m.published for m in members)
-        parts = {"popularity": popularity, **_story_parts(members, newest, window, rules)}
+        parts = {**popularity, **_story_parts(members, newest, window, rules)}
         story = Story(
             article=members[0].article,
             summary="",

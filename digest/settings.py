@@ -33,11 +33,18 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "templates": ("newsletter", "templates"),
     "note": ("newsletter", "note"),
     "sections": ("newsletter", "sections"),
+    "subject": ("newsletter", "subject"),
+    "preheader": ("newsletter", "preheader"),
     "accent_color": ("brand", "accent_color"),
     "logo_url": ("brand", "logo_url"),
     "font": ("brand", "font"),
+    "images": ("brand", "images"),
     "sources": ("sources", "paths"),
     "source_mapping": ("sources", "mapping"),
+    "allow_private_addresses": ("sources", "allow_private_addresses"),
+    "fetch_timeout": ("sources", "fetch_timeout"),
+    "ingest_timeout": ("sources", "ingest_timeout"),
+    "max_feeds_per_list": ("sources", "max_feeds_per_list"),
     "top": ("selection", "top"),
     "summary_sentences": ("selection", "summary_sentences"),
     "summary_chars": ("selection", "summary_chars"),
@@ -90,11 +97,18 @@ class Settings:
     templates: Path | None = None
     note: str = ""  # the editor's note, Markdown (or digest preview/send --note FILE.md)
     sections: tuple[str, ...] = ()  # topics, in order; stories grouped by section
+    subject: str = ""  # a Jinja template of the subject line; empty: "NAME #N: lead headline"
+    preheader: str = ""  # a Jinja template of the inbox preview text; empty: the next headlines
     accent_color: str = "#2f5bea"  # links, rules and buttons
     logo_url: str = ""  # an https:// image shown above the name
     font: str = ""  # a CSS font-family list; empty: the system font stack
+    images: str = "lead"  # which stories show their image: "lead", "all" or "none"
     sources: tuple[str, ...] = ()
     source_mapping: dict[str, str] = field(default_factory=dict)  # article field → export field
+    allow_private_addresses: bool = False  # fetch from loopback, private, link-local, … hosts
+    fetch_timeout: float = 20.0  # seconds for one URL's whole download, redirects included
+    ingest_timeout: float = 900.0  # seconds for one whole ingest run
+    max_feeds_per_list: int = 500  # feeds read from one OPML list (nested lists included)
     top: int = 10
     summary_sentences: int = 2
     summary_chars: int = 320
@@ -381,6 +395,18 @@ def _validate(s: Settings) -> None:
                 f"{name} must be above 0 and at most 3600 seconds, got {getattr(s, name)}",
                 f"set [{section}] timeout to the seconds to wait for an answer, e.g. 30",
             )
+    for name, high in (("fetch_timeout", 3600), ("ingest_timeout", 86400)):
+        if not 0 < getattr(s, name) <= high:
+            raise SettingsError(
+                f"{name} must be above 0 and at most {high} seconds, got {getattr(s, name)}",
+                f"set [sources] {name} to a number of seconds, e.g. "
+                f"{Settings.__dataclass_fields__[name].default:g}",
+            )
+    if not 1 <= s.max_feeds_per_list <= 100_000:
+        raise SettingsError(
+            f"max_feeds_per_list must be between 1 and 100000, got {s.max_feeds_per_list}",
+            "set [sources] max_feeds_per_list to the most feeds one OPML list may name, e.g. 500",
+        )
     if s.base_url and not is_url(s.base_url):
         raise SettingsError(
             f"base_url must start with https://, got {s.base_url!r}",

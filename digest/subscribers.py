@@ -1,8 +1,8 @@
 """Subscribers: CSV import (validated, merged, bulk-written), export, counts, unsubscribing.
 
-Import streams the file in chunks and writes each chunk with a few bulk statements (the same
-INSERT … ON CONFLICT upsert on SQLite, with rows of VALUES, and on PostgreSQL, with one array
-per column), so it stays fast and flat in memory for lists of millions.
+Import streams the file in chunks and hands each to the store's bulk upsert
+(`Store.subscriber_writer`), so it stays fast and flat in memory for lists of millions.
+Addresses are one subscriber per mailbox, compared case-insensitively (`email_key`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ import csv
 import itertools
 import json
 import re
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,7 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import SubscriberError
 from digest.models import Subscriber, SubscriberStatus
-from digest.store import Store, memberships, optouts, subscribers, utcnow
+from digest.store import Chunk, Store, SubscriberRow, email_key, memberships, subscribers
 
 CORE_COLUMNS = ("email", "name", "lists", "status")
 LIST_SEPARATORS = (";", "|", ",")
@@ -107,16 +104,6 @@ def _split_lists(raw: str) -> list[str]:
     return [raw.strip()] if raw.strip() else []
 
 
-@dataclass(slots=True)
-class _Row:
-    """One subscriber as read from the file, before it is written."""
-
-    name: str
-    lists: list[str]
-    status: str
-    fields: dict[str, str]
-
-
 @dataclass
 class _Columns:
     """Where each column sits in a row, from the header."""
@@ -196,80 +183,42 @@ def import_csv(
     """
     report = ImportReport(path=str(path))
     seen: set[str] = set()
-    chunk: dict[str, _Row] = {}
+    chunk: Chunk = {}
     carried: set[str] = set()  # in this chunk, and written by an earlier one
-    with store.begin() as conn, _chunk_writer(conn, report) as write:
+    with store.subscriber_writer() as writer:
         parse: _Parse | None = None
         for line, columns, cells in _rows(path):
             if parse is None:
                 parse = _parser(columns, default_list, extra_list, report)
-            row = parse(line, cells)
-            if row is None:
+            person = parse(line, cells)
+            if person is None:
                 continue
-            email, person = row
-            earlier = chunk.get(email)
+            key = email_key(person.email)  # LINUS@ and linus@ are one subscriber
+            earlier = chunk.get(key)
             if earlier is not None:
                 report.merged += 1
-                _merge(earlier, person)
+                earlier.absorb(person)
                 continue
-            if email in seen:
+            if key in seen:
                 report.merged += 1  # an earlier chunk wrote it; the upsert merges in place
-                carried.add(email)
-            seen.add(email)
-            chunk[email] = person
+                carried.add(key)
+            seen.add(key)
+            chunk[key] = person
             if len(chunk) >= CHUNK:
-                write(chunk, carried)
+                writer.write(chunk, carried)
                 chunk, carried = {}, set()
-        write(chunk, carried)
+        writer.write(chunk, carried)
+    report.added, report.updated = writer.added, writer.updated
     return report
 
 
-_Write = Callable[[dict[str, "_Row"], set[str]], None]
-
-
-@contextmanager
-def _chunk_writer(conn: sa.Connection, report: ImportReport) -> Iterator[_Write]:
-    """A function that writes one chunk in the import's transaction.
-
-    On PostgreSQL the chunk's statements go out in pipeline mode: the server stores one chunk
-    while the next is read and checked, and a chunk's added/updated counts are collected once
-    the next has been sent (all of them before the block ends; an error ends the import, and
-    its transaction is rolled back).
-    """
-    if conn.dialect.name != "postgresql":
-        yield lambda chunk, carried: _write_sqlite(conn, chunk, carried, report)
-        return
-    raw: Any = conn.connection.dbapi_connection
-    waiting: list[tuple[Any, set[str]]] = []  # (cursor with the upsert's rows, carried)
-
-    def collect(keep: int) -> None:
-        """Count the chunks sent, all but the last `keep`."""
-        while len(waiting) > keep:
-            cursor, carried = waiting.pop(0)
-            for email, inserted in cursor.fetchall():
-                if inserted:
-                    report.added += 1
-                elif email not in carried:
-                    report.updated += 1
-            cursor.close()
-
-    def write(chunk: dict[str, _Row], carried: set[str]) -> None:
-        if chunk:
-            waiting.append((_send_pg(raw, chunk), carried))
-        collect(keep=1)
-
-    with raw.pipeline():
-        yield write
-        collect(keep=0)
-
-
-_Parse = Callable[[int, list[str]], "tuple[str, _Row] | None"]
+_Parse = Callable[[int, list[str]], "SubscriberRow | None"]
 
 
 def _parser(
     columns: _Columns, default_list: str, extra_list: str | None, report: ImportReport
 ) -> _Parse:
-    """A function from (line, cells) to (address, row), or None with the failure reported.
+    """A function from (line, cells) to a row, or None with the failure reported.
 
     The columns' places are bound once: at 50,000 rows a second every call per cell counts.
     """
@@ -286,7 +235,7 @@ def _parser(
     def cell(cells: list[str], index: int | None) -> str:
         return cells[index].strip() if index is not None and index < len(cells) else ""
 
-    def parse(line: int, cells: list[str]) -> tuple[str, _Row] | None:
+    def parse(line: int, cells: list[str]) -> SubscriberRow | None:
         width = len(cells)
         if "\x00" in "".join(cells):  # no database stores it in text; a sign of binary data
             failures.append(RowFailure(line, "contains a NUL character: remove it"))
@@ -310,160 +259,9 @@ def _parser(
                 value = cells[index].strip()
                 if value:
                     fields[field_name] = value
-        return email, _Row(cell(cells, name_at), lists, status, fields)
+        return SubscriberRow(email, cell(cells, name_at), lists, status, fields)
 
     return parse
-
-
-def _merge(earlier: _Row, later: _Row) -> None:
-    earlier.lists.extend(n for n in later.lists if n not in earlier.lists)
-    earlier.name = later.name or earlier.name
-    earlier.fields.update(later.fields)
-    if later.status != SubscriberStatus.ACTIVE:
-        earlier.status = later.status
-
-
-# Plain SQL with many rows to a statement, on the driver's own cursor: it skips SQLAlchemy's
-# handling of each row and most of the driver's own (on SQLite, one statement of 5000 rows is
-# a third cheaper than 5000 executemany rows). PostgreSQL's statements are built from these.
-_UPSERT = (
-    "INSERT INTO subscribers (email, name, status, fields, created_at, updated_at) "
-    "VALUES {rows} "
-    "ON CONFLICT (email) DO UPDATE SET "
-    "name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE subscribers.name END, "
-    "fields = excluded.fields, updated_at = excluded.updated_at, "
-    # Only an active subscriber takes the file's status: nobody is ever re-activated.
-    "status = CASE WHEN subscribers.status = 'active' THEN excluded.status "
-    "ELSE subscribers.status END"
-)
-# A list the subscriber left (an opt-out) is never joined again by an import.
-_JOIN = (
-    "INSERT INTO memberships (subscriber_id, list_name) "
-    "SELECT column1, column2 FROM (VALUES {rows}) AS v WHERE NOT EXISTS "
-    f"(SELECT 1 FROM {optouts.name} o WHERE o.subscriber_id = v.column1 "
-    "AND o.list_name = v.column2) "
-    "ON CONFLICT DO NOTHING"
-)
-# PostgreSQL takes the same statements with one array per column (unnest): a statement of a
-# few parameters whatever the chunk, where thousands of placeholders cost the driver more
-# to split and the server more to parse than the rows themselves. The arrays go in
-# psycopg's binary format (%b): no quoting of each element as text.
-_PG_UPSERT = (
-    _UPSERT.format(rows="").replace(
-        "VALUES ",
-        "SELECT v.*, %s, %s FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS v",
-    )
-    + " RETURNING subscribers.email, subscribers.xmax = 0"
-)
-
-
-def _fields_json(fields: dict[str, str]) -> str:
-    """`fields` as `json.dumps(fields, sort_keys=True)` writes it, at a third of its cost."""
-    if not fields:
-        return "{}"
-    pairs = [f"{_json_str(k)}: {_json_str(fields[k])}" for k in sorted(fields)]
-    return "{" + ", ".join(pairs) + "}"
-
-
-def _write_sqlite(
-    conn: sa.Connection, chunk: dict[str, _Row], carried: set[str], report: ImportReport
-) -> None:
-    """Upsert one chunk of subscribers and add their memberships (SQLite)."""
-    if not chunk:
-        return
-    emails = list(chunk)
-    # Stored as SQLAlchemy's DateTime text.
-    store_as = subscribers.c.created_at.type.dialect_impl(conn.dialect)
-    now = store_as.bind_processor(conn.dialect)(utcnow())  # type: ignore[misc]
-    # The driver's own cursor, inside the import's transaction: no per-row wrapping.
-    raw = conn.connection.dbapi_connection
-    # 999 parameters a statement before SQLite 3.32.
-    limit = min(MAX_PARAMETERS, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
-    cursor = conn.connection.cursor()
-    try:
-        existing = _ids(cursor, emails, limit)
-        report.updated += len(existing.keys() - carried)
-        report.added += len(chunk) - len(existing)
-        _insert(
-            cursor,
-            _UPSERT,
-            limit,
-            [(e, r.name, r.status, _fields_json(r.fields), now, now) for e, r in chunk.items()],
-        )
-        ids = {**existing, **_ids(cursor, [e for e in emails if e not in existing], limit)}
-        _insert(
-            cursor,
-            _JOIN,
-            limit,
-            [(ids[e], name) for e, r in chunk.items() for name in dict.fromkeys(r.lists)],
-        )
-    finally:
-        cursor.close()
-
-
-# Memberships by address, so a chunk needs no ids back before its next statement is sent.
-_PG_JOIN = (
-    "INSERT INTO memberships (subscriber_id, list_name) "
-    "SELECT s.id, v.list_name FROM unnest(%b::text[], %b::text[]) AS v(email, list_name) "
-    "JOIN subscribers s ON s.email = v.email WHERE NOT EXISTS "
-    f"(SELECT 1 FROM {optouts.name} o WHERE o.subscriber_id = s.id "
-    "AND o.list_name = v.list_name) "
-    "ON CONFLICT DO NOTHING"
-)
-
-
-def _send_pg(raw: Any, chunk: dict[str, _Row]) -> Any:
-    """Send `_write_sqlite`'s statements for PostgreSQL, each column of the chunk one array; the
-    cursor that will hold the upsert's (email, inserted) rows (xmax = 0: inserted, not updated).
-    """
-    now = utcnow()
-    emails = list(chunk)
-    rows = chunk.values()
-    upsert = raw.cursor()
-    upsert.execute(
-        _PG_UPSERT,
-        [
-            now,
-            now,
-            emails,
-            [r.name for r in rows],
-            [r.status for r in rows],
-            [_fields_json(r.fields) for r in rows],
-        ],
-    )
-    pairs = [(e, name) for e, r in chunk.items() for name in dict.fromkeys(r.lists)]
-    raw.execute(_PG_JOIN, [[e for e, _ in pairs], [name for _, name in pairs]])
-    return upsert
-
-
-# Parameters per statement: within SQLite's limit since 3.32 (32766).
-MAX_PARAMETERS = 30_000
-
-
-def _insert(cursor: Any, sql: str, limit: int, rows: list[tuple[Any, ...]]) -> None:
-    """`sql` with its {rows} as many rows of VALUES a statement as `limit` parameters allow."""
-    if not rows:
-        return
-    width = len(rows[0])
-    one = "(" + ", ".join(["?"] * width) + ")"
-    step = max(1, limit // width)
-    for start in range(0, len(rows), step):
-        part = rows[start : start + step]
-        cursor.execute(
-            sql.format(rows=", ".join([one] * len(part))), [v for row in part for v in row]
-        )
-
-
-def _ids(cursor: Any, emails: list[str], limit: int) -> dict[str, int]:
-    """The ids of those of `emails` that are stored."""
-    found: dict[str, int] = {}
-    step = min(1000, limit)
-    for start in range(0, len(emails), step):
-        part = emails[start : start + step]
-        marks = ", ".join(["?"] * len(part))
-        cursor.execute(f"SELECT email, id FROM subscribers WHERE email IN ({marks})", part)
-        found.update(cursor.fetchall())
-    return found
 
 
 # -- export and counts -----------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,6 +27,8 @@ from pysbd.lang.english import English
 from pysbd.languages import LANGUAGE_CODES
 
 from digest.models import Article
+from digest.tfidf import cosine
+from digest.tfidf import vectors as tfidf_vectors
 
 # Weights of the final sentence score; centrality and title similarity are each scaled to 0..1.
 CENTRALITY_WEIGHT = 1.0
@@ -318,29 +319,6 @@ def good_feed_summary(article: Article) -> bool:
     return _normal(summary) not in _normal(article.title)
 
 
-def _tfidf(sentences: Sequence[list[str]]) -> list[dict[str, float]]:
-    """Unit-length TF-IDF vectors, with document frequency counted over the sentences."""
-    count = len(sentences)
-    df: Counter[str] = Counter()
-    for words in sentences:
-        df.update(set(words))
-    vectors = []
-    for words in sentences:
-        weights = {
-            w: (1.0 + math.log(tf)) * (1.0 + math.log((1 + count) / (1 + df[w])))
-            for w, tf in Counter(words).items()
-        }
-        norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
-        vectors.append({w: v / norm for w, v in weights.items()})
-    return vectors
-
-
-def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
-    if len(a) > len(b):
-        a, b = b, a
-    return sum(v * b.get(w, 0.0) for w, v in a.items())
-
-
 def _similarity(vectors: Sequence[dict[str, float]]) -> list[dict[int, float]]:
     """Cosine similarity of every pair sharing a word, as neighbour maps (the graph's edges)."""
     postings: dict[str, list[tuple[int, float]]] = {}
@@ -390,7 +368,7 @@ def _score(
 ) -> tuple[list[float], list[dict[str, float]]]:
     """Each sentence's score and TF-IDF vector."""
     words = [content_words(s, language) for s in sentences]
-    vectors = _tfidf([*words, content_words(title, language)])
+    vectors = tfidf_vectors([*words, content_words(title, language)])
     title_vector = vectors.pop()
     size = len(sentences)
     # The surfer lands on a sentence as if picking a word, with diminishing returns per word.
@@ -399,7 +377,7 @@ def _score(
     restart = [w / total for w in weight] if total else [1.0 / size] * size
     centrality = _pagerank(_similarity(vectors), restart)
     top_centrality = max(centrality)
-    to_title = [_cosine(v, title_vector) for v in vectors]
+    to_title = [cosine(v, title_vector) for v in vectors]
     top_title = max(to_title) or 1.0
     scores = [
         CENTRALITY_WEIGHT * centrality[i] / top_centrality
@@ -434,7 +412,7 @@ def _fit(
     for index in ranked:
         if len(best) >= count and scores[index] < (1.0 - TIE) * scores[best[count - 1]]:
             break
-        if not any(_cosine(vectors[index], vectors[c]) > REDUNDANCY for c in best):
+        if not any(cosine(vectors[index], vectors[c]) > REDUNDANCY for c in best):
             best.append(index)
     chosen: list[int] = []
     used = 0

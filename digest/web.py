@@ -7,13 +7,20 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from digest.archive import Links, Pages, issue_page, sent_issue, sent_issues
@@ -62,27 +69,26 @@ MAX_FORM = 64 * 1024
 log = logging.getLogger(__name__)
 
 
-class SecurityHeaders:
-    """Adds the security headers to every answer, and no-store where the URL holds a token."""
+class NoStore:
+    """Adds Cache-Control: no-store where the URL holds a personal token.
+
+    The security headers themselves come from the server (`server`), on every answer.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(("/u/", "/p/")):
             await self.app(scope, receive, send)
             return
-        personal = str(scope.get("path", "")).startswith(("/u/", "/p/"))
 
-        async def with_headers(message: Message) -> None:
+        async def with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", [])) + SECURITY_HEADERS
-                if personal:
-                    headers.append(NO_STORE)
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", []), NO_STORE]
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        await self.app(scope, receive, with_header)
 
 
 class Batcher:
@@ -246,7 +252,6 @@ class Site:
                 "headers": [
                     (b"content-type", b"text/html; charset=utf-8"),
                     (b"content-length", str(len(page)).encode()),
-                    *SECURITY_HEADERS,
                     NO_STORE,
                 ],
             }
@@ -438,6 +443,11 @@ def create_app(settings: Settings, store: Store) -> WebApp:
         status = exc.status if isinstance(exc, WebhookRejected) else 400
         return site.error(status, "Request refused", str(exc))
 
+    async def broken(request: Request, exc: Exception) -> Response:
+        """A fault of the setup (a user's template): one log line, a plain page, no traceback."""
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return PlainTextResponse("The server cannot show this page just now.", status_code=500)
+
     app = Starlette(
         routes=[
             Route("/", site.home),
@@ -449,17 +459,120 @@ def create_app(settings: Settings, store: Store) -> WebApp:
             Route("/feed.xml", site.feed),
             Route("/webhooks/sendgrid", site.sendgrid_events, methods=["POST"]),
         ],
-        exception_handlers={WebhookRejected: too_large},
+        exception_handlers={WebhookRejected: too_large, DigestError: broken},
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(NoStore)
     return WebApp(site, app)
 
 
-def serve(settings: Settings, store: Store, host: str, port: int) -> None:
-    """Run the web side with uvicorn until interrupted."""
+@dataclass(frozen=True)
+class Limits:
+    """How `digest serve` bounds its clients, so that slow or idle ones cannot use it up."""
+
+    connections: int = 1000  # open at once; more are closed as they arrive
+    header_timeout: float = 10.0  # seconds for a request's line and headers to arrive
+    body_timeout: float = 30.0  # seconds for its body to arrive after the headers
+    idle_timeout: float = 5.0  # seconds a kept-alive connection may wait for its next request
+    max_head: int = 64 * 1024  # bytes of request line and headers
+
+
+def guarded_protocol(limits: Limits) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools) with a deadline for each request to arrive whole
+    and a cap on open connections: a client sending nothing, or a header line now and then
+    (slowloris), is closed at the deadline; uvicorn's own keep-alive timer only runs between
+    requests."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.deadline: asyncio.TimerHandle | None = None
+            self.head = 0  # bytes of the current request's head so far; -1 once it is whole
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.connections:
+                transport.abort()  # at once: a descriptor held by nobody's request
+                return
+            self.arm(limits.header_timeout)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.head >= 0 and not self.transport.is_closing():  # still reading a head
+                self.head += len(data)
+                if self.head > limits.max_head:
+                    self.disarm()
+                    self.send_400_response("Request header too large.")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.head = 0
+            self.arm(limits.header_timeout)
+
+        def on_headers_complete(self) -> None:
+            self.head = -1
+            self.arm(limits.body_timeout)
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self.disarm()
+            super().on_message_complete()
+
+        def arm(self, seconds: float) -> None:
+            self.disarm()
+            self.deadline = self.loop.call_later(seconds, self.expired)
+
+        def disarm(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def expired(self) -> None:
+            self.deadline = None
+            if not self.transport.is_closing():
+                self.transport.abort()
+
+    return GuardedProtocol
+
+
+def server(
+    settings: Settings,
+    store: Store,
+    host: str,
+    port: int,
+    limits: Limits | None = None,
+    log_level: str = "info",
+) -> Any:
+    """A uvicorn server for the web side, not yet started (`.run()`), with `limits`.
+
+    It adds the security headers to every answer, its own errors (400, 500, 503) included.
+    """
     import uvicorn
 
-    app = create_app(settings, store)
+    limits = limits or Limits()
+    config = uvicorn.Config(
+        create_app(settings, store),
+        host=host,
+        port=port,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=max(1, round(limits.idle_timeout)),
+        headers=[(k.decode(), v.decode()) for k, v in SECURITY_HEADERS],
+        server_header=False,
+        access_log=False,  # unsubscribe and preferences URLs carry personal tokens
+        log_level=log_level,
+        lifespan="off",
+    )
+    return uvicorn.Server(config)
+
+
+def serve(
+    settings: Settings, store: Store, host: str, port: int, limits: Limits | None = None
+) -> None:
+    """Run the web side with uvicorn until interrupted."""
     try:  # uvicorn reports a taken port by exiting; say it our way first
         with socket.create_server((host, port)):
             pass
@@ -467,6 +580,4 @@ def serve(settings: Settings, store: Store, host: str, port: int) -> None:
         raise DigestError(
             f"cannot listen on {host}:{port}: {e.strerror}", "pick another port with --port"
         ) from e
-    # No access log: unsubscribe and preferences URLs carry personal tokens.
-    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="info")
-    uvicorn.Server(config).run()
+    server(settings, store, host, port, limits).run()

@@ -15,13 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from digest import web
 from digest.settings import Settings
 from digest.store import Store
-from digest.web import create_app
+from digest.web import Limits
 from tests.peers import free_port, serving
 
 
@@ -51,19 +51,13 @@ def request(
 
 
 @contextmanager
-def web_server(settings: Settings, port: int | None = None) -> Iterator[str]:
-    """`digest serve`'s app under a real uvicorn in a thread; yields its base URL."""
+def web_server(
+    settings: Settings, port: int | None = None, limits: Limits | None = None
+) -> Iterator[str]:
+    """`digest serve`'s server (uvicorn, our protocol and limits) in a thread; yields its URL."""
     store = Store.open(settings.database_url)
     port = port or free_port()
-    config = uvicorn.Config(
-        create_app(settings, store),
-        host="127.0.0.1",
-        port=port,
-        access_log=False,
-        log_level="warning",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
+    server = web.server(settings, store, "127.0.0.1", port, limits, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

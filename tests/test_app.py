@@ -38,6 +38,7 @@ def test_verbose_logs_fetches_and_batches_without_secrets(
     }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DIGEST_ALLOW_PRIVATE_ADDRESSES", "true")  # the feed is on loopback
     url = f"sqlite:///{tmp_path / 'digest.db'}"
     with local_server(Feed, monkeypatch) as (base, _):
         feed = f"{base}/feed?key={secrets['SENDGRID_API_KEY']}"  # a key in a URL is masked too

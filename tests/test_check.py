@@ -138,7 +138,9 @@ def test_missing_list_unsubscribe_header_is_an_error() -> None:
 
 
 def test_image_without_alt_is_an_error(tmp_path: Path) -> None:
-    settings = with_template(tmp_path, 'alt="{{ story.title }}"', "", "partials/lead.mjml.j2")
+    settings = with_template(
+        tmp_path, 'alt="{{ story.image_alt }}"', "", "partials/picture.mjml.j2"
+    )
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)
     problems = errors_about(report, "without alt")
     assert problems and "https://harbour-news.example.org/img/1.jpg" in problems[0]
@@ -146,7 +148,7 @@ def test_image_without_alt_is_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "href",
-    ["/archive", "archive.html", "#top", "ftp://files.example.com/a", "file:///tmp/a.html"],
+    ["/archive", "archive.html", "ftp://files.example.com/a", "file:///tmp/a.html"],
 )
 def test_link_that_is_not_absolute_http_is_an_error(tmp_path: Path, href: str) -> None:
     settings = with_template(
@@ -155,6 +157,16 @@ def test_link_that_is_not_absolute_http_is_an_error(tmp_path: Path, href: str) -
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)
     problems = errors_about(report, "not an absolute")
     assert len(problems) == 1 and href in problems[0] and "'Archive'" in problems[0]
+
+
+def test_link_within_the_email_must_land_on_an_element(tmp_path: Path) -> None:
+    settings = with_template(
+        tmp_path, UNSUBSCRIBE, f'{UNSUBSCRIBE} · <a href="#top">Top</a>', FOOTER
+    )
+    report = check_issue(render([story(1), story(2)], settings), 2, settings, HEADERS)
+    assert errors_about(report, "#top ('Top') leads to no element of the email")
+    # The "In this issue" links land on their stories: no complaint about them.
+    assert not errors_about(report, "#story-")
 
 
 @pytest.mark.parametrize(
@@ -207,7 +219,7 @@ def test_long_subject_is_a_warning() -> None:
 
 
 def test_missing_preheader_is_a_warning(tmp_path: Path) -> None:
-    settings = with_template(tmp_path, "<mj-preview>{{ issue.preheader }}</mj-preview>", "")
+    settings = with_template(tmp_path, "{{ issue.preheader }}{{", "{{")
     report = check_issue(render([story(1)], settings), 1, settings, HEADERS)
     assert [w for w in report.warnings if "preheader" in w]
     assert report.ok

@@ -246,17 +246,16 @@ def test_title_with_line_breaks_gives_a_one_line_subject() -> None:
     assert issue.subject.endswith("Ferry Bcc: victim@example.com cancelled")
 
 
-def test_preheader_joins_the_first_titles_within_150_characters(rendered: RenderedIssue) -> None:
-    assert rendered.preheader.startswith(
-        "Council approves protected cycle lanes on six city-centre streets · "
-        "Ferry timetable changes from December"
+def test_preheader_joins_the_next_titles_within_150_characters(rendered: RenderedIssue) -> None:
+    # The subject names the lead story: the preheader goes on with the next ones.
+    assert rendered.preheader == (
+        "Ferry timetable changes from December · Library extends weekend opening hours"
     )
-    assert len(rendered.preheader) <= 150
     titles = [f"Story number {i} with a fairly long title" for i in range(9)]
     many = Lineup(WINDOW, [story_with(title) for title in titles])
     preheader = render_issue(many, settings_for(), 1, now=NOW).preheader
     assert 0 < len(preheader) <= 150
-    assert preheader.startswith("Story number 0 with a fairly long title · Story number 1")
+    assert preheader.startswith("Story number 1 with a fairly long title · Story number 2")
 
 
 def test_html_has_language_dark_mode_and_preview(rendered: RenderedIssue) -> None:
@@ -295,13 +294,14 @@ def test_story_cards_link_titles_and_show_source_date_also(rendered: RenderedIss
     assert "ferries.example.com · 19 Nov 2025" in text  # no source: the site's host stands in
     img = doc.all("img")[0]
     assert img["src"] == "https://harbour-news.example.org/img/cycle-lanes.jpg"
-    assert img["alt"] == "Council approves protected cycle lanes on six city-centre streets"
+    assert img["alt"] == "Photo: Harbour News"  # not the headline again
 
 
 def test_story_without_url_renders_its_title_unlinked(rendered: RenderedIssue) -> None:
     doc = Document(rendered.html)
-    assert "Library extends weekend opening hours" in doc.text_of("h3")
-    assert "Library extends weekend opening hours" not in doc.text_of("a")
+    assert "3. Library extends weekend opening hours" in doc.text_of("h3")
+    heading = rendered.html[rendered.html.index('id="story-3"') :]
+    assert "<a " not in heading[: heading.index("</h3>")]
 
 
 def test_footer_has_reason_unsubscribe_link_and_postal_address(rendered: RenderedIssue) -> None:
@@ -363,18 +363,23 @@ def test_empty_lineup_still_renders() -> None:
     assert "No stories this time." in issue.text
 
 
-def test_lead_story_image_has_alt_width_and_height(rendered: RenderedIssue) -> None:
+def test_lead_story_image_is_never_distorted_nor_a_blank_box(rendered: RenderedIssue) -> None:
     (img,) = Document(rendered.html).all("img")
-    assert img["alt"] == "Council approves protected cycle lanes on six city-centre streets"
-    assert (img["width"], img["height"]) == ("552", "310")
+    assert img["alt"] == "Photo: Harbour News"
+    # Its own size is not known: no width/height attributes to stretch it or to hold a blank
+    # box open while images are blocked; the alt text shows on the tinted block instead.
+    assert "width" not in img and "height" not in img
     assert "height:auto" in img["style"] and "width:100%" in img["style"]
+    assert "background-color:#e8ecf3" in rendered.html.split("<img")[-2][-400:]
 
 
 def test_lead_title_is_a_heading_above_the_cards(rendered: RenderedIssue) -> None:
     doc = Document(rendered.html)
-    assert doc.text_of("h2") == "Council approves protected cycle lanes on six city-centre streets"
+    assert doc.text_of("h2") == (
+        "In this issue 1. Council approves protected cycle lanes on six city-centre streets"
+    )
     assert doc.text_of("h3") == (
-        "Ferry timetable changes from December Library extends weekend opening hours"
+        "2. Ferry timetable changes from December 3. Library extends weekend opening hours"
     )
 
 
@@ -382,10 +387,10 @@ def test_read_links_say_where_they_lead(rendered: RenderedIssue) -> None:
     doc = Document(rendered.html)
     labels = [a.get("aria-label", "") for a in doc.all("a")]
     assert (
-        "Read the story at Harbour News: Council approves protected cycle lanes on six "
+        "Read at Harbour News: Council approves protected cycle lanes on six "
         "city-centre streets" in labels
     )
-    assert "Read the story at ferries.example.com →" in doc.text_of("a")
+    assert "Read at ferries.example.com →" in doc.text_of("a")
     assert "click here" not in doc.text_of("a").lower()
 
 
@@ -437,7 +442,7 @@ def test_sections_group_stories_in_the_settings_order() -> None:
     settings = settings_for(sections=("Heritage", "Transport", "Sport"))
     issue = render_issue(sectioned_lineup(), settings, 7, now=NOW)
     doc = Document(issue.html)
-    assert doc.text_of("h2").split(" HERITAGE")[0].startswith("Council approves")
+    assert doc.text_of("h2").split(" HERITAGE")[0].startswith("In this issue 1. Council approves")
     order = [t for t in ("Heritage", "Transport", "Sport", "More stories") if t in issue.html]
     assert order == ["Heritage", "Transport", "More stories"]  # no empty Sport heading
     html = issue.html[issue.html.index('class="digest-card"') :]
@@ -451,6 +456,16 @@ def test_sections_group_stories_in_the_settings_order() -> None:
     )
     text = issue.text
     assert text.index("HERITAGE") < text.index("Harbour crane") < text.index("TRANSPORT")
+
+
+def test_with_sections_the_text_part_numbers_stories_in_the_order_shown() -> None:
+    # Sections move "Harbour crane restored" (ranked 4th) up under the first heading: the text
+    # part once numbered the stories 1, 4, 2, 3.
+    settings = settings_for(sections=("Heritage", "Transport"))
+    text = render_issue(sectioned_lineup(), settings, 7, now=NOW).text
+    numbers = re.findall(r"^(\d+)\.  ", text, re.MULTILINE)
+    assert numbers == ["1", "2", "3", "4"]
+    assert "2.  Harbour crane restored" in text.splitlines()
 
 
 def test_without_sections_no_headings() -> None:
@@ -665,7 +680,11 @@ def assert_harmless(html: str) -> Document:
                 assert "expression(" not in value.lower().replace(" ", "")
             if name in ("href", "src", "action", "background"):
                 scheme = urlsplit(value).scheme
-                assert value.startswith("[[h:") or scheme in ("http", "https"), value
+                assert (
+                    value.startswith("[[h:")
+                    or scheme in ("http", "https")
+                    or re.fullmatch(r"#story-\d+", value)
+                ), value
                 assert " " not in value and '"' not in value
         if tag == "meta":
             assert attrs.get("http-equiv", "").lower() != "refresh"
@@ -726,3 +745,87 @@ def test_safe_url_keeps_ordinary_urls_and_encodes_the_rest() -> None:
     assert safe_url("https://b\u00fccher.example/") == "https://xn--bcher-kva.example/"
     for bad in ("", None, "/relative", "mailto:a@example.com", "https://", "https://x:99999/"):
         assert safe_url(bad) is None
+
+
+# --- the editor's voice and the reader's email (issue 15) ------------------------------------
+
+
+def test_in_this_issue_links_every_headline_to_its_numbered_story(rendered: RenderedIssue) -> None:
+    doc = Document(rendered.html)
+    toc = [a["href"] for a in doc.all("a") if a.get("href", "").startswith("#")]
+    assert toc == ["#story-1", "#story-2", "#story-3"]
+    ids = [attrs["id"] for tag, attrs in doc.elements if tag in ("h2", "h3") and "id" in attrs]
+    assert ids == ["story-1", "story-2", "story-3"]
+    assert "In this issue" in doc.text_of("h2")
+
+
+def test_reading_time_from_the_article_text() -> None:
+    long = story_with("Long read")
+    long.article.text = "word " * 920  # 920 / 230 = 4
+    teaser = story_with("Teaser")
+    teaser.article.text = "Only a few words here."
+    issue = render_issue(Lineup(WINDOW, [long, teaser]), settings_for(), 1, now=NOW)
+    meta = [
+        " ".join(d.split()) for d in re.findall(r'class="digest-meta"[^>]*>([^<]*)<', issue.html)
+    ]
+    assert "example.com · 4 min read" in meta
+    assert not any("min read" in m and "Teaser" in m for m in meta)
+    assert issue.html.count("min read") == 1  # a teaser's length says nothing: none shown
+    assert "    example.com · 4 min read" in issue.text.splitlines()
+
+
+@pytest.mark.parametrize(("policy", "shown"), [("lead", 1), ("all", 2), ("none", 0)])
+def test_images_policy_chooses_which_stories_show_their_image(policy: str, shown: int) -> None:
+    stories = [
+        story_with(
+            f"Story {n}", url=f"https://example.com/{n}", image=f"https://cdn.example.com/{n}.jpg"
+        )
+        for n in (1, 2)
+    ]
+    issue = render_issue(Lineup(WINDOW, stories), settings_for(images=policy), 1, now=NOW)
+    images = Document(issue.html).all("img")
+    assert len(images) == shown
+    assert all(img["alt"] == "Photo: example.com" for img in images)
+
+
+def test_unknown_images_policy_says_what_to_set() -> None:
+    with pytest.raises(SettingsError, match=r"\[brand\] images must be one of lead, all, none"):
+        render_issue(fixed_lineup(), settings_for(images="some"), 1, now=NOW)
+
+
+def test_subject_and_preheader_templates() -> None:
+    settings = settings_for(
+        subject="{{ name }} {{ number }}: {{ count }} stories, led by {{ lead }}",
+        preheader="{{ headlines[1:] | join(' / ') }} ({{ date }}, {{ week }})",
+    )
+    issue = render_issue(fixed_lineup(), settings, 7, now=NOW)
+    assert issue.subject == (
+        "Harbour Town Weekly 7: 3 stories, led by Council approves protected cycle lanes on "
+        "six city-centre streets"
+    )
+    assert issue.preheader == (
+        "Ferry timetable changes from December / Library extends weekend opening hours "
+        "(24 November 2025, 2025-W47)"
+    )
+    assert issue.preheader in Document(issue.html).text_of("div")
+    assert Document(issue.html).text_of("title") == issue.subject
+
+
+def test_subject_template_runs_sandboxed_and_errors_say_where() -> None:
+    sneaky = settings_for(subject="{{ lead.__class__.__mro__ }}")
+    with pytest.raises(SettingsError, match=r"\[newsletter\] subject"):
+        render_issue(fixed_lineup(), sneaky, 1, now=NOW)
+    with pytest.raises(SettingsError, match=r"\[newsletter\] preheader .*unknown") as e:
+        render_issue(fixed_lineup(), settings_for(preheader="{{ unknown }}"), 1, now=NOW)
+    assert "name, number, lead, headlines, date, count, week" in (e.value.hint or "")
+
+
+def test_default_preheader_never_repeats_the_subject() -> None:
+    one = Lineup(WINDOW, [story_with("Ferry timetable changes", "Sailings leave earlier.")])
+    issue = render_issue(one, settings_for(), 3, now=NOW)
+    assert issue.subject == "Harbour Town Weekly #3: Ferry timetable changes"
+    assert issue.preheader == "Sailings leave earlier."  # the only headline is taken
+    custom = settings_for(subject="This week: {{ headlines | join(', ') }}")
+    assert render_issue(fixed_lineup(), custom, 3, now=NOW).preheader.startswith(
+        "The council voted 31 to 12"
+    )

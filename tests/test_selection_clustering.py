@@ -14,17 +14,16 @@ import pytest
 
 from digest.clustering import (
     DEFAULT_THRESHOLD,
-    cosine,
     fingerprint_words,
     group,
     similar_pairs,
-    vectors,
 )
 from digest.ingest import ingest
 from digest.models import Article, Window
 from digest.selection import select, source_name
 from digest.sources.samples import write_samples
 from digest.store import Store
+from digest.tfidf import cosine, vectors
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stories" / "articles.json"
 WINDOW = Window(

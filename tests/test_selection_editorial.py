@@ -111,12 +111,57 @@ def test_the_score_is_the_documented_formula() -> None:
     assert story.score == pytest.approx(
         c["source_weight"]
         * (
-            0.35 * c["popularity"]
-            + 0.25 * c["coverage"]
-            + 0.20 * c["recency"]
+            0.45 * c["popularity"]
+            + 0.30 * c["coverage"]
             + 0.20 * c["completeness"]
+            + 0.05 * c["recency"]
         )
     )
+
+
+def test_the_most_read_story_of_tuesday_beats_saturdays_little_read_ones() -> None:
+    # Issue 8's week: three outlets with page views; the story with by far the most views ran
+    # in two of them on the Tuesday. Recency at 0.20 put four Saturday stories, each told by
+    # all three outlets but little read, above it.
+    tuesday, saturday = 24 + 10, 5 * 24 + 10
+    big = [
+        make("Harbour bridge closes after cracks found", tuesday, "Daily", metrics={"views": 40e3}),
+        make("Cracks close the harbour bridge", tuesday + 2, "Wire", metrics={"views": 25e3}),
+    ]
+    for article in big:
+        article.text = story_text("bridge")
+    small = [
+        make(f"Saturday story {n} in {outlet}", saturday, outlet, metrics={"views": 200.0})
+        for n in range(4)
+        for outlet in ("Daily", "Wire", "Gazette")
+    ]
+    for article in small:
+        article.text = story_text(f"saturday-{article.title.split()[2]}")
+    lonely = [
+        make(f"Saturday brief {n}", saturday + n, "Gazette", metrics={"views": 300.0})
+        for n in range(4)
+    ]
+    lineup = select([*small, *lonely, *big], WINDOW, top=3)
+    first = lineup.stories[0]
+    assert first.article.title in {a.title for a in big} and len(first.also) == 1
+    assert first.components["views"] == 65e3  # the story's popularity sums its articles' views
+    assert first.components["popularity"] == pytest.approx(1.0)
+    assert [len(s.also) for s in lineup.stories] == [1, 2, 2]  # then the widely told ones
+
+
+def test_recency_only_breaks_near_ties() -> None:
+    # Two stories alike in all but their day: the newer first; three times the views win.
+    older = make("Older story", 10, metrics={"views": 1000.0})
+    newer = make("Newer story", 160, metrics={"views": 1000.0})
+    assert [s.article.title for s in select([older, newer], WINDOW).stories] == [
+        "Newer story",
+        "Older story",
+    ]
+    older.metrics = {"views": 3000.0}
+    assert [s.article.title for s in select([older, newer], WINDOW).stories] == [
+        "Older story",
+        "Newer story",
+    ]
 
 
 # ---- pins, drops and caps ------------------------------------------------------------------
@@ -294,6 +339,23 @@ def test_pin_drop_and_explain_from_the_cli(folder: Path) -> None:
     )
     missing = CliRunner().invoke(cli, ["pin"])
     assert missing.exit_code == 1 and missing.output.startswith("Error: no URL given")
+
+
+def test_explain_shows_the_views_summed_over_a_story(folder: Path) -> None:
+    stats = folder / "stats.csv"
+    stats.write_text(f"url,views,shares\n{CHIPS},1204,12\n", encoding="utf-8")
+    assert run("ingest", "--metrics", str(stats)).exit_code == 0
+    text = run("select", "--explain").output
+    line = text.splitlines()[
+        text.splitlines().index(
+            next(t for t in text.splitlines() if "chip" in t.lower() and "score" in t)
+        )
+        + 1
+    ]
+    assert line.startswith("     popularity 1.00 (1,204 views, 12 shares) · coverage")
+    data = json.loads(run("select", "--explain", "--json").output)
+    chips = next(d for d in data if d["url"] == CHIPS)
+    assert chips["components"]["views"] == 1204 and chips["components"]["shares"] == 12
 
 
 def test_send_refuses_a_lineup_below_min_stories_unless_forced(

@@ -154,9 +154,12 @@ def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ThreadingHTTPSe
 def test_unchanged_feed_costs_one_304(store: Store, site: tuple[str, ThreadingHTTPServer]) -> None:
     base, server = site
     requests = server.requests  # type: ignore[attr-defined]
-    assert ingest(store, [f"{base}/feed"]).line() == "3 new, 0 updated, 0 unchanged, 0 failed"
+    assert (
+        ingest(store, [f"{base}/feed"], allow_private=True).line()
+        == "3 new, 0 updated, 0 unchanged, 0 failed"
+    )
     assert requests == [("/feed", None, None)]
-    again = ingest(store, [f"{base}/feed"])
+    again = ingest(store, [f"{base}/feed"], allow_private=True)
     assert again.line() == "0 new, 0 updated, 3 unchanged, 0 failed"
     assert requests[1] == ("/feed", '"rss-1"', None)
     assert len(requests) == 2
@@ -168,17 +171,20 @@ def test_unchanged_feed_costs_one_304(store: Store, site: tuple[str, ThreadingHT
         '"rss-1"',
     )
     server.version = 2  # type: ignore[attr-defined]
-    changed = ingest(store, [f"{base}/feed"])
+    changed = ingest(store, [f"{base}/feed"], allow_private=True)
     assert changed.line() == "0 new, 1 updated, 2 unchanged, 0 failed"
     assert store.source_state(f"{base}/feed").etag == '"rss-2"'  # type: ignore[union-attr]
 
 
 def test_last_modified_is_sent_back(store: Store, site: tuple[str, ThreadingHTTPServer]) -> None:
     base, server = site
-    first = ingest(store, [f"{base}/json"])
+    first = ingest(store, [f"{base}/json"], allow_private=True)
     assert first.line() == "2 new, 0 updated, 0 unchanged, 2 failed"  # two bad items
     # Not modified: nothing is parsed again, so the bad items are not reported again.
-    assert ingest(store, [f"{base}/json"]).line() == "0 new, 0 updated, 2 unchanged, 0 failed"
+    assert (
+        ingest(store, [f"{base}/json"], allow_private=True).line()
+        == "0 new, 0 updated, 2 unchanged, 0 failed"
+    )
     assert server.requests[-1] == (
         "/json",
         None,  # type: ignore[attr-defined]
@@ -190,7 +196,7 @@ def test_opml_feeds_are_read_in_the_same_run(
     store: Store, site: tuple[str, ThreadingHTTPServer], tmp_path: Path
 ) -> None:
     base, server = site
-    report = ingest(store, [f"{base}/subscriptions.opml"])
+    report = ingest(store, [f"{base}/subscriptions.opml"], allow_private=True)
     # 3 RSS items + 2 JSON Feed items; 2 bad JSON Feed items; the file:// outline
     assert report.line() == "5 new, 0 updated, 0 unchanged, 3 failed"
     assert any(
@@ -211,7 +217,9 @@ def test_sources_command_shows_a_dead_feed(
 ) -> None:
     base, _ = site
     (tmp_path / "digest.toml").write_text(
-        f'[sources]\npaths = ["{base}/feed", "{base}/gone", "articles"]\n', encoding="utf-8"
+        "[sources]\nallow_private_addresses = true\n"
+        f'paths = ["{base}/feed", "{base}/gone", "articles"]\n',
+        encoding="utf-8",
     )
     runner = CliRunner()
     args = ["--config", str(tmp_path / "digest.toml")]

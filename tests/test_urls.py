@@ -64,7 +64,7 @@ def test_an_upper_case_url_in_digest_toml_is_read_as_a_url(tmp_path: Path, base:
     config = tmp_path / "digest.toml"
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "digest.db"}"\n'
-        f'[sources]\npaths = ["{upper}", "{mixed}"]\n',
+        f'[sources]\npaths = ["{upper}", "{mixed}"]\nallow_private_addresses = true\n',
         encoding="utf-8",
     )
     args = ["--config", str(config)]

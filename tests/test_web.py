@@ -273,10 +273,9 @@ def sent_folder_sqlite(
     yield from serve_sent_folder(tmp_path, f"sqlite:///{tmp_path / 'digest.db'}", monkeypatch)
 
 
-def serve_sent_folder(
-    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Path, str]]:
-    """`digest init` + `digest send --backend outbox` with the base URL of a server to come."""
+def init_folder(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """`digest init news` in `tmp_path`, made the current folder, with the base URL of a server
+    to come on 127.0.0.1; returns that server's port."""
     port = free_port()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DIGEST_DATABASE_URL", db_url)
@@ -285,6 +284,14 @@ def serve_sent_folder(
         monkeypatch.delenv(name, raising=False)
     assert run("init", "news").exit_code == 0
     monkeypatch.chdir(tmp_path / "news")
+    return port
+
+
+def serve_sent_folder(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, str]]:
+    """`digest init` + `digest send --backend outbox` with the base URL of a server to come."""
+    port = init_folder(tmp_path, db_url, monkeypatch)
     # --force: the check rightly refuses links to 127.0.0.1, which is where this test serves.
     sent = run("send", "--backend", "outbox", "--outbox", "out", "--yes", "--force")
     assert sent.exit_code == 0, sent.output

@@ -38,7 +38,6 @@ POLICY = email.policy.SMTP.clone(refold_source="none")
 _FOLD_AT = 78
 # Quoted-printable lines of at most 76 characters: 75 of content, then a soft break's '='.
 _QP_WIDTH = 75
-_MARKER = re.compile(r"\[\[([ht]):([a-z_]+)\]\]")
 # Values QP leaves as they are: printable ASCII but '=', not ending in a space.
 _QP_PLAIN = re.compile(r"[ !-<>-~]*[!-<>-~]")
 # ... and that HTML escaping leaves as they are too (no & < > " ').
@@ -236,7 +235,7 @@ class PreparedIssue:
         except (ValueError, HeaderParseError, IndexError) as e:
             raise ValueError(f"cannot write the address headers: {e}") from e
         subject: str | None = rendered.subject
-        if not _MARKER.search(rendered.subject):
+        if not personalize.MARKER.search(rendered.subject):
             after_to += _fold("Subject", " ".join(rendered.subject.split()))
             subject = None
         # '=' followed by '=' never occurs in quoted-printable, so no body can hold this line;
@@ -335,7 +334,7 @@ def _body_pieces(body: str) -> list[Piece]:
     """`body` split at its markers: literal stretches QP-encoded, markers as gaps."""
     pieces: list[Piece] = []
     position = 0
-    for match in _MARKER.finditer(body):
+    for match in personalize.MARKER.finditer(body):
         if match.start() > position:
             pieces.append(_encode_literal(body[position : match.start()]))
         pieces.append((match.group(1), match.group(2)))

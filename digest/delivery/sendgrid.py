@@ -32,6 +32,7 @@ from digest.delivery.message import EnvelopeMaker, EnvelopeTemplate, subscriber_
 from digest.delivery.ratelimit import RateLimit, backoff
 from digest.errors import SendError
 from digest.models import DeliveryStatus, Issue
+from digest.personalize import MARKER
 from digest.sendgrid_api import (
     HOST_HINT,
     JSON_TEXT,
@@ -46,7 +47,6 @@ from digest.settings import Settings
 _KEY_HINT = "set the SENDGRID_API_KEY environment variable to an API key with Mail Send access"
 MAX_BODY = 30 * 1000 * 1000 - 64 * 1024  # SendGrid refuses 30 MB and more; keep a margin
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\b")
-_MARKER = re.compile(r"\[\[[ht]:[a-z_]+\]\]")
 
 
 class _NotSent(Exception):
@@ -107,7 +107,7 @@ class SendGridSender:
             shared_fields(issue, self.settings, self.schedule), separators=(",", ":")
         ).encode("ascii")
         r = issue.rendered
-        found = dict.fromkeys(_MARKER.findall(f"{r.subject}{r.html}{r.text}"))
+        found = dict.fromkeys(m.group(0) for m in MARKER.finditer(f"{r.subject}{r.html}{r.text}"))
         self._people = Personalizations([(_json_str(m), m[4:-2], m[2] == "h") for m in found])
 
     def send(self, batch: list[Envelope]) -> list[Outcome]:

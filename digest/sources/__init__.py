@@ -29,7 +29,7 @@ from digest.sources.exports import (
     parse_markdown,
 )
 from digest.sources.feeds import parse_feed
-from digest.sources.fetch import fetch
+from digest.sources.fetch import AllowPrivate, fetch
 from digest.sources.html_text import scrub
 from digest.sources.htmlpage import parse_html_page
 from digest.sources.jsonfeed import is_json_feed, parse_json_feed
@@ -39,6 +39,7 @@ from digest.sources.textpage import parse_text_page
 from digest.urls import is_url
 
 __all__ = [
+    "AllowPrivate",
     "FetchInfo",
     "SourceFailure",
     "SourceResult",
@@ -86,7 +87,17 @@ _MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 _MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
 _FRONT_MATTER = re.compile(r"^---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(\r?\n|$)", re.DOTALL)
 _FIRST_TAG = re.compile(r"<\s*([a-z][\w:.-]*)", re.IGNORECASE)
-_PREAMBLE = re.compile(r"^(\s|<\?.*?\?>|<!--.*?-->|<!doctype[^>]*>)*", re.IGNORECASE | re.DOTALL)
+# A DOCTYPE may hold an internal subset in brackets, with its own "<!ENTITY …>" declarations.
+_PREAMBLE = re.compile(
+    r"^(\s|<\?.*?\?>|<!--.*?-->|<!doctype[^>\[]*(\[.*?\]\s*)?>)*", re.IGNORECASE | re.DOTALL
+)
+# The encoding a document declares in its first bytes: <?xml … encoding="…"?> or <meta charset>.
+_DECLARED = re.compile(
+    rb"<\?xml[^>]*?encoding\s*=\s*[\"']([\w.:-]+)|<meta[^>]+charset\s*=\s*[\"']?([\w.:-]+)",
+    re.IGNORECASE,
+)
+# Labels that browsers read as windows-1252 (the WHATWG Encoding Standard).
+_AS_CP1252 = frozenset({"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "ascii", "us-ascii"})
 
 
 def read_source(
@@ -98,12 +109,15 @@ def read_source(
     mapping: Mapping[str, str] | None = None,
     etag: str | None = None,
     last_modified: str | None = None,
+    allow_private: AllowPrivate = False,
 ) -> SourceResult:
     """Every article in a file, a folder (recursively, hidden files skipped) or an http(s) URL.
 
     The kind (feed, OPML list, HTML page, plain-text page, export) is told from the content,
     not the name. `mapping` names the fields of CMS exports; `etag` / `last_modified` make a
     URL's request conditional (an unchanged one answers 304 and yields nothing).
+    A URL whose host is on a loopback, private or other special address is refused unless
+    `allow_private` (see `fetch`); `timeout` bounds its whole download.
     """
     spec = spec.strip()
     if is_url(spec):
@@ -115,6 +129,7 @@ def read_source(
             mapping=mapping,
             etag=etag,
             last_modified=last_modified,
+            allow_private=allow_private,
         )
     if not spec:
         return _failed(spec, "empty source name; list files, folders or URLs under [sources]")
@@ -264,22 +279,47 @@ def sniff(data: bytes, content_type: str | None = None, *, name: str = "") -> st
 
 
 def decode(data: bytes, charset: str | None = None) -> str:
-    """Text of `data`: the declared charset, else UTF-8, else a detected one, else Latin-1."""
+    """Text of `data`: the declared charset (HTTP, else the document's own declaration), else
+    UTF-8, else a detected one, else Latin-1.
+
+    A declaration that does not decode the bytes is passed over. Where detection finds
+    several single-byte encodings equally likely (a short Latin-1 page fits cp1250 as well as
+    cp1252), the one earliest in LIKELY_ENCODINGS wins: windows-1252, the web's default.
+    """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         charset = "utf-16"  # the byte-order mark says so, whatever was declared
-    for encoding in (charset, "utf-8-sig"):
+    for encoding in (charset, "utf-8-sig", declared_charset(data)):
         if encoding:
             try:
                 return data.decode(encoding)
             except (UnicodeDecodeError, LookupError):
                 pass
-    best = charset_normalizer.from_bytes(data[:200_000], cp_isolation=LIKELY_ENCODINGS).best()
-    if best is not None and best.encoding:
-        try:
-            return data.decode(best.encoding)
-        except (UnicodeDecodeError, LookupError):
-            pass
-    return data.decode("latin-1")
+    return data.decode(_detected(data[:200_000]) or "latin-1", "replace")
+
+
+def declared_charset(data: bytes) -> str | None:
+    """The encoding the document names in its first 2 KB (XML declaration or <meta>), with
+    the labels browsers read as windows-1252 mapped to it; None if it names none."""
+    found = _DECLARED.search(data[:2048])
+    if found is None:
+        return None
+    label = (found.group(1) or found.group(2)).decode("ascii", "replace").lower()
+    return "cp1252" if label in _AS_CP1252 else label
+
+
+def _detected(data: bytes) -> str | None:
+    matches = charset_normalizer.from_bytes(data, cp_isolation=LIKELY_ENCODINGS)
+    best = matches.best()
+    if best is None or not best.encoding:
+        return None
+    tied = [
+        name
+        for match in matches
+        if match.chaos == best.chaos and match.coherence == best.coherence
+        for name in (match.encoding, *match.could_be_from_charset)
+    ]
+    rank = {name: i for i, name in enumerate(LIKELY_ENCODINGS)}
+    return min(tied, key=lambda name: rank.get(name, len(rank)))
 
 
 def _read_json(
@@ -313,10 +353,16 @@ def _read_url(
     mapping: Mapping[str, str] | None,
     etag: str | None,
     last_modified: str | None,
+    allow_private: AllowPrivate,
 ) -> SourceResult:
     try:
         fetched = fetch(
-            url, timeout=timeout, max_bytes=max_bytes, etag=etag, last_modified=last_modified
+            url,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            etag=etag,
+            last_modified=last_modified,
+            allow_private=allow_private,
         )
     except DigestError as e:
         return _failed(url, _reason(e))

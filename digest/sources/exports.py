@@ -17,6 +17,7 @@ from typing import Any
 
 import frontmatter
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 from markdown_it import MarkdownIt
 
 from digest.errors import SourceError
@@ -69,6 +70,33 @@ _TAG = re.compile(r"<[a-zA-Z/!][^>]*>")
 # words ("body_markdown", "bodyMarkdown", "content_md", "md_body", "body.md").
 _MARKDOWN_NAME = re.compile(r".*markdown.*|(?:.*[_\-. ])?md(?:[_\-. ].*)?", re.IGNORECASE)
 _MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+# Front matter is a few fields: more than this is no front matter a CMS wrote.
+MAX_FRONT_MATTER = 64 * 1024
+
+
+class _NoAliasLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """YAML's safe loader that refuses aliases (`*name`): an alias bomb (a few lines that
+    expand to billions of values) stops at its first alias instead of taking the CPU."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+class _BoundedYAML(YAMLHandler):
+    """python-frontmatter's YAML handler, bounded in size and without aliases."""
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        if len(fm) > MAX_FRONT_MATTER:
+            raise SourceError(
+                f"the front matter is {len(fm):,} characters, over the limit of "
+                f"{MAX_FRONT_MATTER:,}",
+                "keep the block between the '---' lines to the article's fields",
+            )
+        return yaml.load(fm, Loader=_NoAliasLoader)
 
 
 def parse_markdown(
@@ -79,13 +107,18 @@ def parse_markdown(
     Without a title in the front matter, the first `# heading` is the title, as text (its
     inline markup rendered away); a front-matter title is kept as written.
     """
+    handler = frontmatter.detect_format(text, frontmatter.handlers)
+    if isinstance(handler, YAMLHandler):
+        handler = _BoundedYAML()
     try:
-        post = frontmatter.loads(text)
-    except (yaml.YAMLError, ValueError, TypeError) as e:
+        post = frontmatter.loads(text, handler=handler)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if isinstance(line, int) else ""
+        problem = getattr(e, "problem", None)
+        why = f" ({problem})" if isinstance(problem, str) and "alias" in problem else ""
         raise SourceError(
-            f"the front matter is not valid YAML{where}",
+            f"the front matter is not valid YAML{where}{why}",
             "fix the block between the '---' lines at the top",
         ) from e
     meta: dict[str, Any] = dict(post.metadata) if isinstance(post.metadata, dict) else {}

@@ -19,10 +19,14 @@ from digest.sources.html_text import html_to_text, tidy
 from digest.sources.results import SourceFailure, SourceResult
 
 _DATE_KEYS = tuple((key, f"{key}_parsed") for key in ("published", "updated", "created", "dc_date"))
-# "&#xD800;" to "&#57343;": character references to UTF-16 surrogates, which are no characters.
+# "&#xD800;" to "&#57343;": character references to UTF-16 surrogates, which are no characters;
+# and references past U+10FFFF ("&#x110000;"), on which feedparser's fallback parser dies.
 _SURROGATE_REF = re.compile(
     rb"&#(?:[xX]0*[dD][89a-fA-F][0-9a-fA-F]{2}"
-    rb"|0*(?:5529[6-9]|55[3-9][0-9]{2}|56[0-9]{3}|57[0-2][0-9]{2}|573[0-3][0-9]|5734[0-3]));"
+    rb"|0*(?:5529[6-9]|55[3-9][0-9]{2}|56[0-9]{3}|57[0-2][0-9]{2}|573[0-3][0-9]|5734[0-3])"
+    rb"|[xX]0*(?:1[1-9a-fA-F]|[2-9a-fA-F][0-9a-fA-F])[0-9a-fA-F]{4}|[xX]0*[1-9a-fA-F][0-9a-fA-F]{6,}"
+    rb"|0*(?:111411[2-9]|11141[2-9]\d|1114[2-9]\d{2}|111[5-9]\d{3}|11[2-9]\d{4}|1[2-9]\d{5}"
+    rb"|[2-9]\d{6}|[1-9]\d{7,}));"
 )
 # FeedParserDict.get maps old key names at each call; entries are read with dict's own get.
 _get = dict.get
@@ -42,7 +46,7 @@ def parse_feed(
     headers = {"content-type": content_type} if content_type else {}
     if base_url:
         headers["content-location"] = base_url
-    if b"&#" in data:  # feedparser's fallback parser dies on a reference to a lone surrogate
+    if b"&#" in data:  # feedparser's fallback parser dies on references to no character
         data = _SURROGATE_REF.sub(b"&#xFFFD;", data)
     # feedparser's own sanitizer is not relied on: html_to_text applies our allowlist (nh3).
     # Links inside entry HTML are dropped with the markup, so resolving them is wasted work;

@@ -1,18 +1,37 @@
-"""Fetching a feed or page over HTTP(S) with a timeout, a size cap and a User-Agent."""
+"""Fetching a feed or page over HTTP(S), bounded: public addresses only, a deadline for the
+whole download, a size cap, a few redirects, each one checked like the first address.
+
+The host name is resolved once, every address it resolves to is checked, and the connection
+goes to a checked address (so a second DNS answer cannot swap in another one).
+"""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import http.client
+import ipaddress
+import socket
+import ssl
+import threading
+import time
 from dataclasses import dataclass
-from email.message import Message
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from digest import __version__ as _version
 from digest.errors import SourceError
 
 USER_AGENT = f"digest/{_version} (newsletter digest; +https://example.com/digest)"
 CHUNK = 64 * 1024
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_PRIVATE_HINT = (
+    "digest reads only public addresses; to read from your own network set "
+    "[sources] allow_private_addresses = true in digest.toml"
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Whether hosts on special addresses may be read: True for any, or a set of those addresses
+# that may be (a test's own server among refused ones).
+AllowPrivate = bool | frozenset[str]
 
 
 @dataclass
@@ -35,74 +54,266 @@ def fetch(
     max_bytes: int = 10_000_000,
     etag: str | None = None,
     last_modified: str | None = None,
+    allow_private: AllowPrivate = False,
 ) -> Fetched:
-    """GET `url`, reading at most `max_bytes`; raises SourceError on any failure.
+    """GET `url` within `timeout` seconds in all (connecting, redirects and every byte),
+    reading at most `max_bytes`; raises SourceError on any failure.
 
+    Only http(s); a host that resolves to a loopback, private, link-local, multicast or
+    other special address is refused (on every redirect too) unless `allow_private`.
     With `etag` / `last_modified` from an earlier answer the request is conditional, and
     an unchanged document comes back as status 304 with no data.
     """
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise SourceError(
-            f"{url}: not an http(s) URL", "sources are files, folders or http:// / https:// URLs"
-        )
-    request = urllib.request.Request(
-        url,
-        headers={
-            "User-Agent": USER_AGENT,
-            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, "
-            "text/html;q=0.8, text/plain;q=0.7, */*;q=0.5",
-        },
-    )
+    deadline = time.monotonic() + timeout
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, "
+        "text/html;q=0.8, text/plain;q=0.7, */*;q=0.5",
+        "Accept-Encoding": "identity",
+    }
     if etag:
-        request.add_header("If-None-Match", etag)
+        headers["If-None-Match"] = etag
     if last_modified:
-        request.add_header("If-Modified-Since", last_modified)
+        headers["If-Modified-Since"] = last_modified
+    current = url
+    for hop in range(MAX_REDIRECTS + 1):
+        via = "" if hop == 0 else f"redirected to {current}: "
+        answer = _get(current, headers, deadline, timeout, max_bytes, allow_private, via)
+        if isinstance(answer, Fetched):
+            if answer.status == 304:
+                answer.etag = answer.etag or etag
+                answer.last_modified = answer.last_modified or last_modified
+            return answer
+        current = answer
+    raise SourceError(
+        f"more than {MAX_REDIRECTS} redirects", "point the source at the final address"
+    )
+
+
+def _get(
+    url: str,
+    headers: dict[str, str],
+    deadline: float,
+    timeout: float,
+    max_bytes: int,
+    allow_private: AllowPrivate,
+    via: str,
+) -> Fetched | str:
+    """One request: the document, or the address a redirect points to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise SourceError(
+            f"{via or url + ': '}not an http(s) URL; refused",
+            "sources are files, folders or http:// / https:// URLs",
+        )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            headers: Message = response.headers
-            length = headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise _too_large(max_bytes)
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := response.read(CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _too_large(max_bytes)  # stop reading: the rest is never downloaded
-                chunks.append(chunk)
-            return Fetched(
-                url=response.geturl(),
-                data=b"".join(chunks),
-                content_type=headers.get_content_type(),
-                charset=headers.get_content_charset(),
-                etag=headers.get("ETag"),
-                last_modified=headers.get("Last-Modified"),
-            )
-    except urllib.error.HTTPError as e:
-        if e.code == 304:
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        raise SourceError(f"{via}bad port in {url}", "check the URL in your sources") from e
+    if not host:
+        raise SourceError(f"{via}no host in {url}", "check the URL in your sources")
+    port = port or (443 if scheme == "https" else 80)
+    addresses = _resolve(host, port, via)
+    if allow_private is not True:
+        for address in addresses:
+            kind = None if allow_private and address in allow_private else special_kind(address)
+            if kind is not None:
+                shown = f"{host} is" if host == address else f"{host} resolves to {address},"
+                raise SourceError(f"{via}{shown} a {kind} address; refused", _PRIVATE_HINT)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn = _connect(scheme, host, port, addresses, deadline, timeout, via)
+    # A watchdog ends the connection at the deadline, whatever it is waiting for (a TLS
+    # handshake, headers or a body dripping in a byte at a time).
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _hang_up, (conn,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        if response.status in _REDIRECTS:
+            location = response.getheader("Location")
+            if not location:
+                raise SourceError(
+                    f"{via}HTTP {response.status} without a Location", "check the URL"
+                )
+            return urljoin(url, location.strip())
+        if response.status == 304:
             return Fetched(
                 url=url,
                 data=b"",
                 content_type="",
                 charset=None,
                 status=304,
-                etag=e.headers.get("ETag") or etag,
-                last_modified=e.headers.get("Last-Modified") or last_modified,
+                etag=response.getheader("ETag"),
+                last_modified=response.getheader("Last-Modified"),
             )
-        raise SourceError(
-            f"HTTP {e.code} {e.reason}", "check the URL in your sources, or try again later"
-        ) from e
-    except urllib.error.URLError as e:
-        reason = e.reason
-        if isinstance(reason, TimeoutError):
+        if not 200 <= response.status < 300:
+            raise SourceError(
+                f"{via}HTTP {response.status} {response.reason}",
+                "check the URL in your sources, or try again later",
+            )
+        length = response.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > max_bytes:
+            raise _too_large(max_bytes)
+        data = _read_body(conn, response, deadline, timeout, max_bytes)
+        return Fetched(
+            url=url,
+            data=data,
+            content_type=response.msg.get_content_type(),
+            charset=response.msg.get_content_charset(),
+            etag=response.getheader("ETag"),
+            last_modified=response.getheader("Last-Modified"),
+        )
+    except (TimeoutError, OSError, http.client.HTTPException) as e:
+        if time.monotonic() >= deadline or isinstance(e, TimeoutError):
             raise _timed_out(timeout) from e
+        if isinstance(e, ssl.SSLError):
+            raise SourceError(
+                f"{via}TLS failed: {e.reason or e}", "check the URL (https) and the server"
+            ) from e
         raise SourceError(
-            f"cannot connect: {reason}", "check the URL and your network connection"
+            f"{via}cannot fetch: {e or type(e).__name__}", "check the URL in your sources"
         ) from e
-    except TimeoutError as e:
-        raise _timed_out(timeout) from e
-    except (OSError, ValueError) as e:
-        raise SourceError(f"cannot fetch: {e}", "check the URL in your sources") from e
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
+def _read_body(
+    conn: http.client.HTTPConnection,
+    response: http.client.HTTPResponse,
+    deadline: float,
+    timeout: float,
+    max_bytes: int,
+) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _timed_out(timeout)
+        if conn.sock is not None:
+            conn.sock.settimeout(left)
+        chunk = response.read1(CHUNK)  # what has arrived: a drip cannot hold one read open
+        if not chunk:
+            if time.monotonic() >= deadline:
+                raise _timed_out(timeout)  # the watchdog hung up
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)  # stop reading: the rest is never downloaded
+        chunks.append(chunk)
+
+
+def special_kind(address: str | _IP) -> str | None:
+    """What kind of non-public address this is ('loopback', 'private', 'link-local', …),
+    or None for a public one. IPv6 forms that carry an IPv4 address are judged by it."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner: ipaddress.IPv4Address | None = ip.ipv4_mapped or ip.sixtofour
+        if inner is None and ip.teredo:
+            inner = ip.teredo[1]
+        if inner is None and ip in _NAT64:
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if inner is not None:
+            return special_kind(inner) or (None if ip.ipv4_mapped else _kind(ip))
+    return _kind(ip)
+
+
+def _kind(ip: _IP) -> str | None:
+    checks = (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+    )
+    for kind, hit in checks:
+        if hit:
+            return kind
+    return None if ip.is_global else "special-purpose"
+
+
+def _resolve(host: str, port: int, via: str) -> list[str]:
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        raise SourceError(
+            f"{via}cannot connect: cannot resolve {host}", "check the URL and your network"
+        ) from e
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+class _Pinned(http.client.HTTPConnection):
+    """An HTTP connection to one checked address, whatever the host name resolves to now."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedTLS(http.client.HTTPSConnection):
+    """An HTTPS connection to one checked address, the certificate checked for the host."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        self.tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
+
+
+def _connect(
+    scheme: str,
+    host: str,
+    port: int,
+    addresses: list[str],
+    deadline: float,
+    timeout: float,
+    via: str,
+) -> http.client.HTTPConnection:
+    """A connection to the first of `addresses` that answers (not yet sending anything)."""
+    kind = _PinnedTLS if scheme == "https" else _Pinned
+    error: OSError | None = None
+    for address in addresses:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _timed_out(timeout)
+        conn = kind(host, port, address, left)
+        try:
+            conn.connect()
+            return conn
+        except TimeoutError as e:
+            conn.close()
+            raise _timed_out(timeout) from e
+        except ssl.SSLError as e:
+            conn.close()
+            raise SourceError(
+                f"{via}TLS failed: {e.reason or e}", "check the URL (https) and the server"
+            ) from e
+        except OSError as e:
+            conn.close()
+            error = e
+    raise SourceError(
+        f"{via}cannot connect: {error.strerror if error and error.strerror else error}",
+        "check the URL and your network connection",
+    )
+
+
+def _hang_up(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _too_large(max_bytes: int) -> SourceError:
@@ -113,4 +324,7 @@ def _too_large(max_bytes: int) -> SourceError:
 
 
 def _timed_out(timeout: float) -> SourceError:
-    return SourceError(f"no answer within {timeout:g} s", "try again later, or check the URL")
+    return SourceError(
+        f"no complete answer within {timeout:g} s",
+        "try again later, or raise [sources] fetch_timeout",
+    )

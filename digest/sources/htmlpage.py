@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from copy import copy
 from datetime import UTC, datetime, tzinfo
 from urllib.parse import urljoin
 
+import htmldate
 import lxml.html
 import trafilatura
 from lxml.etree import ParserError
@@ -18,20 +20,32 @@ from digest.models import Article
 from digest.sources.dates import parse_date
 from digest.sources.html_text import tidy
 
-# Where pages put their publication time, most precise first: (attribute, value) of a <meta>
-# whose content is the date; a <time datetime> counts with itemprop="datePublished" or
-# inside an <article>.
+# Where pages state their publication time, most trusted first: ("json-ld", key) of a JSON-LD
+# object; (attribute, value) of a <meta> whose content is the date (values compared in lower
+# case); ("time", "pubdate") for <time pubdate datetime=…> (itemprop="datePublished" on a <time>
+# counts as the meta). Any other <time> may be an update, a comment's or an event's: htmldate
+# weighs those with the rest of the page.
 _DATE_SOURCES = (
+    ("json-ld", "datepublished"),
     ("property", "article:published_time"),
-    ("itemprop", "datePublished"),
+    ("itemprop", "datepublished"),
+    ("json-ld", "datecreated"),
+    ("itemprop", "datecreated"),
+    ("property", "og:published_time"),
+    ("name", "dc.date.issued"),
+    ("name", "dcterms.created"),
+    ("name", "dcterms.issued"),
+    ("name", "dc.date"),
+    ("name", "dcterms.date"),
     ("name", "date"),
     ("name", "pubdate"),
-    ("property", "og:published_time"),
-    ("name", "dc.date"),
-    ("name", "DC.date.issued"),
+    ("name", "publish-date"),
+    ("name", "parsely-pub-date"),
+    ("name", "sailthru.date"),
+    ("time", "pubdate"),
 )
-_DATE_META = frozenset(_DATE_SOURCES)
-_DATE_ORDER = tuple(value for _, value in _DATE_SOURCES)
+_DATE_RANK = {source: rank for rank, source in enumerate(_DATE_SOURCES)}
+_JSON_LD_KEYS = {"datePublished": "datepublished", "dateCreated": "datecreated"}
 # The fields publishers state in meta tags, by (attribute, value) of the <meta> holding them;
 # when title and author are there, trafilatura's own metadata search (the costlier half of
 # its work) is skipped.
@@ -58,6 +72,8 @@ _FIELDS = (
     "h1",
 )
 _XML_SPACE = re.compile(r"[ \t\r\n]+")
+# An XHTML page's XML declaration: the text is decoded already, and lxml refuses a str with one.
+_XML_DECLARATION = re.compile(r"^\ufeff?\s*<\?xml[^>]*\?>")
 # trafilatura's options by with_metadata, built once: bare_extraction builds them anew on each
 # call from its config file's values, which costs more than our own pass over the page.
 _EXTRACTORS = {
@@ -75,6 +91,7 @@ def parse_html_page(
 
     Raises SourceError when the page has no main text.
     """
+    html = _XML_DECLARATION.sub("", html, count=1)
     try:
         tree = lxml.html.document_fromstring(html)
     except (ParserError, ValueError) as e:
@@ -85,7 +102,7 @@ def parse_html_page(
     url = urljoin(base, canonical) if canonical else (page_url or base or None)
     if url and not url.lower().startswith(("http://", "https://")):
         url = None  # a relative canonical link with nothing to resolve it against
-    published = _published(dates, tz)
+    published = _stated(dates, tz) or _searched(tree, url, tz)
     meta["title"] = meta["title"] or meta["h1"]
     stated = bool(meta["title"] and meta["author"])
     document = trafilatura.bare_extraction(tree, options=_extractor(url, with_metadata=not stated))
@@ -101,8 +118,6 @@ def parse_html_page(
         )
     if not title:
         title = paragraphs[0][:80]
-    if published is None and getattr(document, "date", None):
-        published = parse_date(str(getattr(document, "date", "")), tz)
     return Article(
         title=title,
         text="\n\n".join(paragraphs),
@@ -131,31 +146,33 @@ def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], list
     meta: dict[str, str | None] = dict.fromkeys(_FIELDS)
     dates: list[tuple[int, str]] = []
     seen_h1 = False
-    for element in tree.iter("meta", "link", "title", "time", "h1"):
+    for element in tree.iter("meta", "link", "title", "time", "h1", "script"):
         tag = element.tag
         if tag == "meta":
             content = element.get("content")
             if content is None:
                 continue
-            dated = False
+            rank = len(_DATE_SOURCES)
             for pair in element.items():  # (attribute, value): only property, name and
-                field = _META.get(pair)  # itemprop ones are keys of _META and _DATE_META
+                field = _META.get(pair)  # itemprop ones are keys of _META and _DATE_RANK
                 if field is not None and meta[field] is None:
                     meta[field] = content.strip() or None
-                dated = dated or pair in _DATE_META
-            if dated:
-                dates.append((_date_rank(element), content))
+                rank = min(rank, _DATE_RANK.get((pair[0], pair[1].lower()), rank))
+            if rank < len(_DATE_SOURCES):
+                dates.append((rank, content))
         elif tag == "link":
             href = element.get("href")
             if meta["canonical"] is None and href is not None and element.get("rel") == "canonical":
                 meta["canonical"] = href.strip() or None
         elif tag == "time":
             when = element.get("datetime")
-            if when is not None and (
-                element.get("itemprop") == "datePublished"
-                or next(element.iterancestors("article"), None) is not None
-            ):
-                dates.append((_date_rank(element), when))
+            if when is not None:
+                time_rank = _time_rank(element)
+                if time_rank is not None:
+                    dates.append((time_rank, when))
+        elif tag == "script":
+            if "ld+json" in (element.get("type") or "").lower() and element.text:
+                dates.extend(_json_ld_dates(element.text))
         elif tag == "title":
             if meta["title_tag"] is None:
                 # the title's own text nodes, as XPath text() gives them, without an XPath
@@ -166,18 +183,54 @@ def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], list
     return meta, dates
 
 
-def _date_rank(element: lxml.html.HtmlElement) -> int:
-    marker = " ".join(str(element.get(a, "")) for a in ("property", "itemprop", "name")).split()
-    return next((i for i, name in enumerate(_DATE_ORDER) if name in marker), len(_DATE_ORDER))
+def _time_rank(element: lxml.html.HtmlElement) -> int | None:
+    """The rank of a <time datetime> as a publication date, None when it is not one."""
+    itemprop = (element.get("itemprop") or "").lower()
+    if itemprop in ("datepublished", "datecreated"):
+        return _DATE_RANK[("itemprop", itemprop)]
+    if element.get("pubdate") is not None:
+        return _DATE_RANK[("time", "pubdate")]
+    return None  # dateModified, an event's startDate, a comment's time: htmldate weighs those
 
 
-def _published(dates: list[tuple[int, str]], tz: tzinfo) -> datetime | None:
-    """The first date the page's meta tags state, most precise kind first."""
+def _json_ld_dates(text: str) -> list[tuple[int, str]]:
+    """datePublished / dateCreated of every object in a JSON-LD block (a @graph, lists and
+    nested objects included); nothing when the block is not valid JSON."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return []
+    found: list[tuple[int, str]] = []
+    stack = [data]
+    while stack and len(found) < 20:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            for key, name in _JSON_LD_KEYS.items():
+                value = item.get(key)
+                if isinstance(value, str):
+                    found.append((_DATE_RANK[("json-ld", name)], value))
+            stack.extend(v for v in reversed(item.values()) if isinstance(v, dict | list))
+    return found
+
+
+def _stated(dates: list[tuple[int, str]], tz: tzinfo) -> datetime | None:
+    """The first date the page states of itself, most trusted kind first."""
     for _, value in sorted(dates, key=lambda pair: pair[0]):
         when = parse_date(value.strip(), tz)
         if when is not None:
             return when
     return None
+
+
+def _searched(tree: lxml.html.HtmlElement, url: str | None, tz: tzinfo) -> datetime | None:
+    """The publication day htmldate finds where the page states none of itself: its header
+    and markup, then the URL, then the text (the original date, not the latest update)."""
+    found = htmldate.find_date(
+        tree, extensive_search=True, original_date=True, url=url, deferred_url_extractor=True
+    )
+    return parse_date(found, tz) if found else None
 
 
 def _first(found: list[str | None]) -> str | None:

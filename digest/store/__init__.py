@@ -5,6 +5,7 @@ SQLite by default, PostgreSQL by URL; the schema is versioned by Alembic (`migra
 
 from __future__ import annotations
 
+from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
 from digest.store.issue_store import IssueStore
@@ -25,15 +26,26 @@ from digest.store.schema import (
     picks,
     subscribers,
 )
-from digest.store.subscriber_store import SubscriberStore, id_by_email
+from digest.store.subscriber_store import (
+    Chunk,
+    SubscriberRow,
+    SubscriberStore,
+    SubscriberWriter,
+    email_key,
+    id_by_email,
+)
 from digest.store.suppression_store import SuppressionStore
 
 
-class Store(ArticleStore, SuppressionStore, SubscriberStore, IssueStore, LedgerStore):
+class Store(ArticleStore, SuppressionStore, SubscriberStore, IssueStore, LedgerStore, ArchiveStore):
     """All reads and writes of digest's tables."""
 
 
 __all__ = [
+    "Chunk",
+    "SubscriberRow",
+    "SubscriberWriter",
+    "email_key",
     "SourceState",
     "StatusRow",
     "Store",

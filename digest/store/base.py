@@ -205,9 +205,18 @@ def _migrate(engine: Engine) -> None:
     from alembic import command
 
     config = _alembic_config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # Batch mode makes a table again (drop, then rename a copy): with foreign keys
+            # enforced, dropping a table others point at fails. Only outside a transaction.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        with conn.begin():
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
 
 
 def _version_error(url: str, found: str) -> StoreError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -11,6 +12,17 @@ from digest.models import DeliveryStatus
 from digest.store.base import StoreBase
 from digest.store.rows import utcnow
 from digest.store.schema import deliveries, events, issues, memberships, optouts, subscribers
+
+
+def _dialect_insert(dialect: str) -> Any:
+    """The INSERT construct of `dialect`, which knows ON CONFLICT."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
 
 
 @dataclass
@@ -38,8 +50,16 @@ class LedgerStore(StoreBase):
     """Deliveries and what became of them."""
 
     def enqueue(self, issue_id: int, list_name: str) -> int:
-        """Add a pending delivery for every active list member who has none for this issue."""
-        have = sa.select(deliveries.c.subscriber_id).where(deliveries.c.issue_id == issue_id)
+        """Add a pending delivery for every active list member who has none for this issue.
+
+        Costs in proportion to the list, however much of it was sent: `NOT EXISTS` is an
+        anti-join on the primary key (a `NOT IN (subquery)` outgrew PostgreSQL's work_mem at
+        100,000 deliveries and ran as a per-row subplan, minutes for a finished send), and
+        `ON CONFLICT DO NOTHING` lets two runs enqueue at once without an error.
+        """
+        have = sa.select(1).where(
+            deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscribers.c.id
+        )
         members = (
             sa.select(
                 sa.literal(issue_id).label("issue_id"),
@@ -53,14 +73,16 @@ class LedgerStore(StoreBase):
             .where(
                 memberships.c.list_name == list_name,
                 subscribers.c.status == "active",
-                subscribers.c.id.not_in(have),
+                ~have.exists(),
             )
         )
-        insert = deliveries.insert().from_select(
-            ["issue_id", "subscriber_id", "list_name", "status", "attempts", "updated_at"], members
-        )
+        columns = ["issue_id", "subscriber_id", "list_name", "status", "attempts", "updated_at"]
+        insert = _dialect_insert(self.engine.dialect.name)
+        statement = insert(deliveries).from_select(columns, members).on_conflict_do_nothing()
         with self.begin() as conn:
-            added = int(conn.execute(insert).rowcount or 0)
+            # SQLAlchemy keeps an INSERT's rowcount only when asked to.
+            result = conn.execute(statement.execution_options(preserve_rowcount=True))
+            added = int(result.rowcount or 0)
         if added and self.engine.dialect.name == "postgresql":
             # Fresh statistics before the send reads its pages: right after a bulk import,
             # before autovacuum gets to it, the planner takes the tables for nearly empty

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0001"
+HEAD = "0002"
 
 metadata = sa.MetaData()
 
@@ -59,12 +59,15 @@ subscribers = sa.Table(
     "subscribers",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("email", sa.String(320), nullable=False),  # as first written
+    # The address as compared (store.subscriber_store.email_key): one row per mailbox.
+    sa.Column("email_key", sa.String(320), nullable=False),
     sa.Column("name", sa.Text, nullable=False, default=""),
     sa.Column("status", sa.String(20), nullable=False, default="active"),
     sa.Column("fields", sa.Text, nullable=False, default="{}"),  # JSON of custom columns
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Index("ix_subscribers_email_key", "email_key", unique=True),
 )
 
 memberships = sa.Table(
