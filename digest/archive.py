@@ -16,6 +16,7 @@ from digest.personalize import fill
 from digest.render import ASM_PREFERENCES, ASM_UNSUBSCRIBE, template_environment
 from digest.settings import Settings
 from digest.store import Store
+from digest.urls import is_url
 
 
 def sent_issues(store: Store) -> list[Issue]:
@@ -140,7 +141,7 @@ def _item(issue: Issue, links: Links, site: str = "") -> dict[str, Any]:
 
 def _atom_id(site: str, path: str) -> str:
     """A permanent id: the absolute URL, or a name-based UUID when there is no base URL."""
-    if site.startswith(("https://", "http://")):
+    if is_url(site):
         return f"{site}{path}"
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'digest:{site}{path}')}"
 

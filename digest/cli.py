@@ -34,15 +34,21 @@ class App:
         self.debug = debug
         self.overrides: dict[str, Any] = {"database_url": db}
         self._settings: Settings | None = None
+        self._read_with: dict[str, Any] = {}
         self._store: Store | None = None
 
     @property
     def settings(self) -> Settings:
-        """The layered settings (flags given so far win)."""
+        """The layered settings, built and validated once: a command sets its flags in
+        `overrides` before it first reads them."""
         if self._settings is None:
             from digest.settings import read_settings
 
             self._settings = read_settings(self.config, overrides=self.overrides)
+            self._read_with = dict(self.overrides)
+        elif self.overrides != self._read_with:  # a flag set too late would be ignored
+            late = sorted(k for k in self.overrides if self.overrides[k] != self._read_with.get(k))
+            raise RuntimeError(f"settings were read before {', '.join(late)} was set")
         return self._settings
 
     @property

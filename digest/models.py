@@ -1,4 +1,4 @@
-"""The newsletter's nouns as plain data: Article, Story, Lineup, Issue, Subscriber, Delivery."""
+"""The newsletter's nouns as plain data: Article, Story, Lineup, Issue, Subscriber."""
 
 from __future__ import annotations
 
@@ -112,15 +112,3 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     UNKNOWN = "unknown"
-
-
-@dataclass
-class Delivery:
-    """One issue to one subscriber, as the ledger tracks it."""
-
-    issue_id: int
-    subscriber: Subscriber
-    list_name: str
-    status: DeliveryStatus = DeliveryStatus.PENDING
-    message_id: str | None = None
-    error: str | None = None

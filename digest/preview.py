@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import logging
 import re
 import secrets
 import sys
 import threading
+import time
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,6 +35,8 @@ from digest.render import read_note
 from digest.selection import parse_window
 from digest.settings import Settings, read_settings
 from digest.store import Store
+
+log = logging.getLogger(__name__)
 
 # What the email's own page may do: show inline styles and remote images, nothing else.
 EMAIL_CSP = (
@@ -116,28 +120,52 @@ class PreviewSource:
         self._note_file = note_file
         self._store: Store | None = None
         self._lock = threading.Lock()
+        self._last: tuple[tuple[str, ...], Snapshot] | None = None  # (inputs, their rendering)
 
     def current(self) -> Snapshot:
-        """The issue as it renders now, or the error that stops it (shown on the page)."""
+        """The issue as it renders now, or the error that stops it (shown on the page).
+
+        Rendered again only when an input changed (the settings, a watched file's stamp, the
+        database's content, the minute for a window that ends now): a poll costs a stat of
+        each file and one small query.
+        """
         with self._lock:
             stamps = ""
+            inputs: tuple[str, ...] | None = None
             try:
                 settings = self._load_settings()
                 files = watched_files(settings)
                 if self._note_file is not None:
                     files.append(self._note_file)
                 stamps = ",".join(f"{p}:{_mtime(p)}" for p in files)
-                if self._note_file is not None:
-                    settings = replace(settings, note=read_note(self._note_file))
                 if self._store is None:
                     self._store = Store.open(settings.database_url)
+                inputs = (stamps, repr(settings), self._store.content_version(), self._minute())
+                if self._last is not None and self._last[0] == inputs:
+                    return self._last[1]
+                log.info("preview: an input changed, rendering the issue again")
+                if self._note_file is not None:
+                    settings = replace(settings, note=read_note(self._note_file))
                 shot = snapshot(self._store, settings, self._window_args)
+                # as rendering left it (it may make the issue's row or the token secret)
+                inputs = (*inputs[:2], self._store.content_version(), inputs[3])
             except DigestError as e:
                 message = e.message + (f"\nHint: {e.hint}" if e.hint else "")
                 version = hashlib.sha256((message + stamps).encode("utf-8")).hexdigest()[:16]
-                return Snapshot(version=version, error=message)
+                failed = Snapshot(version=version, error=message)
+                if inputs is not None:  # the same inputs fail the same way
+                    self._last = (inputs, failed)
+                return failed
             version = hashlib.sha256((shot.version + stamps).encode("utf-8")).hexdigest()[:16]
-            return replace(shot, version=version)
+            shot = replace(shot, version=version)
+            self._last = (inputs, shot)
+            return shot
+
+    def _minute(self) -> str:
+        """The current minute if the window ends now (no --week or --until), else nothing: the
+        7 days up to now move, and with them which articles are in and how recent they are."""
+        args = self._window_args
+        return "" if args.get("week") or args.get("until") else str(int(time.time() // 60))
 
     def close(self) -> None:
         """Release the store."""
@@ -146,11 +174,12 @@ class PreviewSource:
             self._store = None
 
 
-def _mtime(path: Path) -> int:
+def _mtime(path: Path) -> str:
     try:
-        return path.stat().st_mtime_ns
+        found = path.stat()
     except OSError:
-        return 0
+        return "-"
+    return f"{found.st_mtime_ns}:{found.st_size}"
 
 
 def email_page(shot: Snapshot, scheme: str) -> str:

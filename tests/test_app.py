@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from digest.cli import cli
+from digest.cli import App, cli
 from tests.test_sources import local_server
 from tests.test_urls import Feed
 
@@ -38,6 +38,7 @@ def test_verbose_logs_fetches_and_batches_without_secrets(
     }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DIGEST_ALLOW_PRIVATE_ADDRESSES", "true")  # the feed is on loopback
     url = f"sqlite:///{tmp_path / 'digest.db'}"
     with local_server(Feed, monkeypatch) as (base, _):
         feed = f"{base}/feed?key={secrets['SENDGRID_API_KEY']}"  # a key in a URL is masked too
@@ -53,3 +54,14 @@ def test_verbose_logs_fetches_and_batches_without_secrets(
     assert loud.stdout == quiet.stdout.replace("3 new", "0 new").replace(
         "0 unchanged", "3 unchanged"
     )
+
+
+def test_settings_are_built_once_and_a_late_flag_is_refused(tmp_path: Path) -> None:
+    app = App(None, f"sqlite:///{tmp_path / 'digest.db'}", debug=False)
+    app.overrides["backend"] = "smtp"
+    first = app.settings
+    assert first.backend == "smtp"
+    assert app.settings is first  # not read again
+    app.overrides["outbox"] = "elsewhere"
+    with pytest.raises(RuntimeError, match="settings were read before outbox was set"):
+        app.settings  # noqa: B018

@@ -226,8 +226,7 @@ def test_same_inputs_same_lineup_with_rules() -> None:
 
 def test_picks_wait_for_the_next_issue_and_freeze_with_it(store: Store) -> None:
     articles = ten_stories()
-    for a in articles:
-        store.save_article(a.url or a.origin, a)
+    store.save_articles([(a.url or a.origin, a, [a.origin]) for a in articles])
     target = articles[0].url or ""
     report = pick(store, target + "?utm_source=mail", "pin")
     assert report.line() == f"{target}: pinned for the next issue"

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.errors import SettingsError
 from digest.settings import read_settings
+from digest.sources.opml import parse_opml
 from digest.urls import is_url
 from tests.test_sources import local_server
 
@@ -82,3 +83,17 @@ def test_base_url_scheme_in_any_case_is_accepted(tmp_path: Path) -> None:
     assert settings.base_url == "HTTPS://News.Example.com"
     with pytest.raises(SettingsError, match="base_url must start with https://"):
         read_settings(None, environ={"DIGEST_BASE_URL": "news.example.com"})
+
+
+def test_an_opml_list_keeps_feeds_whose_scheme_is_in_upper_case() -> None:
+    data = (
+        b'<opml version="2.0"><body>'
+        b'<outline text="a" xmlUrl="HTTPS://example.com/a.xml"/>'
+        b'<outline text="b" xmlUrl="file:///etc/passwd"/>'
+        b"</body></opml>"
+    )
+    result = parse_opml(data, "list.opml")
+    assert result.subscriptions == ["HTTPS://example.com/a.xml"]
+    assert [f.reason for f in result.failures] == [
+        "xmlUrl 'file:///etc/passwd' is not an http(s) URL; it was skipped"
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from digest.sources.results import SourceFailure, SourceResult
+from digest.urls import is_url
 
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, recover=False, huge_tree=False, load_dtd=False
@@ -36,7 +37,7 @@ def parse_opml(data: bytes, origin: str) -> SourceResult:
         url = (outline.get("xmlUrl") or outline.get("xmlurl") or "").strip()
         if not url:
             continue  # a folder, or a link that is no feed
-        if not url.lower().startswith(("http://", "https://")):
+        if not is_url(url):
             result.failures.append(
                 SourceFailure(
                     f"{origin}:{outline.sourceline}",

@@ -42,11 +42,6 @@ class SourceState:
 class ArticleStore(StoreBase):
     """Articles and source states."""
 
-    def save_article(self, key: str, article: Article) -> str:
-        """Insert or update one article; returns 'new', 'updated' or 'unchanged'."""
-        with self.begin() as conn:
-            return self._save_article(conn, key, article)
-
     def _save_article(self, conn: Connection, key: str, article: Article) -> str:
         now = utcnow()
         values = _article_values(article, now)
@@ -126,7 +121,7 @@ class ArticleStore(StoreBase):
             return [row[0] for row in conn.execute(query)]
 
     def save_articles(self, batch: Sequence[tuple[str, Article, Sequence[str]]]) -> list[str]:
-        """Save (key, article, other origins) items as save_article does, in one transaction.
+        """Save (key, article, other origins) items, each inserted or updated, in one transaction.
 
         Every origin is remembered. Returns each item's outcome; if the store refuses one
         item the whole batch is rolled back and raises, so the caller can retry one by one.

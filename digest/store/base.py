@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from digest.errors import StoreError
+from digest.store import schema
 from digest.store.schema import HEAD, meta, metadata, versions
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,33 @@ class StoreBase:
     def begin(self) -> Any:
         """A transaction; committed when the block ends."""
         return self.engine.begin()
+
+    def content_version(self) -> str:
+        """A fingerprint of what an issue is made from (articles, metrics, picks, issues,
+        subscribers and their lists, the secret) that changes when any of them does; one
+        query of counts and latest stamps, for `digest preview --serve`'s polls."""
+        t, count, top = schema, sa.func.count, sa.func.max
+        facts: list[tuple[sa.Table, list[Any]]] = [
+            (t.articles, [count(), top(t.articles.c.id), top(t.articles.c.updated_at)]),
+            (t.article_metrics, [count(), top(t.article_metrics.c.updated_at)]),
+            (t.article_origins, [count()]),
+            (t.picks, [count(), top(t.picks.c.id)]),
+            (t.issues, [count(), top(t.issues.c.id), count(t.issues.c.sent_at)]),
+            (t.subscribers, [count(), top(t.subscribers.c.id), top(t.subscribers.c.updated_at)]),
+            (t.memberships, [count(), sa.func.sum(t.memberships.c.subscriber_id)]),
+            (t.optouts, [count(), top(t.optouts.c.created_at)]),
+            (meta, [count()]),
+        ]
+        query = sa.select(
+            *(
+                sa.select(fact).select_from(table).scalar_subquery()
+                for table, row in facts
+                for fact in row
+            )
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).one()
+        return hashlib.sha256(repr(tuple(found)).encode("utf-8")).hexdigest()[:16]
 
     # ---- meta -----------------------------------------------------------------------------
 
