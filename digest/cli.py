@@ -116,6 +116,23 @@ def window_options(func: F) -> F:
     return click.option("--week", metavar="YYYY-Www", help="An ISO week, e.g. 2025-W14.")(func)
 
 
+def voice_options(func: F) -> F:
+    """--note / --subject / --preheader: the editor's words for this issue."""
+    func = click.option(
+        "--preheader",
+        metavar="TEMPLATE",
+        help="The inbox preview text (instead of [newsletter] preheader).",
+    )(func)
+    func = click.option(
+        "--subject", metavar="TEMPLATE", help="The subject line (instead of [newsletter] subject)."
+    )(func)
+    return click.option(
+        "--note",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="An editor's note in Markdown (instead of [newsletter] note).",
+    )(func)
+
+
 def json_option(func: F) -> F:
     """--json."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
@@ -321,11 +338,7 @@ def summarize(app: App, sources: tuple[str, ...], sentences: int | None, as_json
     help="Write to this file instead of standard output.",
 )
 @click.option("--text", is_flag=True, help="The plain-text part instead of the HTML.")
-@click.option(
-    "--note",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="An editor's note in Markdown (instead of [newsletter] note).",
-)
+@voice_options
 @click.option("--serve", is_flag=True, help="Serve a live preview page on 127.0.0.1.")
 @click.option(
     "--port",
@@ -346,6 +359,8 @@ def preview(
     out: Path | None,
     text: bool,
     note: Path | None,
+    subject: str | None,
+    preheader: str | None,
     serve: bool,
     port: int,
     open_browser: bool,
@@ -358,6 +373,7 @@ def preview(
 
     Example: digest preview --out issue.html; digest preview --serve --open
     """
+    app.overrides.update(subject=subject, preheader=preheader)
     if serve:
         from digest import preview as live
 
@@ -490,11 +506,7 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 @click.option("--no-ingest", is_flag=True, help="Do not read the configured sources first.")
 @click.option("--dry-run", is_flag=True, help="Build every message, send and record nothing.")
 @click.option("--force", is_flag=True, help="Send even if 'digest check' finds errors.")
-@click.option(
-    "--note",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="An editor's note in Markdown (instead of [newsletter] note).",
-)
+@voice_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before sending.")
 @click.option(
     "--resend-unknown",
@@ -521,6 +533,8 @@ def send(
     dry_run: bool,
     force: bool,
     note: Path | None,
+    subject: str | None,
+    preheader: str | None,
     yes: bool,
     resend_unknown: bool,
     test_to: str | None,
@@ -535,7 +549,7 @@ def send(
     """
     if test_to:
         editor_address(test_to)  # before any work: a typo is found at once
-    app.overrides.update(backend=backend, outbox=outbox)
+    app.overrides.update(backend=backend, outbox=outbox, subject=subject, preheader=preheader)
     if note is not None:
         app.overrides["note"] = read_note(note)
     plan = pipeline.plan_send(

@@ -82,7 +82,8 @@ def snapshot(store: Store, settings: Settings, window_args: dict[str, Any]) -> S
         subject=issue.rendered.subject,
         html=email_html,
         text=email_text,
-        headers=head + "\n",
+        # Not a header, but read beside the subject in every inbox: shown here with it.
+        headers=f"{head}\n\nPreheader (the inbox preview text): {issue.rendered.preheader}\n",
         html_bytes=len(email_html.encode("utf-8")),
     )
 

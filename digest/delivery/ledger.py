@@ -16,7 +16,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -150,8 +150,11 @@ def send_test_copy(
 ) -> Outcome:
     """One copy of `issue` to `address` (the editor) through the configured sender.
 
-    The ledger is not touched: the issue is not frozen and no delivery is recorded.
+    The ledger is not touched: the issue is not frozen and no delivery is recorded. Its
+    subject starts with "[TEST]", so the copy is never taken for the real one.
     """
+    rendered = replace(issue.rendered, subject=f"[TEST] {issue.rendered.subject}")
+    issue = replace(issue, rendered=rendered)
     person = Subscriber(email=editor_address(address), name="", lists=[list_name], id=0)
     sender = make_sender(settings)
     envelope = envelope_for(issue, person, list_name, settings, settings.secret or store.secret())
