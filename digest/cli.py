@@ -18,7 +18,7 @@ from digest.delivery.ledger import editor_address, send_test_copy
 from digest.delivery.progress import ProgressBar
 from digest.delivery.schedule import cancel as cancel_schedule
 from digest.delivery.schedule import parse_send_at
-from digest.editorial import pending, pick, rank_window, unpick
+from digest.editorial import pending, pick, rank_window, set_note, unpick
 from digest.errors import DigestError
 from digest.ingest import LateProgressBar, source_rows
 from digest.models import Window
@@ -387,10 +387,13 @@ def preview(
             ready=lambda url: click.echo(f"Previewing at {url} (Ctrl-C stops)"),
         )
         return
-    if note is not None:
-        app.overrides["note"] = read_note(note)
     result = pipeline.preview(
-        app.store, app.settings, app.window(week, since, until), top, list_name
+        app.store,
+        app.settings,
+        app.window(week, since, until),
+        top,
+        list_name,
+        read_note(note) if note is not None else None,
     )
     body = result.text if text else result.html
     if out is None:
@@ -550,8 +553,6 @@ def send(
     if test_to:
         editor_address(test_to)  # before any work: a typo is found at once
     app.overrides.update(backend=backend, outbox=outbox, subject=subject, preheader=preheader)
-    if note is not None:
-        app.overrides["note"] = read_note(note)
     plan = pipeline.plan_send(
         app.store,
         app.settings,
@@ -559,6 +560,7 @@ def send(
         top,
         list_name,
         gather=not no_ingest,
+        note=read_note(note) if note is not None else None,
     )
     if plan.ingested is not None:
         click.echo(f"ingest: {plan.ingested.line()}")
@@ -789,6 +791,27 @@ def pin(app: App, url: str | None, show: bool) -> None:
     if not url:
         raise UserError("no URL given", "pass the article's URL, or --list to see the picks")
     click.echo(pick(app.store, url, "pin").line())
+
+
+@cli.command()
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--clear", is_flag=True, help="Forget the note waiting for the next issue.")
+@click.pass_obj
+def note(app: App, file: Path | None, clear: bool) -> None:
+    """Write the editor's intro for the next issue, in Markdown (raw HTML is not kept).
+
+    It waits for the next issue that is not yet sent, goes out with it and is kept with it
+    (a one-off --note FILE on send or preview wins over it; it wins over [newsletter] note).
+    Without FILE, shows the note waiting.
+
+    Example: digest note intro.md
+    """
+    if clear and file is not None:
+        raise UserError("--clear takes no FILE", "run 'digest note --clear' on its own")
+    report = set_note(app.store, file, clear=clear)
+    click.echo(report.line())
 
 
 @cli.command()

@@ -99,6 +99,7 @@ class Issue:
     rendered: RenderedIssue
     created_at: datetime
     sent_at: datetime | None = None
+    note: str = ""  # the editor's note (Markdown) it was rendered with
 
 
 class DeliveryStatus(StrEnum):

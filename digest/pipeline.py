@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
@@ -114,11 +114,20 @@ def build_lineup(store: Store, settings: Settings, window: Window, top: int | No
     return rank_window(store, settings, window, top).lineup()
 
 
-def current_issue(store: Store, settings: Settings, window: Window, top: int | None) -> Issue:
-    """The window's issue: frozen if it was already sent, else a fresh draft (id 0)."""
+def current_issue(
+    store: Store, settings: Settings, window: Window, top: int | None, note: str | None = None
+) -> Issue:
+    """The window's issue: frozen if it was already sent, else a fresh draft (id 0).
+
+    Its editor's note: `note` (--note FILE.md) if given, else the one `digest note` left for
+    the next issue, else [newsletter] note.
+    """
     frozen = store.issue_by_label(window.label)
     if frozen is not None:
         return frozen
+    chosen = note if note is not None else store.next_note()
+    if chosen is not None:
+        settings = replace(settings, note=chosen)
     lineup = build_lineup(store, settings, window, top)
     number = store.next_issue_number()
     return Issue(
@@ -130,6 +139,7 @@ def current_issue(store: Store, settings: Settings, window: Window, top: int | N
         lineup=lineup_json(lineup),
         rendered=render_issue(lineup, settings, number),
         created_at=datetime.now(UTC),
+        note=settings.note if settings.note.strip() else "",
     )
 
 
@@ -153,10 +163,15 @@ class Preview:
 
 
 def preview(
-    store: Store, settings: Settings, window: Window, top: int | None, list_name: str | None = None
+    store: Store,
+    settings: Settings,
+    window: Window,
+    top: int | None,
+    list_name: str | None = None,
+    note: str | None = None,
 ) -> Preview:
-    """The issue as a sample subscriber of the list would receive it."""
-    issue = current_issue(store, settings, window, top)
+    """The issue as a sample subscriber of the list would receive it (`note`: --note)."""
+    issue = current_issue(store, settings, window, top, note)
     list_name = list_name or settings.list
     envelope = envelope_for(
         issue,
@@ -210,6 +225,7 @@ def plan_send(
     list_name: str | None,
     *,
     gather: bool = True,
+    note: str | None = None,
 ) -> SendPlan:
     """Gather the configured sources, build (or load) the issue and count who would get it."""
     list_name = list_name or settings.list
@@ -217,7 +233,7 @@ def plan_send(
     if gather and settings.sources and store.issue_by_label(window.label) is None:
         ingested = ingest_sources(store, settings, ())
     synced = pull_suppressions(store, settings) if settings.backend == "sendgrid" else None
-    sample = preview(store, settings, window, top, list_name)
+    sample = preview(store, settings, window, top, list_name, note)
     report = check_issue(
         sample.issue.rendered, len(sample.issue.lineup), settings, sample.headers, sample.values
     )
@@ -304,6 +320,7 @@ def freeze(store: Store, draft: Issue) -> Issue:
             draft.rendered,
             draft.number,
             with_picks=True,
+            note=draft.note,
         )
     except sa.exc.IntegrityError:
         # Another run froze it first: use theirs, so both send the same thing.

@@ -59,13 +59,15 @@ class Snapshot:
     error: str = ""
 
 
-def snapshot(store: Store, settings: Settings, window_args: dict[str, Any]) -> Snapshot:
+def snapshot(
+    store: Store, settings: Settings, window_args: dict[str, Any], note: str | None = None
+) -> Snapshot:
     """Render the window's issue for the list's sample subscriber, with the message headers."""
     window = parse_window(
         window_args.get("week"), window_args.get("since"), window_args.get("until"), settings.tz
     )
     list_name = window_args.get("list_name") or settings.list
-    issue = pipeline.current_issue(store, settings, window, window_args.get("top"))
+    issue = pipeline.current_issue(store, settings, window, window_args.get("top"), note)
     person = pipeline.sample_subscriber(store, list_name)
     envelope = envelope_for(issue, person, list_name, settings, settings.secret or store.secret())
     email_html, email_text = render_preview(issue.rendered, envelope.values)
@@ -127,11 +129,10 @@ class PreviewSource:
                 if self._note_file is not None:
                     files.append(self._note_file)
                 stamps = ",".join(f"{p}:{_mtime(p)}" for p in files)
-                if self._note_file is not None:
-                    settings = replace(settings, note=read_note(self._note_file))
+                note = read_note(self._note_file) if self._note_file is not None else None
                 if self._store is None:
                     self._store = Store.open(settings.database_url)
-                shot = snapshot(self._store, settings, self._window_args)
+                shot = snapshot(self._store, settings, self._window_args, note)
             except DigestError as e:
                 message = e.message + (f"\nHint: {e.hint}" if e.hint else "")
                 version = hashlib.sha256((message + stamps).encode("utf-8")).hexdigest()[:16]

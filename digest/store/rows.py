@@ -154,4 +154,5 @@ def _issue(row: Any) -> Issue:
         ),
         created_at=from_db(row.created_at) or datetime.now(UTC),
         sent_at=from_db(row.sent_at),
+        note=row.note or "",
     )

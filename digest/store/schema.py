@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0001"
+HEAD = "0004"
 
 metadata = sa.MetaData()
 
@@ -89,6 +89,7 @@ issues = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("sent_at", sa.DateTime),
+    sa.Column("note", sa.Text),  # the editor's note (Markdown) it was rendered with
 )
 
 deliveries = sa.Table(
