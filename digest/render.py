@@ -10,7 +10,7 @@ import importlib.resources
 import re
 import textwrap
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -191,6 +191,9 @@ def render_issue(
         _story_view(i, story, settings, images == "all" or (images == "lead" and i == 1))
         for i, story in enumerate(lineup.stories, 1)
     ]
+    # Numbered as read: the lead, then section by section (the "In this issue" order too).
+    groups = group_stories(stories[1:], settings.sections)
+    stories, groups = number_in_reading_order(stories[:1], groups)
     brand = brand_of(settings)
     note = render_note(settings.note, brand.accent) if settings.note.strip() else None
     line_values: dict[str, Any] = {
@@ -238,7 +241,7 @@ def render_issue(
         },
         "stories": stories,
         "lead": stories[0] if stories else None,
-        "groups": group_stories(stories[1:], settings.sections),
+        "groups": groups,
     }
     env = template_environment(settings)
     html_context = {**context, "subscriber": SubscriberMarkers(html=True)}
@@ -396,6 +399,19 @@ def group_stories(stories: list[StoryView], sections: tuple[str, ...]) -> list[G
     if rest:
         groups.append(Group("More stories", rest))
     return groups
+
+
+def number_in_reading_order(
+    lead: list[StoryView], groups: list[Group]
+) -> tuple[list[StoryView], list[Group]]:
+    """The stories renumbered 1, 2, … in the order the email shows them, and their groups."""
+    numbered: list[StoryView] = [replace(story, number=1) for story in lead]
+    regrouped: list[Group] = []
+    for group in groups:
+        items = [replace(s, number=len(numbered) + i) for i, s in enumerate(group.stories, 1)]
+        numbered.extend(items)
+        regrouped.append(Group(group.title, items))
+    return numbered, regrouped
 
 
 def to_html(mjml_source: str) -> str:
