@@ -24,6 +24,9 @@ class Article:
     related: list[str] = field(default_factory=list)  # teaser headlines seen beside it
     section: str | None = None  # the source's section or topic, where it names one
     metrics: dict[str, float] = field(default_factory=dict)  # views, clicks, shares (imported)
+    image_alt: str | None = None  # the image's own alt text or caption, where stated
+    image_width: int | None = None  # the image's size in pixels, where stated
+    image_height: int | None = None
     id: int | None = None
 
 

@@ -82,8 +82,7 @@ class StoryView:
     section: str = ""
     reading: str = ""  # e.g. "4 min read", or "" when the text is too short to tell
     image_alt: str = ""  # the image's own alt text or caption, else "Photo: SOURCE"
-    image_width: int | None = None  # the image's own size, when known
-    image_height: int | None = None
+    image_width: int | None = None  # the image's own width in pixels, when known
 
     @property
     def anchor(self) -> str:
@@ -539,9 +538,17 @@ def _story_view(number: int, story: Story, settings: Settings, with_image: bool)
         also=[_also_link(other) for other in story.also],
         section=_clean(article.section or ""),
         reading=reading_time(article.text),
-        # The headline is right below: the alt text says what the picture is, not the title.
-        image_alt=f"Photo: {source}" if source else "Photo",
+        image_alt=_image_alt(article, source),
+        image_width=article.image_width if article.image_height else None,
     )
+
+
+def _image_alt(article: Article, source: str) -> str:
+    """The image's own alt text; else, as the headline is right below it, "Photo: SOURCE"."""
+    own = shorten(article.image_alt or "", 200)
+    if own and own.casefold() != _title(article).casefold():
+        return own
+    return f"Photo: {source}" if source else "Photo"
 
 
 def _also_link(article: Article) -> Link:

@@ -43,6 +43,9 @@ def issue_html() -> str:
             url="https://news.example.org/cycle-lanes",
             source="Harbour News",
             image="https://cdn.example.org/cycle-lanes.jpg",
+            image_alt="Cyclists on the harbour road",  # as the page states it, with its size
+            image_width=PHOTO_SIZE[0],
+            image_height=PHOTO_SIZE[1],
         ),
         *[
             story_with(
@@ -133,7 +136,7 @@ def test_what_a_reader_sees(
     assert seen["scrollWidth"] <= seen["clientWidth"], "sideways scrolling"
     assert len(seen["images"]) == 8
     for image in seen["images"]:
-        assert image["alt"].startswith("Photo: ")
+        assert image["alt"].startswith("Photo: ") or image["alt"] == "Cyclists on the harbour road"
         assert image["w"] <= min(552, width)
         if images:
             assert image["loaded"]

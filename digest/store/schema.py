@@ -36,6 +36,9 @@ articles = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("image_alt", sa.Text),  # the image's own alt text, where the source states it
+    sa.Column("image_width", sa.Integer),  # and its size in pixels
+    sa.Column("image_height", sa.Integer),
 )
 
 article_metrics = sa.Table(
