@@ -182,5 +182,9 @@ def test_0004_keeps_issues_frozen_before_it_without_a_note(db_url: str, tmp_path
             tuple(row) for row in before
         ]
         assert store.next_note() is None
+        # Articles read before know nothing of their image beyond its URL.
+        assert {(a.image_alt, a.image_width, a.image_height) for a in store.all_articles()} == {
+            (None, None, None)
+        }
     finally:
         store.close()
