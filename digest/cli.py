@@ -186,6 +186,23 @@ def window_options(func: F) -> F:
     return click.option("--week", metavar="YYYY-Www", help="An ISO week, e.g. 2025-W14.")(func)
 
 
+def voice_options(func: F) -> F:
+    """--note / --subject / --preheader: the editor's words for this issue."""
+    func = click.option(
+        "--preheader",
+        metavar="TEMPLATE",
+        help="The inbox preview text (instead of [newsletter] preheader).",
+    )(func)
+    func = click.option(
+        "--subject", metavar="TEMPLATE", help="The subject line (instead of [newsletter] subject)."
+    )(func)
+    return click.option(
+        "--note",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="An editor's note in Markdown (instead of [newsletter] note).",
+    )(func)
+
+
 def json_option(func: F) -> F:
     """--json."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
@@ -414,11 +431,7 @@ def summarize(app: App, sources: tuple[str, ...], sentences: int | None, as_json
     help="Write to this file instead of standard output.",
 )
 @click.option("--text", is_flag=True, help="The plain-text part instead of the HTML.")
-@click.option(
-    "--note",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="An editor's note in Markdown (instead of [newsletter] note).",
-)
+@voice_options
 @click.option("--serve", is_flag=True, help="Serve a live preview page on 127.0.0.1.")
 @click.option(
     "--port",
@@ -445,6 +458,8 @@ def preview(
     out: Path | None,
     text: bool,
     note: Path | None,
+    subject: str | None,
+    preheader: str | None,
     serve: bool,
     port: int,
     open_browser: bool,
@@ -467,6 +482,7 @@ def preview(
 
     if serve and as_email:
         raise click.UsageError("--as shows one subscriber's copy in a file, not with --serve")
+    app.overrides.update(subject=subject, preheader=preheader)
     if serve:
         from digest import preview as live
 
@@ -480,10 +496,14 @@ def preview(
             ready=lambda url: click.echo(f"Previewing at {url} (Ctrl-C stops)"),
         )
         return
-    if note is not None:
-        app.overrides["note"] = read_note(note)
     result = pipeline.preview(
-        app.store, app.settings, app.window(week, since, until), top, list_name, as_email=as_email
+        app.store,
+        app.settings,
+        app.window(week, since, until),
+        top,
+        list_name,
+        read_note(note) if note is not None else None,
+        as_email=as_email,
     )
     body = result.text if text else result.html
     if out is None:
@@ -615,11 +635,7 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 @click.option("--no-ingest", is_flag=True, help="Do not read the configured sources first.")
 @click.option("--dry-run", is_flag=True, help="Build every message, send and record nothing.")
 @click.option("--force", is_flag=True, help="Send even if 'digest check' finds errors.")
-@click.option(
-    "--note",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="An editor's note in Markdown (instead of [newsletter] note).",
-)
+@voice_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before sending.")
 @click.option(
     "--resend-unknown",
@@ -654,6 +670,8 @@ def send(
     dry_run: bool,
     force: bool,
     note: Path | None,
+    subject: str | None,
+    preheader: str | None,
     yes: bool,
     resend_unknown: bool,
     test_to: str | None,
@@ -676,9 +694,7 @@ def send(
 
     if test_to:
         editor_address(test_to)  # before any work: a typo is found at once
-    app.overrides.update(backend=backend, outbox=outbox)
-    if note is not None:
-        app.overrides["note"] = read_note(note)
+    app.overrides.update(backend=backend, outbox=outbox, subject=subject, preheader=preheader)
     plan = pipeline.plan_send(
         app.store,
         app.settings,
@@ -687,6 +703,7 @@ def send(
         list_name,
         gather=not no_ingest,
         dry_run=dry_run,
+        note=read_note(note) if note is not None else None,
     )
     if dry_run and not no_ingest and app.settings.sources:
         click.echo("dry run: sources not read (it writes nothing); 'digest ingest' reads them")
@@ -970,6 +987,29 @@ def pin(app: App, url: str | None, show: bool) -> None:
     if not url:
         raise UserError("no URL given", "pass the article's URL, or --list to see the picks")
     click.echo(pick(app.store, url, "pin").line())
+
+
+@cli.command()
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--clear", is_flag=True, help="Forget the note waiting for the next issue.")
+@click.pass_obj
+def note(app: App, file: Path | None, clear: bool) -> None:
+    """Write the editor's intro for the next issue, in Markdown (raw HTML is not kept).
+
+    It waits for the next issue that is not yet sent, goes out with it and is kept with it
+    (a one-off --note FILE on send or preview wins over it; it wins over [newsletter] note).
+    Without FILE, shows the note waiting.
+
+    Example: digest note intro.md
+    """
+    if clear and file is not None:
+        raise UserError("--clear takes no FILE", "run 'digest note --clear' on its own")
+    from digest.editorial import set_note
+
+    report = set_note(app.store, file, clear=clear)
+    click.echo(report.line())
 
 
 @cli.command()

@@ -8,9 +8,11 @@ Picks wait for the next issue that is not yet frozen and are attached to it when
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from digest.errors import DigestError
 from digest.models import UNDATED, Window
+from digest.render import read_note, render_note
 from digest.selection import Ranking, Rules, article_keys, pick_key, rank
 from digest.settings import Settings
 from digest.source_names import apply_names
@@ -43,6 +45,48 @@ class PickReport:
         if not self.known:
             text += "; no stored article has this URL yet"
         return text
+
+
+@dataclass
+class NoteReport:
+    """What `digest note` did: the note waiting for the next issue now, and where from."""
+
+    note: str | None
+    source: Path | None = None
+    cleared: bool = False
+
+    def line(self) -> str:
+        """One line for the editor (and the note itself when only shown)."""
+        if self.note is None:
+            return (
+                "note for the next issue: cleared"
+                if self.cleared
+                else "no note for the next issue (write one with: digest note FILE.md)"
+            )
+        words = len(render_note(self.note).text.split())
+        if self.source is not None:
+            return (
+                f"note for the next issue: {words} words from {self.source} "
+                "(kept with the issue when it is sent)"
+            )
+        return f"note for the next issue ({words} words):\n{self.note.rstrip()}"
+
+
+def set_note(store: Store, path: Path | None, *, clear: bool = False) -> NoteReport:
+    """Keep the Markdown of `path` as the next issue's intro, forget it (`clear`), or show it."""
+    if clear:
+        store.set_next_note(None)
+        return NoteReport(note=None, cleared=True)
+    if path is None:
+        return NoteReport(note=store.next_note())
+    markdown = read_note(path)
+    if not render_note(markdown).text.strip():
+        raise DigestError(
+            f"{path}: the note is empty",
+            "write the intro in Markdown, or run 'digest note --clear' to have none",
+        )
+    store.set_next_note(markdown)
+    return NoteReport(note=markdown, source=path)
 
 
 def _key(value: str) -> str:

@@ -27,6 +27,9 @@ class Article:
     related: list[str] = field(default_factory=list)  # teaser headlines seen beside it
     section: str | None = None  # the source's section or topic, where it names one
     metrics: dict[str, float] = field(default_factory=dict)  # views, clicks, shares (imported)
+    image_alt: str | None = None  # the image's own alt text or caption, where stated
+    image_width: int | None = None  # the image's size in pixels, where stated
+    image_height: int | None = None
     id: int | None = None
 
 
@@ -102,6 +105,7 @@ class Issue:
     rendered: RenderedIssue
     created_at: datetime
     sent_at: datetime | None = None
+    note: str = ""  # the editor's note (Markdown) it was rendered with
 
 
 class DeliveryStatus(StrEnum):

@@ -118,11 +118,20 @@ def build_lineup(store: Store, settings: Settings, window: Window, top: int | No
     return rank_window(store, settings, window, top).lineup()
 
 
-def current_issue(store: Store, settings: Settings, window: Window, top: int | None) -> Issue:
-    """The window's issue: frozen if it was already sent, else a fresh draft (id 0)."""
+def current_issue(
+    store: Store, settings: Settings, window: Window, top: int | None, note: str | None = None
+) -> Issue:
+    """The window's issue: frozen if it was already sent, else a fresh draft (id 0).
+
+    Its editor's note: `note` (--note FILE.md) if given, else the one `digest note` left for
+    the next issue, else [newsletter] note.
+    """
     frozen = store.issue_by_label(window.label)
     if frozen is not None:
         return frozen
+    chosen = note if note is not None else store.next_note()
+    if chosen is not None:
+        settings = replace(settings, note=chosen)
     lineup = build_lineup(store, settings, window, top)
     number = store.next_issue_number()
     return Issue(
@@ -134,6 +143,7 @@ def current_issue(store: Store, settings: Settings, window: Window, top: int | N
         lineup=lineup_json(lineup),
         rendered=render_issue(lineup, settings, number),
         created_at=datetime.now(UTC),
+        note=settings.note if settings.note.strip() else "",
     )
 
 
@@ -163,14 +173,15 @@ def preview(
     window: Window,
     top: int | None,
     list_name: str | None = None,
+    note: str | None = None,
     *,
     as_email: str | None = None,
     dry_run: bool = False,
 ) -> Preview:
     """The issue as a made-up sample reader gets it, whose links do nothing; with `as_email`,
     as that subscriber gets it, their working links included (the notice says so).
-    `dry_run`: without making the token secret in the store if there is none yet."""
-    issue = current_issue(store, settings, window, top)
+    `note`: --note; `dry_run`: without making the token secret in the store if there is none."""
+    issue = current_issue(store, settings, window, top, note)
     list_name = list_name or settings.list
     maker = EnvelopeMaker(
         as_sent(store, issue), list_name, settings, token_secret(store, settings, dry_run=dry_run)
@@ -269,6 +280,7 @@ def plan_send(
     *,
     gather: bool = True,
     dry_run: bool = False,
+    note: str | None = None,
 ) -> SendPlan:
     """Gather the configured sources, build (or load) the issue and count who would get it.
 
@@ -281,7 +293,7 @@ def plan_send(
     synced = None
     if settings.backend == "sendgrid" and not dry_run:
         synced = pull_suppressions(store, settings)
-    sample = preview(store, settings, window, top, list_name, dry_run=dry_run)
+    sample = preview(store, settings, window, top, list_name, note, dry_run=dry_run)
     report = _check(sample, settings)
     return SendPlan(
         issue=sample.issue,
@@ -383,7 +395,13 @@ def freeze(store: Store, draft: Issue) -> Issue:
         return draft
     # The editor's pins and drops belong to it now, in the same transaction.
     return store.freeze_issue(
-        draft.label, draft.since, draft.until, draft.lineup, draft.rendered, draft.number
+        draft.label,
+        draft.since,
+        draft.until,
+        draft.lineup,
+        draft.rendered,
+        draft.number,
+        note=draft.note,
     )
 
 

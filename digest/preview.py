@@ -64,13 +64,15 @@ class Snapshot:
     error: str = ""
 
 
-def snapshot(store: Store, settings: Settings, window_args: dict[str, Any]) -> Snapshot:
+def snapshot(
+    store: Store, settings: Settings, window_args: dict[str, Any], note: str | None = None
+) -> Snapshot:
     """Render the window's issue for a sample reader (links that do nothing), with the headers."""
     window = parse_window(
         window_args.get("week"), window_args.get("since"), window_args.get("until"), settings.tz
     )
     shown = pipeline.preview(
-        store, settings, window, window_args.get("top"), window_args.get("list_name")
+        store, settings, window, window_args.get("top"), window_args.get("list_name"), note
     )
     issue, email_html, email_text = shown.issue, shown.html, shown.text
     assert shown.envelope is not None  # made by preview()
@@ -87,7 +89,8 @@ def snapshot(store: Store, settings: Settings, window_args: dict[str, Any]) -> S
         subject=issue.rendered.subject,
         html=email_html,
         text=email_text,
-        headers=head + "\n",
+        # Not a header, but read beside the subject in every inbox: shown here with it.
+        headers=f"{head}\n\nPreheader (the inbox preview text): {issue.rendered.preheader}\n",
         html_bytes=len(email_html.encode("utf-8")),
     )
 
@@ -140,13 +143,12 @@ class PreviewSource:
                 stamps = ",".join(f"{p}:{_mtime(p)}" for p in files)
                 if self._store is None:
                     self._store = Store.open(settings.database_url)
+                note = read_note(self._note_file) if self._note_file is not None else None
                 inputs = (stamps, repr(settings), self._store.content_version(), self._minute())
                 if self._last is not None and self._last[0] == inputs:
                     return self._last[1]
                 log.info("preview: an input changed, rendering the issue again")
-                if self._note_file is not None:
-                    settings = replace(settings, note=read_note(self._note_file))
-                shot = snapshot(self._store, settings, self._window_args)
+                shot = snapshot(self._store, settings, self._window_args, note)
                 # as rendering left it (it may make the issue's row or the token secret)
                 inputs = (*inputs[:2], self._store.content_version(), inputs[3])
             except DigestError as e:

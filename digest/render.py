@@ -86,8 +86,7 @@ class StoryView:
     section: str = ""
     reading: str = ""  # e.g. "4 min read", or "" when the text is too short to tell
     image_alt: str = ""  # the image's own alt text or caption, else "Photo: SOURCE"
-    image_width: int | None = None  # the image's own size, when known
-    image_height: int | None = None
+    image_width: int | None = None  # the image's own width in pixels, when known
 
     @property
     def anchor(self) -> str:
@@ -200,6 +199,9 @@ def render_issue(
         _story_view(i, story, settings, images == "all" or (images == "lead" and i == 1))
         for i, story in enumerate(lineup.stories, 1)
     ]
+    # Sections move stories away from their rank: number them as the reader meets them (the
+    # lead, then section by section; the "In this issue" order too).
+    stories, groups = number_as_shown(stories[:1], group_stories(stories[1:], settings.sections))
     brand = brand_of(settings)
     note = render_note(settings.note, brand.accent) if settings.note.strip() else None
     line_values: dict[str, Any] = {
@@ -224,8 +226,6 @@ def render_issue(
     # Subject and preheader: no marker in them may ever be filled (titles come from content).
     subject = neutralize_text(subject)
     preheader = neutralize_text(preheader)
-    # Sections move stories away from their rank: number them as the reader meets them.
-    shown, groups = number_as_shown(stories[:1], group_stories(stories[1:], settings.sections))
     markers = Markers()
     context: dict[str, Any] = {
         "newsletter": {
@@ -254,8 +254,8 @@ def render_issue(
             "date_label": long_date(local_now),
             "window": lineup.window.label,
         },
-        "stories": shown,
-        "lead": shown[0] if shown else None,
+        "stories": stories,
+        "lead": stories[0] if stories else None,
         "groups": groups,
     }
     env = template_environment(settings)
@@ -573,9 +573,17 @@ def _story_view(number: int, story: Story, settings: Settings, with_image: bool)
         also=[_also_link(other) for other in story.also],
         section=_clean(article.section or ""),
         reading=reading_time(article.text),
-        # The headline is right below: the alt text says what the picture is, not the title.
-        image_alt=f"Photo: {source}" if source else "Photo",
+        image_alt=_image_alt(article, source),
+        image_width=article.image_width if article.image_height else None,
     )
+
+
+def _image_alt(article: Article, source: str) -> str:
+    """The image's own alt text; else, as the headline is right below it, "Photo: SOURCE"."""
+    own = shorten(article.image_alt or "", 200)
+    if own and own.casefold() != _title(article).casefold():
+        return own
+    return f"Photo: {source}" if source else "Photo"
 
 
 def _also_link(article: Article) -> Link:

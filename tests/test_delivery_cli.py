@@ -46,7 +46,34 @@ def test_test_to_sends_one_copy_and_records_nothing(folder: Path, peer: SendGrid
     assert result.output.splitlines()[-1] == "test copy to Editor@Example.COM: sent"
     [body] = peer.bodies()
     assert [p["to"][0]["email"] for p in body["personalizations"]] == ["Editor@example.com"]
+    assert body["subject"].startswith("[TEST] The Weekly Digest #1: ")  # never taken for real
     assert status() == {}  # not frozen, nobody marked
+
+
+def test_subject_and_preheader_flags_set_this_issue_s(folder: Path, peer: SendGridPeer) -> None:
+    result = run(
+        *SEND,
+        "--subject",
+        "{{ name }}: {{ count }} stories this week",
+        "--preheader",
+        "Starting with {{ lead }}",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Issue #1 (" in result.output
+    assert "): The Weekly Digest: 10 stories this week" in result.output
+    [body] = peer.bodies()
+    assert body["subject"] == "The Weekly Digest: 10 stories this week"
+    html = next(c["value"] for c in body["content"] if c["type"] == "text/html")
+    assert '<div class="digest-preheader" style="display:none;' in html
+    assert html.split('class="digest-preheader"')[1].split(">", 1)[1].startswith("Starting with ")
+
+
+def test_a_subject_template_error_is_one_line_with_a_hint(folder: Path) -> None:
+    result = CliRunner().invoke(cli, ["preview", "--subject", "{{ name"])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Error: [newsletter] subject '{{ name': ")
+    assert lines[1].startswith("Hint: use Jinja syntax with the variables name, number, lead")
 
 
 def test_test_to_an_address_that_is_no_address(folder: Path, peer: SendGridPeer) -> None:

@@ -219,6 +219,11 @@ def test_sample_articles_ingest_cleanly_within_the_last_week(store: Store, tmp_p
     assert {"Tech Wire", "Science Notes", "Metro Ledger", None} == sources
     hanbit = [a for a in articles if "Hanbit" in a.title]
     assert len(hanbit) == 2 and hanbit[0].url != hanbit[1].url  # one event, two sources
+    # What the page states about its photo is stored with it.
+    [riverside] = [a for a in articles if a.image]
+    assert riverside.image_alt == "Electric buses charging at the Riverside depot"
+    assert (riverside.image_width, riverside.image_height) == (1200, 675)
+    assert ingest(store, [str(tmp_path / "articles")]).new == 0  # and read back unchanged
 
 
 def test_write_samples_keeps_existing_files(tmp_path: Path) -> None:

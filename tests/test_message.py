@@ -11,7 +11,12 @@ from email.message import EmailMessage
 import pytest
 
 from digest.delivery import Envelope
-from digest.delivery.message import build_message, envelope_for, prepare
+from digest.delivery.message import (
+    build_message,
+    envelope_for,
+    list_headers,
+    prepare,
+)
 from digest.models import Issue, RenderedIssue, Subscriber
 from digest.personalize import html_marker, text_marker
 from digest.settings import Settings
@@ -342,3 +347,13 @@ def test_a_header_value_with_a_line_break_is_refused() -> None:
     env.headers["X-Bad"] = "one\r\nBcc: victim@example.com"
     with pytest.raises(ValueError, match="line break"):
         build_message(issue, env, s)
+
+
+def test_list_id_and_feedback_id_are_valid_for_any_list_or_name() -> None:
+    issue = make_issue()
+    settings = Settings(name='Zoë "Weekly"', from_email="news@Digest.Example.org")
+    headers = list_headers(issue, "Ops: Team/EU", settings)
+    # A non-ASCII name is left out of List-Id rather than encoded; the id is a dot-atom.
+    assert headers["List-Id"] == "<ops-team-eu.digest.example.org>"
+    assert headers["Feedback-ID"].endswith(":ops-team-eu:digest:digest.example.org")
+    assert headers["Feedback-ID"].count(":") == 3

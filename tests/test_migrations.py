@@ -165,3 +165,26 @@ def test_a_database_newer_than_the_code_is_refused(
     with engine.begin() as conn:  # leave it usable for the next test
         conn.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{HEAD}'")
     engine.dispose()
+
+
+def test_0004_keeps_issues_frozen_before_it_without_a_note(db_url: str, tmp_path: Path) -> None:
+    load_landed(db_url, tmp_path)
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        before = conn.exec_driver_sql("SELECT label, subject, html FROM issues").all()
+    engine.dispose()
+    Store.upgrade(db_url)
+    store = Store.open(db_url)
+    try:
+        issue = store.issue_by_label("2026-W48")
+        assert issue is not None and issue.note == ""
+        assert [(issue.label, issue.rendered.subject, issue.rendered.html)] == [
+            tuple(row) for row in before
+        ]
+        assert store.next_note() is None
+        # Articles read before know nothing of their image beyond its URL.
+        assert {(a.image_alt, a.image_width, a.image_height) for a in store.all_articles()} == {
+            (None, None, None)
+        }
+    finally:
+        store.close()

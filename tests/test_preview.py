@@ -146,6 +146,10 @@ def test_server_text_headers_and_dark_mode(server: PreviewServer) -> None:
     _, _, head = get(server.url + "headers")
     assert head.startswith("From: ") and "\nList-Unsubscribe: <" in head
     assert "\nSubject: " in head and "Content-Type: multipart/alternative" in head
+    assert "\nList-Id: " in head and "\nFeedback-ID: " in head
+    preheader = head.split("\nPreheader (the inbox preview text): ")[1].strip()
+    subject = head.split("\nSubject: ")[1].split("\n")[0]
+    assert preheader and preheader.split(" · ")[0][:20] not in subject
     _, _, light = get(server.url + "email?scheme=light")
     _, _, dark = get(server.url + "email?scheme=dark")
     assert "@media (prefers-color-scheme: dark)" in light

@@ -829,3 +829,30 @@ def test_default_preheader_never_repeats_the_subject() -> None:
     assert render_issue(fixed_lineup(), custom, 3, now=NOW).preheader.startswith(
         "The council voted 31 to 12"
     )
+
+
+def test_an_image_s_own_alt_and_width_are_used_when_the_source_states_them() -> None:
+    stated = story_with(
+        "Crane restored",
+        url="https://example.com/crane",
+        image="https://cdn.example.com/crane.jpg",
+        image_alt="The restored crane at dusk",
+        image_width=400,
+        image_height=300,
+    )
+    same = story_with(
+        "Ferry timetable",
+        url="https://example.com/ferry",
+        image="https://cdn.example.com/ferry.jpg",
+        image_alt="Ferry timetable",  # the headline again: not an alt text
+        image_width=1600,
+        image_height=900,
+    )
+    issue = render_issue(Lineup(WINDOW, [stated, same]), settings_for(images="all"), 1, now=NOW)
+    small, large = Document(issue.html).all("img")
+    assert small["alt"] == "The restored crane at dusk"
+    assert small["width"] == "400" and "max-width:400px" in small["style"]  # never blown up
+    assert large["alt"] == "Photo: example.com"
+    assert large["width"] == "552" and "max-width:552px" in large["style"]
+    # A height attribute would hold a blank box open while images are blocked.
+    assert "height" not in small and "height" not in large

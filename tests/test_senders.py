@@ -112,6 +112,9 @@ def test_outbox_writes_one_parsable_file_per_envelope(tmp_path: Path) -> None:
     msg = parse((folder / "issue-2024-W05-2.eml").read_bytes())
     assert msg["To"].addresses[0].addr_spec == "bob@example.com"
     assert "Hello Bob" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    # Filters and Gmail's Postmaster Tools key on these; the same for every copy of the issue.
+    assert msg["List-Id"] == '"The Weekly Digest" <main.digest.example.org>'
+    assert msg["Feedback-ID"] == "2024-w05:main:digest:digest.example.org"
 
 
 def test_outbox_file_names_are_safe_for_the_filesystem(tmp_path: Path) -> None:
@@ -387,6 +390,8 @@ def test_sendgrid_sends_schema_valid_batches_with_one_personalization_each() -> 
     assert "&lt;b&gt;Al &amp; &quot;Bo&quot;" in html and '<b>Al & "Bo"</b>' in text
     assert al["headers"] == envs[2].headers
     assert al["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert al["headers"]["List-Id"] == '"The Weekly Digest" <main.digest.example.org>'
+    assert al["headers"]["Feedback-ID"] == "2024-w05:main:digest:digest.example.org"
 
 
 def test_sendgrid_400_fails_the_batch_with_the_api_text() -> None:

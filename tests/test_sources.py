@@ -165,6 +165,31 @@ def test_html_page() -> None:
     assert_plain(article)
 
 
+@pytest.mark.parametrize(
+    ("width", "height", "size"),
+    [("1200", "675", (1200, 675)), ("1200", "", (None, None)), ("-5", "10", (None, None))],
+)
+def test_html_page_states_its_image_alt_and_size(
+    tmp_path: Path, width: str, height: str, size: tuple[int | None, int | None]
+) -> None:
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><title>Ferry news</title>"
+        '<meta property="og:image" content="https://cdn.example.com/ferry.jpg">'
+        f'<meta property="og:image:width" content="{width}">'
+        f'<meta property="og:image:height" content="{height}">'
+        '<meta name="twitter:image:alt" content="The  ferry\tleaving the quay">'
+        "</head><body><article><h1>Ferry news</h1><p>"
+        + "The winter timetable starts on Monday with earlier sailings. " * 8
+        + "</p></article></body></html>",
+        encoding="utf-8",
+    )
+    [article] = read_source(str(page)).articles
+    assert article.image == "https://cdn.example.com/ferry.jpg"
+    assert article.image_alt == "The ferry leaving the quay"
+    assert (article.image_width, article.image_height) == size
+
+
 def test_html_page_text_leaves_out_tables(tmp_path: Path) -> None:
     body = "".join(
         f"<p>Paragraph {i} of the report on the council's harbour budget vote, "

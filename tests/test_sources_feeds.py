@@ -49,6 +49,34 @@ def test_json_feed() -> None:
     ]
 
 
+def test_feed_media_content_states_the_image_size(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        '<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">'
+        "<channel><title>Harbour</title><link>https://harbour.example.com/</link>"
+        "<item><title>Crane restored</title><link>https://harbour.example.com/crane</link>"
+        "<description>The old crane is back.</description>"
+        '<media:content url="https://harbour.example.com/crane.jpg" medium="image" '
+        'width="800" height="600"/></item>'
+        "<item><title>No size</title><link>https://harbour.example.com/other</link>"
+        "<description>Nothing stated.</description>"
+        '<media:thumbnail url="https://harbour.example.com/other.jpg"/></item>'
+        "</channel></rss>",
+        encoding="utf-8",
+    )
+    crane, other = read_source(str(feed)).articles
+    assert (crane.image, crane.image_width, crane.image_height) == (
+        "https://harbour.example.com/crane.jpg",
+        800,
+        600,
+    )
+    assert (other.image, other.image_width, other.image_height) == (
+        "https://harbour.example.com/other.jpg",
+        None,
+        None,
+    )
+
+
 def test_rss_091_feed_in_latin1() -> None:
     result = read_source(str(FEEDS / "rss091.xml"))
     assert result.failures == []

@@ -16,7 +16,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from digest.delivery import FAULT_SENDER, Outcome, Recipient, RowSender, Scheduler, Sender
@@ -229,8 +229,11 @@ def send_test_copy(
 ) -> Outcome:
     """One copy of `issue` to `address` (the editor) through the configured sender.
 
-    The ledger is not touched: the issue is not frozen and no delivery is recorded.
+    The ledger is not touched: the issue is not frozen and no delivery is recorded. Its
+    subject starts with "[TEST]", so the copy is never taken for the real one.
     """
+    rendered = replace(issue.rendered, subject=f"[TEST] {issue.rendered.subject}")
+    issue = replace(issue, rendered=rendered)
     person = Subscriber(email=editor_address(address), name="", lists=[list_name], id=0)
     sender = make_sender(settings)
     # Nobody's token: the copy's unsubscribe and preferences links do nothing.

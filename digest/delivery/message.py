@@ -46,6 +46,8 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9'-]+)*")
 _PLAIN_ADDRESS = re.compile(
     r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 )
+# What a list name may keep in a List-Id or Feedback-ID (a dot-atom part, no colons).
+_LIST_SLUG = re.compile(r"[^a-z0-9-]+")
 _SHARED_FIELDS = frozenset({"list", "web_url"})  # values the same for a whole list
 _PREPARED = "_digest_prepared"  # where prepare() keeps its work on the Issue
 
@@ -128,6 +130,12 @@ class EnvelopeMaker:
             values["unsubscribe_url"] = (mailto, "", "")
             values["web_url"] = values["preferences_url"] = ("", "", "")
             headers = {"List-Unsubscribe": (f"<{mailto}>", "", "")}
+        headers.update(
+            {
+                name: (value, "", "")
+                for name, value in list_headers(issue, list_name, settings).items()
+            }
+        )
         self.template = EnvelopeTemplate(values, headers)
         self._tokens = any(slot == "token" for _, slot, _ in [*values.values(), *headers.values()])
 
@@ -149,6 +157,22 @@ class EnvelopeMaker:
             {name: f"{a}{slots[slot]}{b}" for name, (a, slot, b) in template.values.items()},
             {name: f"{a}{slots[slot]}{b}" for name, (a, slot, b) in template.headers.items()},
         )
+
+
+def list_headers(issue: Issue, list_name: str, settings: Settings) -> dict[str, str]:
+    """List-Id (RFC 2919: filters and one-click "mute" key on it) and Feedback-ID (Gmail's
+    Postmaster Tools group complaints by it: campaign, list, kind and sender, none unique)."""
+    try:
+        domain = ascii_address(settings.from_email).rpartition("@")[2].lower()
+    except ValueError:  # the From: header reports it; these stay informative
+        domain = settings.from_email.rpartition("@")[2].lower()
+    slug = _LIST_SLUG.sub("-", list_name.lower()).strip("-") or "list"
+    name = " ".join(settings.name.split()).replace("\\", "").replace('"', "")
+    list_id = f"<{slug}.{domain}>"
+    if name and name.isascii() and name.isprintable():
+        list_id = f'"{name}" {list_id}'
+    campaign = _LIST_SLUG.sub("-", issue.label.lower()).strip("-") or str(issue.number)
+    return {"List-Id": list_id, "Feedback-ID": f"{campaign}:{slug}:digest:{domain}"}
 
 
 def new_message_id(settings: Settings) -> str:

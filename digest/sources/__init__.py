@@ -436,7 +436,7 @@ def _scrub(article: Article) -> None:
     """Lone surrogates and NULs out of every text field (see `scrub`), so that keys, hashes
     and the store work."""
     article.title, article.text = scrub(article.title), scrub(article.text)
-    for name in ("url", "source", "summary", "author", "image", "section"):
+    for name in ("url", "source", "summary", "author", "image", "section", "image_alt"):
         value = getattr(article, name)
         if value is not None:
             setattr(article, name, scrub(value))

@@ -16,6 +16,7 @@ from digest.identity import canonical_url
 from digest.models import Article
 from digest.sources.dates import parse_date, settle_date
 from digest.sources.html_text import html_to_text, tidy
+from digest.sources.images import image_size
 from digest.sources.results import SourceFailure, SourceResult
 
 _DATE_KEYS = tuple((key, f"{key}_parsed") for key in ("published", "updated", "created", "dc_date"))
@@ -108,7 +109,7 @@ def _article(
         published=_entry_date(entry, tz),
         summary=summary or None,
         author=tidy((get("author_detail") or {}).get("name") or get("author") or "") or None,
-        image=_image(entry),
+        **_image(entry),
         section=_category(entry),
     )
 
@@ -144,20 +145,28 @@ def _category(entry: Any) -> str | None:
     return None
 
 
-def _image(entry: Any) -> str | None:
+def _image(entry: Any) -> dict[str, Any]:
+    """The entry's image as Article fields: its URL, and its size where the feed states it."""
     get = functools.partial(_get, entry)
+    found: dict[str, Any] | None = None
     for media in get("media_content") or ():
         if media.get("url") and (
             media.get("medium") == "image" or str(media.get("type", "")).startswith("image/")
         ):
-            return str(media["url"])
-    for thumb in get("media_thumbnail") or ():
-        if thumb.get("url"):
-            return str(thumb["url"])
+            found = media
+            break
+    else:
+        for thumb in get("media_thumbnail") or ():
+            if thumb.get("url"):
+                found = thumb
+                break
+    if found is not None:
+        width, height = image_size(found.get("width"), found.get("height"))
+        return {"image": str(found["url"]), "image_width": width, "image_height": height}
     for link in get("links") or ():
         if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
-            return str(link.get("href"))
-    return None
+            return {"image": str(link.get("href"))}
+    return {"image": None}
 
 
 def _host(link: Any) -> str | None:

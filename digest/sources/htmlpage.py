@@ -20,6 +20,7 @@ from digest.identity import canonical_url
 from digest.models import Article
 from digest.sources.dates import parse_date
 from digest.sources.html_text import tidy
+from digest.sources.images import image_size
 from digest.sources.names import clean_title, site_name
 
 # Where pages state their publication time, most trusted first: ("json-ld", key) of a JSON-LD
@@ -60,6 +61,10 @@ _META = {
     ("property", "article:author"): "author",
     ("property", "og:site_name"): "sitename",
     ("property", "og:image"): "image",
+    ("property", "og:image:alt"): "image_alt",
+    ("name", "twitter:image:alt"): "image_alt",
+    ("property", "og:image:width"): "image_width",
+    ("property", "og:image:height"): "image_height",
     ("property", "og:description"): "description",
     ("name", "description"): "description",
     ("property", "og:url"): "og_url",
@@ -69,6 +74,9 @@ _FIELDS = (
     "author",
     "sitename",
     "image",
+    "image_alt",
+    "image_width",
+    "image_height",
     "description",
     "canonical",
     "og_url",
@@ -140,6 +148,7 @@ def parse_html_page(
         )
     if not title:
         title = paragraphs[0][:80]
+    size = image_size(meta["image_width"], meta["image_height"])
     return Article(
         title=title,
         text="\n\n".join(paragraphs),
@@ -150,6 +159,10 @@ def parse_html_page(
         summary=tidy(meta["description"] or getattr(document, "description", None) or "") or None,
         author=meta["author"] or getattr(document, "author", None) or None,
         image=meta["image"] or getattr(document, "image", None) or None,
+        # What the page states about its og:image (none of it for trafilatura's guess).
+        image_alt=tidy(meta["image_alt"] or "") or None if meta["image"] else None,
+        image_width=size[0] if meta["image"] else None,
+        image_height=size[1] if meta["image"] else None,
     )
 
 

@@ -13,6 +13,9 @@ from digest.store.base import StoreBase
 from digest.store.rows import _issue, to_db, utcnow
 from digest.store.schema import articles, deliveries, issues, meta, picks
 
+# Where the note waiting for the next issue (`digest note FILE.md`) is kept until it freezes.
+NEXT_NOTE = "next_note"
+
 
 class IssueStore(StoreBase):
     """Issues and the picks that go to them."""
@@ -33,11 +36,13 @@ class IssueStore(StoreBase):
         number: int,
         *,
         with_picks: bool = False,
+        note: str = "",
     ) -> Issue:
         """Freeze an issue: its lineup and rendered content never change after this.
 
-        `with_picks`: the pending picks (the editor's pins and drops) go to it in the same
-        transaction, so a failure leaves neither the issue nor the picks half-moved.
+        `with_picks`: the pending picks (the editor's pins and drops) and the note waiting
+        for the next issue go to it in the same transaction, so a failure leaves neither the
+        issue nor them half-moved. `note`: the note's Markdown it was rendered with.
         """
         with self.begin() as conn:
             issue_id = conn.execute(
@@ -52,10 +57,12 @@ class IssueStore(StoreBase):
                     html=rendered.html,
                     text=rendered.text,
                     created_at=utcnow(),
+                    note=note or None,
                 )
             ).inserted_primary_key[0]
             if with_picks:
                 self.attach_picks(label, conn)
+                conn.execute(meta.delete().where(meta.c.key == NEXT_NOTE))
             row = conn.execute(sa.select(issues).where(issues.c.id == issue_id)).one()
         return _issue(row)
 
@@ -67,16 +74,35 @@ class IssueStore(StoreBase):
         lineup: list[dict[str, Any]],
         rendered: RenderedIssue,
         number: int,
+        *,
+        note: str = "",
     ) -> Issue:
         """`create_issue` with the pending picks; if another run froze `label` first, theirs,
         so that both send the same thing."""
         try:
-            return self.create_issue(label, since, until, lineup, rendered, number, with_picks=True)
+            return self.create_issue(
+                label, since, until, lineup, rendered, number, with_picks=True, note=note
+            )
         except sa.exc.IntegrityError:
             frozen = self.issue_by_label(label)
             if frozen is None:
                 raise
             return frozen
+
+    def set_next_note(self, markdown: str | None) -> str | None:
+        """Keep `markdown` as the next issue's note (None forgets it); returns the one before."""
+        with self.begin() as conn:
+            before = conn.execute(sa.select(meta.c.value).where(meta.c.key == NEXT_NOTE)).scalar()
+            conn.execute(meta.delete().where(meta.c.key == NEXT_NOTE))
+            if markdown is not None:
+                conn.execute(meta.insert().values(key=NEXT_NOTE, value=markdown))
+        return None if before is None else str(before)
+
+    def next_note(self) -> str | None:
+        """The note waiting for the next issue, if the editor wrote one."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(meta.c.value).where(meta.c.key == NEXT_NOTE)).scalar()
+        return None if value is None else str(value)
 
     def next_issue_number(self) -> int:
         """The number the next frozen issue gets."""

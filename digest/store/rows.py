@@ -85,6 +85,9 @@ def content_hash(article: Article) -> str:
         # an undated article's date is only when it was read: no change of content
         article.published.isoformat() if article.published and article.date_flag != UNDATED else "",
     ]
+    if article.image_alt or article.image_width or article.image_height:
+        # Only when stated, so that articles stored before these were read keep their hash.
+        parts.append(f"{article.image_alt or ''}\x1e{article.image_width}x{article.image_height}")
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
@@ -128,6 +131,9 @@ def _article_values(article: Article, now: datetime) -> dict[str, Any]:
         "date_flag": article.date_flag,
         "related": json.dumps(article.related) if article.related else None,
         "section": article.section,
+        "image_alt": article.image_alt,
+        "image_width": article.image_width,
+        "image_height": article.image_height,
         "content_hash": content_hash(article),
         "updated_at": now,
     }
@@ -178,6 +184,9 @@ def _article(row: Any) -> Article:
             date_flag=row.date_flag,
             section=row.section,
             related=json.loads(row.related) if row.related else [],
+            image_alt=row.image_alt,
+            image_width=row.image_width,
+            image_height=row.image_height,
         )
     )
 
@@ -206,4 +215,5 @@ def _issue(row: Any) -> Issue:
         ),
         created_at=from_db(row.created_at) or datetime.now(UTC),
         sent_at=from_db(row.sent_at),
+        note=row.note or "",
     )

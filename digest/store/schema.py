@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0003"
+HEAD = "0004"
 
 metadata = sa.MetaData()
 
@@ -36,6 +36,9 @@ articles = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("image_alt", sa.Text),  # the image's own alt text, where the source states it
+    sa.Column("image_width", sa.Integer),  # and its size in pixels
+    sa.Column("image_height", sa.Integer),
 )
 
 article_metrics = sa.Table(
@@ -92,6 +95,7 @@ issues = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("sent_at", sa.DateTime),
+    sa.Column("note", sa.Text),  # the editor's note (Markdown) it was rendered with
 )
 
 deliveries = sa.Table(
