@@ -13,8 +13,6 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from digest.csvfile import guess_delimiter
 from digest.errors import DigestError
 from digest.identity import article_key, url_key
@@ -315,7 +313,7 @@ def _save(store: Store, items: list[tuple[str, _Copy]], report: IngestReport) ->
         log.info("saving a batch of %d articles", len(chunk))
         try:
             outcomes = store.save_articles([(k, c.article, c.origins) for k, c in chunk])
-        except (DigestError, sa.exc.SQLAlchemyError):
+        except DigestError:  # the store refused one: save one by one, so it fails alone
             outcomes = [_save_one(store, key, copy, report) for key, copy in chunk]
         for outcome in outcomes:
             if outcome == "new":
@@ -330,7 +328,7 @@ def _save_one(store: Store, key: str, copy: _Copy, report: IngestReport) -> str:
     """Save one article on its own, so that the one the store refuses fails alone."""
     try:
         return store.save_articles([(key, copy.article, copy.origins)])[0]
-    except (DigestError, sa.exc.SQLAlchemyError) as e:
+    except DigestError as e:
         report.fail(
             SourceFailure(
                 copy.article.origin, f"cannot save {copy.article.title!r}: {_first_line(e)}"

@@ -229,7 +229,7 @@ def test_long_feed_title_is_cut_in_the_call_to_action() -> None:
     )
     window = Window(datetime(2025, 4, 1, tzinfo=UTC), datetime(2025, 4, 8, tzinfo=UTC), "2025-W14")
     html = render_issue(Lineup(window, [story]), Settings(), 1).html
-    assert "Read the story at The Harbour Town Gazette and Evening… →" in html
+    assert "Read at The Harbour Town Gazette and Evening… →" in html
     assert name not in html
 
 

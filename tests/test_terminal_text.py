@@ -76,7 +76,7 @@ def test_the_store_keeps_no_control_characters(store: Store) -> None:
         summary=f"Sum\r\n{HOSTILE}",
         related=[f"R{HOSTILE}"],
     )
-    store.save_article("k", article)
+    store.save_articles([("k", article, [])])
     store.upsert_subscribers([Subscriber("a@example.com", f"N{HOSTILE}", [f"l{HOSTILE}"])])
     [back] = store.all_articles()
     assert all(clean(v) for v in (back.title, back.text, back.source or "", back.summary or ""))

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from digest.errors import StoreError
 from digest.models import Article
 from digest.store.base import StoreBase
 from digest.store.rows import (
@@ -124,8 +125,16 @@ class ArticleStore(StoreBase):
         """Save (key, article, other origins) items, each inserted or updated, in one transaction.
 
         Every origin is remembered. Returns each item's outcome; if the store refuses one
-        item the whole batch is rolled back and raises, so the caller can retry one by one.
+        item the whole batch is rolled back and a StoreError saying what the database said is
+        raised, so the caller can retry one by one.
         """
+        try:
+            return self._save_articles(batch)
+        except sa.exc.SQLAlchemyError as e:
+            said = " ".join(str(getattr(e, "orig", None) or e).split()).split(" [SQL:")[0]
+            raise StoreError(said, "the other articles are saved; fix or drop this one") from e
+
+    def _save_articles(self, batch: Sequence[tuple[str, Article, Sequence[str]]]) -> list[str]:
         keys = [key for key, _, _ in batch]
         if len(set(keys)) != len(keys):  # the same key twice: the second sees the first
             with self.begin() as conn:

@@ -9,11 +9,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from digest.models import SubscriberStatus
-from digest.store.base import StoreBase
+from digest.store.base import StoreBase, dialect_insert
 from digest.store.rows import utcnow
 from digest.store.schema import memberships, optouts, subscribers
 from digest.store.suppression_store import RANK
@@ -222,7 +221,7 @@ def leave_many(
 ) -> set[tuple[int, str]]:
     """Take each (subscriber, list) off for good, with the issue whose link was used; the pairs
     that were not already off. Whoever has no list left becomes unsubscribed."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(conn.engine)
     first: set[tuple[int, str]] = set()
     keys = sorted(pairs)
     for chunk in _chunks(keys):
