@@ -35,16 +35,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # Measure this work tree's digest, wherever an editable install of the package points.
-sys.path.insert(0, str(ROOT))
+# --time-only measures the digest a baseline run puts first on PYTHONPATH instead.
+if "--time-only" not in sys.argv:
+    sys.path.insert(0, str(ROOT))
 
 from digest.models import Article  # noqa: E402
-from digest.sources import read_source  # noqa: E402
-from digest.summarize import (  # noqa: E402
-    detect_language,
-    opens_mid_thought,
-    split_sentences,
-    summarize,
-)
+from digest.summarize import split_sentences, summarize  # noqa: E402
 
 SHARED = Path(os.environ.get("DIGEST_SHARED") or HERE.parents[1] / "shared")
 DEFAULT_CORPUS = SHARED / "corpus" / "bbc-news-summary"
@@ -155,6 +151,10 @@ class Openers:
 def openers(pages: Path, sentences: int, tree: Path) -> Openers:
     """Summarize every page with the command and judge each summary's first sentence by the
     rule in this module's docstring, in the language the page's text is written in."""
+    # This tree's rule and reader judge every tree's summaries (a baseline may lack them).
+    from digest.sources import read_source
+    from digest.summarize import detect_language, opens_mid_thought
+
     files = sorted(path.resolve() for path in pages.glob("*.html"))
     records = run_command(files, sentences, tree)
     found = Openers(pages=len(files))
@@ -218,11 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=Path, default=DEFAULT_PAGES)
     parser.add_argument("--sentences", type=int, default=2)
     parser.add_argument("--baseline", default="main", help="git revision to compare with")
+    parser.add_argument("--time-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not (args.corpus / "article").is_dir():
         sys.stderr.write(f"Error: no article/ folder in {args.corpus}\n")
         return 1
     out = sys.stdout.write
+    if args.time_only:
+        out(f"{timing(thousand_words(args.corpus), args.sentences)[0]:.2f}\n")
+        return 0
     with tempfile.TemporaryDirectory(prefix="digest-baseline-") as folder:
         trees = {args.baseline: baseline_tree(args.baseline, Path(folder)), "this tree": ROOT}
         out(f"digest summarize --sentences {args.sentences} --json FILES… (default settings)\n")
@@ -248,9 +252,28 @@ def main(argv: list[str] | None = None) -> int:
             for name, o in found.items():
                 for line in o.mid_thought:
                     out(f"  {name}: {line}\n")
-    ms, words = timing(thousand_words(args.corpus), args.sentences)
-    out(f"summarize() on a {words}-word article of 3-sentence paragraphs: {ms:.2f} ms median CPU\n")
+    words = len(thousand_words(args.corpus).text.split())
+    out(f"summarize() on a {words}-word article of 3-sentence paragraphs, median CPU ms:\n")
+    with tempfile.TemporaryDirectory(prefix="digest-baseline-") as folder:
+        base = baseline_tree(args.baseline, Path(folder))
+        for name, tree in ((args.baseline, base), ("this tree", ROOT)):
+            out(f"{name:<12}{timed_in(tree, args):.2f}\n")
     return 0
+
+
+def timed_in(tree: Path, args: argparse.Namespace) -> float:
+    """timing() of the digest in `tree`, in a process of its own."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, __file__, "--time-only", "--corpus", str(args.corpus)]
+        + ["--sentences", str(args.sentences)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.strip())
 
 
 if __name__ == "__main__":

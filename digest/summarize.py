@@ -87,7 +87,11 @@ _CREDIT_LINE = re.compile(
     r"^\(?(?:additional )?(?:reporting|editing|writing|compiled|written|words) by\b", re.IGNORECASE
 )
 _BYLINE = re.compile(r"^by\s+(.{2,100})$", re.IGNORECASE | re.DOTALL)
-_STAMP = re.compile(r"^(?:published|updated|posted|last updated)\b.{0,60}$", re.IGNORECASE)
+_STAMP = re.compile(
+    r"^(?:published|updated|posted|last updated|(?:article )?mis à jour|publié|"
+    r"(?:zuletzt )?aktualisiert|veröffentlicht|stand:)\b.{0,60}$",
+    re.IGNORECASE,
+)
 # "WASHINGTON (Reuters) — " or "PARIS, France - " opening the first sentence.
 _DATELINE = re.compile(
     r"^[A-Z][A-Z.'’ ]{2,40}(?:,\s*[A-Z][A-Za-z.]+(?:\s[A-Z][A-Za-z.]+)?)?\s*(?:\([^)]{1,40}\))?"

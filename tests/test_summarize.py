@@ -195,6 +195,8 @@ def test_caption_byline_dateline_and_fragments_never_chosen() -> None:
             CAPTION,
             "By Jane Doe and John Roe, Staff Reporters",
             "Updated: April 1, 2025 at 10:00 a.m.",
+            "Article mis à jour le 7 janvier 2020.",
+            "Zuletzt aktualisiert am 3. Dezember 2026.",
             "Trump and Putin spoke again. (Photo: Reuters)",
             "Yes, he did.",
             body,
@@ -207,7 +209,9 @@ def test_caption_byline_dateline_and_fragments_never_chosen() -> None:
     assert len(summary.sentences) >= 10
     for sentence in summary.sentences:
         assert "AFP Yonhap" not in sentence
-        assert not sentence.startswith(("By Jane", "Updated", "Reporting by", "Tuesday"))
+        assert not sentence.startswith(
+            ("By Jane", "Updated", "Reporting by", "Tuesday", "Article mis", "Zuletzt")
+        )
         assert "(Photo" not in sentence
         assert len(sentence) >= 30
         assert sentence != title
