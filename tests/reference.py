@@ -2,19 +2,30 @@
 
 `build_message_naive`: a subscriber's message built the plain way, with a fresh EmailMessage
 per subscriber; `digest.delivery.message.build_message` must make the same message.
+`personalizations_json`: SendGrid personalizations written from each envelope's values; the
+sender's writer (from the envelope template) must write the same text.
 """
 
 from __future__ import annotations
 
 import email.utils
+import html
 from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
+from json.encoder import encode_basestring_ascii as _json_str
 
 from digest import personalize
 from digest.delivery import Envelope
-from digest.delivery.message import _FOLD_AT, POLICY, ascii_address, new_message_id
+from digest.delivery.message import (
+    _FOLD_AT,
+    POLICY,
+    ascii_address,
+    new_message_id,
+    subscriber_id,
+)
+from digest.delivery.sendgrid.body import MARKER
 from digest.models import Issue
 from digest.render import render_preview
 from digest.settings import Settings
@@ -60,3 +71,32 @@ def _set_header(msg: EmailMessage, name: str, value: str) -> None:
     if len(name) + 2 + len(value) > _FOLD_AT:
         value = value.replace(", ", ",\n ")  # fold between list entries, never inside a URL
     msg.set_raw(name, value)
+
+
+def personalizations_json(issue: Issue, batch: list[Envelope]) -> str:
+    """mail/send personalizations of `batch` (comma-separated) written from each envelope's
+    values and headers, the plain way: what the SendGrid sender's template writer must give."""
+    r = issue.rendered
+    found = dict.fromkeys(MARKER.findall(f"{r.subject}{r.html}{r.text}"))
+    out = []
+    for envelope in batch:
+        person = envelope.subscriber
+        to = f'{{"to":[{{"email":{_json_str(person.email)}'
+        to += f',"name":{_json_str(person.name)}}}]' if person.name else "}]"
+        subs = ""
+        if found:
+            filled = []
+            for marker in found:
+                value = envelope.values.get(marker[4:-2], "")
+                if marker[2] == "h":
+                    value = html.escape(value)
+                filled.append(f"{_json_str(marker)}:{_json_str(value)}")
+            subs = ',"substitutions":{' + ",".join(filled) + "}"
+        headers = ""
+        if envelope.headers:
+            parts = [f"{_json_str(k)}:{_json_str(v)}" for k, v in envelope.headers.items()]
+            headers = ',"headers":{' + ",".join(parts) + "}"
+        out.append(
+            f'{to}{subs}{headers},"custom_args":{{"subscriber":"{subscriber_id(person)}"}}}}'
+        )
+    return ",".join(out)

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from digest.cli import cli
 from digest.store import metadata
 from tests.conftest import init_folder
-from tests.peers import Reply, SendGridPeer, free_port, sendgrid_server
+from tests.peers import Reply, SendGridPeer, free_port, sendgrid_server, smtp_server
 from tests.peers_web import suppression_server
 from tests.test_faults import API_KEY, SEND, digest, newsletter, wait_for  # noqa: F401
 
@@ -204,3 +204,26 @@ def test_a_database_locked_during_a_send_is_one_error_line(
     lines = err.splitlines()
     assert lines[0] == "Error: the database is locked: database is locked", err
     assert lines[1].startswith("Hint: another process is writing to the database")
+
+
+def test_an_smtp_login_refused_stops_before_the_issue_is_frozen(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with smtp_server(username="editor", password="s3cret-pass") as smtp:
+        monkeypatch.setenv("DIGEST_SMTP_HOST", smtp.host)
+        monkeypatch.setenv("DIGEST_SMTP_PORT", str(smtp.port))
+        monkeypatch.setenv("DIGEST_SMTP_SECURITY", "none")
+        monkeypatch.setenv("DIGEST_SMTP_USERNAME", "editor")
+        monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "wrong-pass")
+        failed = run("send", "--backend", "smtp", "--no-ingest", "--yes", "--force")
+        assert failed.exit_code == 1
+        errors = [line for line in failed.output.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and "refused the login for 'editor'" in errors[0]
+        assert "wrong-pass" not in failed.output
+        assert status() == []  # not frozen: the number is not used up
+
+        monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "s3cret-pass")
+        sent = run("send", "--backend", "smtp", "--no-ingest", "--yes", "--force")
+    assert sent.exit_code == 0, sent.output
+    assert "Issue #1 " in sent.output and "already sent before" not in sent.output
+    assert len(smtp.messages) == 8

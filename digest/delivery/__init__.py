@@ -22,6 +22,8 @@ class Envelope:
     list_name: str
     values: dict[str, str]  # marker name → plain value: email, name, unsubscribe_url, ...
     headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe, ...
+    # What made it: a sender can write it again from the maker's template (SendGrid does).
+    maker: EnvelopeMaker | None = field(default=None, repr=False, compare=False)
 
 
 # One recipient as the ledger reads a page: id, email, name, custom fields (JSON text).

@@ -156,6 +156,7 @@ class EnvelopeMaker:
             self.list_name,
             {name: f"{a}{slots[slot]}{b}" for name, (a, slot, b) in template.values.items()},
             {name: f"{a}{slots[slot]}{b}" for name, (a, slot, b) in template.headers.items()},
+            maker=self,
         )
 
 

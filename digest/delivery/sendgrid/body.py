@@ -11,12 +11,11 @@ import json
 import re
 from html import escape as _escape
 from json.encoder import encode_basestring_ascii as _json_str
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from digest import personalize
-from digest.delivery import Envelope, Recipient
-from digest.delivery.message import EnvelopeMaker, EnvelopeTemplate, subscriber_id
+from digest.delivery import Recipient
+from digest.delivery.message import EnvelopeMaker, EnvelopeTemplate
 from digest.models import Issue
 from digest.settings import Settings
 
@@ -63,67 +62,14 @@ class Personalizations:
     """
 
     def __init__(self, fills: list[tuple[str, str, bool]]) -> None:
-        names = list(dict.fromkeys(name for _, name, _ in fills))
-        self._names = [(name, any(n == name and e for _, n, e in fills)) for name in names]
-        # %-slots: 2 × the value's place, + 1 for its HTML-escaped form.
-        slots = [2 * names.index(name) + escaped for _, name, escaped in fills]
-        self._pick = itemgetter(*slots) if len(slots) > 1 else (lambda v: (v[slots[0]],))
-        self._format = (
-            ',"substitutions":{' + ",".join(f"{key}:%s" for key, _, _ in fills) + "}"
-            if fills
-            else ""
-        )
-        self._header_keys: dict[str, str] = {}
         self._fills = fills
         self._compiled: tuple[EnvelopeTemplate, str, str, tuple[bool, bool, bool]] | None = None
 
-    def json(self, batch: list[Envelope], list_name: str) -> str:
-        """The personalizations of `batch`, comma-separated (the inside of the JSON array)."""
-        names, pick, form = self._names, self._pick, self._format
-        keys = self._header_keys
-        out = []
-        for envelope in batch:
-            person = envelope.subscriber
-            to = f'{{"to":[{{"email":{_json_str(person.email)}'
-            to += f',"name":{_json_str(person.name)}}}]' if person.name else "}]"
-            subs = ""
-            if form:
-                values = envelope.values
-                encoded = []
-                for name, escaped in names:
-                    value = values.get(name, "")
-                    plain = _json_str(value)
-                    encoded.append(plain)
-                    if escaped and _html_special(value):
-                        encoded.append(_json_str(_escape(value)))
-                    else:
-                        encoded.append(plain)
-                subs = form % pick(encoded)
-            headers = ""
-            if envelope.headers:
-                parts = []
-                for key, value in envelope.headers.items():
-                    key_json = keys.get(key)
-                    if key_json is None:
-                        key_json = keys[key] = _json_str(key)
-                    parts.append(f"{key_json}:{_json_str(value)}")
-                headers = ',"headers":{' + ",".join(parts) + "}"
-            trace = (
-                f',"list":{_json_str(envelope.list_name)}'
-                if envelope.list_name != list_name
-                else ""
-            )
-            out.append(
-                f'{to}{subs}{headers},"custom_args":{{"subscriber":"{subscriber_id(person)}"'
-                f"{trace}}}}}"
-            )
-        return ",".join(out)
-
     def rows_json(self, rows: list[Recipient], envelopes: EnvelopeMaker) -> str:
-        """`json` of the envelopes `envelopes` makes for `rows`, written from its template.
-
-        The same text: JSON and HTML escaping act character by character, so a slot's
-        encoding can be joined to the encoded fixed text around it.
+        """The personalizations (comma-separated) of the envelopes `envelopes` makes for
+        `rows`, written from its template: JSON and HTML escaping act character by
+        character, so a slot's encoding can be joined to the encoded fixed text around it.
+        (tests/reference.py writes them from the envelopes, the plain way, to check this.)
         """
         if self._compiled is None or self._compiled[0] is not envelopes.template:
             self._compiled = (envelopes.template, *self._compile(envelopes.template))

@@ -120,7 +120,17 @@ class SendGridSender:
         self._people = Personalizations([(_json_str(m), m[4:-2], m[2] == "h") for m in found])
 
     def send(self, batch: list[Envelope]) -> list[Outcome]:
-        """One request for the batch (split if over 30 MB); its answer decides every outcome."""
+        """One request for the batch (split if over 30 MB); its answer decides every outcome.
+
+        Each envelope is written from its maker's template, as `send_rows` writes a row: one
+        body writer for both.
+        """
+        for envelope in batch:
+            if envelope.maker is None:
+                raise ValueError(
+                    f"the envelope of {envelope.subscriber.email} was not made by an "
+                    "EnvelopeMaker (envelope_for)"
+                )
         return self._send(
             [subscriber_id(e.subscriber) for e in batch],
             lambda places: self.body([batch[i] for i in places]),
@@ -168,14 +178,19 @@ class SendGridSender:
     # -- request bodies ------------------------------------------------------------------
 
     def body(self, batch: list[Envelope]) -> bytes:
-        """The mail/send JSON for `batch`: its personalizations, then the shared parts."""
+        """The mail/send JSON for `batch` (envelopes from an EnvelopeMaker)."""
         if self._issue is None:
             raise RuntimeError("SendGridSender.body called before open")
-        list_name = batch[0].list_name
-        return self._wrap(self._people.json(batch, list_name), list_name)
+        people = []
+        for e in batch:
+            assert e.maker is not None
+            row = (subscriber_id(e.subscriber), e.subscriber.email, e.subscriber.name, "")
+            people.append(self._people.rows_json([row], e.maker))
+        return self._wrap(",".join(people), batch[0].list_name)
 
     def rows_body(self, rows: list[Recipient], envelopes: EnvelopeMaker) -> bytes:
-        """`body` of the envelopes `envelopes` makes for `rows`, written without them."""
+        """The mail/send JSON of the envelopes `envelopes` makes for `rows`, written without
+        them."""
         if self._issue is None:
             raise RuntimeError("SendGridSender.rows_body called before open")
         return self._wrap(self._people.rows_json(rows, envelopes), envelopes.list_name)
