@@ -77,7 +77,7 @@ def personalizations_json(issue: Issue, batch: list[Envelope]) -> str:
     """mail/send personalizations of `batch` (comma-separated) written from each envelope's
     values and headers, the plain way: what the SendGrid sender's template writer must give."""
     r = issue.rendered
-    found = dict.fromkeys(MARKER.findall(f"{r.subject}{r.html}{r.text}"))
+    found = dict.fromkeys(m.group(0) for m in MARKER.finditer(f"{r.subject}{r.html}{r.text}"))
     out = []
     for envelope in batch:
         person = envelope.subscriber
