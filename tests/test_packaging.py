@@ -1,4 +1,5 @@
-"""A plain (non-editable) install ships the built-in templates and the init samples."""
+"""A plain (non-editable) install ships every module, the migrations, the built-in templates and
+the init samples."""
 
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ def test_wheel_ships_templates_and_samples(tmp_path: Path) -> None:
         for p in (built_in / "init" / "articles").iterdir()
         if p.is_file()
     }
-    assert expected <= names
+    # Every module of the package, every migration and the templates of the packages' data.
+    expected |= {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "digest").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    expected.add("digest/store/migrations/script.py.mako")
+    assert expected - names == set()
     # The example file is shipped as content, not as a dangling link.
     assert shipped_csv == (ROOT / "subscribers.example.csv").read_bytes()
