@@ -290,3 +290,8 @@ def test_time_marked_pubdate_is_a_statement() -> None:
     )
     [article] = read_bytes(page.encode(), "x.html").articles
     assert article.published == datetime(2024, 6, 1, 8, tzinfo=UTC)
+
+
+def test_a_utf16_declaration_on_single_byte_text_is_not_believed() -> None:
+    data = '<?xml version="1.0" encoding="utf-16"?><p>café ok</p>'.encode("latin-1")
+    assert decode(data) == '<?xml version="1.0" encoding="utf-16"?><p>café ok</p>'
