@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import htmldate
 import pytest
 from click.testing import CliRunner
 
@@ -16,7 +17,7 @@ from digest.settings import Settings
 from digest.source_names import apply_names
 from digest.sources import decode, read_bytes, read_source
 from digest.sources.names import clean_title, site_name
-from tests.conftest import init_folder
+from tests.conftest import corpus, init_folder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HTML = FIXTURES / "html"
@@ -290,3 +291,38 @@ def test_time_marked_pubdate_is_a_statement() -> None:
     )
     [article] = read_bytes(page.encode(), "x.html").articles
     assert article.published == datetime(2024, 6, 1, 8, tzinfo=UTC)
+
+
+def test_a_utf16_declaration_on_single_byte_text_is_not_believed() -> None:
+    data = '<?xml version="1.0" encoding="utf-16"?><p>café ok</p>'.encode("latin-1")
+    assert decode(data) == '<?xml version="1.0" encoding="utf-16"?><p>café ok</p>'
+
+
+# ---- real pages (the shared corpus; skipped visibly without it) -------------------------------
+
+
+def test_real_pages_are_all_read_and_dated_at_least_as_well_as_htmldate() -> None:
+    folder = corpus("dated-pages")
+    truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    ours = theirs = 0
+    unread = []
+    for name, entry in sorted(truth.items()):
+        data = (folder / name).read_bytes()
+        expected = date.fromisoformat(entry["date"]) if entry["date"] else None
+        result = read_bytes(data, entry["url"], page_url=entry["url"], fallback=datetime.now(UTC))
+        if not result.articles:
+            unread.append(name)
+            continue
+        article = result.articles[0]
+        found = None if article.date_flag == "missing" else article.published
+        ours += _right(found.date() if found else None, expected)
+        stamp = htmldate.find_date(data.decode("utf-8", "replace"), url=entry["url"])
+        theirs += _right(date.fromisoformat(stamp) if stamp else None, expected)
+    assert unread == ["page-024.html"]  # an index page: no article text (trafilatura agrees)
+    assert ours >= theirs
+
+
+def _right(found: date | None, expected: date | None) -> bool:
+    if found is None or expected is None:
+        return found is expected
+    return abs((found - expected).days) <= 1

@@ -304,6 +304,8 @@ def declared_charset(data: bytes) -> str | None:
     if found is None:
         return None
     label = (found.group(1) or found.group(2)).decode("ascii", "replace").lower()
+    if label.startswith(("utf-16", "utf16", "utf-32", "utf32")):
+        return None  # ASCII bytes cannot be UTF-16 text; the byte-order mark tells real UTF-16
     return "cp1252" if label in _AS_CP1252 else label
 
 
