@@ -490,8 +490,9 @@ def webhook_main(args: argparse.Namespace) -> int:
         ids = seed(url, 10_000 + readers)
         senders, leaving = ids[:10_000], ids[10_000:]  # the events name nobody who leaves
         first = event_batches(senders, args.events, args.batch, "w", signer)
-        # Enough for the whole burst at several times the webhook's own pace.
-        second = event_batches(senders, 4 * args.events, args.batch, "b", signer)
+        # Enough to go on posting for the whole burst at up to 25,000 events/s.
+        burst_events = min(MAX_EVENTS, max(args.events, int(25_000 * (args.seconds + 1))))
+        second = event_batches(senders, burst_events, args.batch, "b", signer)
         unsubscribes: list[tuple[str, str, bytes | None]] = [
             ("POST", f"/u/{make_token(SECRET, i, 'main', 1)}", ONE_CLICK) for i in leaving
         ]
