@@ -209,6 +209,7 @@ class Site:
             one_click, ThreadPoolExecutor(1, thread_name_prefix="digest-one-click")
         )
         self.webhook_thread = ThreadPoolExecutor(1, thread_name_prefix="digest-webhook")
+        self.webhook_reader = ThreadPoolExecutor(1, thread_name_prefix="digest-webhook-reader")
         self.left_pages: dict[str, bytes] = {}  # the answer to RFC 8058 POSTs, by list
         key = settings.sendgrid_webhook_public_key
         self.verifier = Verifier(key) if key else None
@@ -479,8 +480,10 @@ class Site:
         try:
             body = await _read_limited(request, MAX_BODY)
             # Off the event loop: the signature and a large JSON body cost milliseconds. Read
-            # in any thread while the webhook thread writes the request before.
-            batch = await run_in_threadpool(
+            # by one thread while another writes the request before: no more threads than
+            # that contend with the event loop for the interpreter.
+            batch = await asyncio.get_running_loop().run_in_executor(
+                self.webhook_reader,
                 self._read_events,
                 body,
                 request.headers.get(SIGNATURE_HEADER),
