@@ -16,7 +16,8 @@ With --webhook, SendGrid's Event Webhook instead (signed batches of realistic ev
 - webhook: `--posters` connections post `--batch`-event batches back to back (closed loop),
   `--events` in all; the figure is events stored per second;
 - burst: the same posting goes on while readers one-click unsubscribe, open loop at `--rate`
-  for `--seconds`; the figure is the unsubscribes' p99.
+  for `--seconds`; the figure is the unsubscribes' p99 (and, first, the same without any
+  webhook load: unsub-calm).
 Then it audits that every event was stored once and every reader unsubscribed.
 `--code DIR` serves another checkout's digest (a before/after in the same run).
 
@@ -487,17 +488,20 @@ def webhook_main(args: argparse.Namespace) -> int:
     signer = WebhookSigner()
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'digest.db'}"
-        ids = seed(url, 10_000 + readers)
+        ids = seed(url, 10_000 + 2 * readers)
         senders, leaving = ids[:10_000], ids[10_000:]  # the events name nobody who leaves
         first = event_batches(senders, args.events, args.batch, "w", signer)
-        # Enough for the whole burst at several times the webhook's own pace.
-        second = event_batches(senders, 4 * args.events, args.batch, "b", signer)
+        # Enough to go on posting for the whole burst at up to 25,000 events/s.
+        burst_events = min(MAX_EVENTS, max(args.events, int(25_000 * (args.seconds + 1))))
+        second = event_batches(senders, burst_events, args.batch, "b", signer)
         unsubscribes: list[tuple[str, str, bytes | None]] = [
             ("POST", f"/u/{make_token(SECRET, i, 'main', 1)}", ONE_CLICK) for i in leaving
         ]
+        quiet, unsubscribes = unsubscribes[:readers], unsubscribes[readers:]
         extra = {"DIGEST_SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_key}
         try:
             with served(url, tmp, args.code, extra) as port:
+                calm = run_load(port, "unsub-calm", quiet, args.rate, 32)  # no webhook load
                 alone = run_webhook(port, first, args.posters)
                 burst, unsub = run_burst(port, second, args.posters, unsubscribes, args.rate)
         except RuntimeError as e:
@@ -510,12 +514,12 @@ def webhook_main(args: argparse.Namespace) -> int:
         f"digest serve (uvicorn, {db}) on {HOST}, code {args.code}: {args.posters} webhook "
         f"connections posting {args.batch}-event batches; unsubscribes open loop at {args.rate:g}/s"
     )
-    for line in (alone.line(), burst.line(), unsub.line()):
+    for line in (calm.line(), alone.line(), burst.line(), unsub.line()):
         print(line)  # noqa: T201
     if stored != alone.events + burst.events:
         problems.append(f"{stored} events stored, {alone.events + burst.events} answered")
     print(  # noqa: T201
-        f"audit: {readers} unsubscribed, {stored} events stored: "
+        f"audit: {2 * readers} unsubscribed, {stored} events stored: "
         + ("; ".join(problems) if problems else "all as answered")
     )
     rate = alone.events / alone.seconds if alone.seconds else 0.0
