@@ -910,7 +910,8 @@ def serve(
     """Run the web side: one-click unsubscribe (/u/TOKEN), preferences (/p/TOKEN),
     the archive (/archive, /issues/ID, /feed.xml) and SendGrid's event webhook.
 
-    Put it behind your HTTPS proxy at [newsletter] base_url.
+    Put it behind your HTTPS proxy at [newsletter] base_url. With a [schedule], it also
+    runs the clock (as 'digest schedule run' does) and answers the review links.
 
     Example: digest serve --port 8080
     """

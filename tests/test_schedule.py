@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,9 +20,11 @@ from click.testing import CliRunner, Result
 
 from digest.cli import cli
 from digest.errors import SettingsError
+from digest.review import ReviewAction, ReviewError, read_review_token, review_token
 from digest.schedule import Clock, cron_of, slot_name
 from digest.settings import read_settings
 from digest.store import Store
+from digest.tokens import TokenError, make_token, read_token
 from tests.conftest import init_folder
 from tests.peers import free_port
 from tests.peers_web import request, web_server
@@ -293,3 +296,72 @@ def test_two_schedulers_never_both_send(
     assert len(issue_copies(folder)) == 3
     shown = json.loads(run("schedule", "--json").output)
     assert [r["outcome"] for r in shown["runs"] if r["kind"] == "send"] == ["sent"]
+
+
+def test_digest_serve_runs_the_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    """`digest serve` with a [schedule] drafts at draft time, beside the web side."""
+    folder = init_folder(tmp_path, monkeypatch, db_url, ingest=True)
+    now = datetime.now(UTC)
+    later = now + timedelta(days=2)
+    with (folder / "digest.toml").open("a", encoding="utf-8") as f:
+        f.write(
+            f'\n[schedule]\ndraft = "{DAY[now.weekday()]} {now:%H:%M}"\n'
+            f'send = "{DAY[later.weekday()]} 16:00"\neditors = ["editor@harbourtown.org"]\n'
+        )
+    port = free_port()
+    env = {**os.environ, "DIGEST_DATABASE_URL": db_url}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--port", str(port)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not mails(folder, "review") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [review] = mails(folder, "review")
+        assert review["Subject"].startswith("[REVIEW] ")
+        while True:  # the web side answers too (it may still be starting)
+            try:
+                assert request(f"http://127.0.0.1:{port}/review/forged").status == 400
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    shown = json.loads(run("schedule", "--json").output)
+    assert [(r["kind"], r["outcome"]) for r in shown["runs"]] == [("draft", "drafted")]
+
+
+def test_review_links_are_signed_and_expire() -> None:
+    token = review_token("s3cret", "2026-W49", "pin", "https://example.com/a")
+    assert read_review_token("s3cret", token) == ReviewAction(
+        "2026-W49", "pin", "https://example.com/a", read_review_token("s3cret", token).expires
+    )
+    with pytest.raises(ReviewError, match="this review link is not valid"):
+        read_review_token("another secret", token)
+    with pytest.raises(ReviewError, match="this review link has expired"):
+        read_review_token("s3cret", token, now=time.time() + 8 * 86400)
+    # An unsubscribe token is no review link, and a review link unsubscribes nobody.
+    with pytest.raises(ReviewError, match="not valid"):
+        read_review_token("s3cret", make_token("s3cret", 1, "main", 1))
+    with pytest.raises(TokenError):
+        read_token("s3cret", token)
+
+
+def test_approve_without_a_draft_says_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    schedule_folder(tmp_path, monkeypatch, db_url)
+    result = run("approve")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: there is no draft to approve\n"
+        "Hint: run 'digest draft' first (or wait for the clock's); 'digest schedule' lists them\n"
+    )
