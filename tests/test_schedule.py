@@ -365,3 +365,26 @@ def test_approve_without_a_draft_says_how(
         "Error: there is no draft to approve\n"
         "Hint: run 'digest draft' first (or wait for the clock's); 'digest schedule' lists them\n"
     )
+
+
+def test_digest_schedule_shows_the_next_and_the_last_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    schedule_folder(tmp_path, monkeypatch, db_url, approval="auto")
+    shown = run("schedule", "--now", at(DRAFT_AT, -60))
+    assert shown.output == (
+        f"next draft: {DRAFT_AT:%a %Y-%m-%d %H:%M} UTC\n"
+        f"next send: {SEND_AT:%a %Y-%m-%d %H:%M} UTC\n"
+        "approval: auto; editors: editor@harbourtown.org\n"
+        "no runs yet\n"
+    )
+    run("schedule", "run", "--once", "--now", at(DRAFT_AT, 1))
+    run("schedule", "run", "--once", "--now", at(SEND_AT, 1))
+    lines = run("schedule", "--now", at(SEND_AT, 2)).output.splitlines()
+    assert lines[0].startswith("next draft: ") and lines[1].startswith("next send: ")
+    assert re.match(rf"{SEND_AT:%Y-%m-%d %H:%M} send +\S+ +sent +\S+ \(pid \d+\)  ", lines[3])
+    assert re.match(rf"{DRAFT_AT:%Y-%m-%d %H:%M} draft +\S+ +drafted ", lines[4])
+    # The issue went out: a draft of the same window is refused, saying why.
+    again = run("draft", "--now", at(SEND_AT, 3))
+    assert again.exit_code == 1
+    assert again.output.startswith("Error: issue #1 (") and "was already sent" in again.output
