@@ -121,6 +121,27 @@ def holder() -> str:
     return f"{socket.gethostname()} (pid {os.getpid()})"
 
 
+_HOLDER = re.compile(r"^(?P<host>.*) \(pid (?P<pid>\d+)\)$")
+
+
+def abandoned(run: RunRow) -> bool:
+    """Whether `run` was left running by a process of this host that no longer exists
+    (another host's process cannot be told dead from here: its run is left alone)."""
+    found = _HOLDER.match(run.holder)
+    if run.outcome != "running" or found is None or found["host"] != socket.gethostname():
+        return False
+    pid = int(found["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, owned by someone else
+        return False
+    return False
+
+
 def parse_now(text: str, tz: ZoneInfo) -> datetime:
     """--now: an ISO date and time, in the newsletter's zone unless it gives an offset."""
     try:
@@ -155,7 +176,7 @@ def due_slots(store: Store, clock: Clock, now: datetime) -> list[tuple[str, date
     for kind in KINDS:
         at = clock.last(kind, now)
         ran = store.run(slot_name(kind, at))
-        if ran is not None and not held_and_approved(store, ran.slot):
+        if ran is not None and not (held_and_approved(store, ran.slot) or abandoned(ran)):
             continue
         if not ever and now - at > FIRST_GRACE:
             continue  # before this clock first ran: not caught up on (see FIRST_GRACE)
@@ -173,6 +194,14 @@ def run_due(store: Store, settings: Settings, now: datetime | None = None) -> li
     reports = []
     for kind, at in due_slots(store, clock, now):
         slot = slot_name(kind, at)
+        ran = store.run(slot)
+        if ran is not None and abandoned(ran):
+            # Its process died mid-run (the machine went off): run it again. A send is safe
+            # to resume: its lease and ledger send only to those who have not had it.
+            if store.reclaim_abandoned(slot, ran.holder, me):
+                run = review.draft_slot if kind == "draft" else review.send_slot
+                reports.append(run(store, settings, slot, at))
+            continue
         if kind == "draft":
             if not store.claim_run(slot, kind, at, me):
                 continue  # another scheduler has it

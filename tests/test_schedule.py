@@ -7,6 +7,7 @@ import email.policy
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from digest.errors import SettingsError
 from digest.review import ReviewAction, ReviewError, read_review_token, review_token
 from digest.schedule import Clock, cron_of, slot_name
 from digest.settings import read_settings
-from digest.store import Store
+from digest.store import Store, schedule_runs
 from digest.tokens import TokenError, make_token, read_token
 from tests.conftest import init_folder
 from tests.peers import free_port
@@ -388,3 +389,32 @@ def test_digest_schedule_shows_the_next_and_the_last_runs(
     again = run("draft", "--now", at(SEND_AT, 3))
     assert again.exit_code == 1
     assert again.output.startswith("Error: issue #1 (") and "was already sent" in again.output
+
+
+def test_a_run_whose_process_died_is_resumed_once_and_another_hosts_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    folder = schedule_folder(tmp_path, monkeypatch, db_url, approval="auto")
+    assert "drafted" in run("schedule", "run", "--once", "--now", at(DRAFT_AT, 1)).output
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    slot = f"send {SEND_AT:%Y-%m-%dT%H:%M}Z"
+    store = Store.open(db_url)
+    try:
+        # A scheduler on another machine holds it: it may still be sending, so it stays.
+        store.claim_run(slot, "send", SEND_AT.replace(tzinfo=UTC), "elsewhere (pid 1)")
+        assert run("schedule", "run", "--once", "--now", at(SEND_AT, 5)).output == ""
+        assert issue_copies(folder) == []
+        # The same slot left running by a process of this host that is gone: resumed, once.
+        store.finish_run(slot, "running")
+        with store.begin() as conn:
+            conn.execute(
+                schedule_runs.update().values(holder=f"{socket.gethostname()} (pid {gone.pid})")
+            .where(schedule_runs.c.slot == slot)
+            )  # fmt: skip
+    finally:
+        store.close()
+    result = run("schedule", "run", "--once", "--now", at(SEND_AT, 6))
+    assert result.output.startswith(f"{slot}: sent (") and "3 sent" in result.output
+    assert run("schedule", "run", "--once", "--now", at(SEND_AT, 7)).output == ""
+    assert len(issue_copies(folder)) == 3

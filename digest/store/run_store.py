@@ -106,14 +106,26 @@ class RunStore(StoreBase):
 
     def reclaim_held(self, slot: str, holder: str) -> bool:
         """Take a held send slot back to run it again (compare-and-swap on its outcome)."""
+        return self.take_over(slot, holder, schedule_runs.c.outcome == HELD)
+
+    def take_over(self, slot: str, holder: str, condition: Any) -> bool:
+        """Run `slot` again as `holder` if its row still meets `condition` (one taker wins)."""
         with self.begin() as conn:
             result = conn.execute(
                 schedule_runs.update()
-                .where(schedule_runs.c.slot == slot, schedule_runs.c.outcome == HELD)
+                .where(schedule_runs.c.slot == slot, condition)
                 .values(outcome=RUNNING, holder=holder, started_at=utcnow(), finished_at=None)
                 .execution_options(preserve_rowcount=True)
             )
             return bool(result.rowcount == 1)
+
+    def reclaim_abandoned(self, slot: str, dead_holder: str, holder: str) -> bool:
+        """Take over a slot left `running` by `dead_holder` (a process that is gone)."""
+        return self.take_over(
+            slot,
+            holder,
+            sa.and_(schedule_runs.c.outcome == RUNNING, schedule_runs.c.holder == dead_holder),
+        )
 
     def finish_run(
         self,
