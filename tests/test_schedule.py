@@ -26,8 +26,8 @@ from digest.schedule import Clock, cron_of, slot_name
 from digest.settings import read_settings
 from digest.store import Store, schedule_runs
 from digest.tokens import TokenError, make_token, read_token
-from tests.conftest import init_folder
-from tests.peers import free_port
+from tests.conftest import init_folder, real_sender
+from tests.peers import free_port, smtp_server
 from tests.peers_web import request, web_server
 
 DAY = "mon tue wed thu fri sat sun".split()
@@ -418,3 +418,27 @@ def test_a_run_whose_process_died_is_resumed_once_and_another_hosts_is_left_alon
     assert result.output.startswith(f"{slot}: sent (") and "3 sent" in result.output
     assert run("schedule", "run", "--once", "--now", at(SEND_AT, 7)).output == ""
     assert len(issue_copies(folder)) == 3
+
+
+def test_the_whole_week_through_a_real_smtp_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    """Review copy, approval in the terminal and the send, all received by aiosmtpd."""
+    schedule_folder(tmp_path, monkeypatch, db_url, base_url=BASE_URL)
+    real_sender(monkeypatch)
+    with smtp_server() as peer:
+        monkeypatch.setenv("DIGEST_BACKEND", "smtp")
+        monkeypatch.setenv("DIGEST_SMTP_HOST", peer.host)
+        monkeypatch.setenv("DIGEST_SMTP_PORT", str(peer.port))
+        monkeypatch.setenv("DIGEST_SMTP_SECURITY", "none")
+        assert "drafted" in run("schedule", "run", "--once", "--now", at(DRAFT_AT, 1)).output
+        [review] = peer.messages
+        assert review.rcpt_tos == ["editor@harbourtown.org"]
+        message = email.message_from_bytes(review.data, policy=email.policy.default)
+        assert message["Subject"].startswith("[REVIEW] ")
+        assert f"Approve: {BASE_URL}/review/" in text_of(message)  # type: ignore[arg-type]
+        assert run("approve").exit_code == 0
+        result = run("schedule", "run", "--once", "--now", at(SEND_AT, 1))
+        assert "via smtp: 3 sent, 0 failed" in result.output, result.output
+    assert len(peer.messages) == 4
+    assert "editor@harbourtown.org" not in [r for m in peer.messages[1:] for r in m.rcpt_tos]
