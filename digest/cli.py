@@ -1199,6 +1199,8 @@ def schedule_run(app: App, once: bool, now_text: str | None) -> None:
 
     from digest.schedule import run_due, run_forever
 
+    if now_text is not None and not once:
+        raise click.UsageError("--now needs --once (the clock in the foreground keeps real time)")
     if once:
         for report in run_due(app.store, app.settings, _now(app, now_text)):
             click.echo(report.line())

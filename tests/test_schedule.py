@@ -177,6 +177,8 @@ def test_drafts_asks_and_sends_on_its_own(
     folder = schedule_folder(tmp_path, monkeypatch, db_url, base_url=BASE_URL)
 
     assert run("schedule", "run", "--once", "--now", at(DRAFT_AT, -5)).output == ""
+    moved = run("schedule", "run", "--now", at(DRAFT_AT))
+    assert moved.exit_code == 2 and "--now needs --once" in moved.output
     result = run("schedule", "run", "--once", "--now", at(DRAFT_AT, 5))
     assert result.exit_code == 0, result.output
     assert re.fullmatch(
