@@ -910,7 +910,8 @@ def serve(
     """Run the web side: one-click unsubscribe (/u/TOKEN), preferences (/p/TOKEN),
     the archive (/archive, /issues/ID, /feed.xml) and SendGrid's event webhook.
 
-    Put it behind your HTTPS proxy at [newsletter] base_url.
+    Put it behind your HTTPS proxy at [newsletter] base_url. With a [schedule], it also
+    runs the clock (as 'digest schedule run' does) and answers the review links.
 
     Example: digest serve --port 8080
     """
@@ -920,6 +921,18 @@ def serve(
     limits = Limits(
         connections=max_connections, header_timeout=header_timeout, idle_timeout=idle_timeout
     )
+    if app.settings.scheduled:  # the same clock as 'digest schedule run', beside the web side
+        import threading
+
+        from digest.schedule import run_forever
+
+        stop = threading.Event()
+        threading.Thread(
+            target=run_forever,
+            args=(app.store, app.settings, stop),
+            name="digest-clock",
+            daemon=True,
+        ).start()
     run_server(app.settings, app.store, host, port, limits)
 
 
@@ -1121,6 +1134,117 @@ def sources_(app: App, as_json: bool) -> None:
         when = row.last_fetch.strftime("%Y-%m-%d %H:%M") if row.last_fetch else "-"
         mark = "" if row.configured else "  (not configured)"
         click.echo(f"{row.source}{mark}\n    last read {when}  {row.status}  {row.items} items")
+
+
+# ---- Running on autopilot ([schedule]) ----------------------------------------------------
+
+
+def now_option(func: F) -> F:
+    """--now: run as if the clock showed this time (for trying a schedule out)."""
+    return click.option(
+        "--now",
+        "now_text",
+        metavar="TIME",
+        help="Act as if it were this time, e.g. 2026-12-04T16:00 (the newsletter's zone).",
+    )(func)
+
+
+def _now(app: App, now_text: str | None) -> datetime | None:
+    from digest.schedule import parse_now
+
+    return None if now_text is None else parse_now(now_text, app.settings.tz)
+
+
+@cli.group(invoke_without_command=True)
+@json_option
+@now_option
+@click.pass_context
+def schedule(ctx: click.Context, as_json: bool, now_text: str | None) -> None:
+    """Show the next draft and send times of [schedule], and the last runs with their outcome.
+
+    Example: digest schedule --json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from digest.schedule import view
+
+    app: App = ctx.obj
+    shown = view(app.store, app.settings, _now(app, now_text))
+    if as_json:
+        echo_json(shown.as_json())
+        return
+    tz = app.settings.tz
+    for kind, at in shown.upcoming:
+        click.echo(f"next {kind}: {at.astimezone(tz):%a %Y-%m-%d %H:%M %Z}")
+    click.echo(f"approval: {shown.approval}; editors: {', '.join(shown.editors) or '-'}")
+    if not shown.runs:
+        click.echo("no runs yet")
+    for run in shown.runs:
+        click.echo(
+            f"{run.due_at.astimezone(tz):%Y-%m-%d %H:%M} {run.kind:<7} {run.label or '-':<10} "
+            f"{run.outcome:<8} {run.holder}" + (f"  {run.detail}" if run.detail else "")
+        )
+
+
+@schedule.command("run")
+@click.option("--once", is_flag=True, help="Run what is due now, then exit.")
+@now_option
+@click.pass_obj
+def schedule_run(app: App, once: bool, now_text: str | None) -> None:
+    """Run the clock of [schedule] in the foreground: draft, review, send, each slot once.
+
+    Example: digest schedule run --once --now 2026-12-04T16:00
+    """
+    import threading
+
+    from digest.schedule import run_due, run_forever
+
+    if now_text is not None and not once:
+        raise click.UsageError("--now needs --once (the clock in the foreground keeps real time)")
+    if once:
+        for report in run_due(app.store, app.settings, _now(app, now_text)):
+            click.echo(report.line())
+        return
+    stop = threading.Event()
+    try:
+        run_forever(app.store, app.settings, stop, heard=lambda r: click.echo(r.line()))
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@cli.command("draft")
+@now_option
+@click.pass_obj
+def draft_(app: App, now_text: str | None) -> None:
+    """Draft the next issue now and send the review copy to [schedule] editors.
+
+    Example: digest draft
+    """
+    from digest.review import draft_by_hand
+
+    report = draft_by_hand(app.store, app.settings, _now(app, now_text))
+    if report.ingested:
+        click.echo(f"ingest: {report.ingested}")
+    click.echo(report.line())
+    for address, outcome in report.reviews:
+        click.echo(
+            f"  {address}: {outcome.status}" + (f" ({outcome.error})" if outcome.error else "")
+        )
+
+
+@cli.command()
+@click.option(
+    "--week", "label", metavar="LABEL", help="The draft to approve (default: the latest)."
+)
+@click.pass_obj
+def approve(app: App, label: str | None) -> None:
+    """Approve the latest draft: the clock sends it at the next send time.
+
+    Example: digest approve
+    """
+    from digest.review import approve as approve_draft
+
+    click.echo(approve_draft(app.store, app.settings, label).line())
 
 
 def main() -> None:

@@ -77,6 +77,10 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "sendgrid_asm_group_id": ("sendgrid", "asm_group_id"),
     "sendgrid_sandbox": ("sendgrid", "sandbox"),
     "sendgrid_webhook_public_key": ("sendgrid", "webhook_public_key"),
+    "schedule_draft": ("schedule", "draft"),
+    "schedule_send": ("schedule", "send"),
+    "schedule_approval": ("schedule", "approval"),
+    "schedule_editors": ("schedule", "editors"),
 }
 # Names outside the DIGEST_ prefix that the ecosystem already uses.
 EXTRA_ENV = {"sendgrid_api_key": "SENDGRID_API_KEY"}
@@ -159,6 +163,16 @@ class Settings:
     sendgrid_api_key: str = field(default="", repr=False)
     sendgrid_webhook_public_key: str = ""  # verifies the Event Webhook (base64 DER)
     lists: dict[str, ListSettings] = field(default_factory=dict)  # [lists.NAME]
+    # [schedule]: when the clock drafts and sends (cron or "fri 16:00", in `timezone`)
+    schedule_draft: str = ""
+    schedule_send: str = ""
+    schedule_approval: str = "required"  # "required": an editor approves; "auto": it goes out
+    schedule_editors: tuple[str, ...] = ()  # who gets the review copy
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether [schedule] sets a clock (draft and send times)."""
+        return bool(self.schedule_draft or self.schedule_send)
 
     @property
     def public_lists(self) -> tuple[str, ...]:
@@ -530,8 +544,45 @@ def _validate(s: Settings) -> None:
                 f"write [newsletter] {name} on one line (a line break there would end the "
                 "mail header and fail every recipient)",
             )
+    _validate_schedule(s)
     if "@" not in s.from_email:
         raise SettingsError(
             f"from_email is not an address: {s.from_email!r}",
             "set [newsletter] from_email to the address the newsletter is sent from",
+        )
+
+
+APPROVAL = ("required", "auto")  # [schedule] approval
+
+
+def _validate_schedule(s: Settings) -> None:
+    """[schedule]: both times parse, approval is known, editors are addresses."""
+    if not s.scheduled:
+        return
+    from digest.schedule import cron_of
+
+    place = f"{s.config_path} [schedule]" if s.config_path else "[schedule]"
+    for key in ("draft", "send"):
+        value = getattr(s, f"schedule_{key}")
+        if not value:
+            raise SettingsError(
+                f"{place} {key}: missing (a schedule needs both draft and send)",
+                f'add {key} = "fri 16:00" (or a cron line like "0 16 * * fri") to [schedule]',
+            )
+        cron_of(value, f"{place} {key}")
+    if s.schedule_approval not in APPROVAL:
+        raise SettingsError(
+            f"{place} approval: must be one of {', '.join(APPROVAL)}, got {s.schedule_approval!r}",
+            'set approval = "required" (an editor approves each issue) or "auto"',
+        )
+    bad = [a for a in s.schedule_editors if "@" not in a or any(c in a for c in " \r\n,;")]
+    if bad:
+        raise SettingsError(
+            f"{place} editors: {bad[0]!r} is not an address",
+            'list the editors\' addresses, e.g. editors = ["editor@example.org"]',
+        )
+    if not s.schedule_editors and s.schedule_approval == "required":
+        raise SettingsError(
+            f"{place} editors: nobody gets the review copy to approve",
+            'list at least one address, e.g. editors = ["editor@example.org"]',
         )

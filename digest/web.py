@@ -43,6 +43,7 @@ from digest.events import (
     read_events,
 )
 from digest.models import Subscriber, SubscriberStatus
+from digest.review_web import review_routes
 from digest.settings import ListSettings, Settings
 from digest.store import Store
 from digest.suppressions import (
@@ -605,6 +606,7 @@ def create_app(settings: Settings, store: Store) -> WebApp:
             Route("/issues/{id:int}", site.issue),
             Route("/feed.xml", site.feed),
             Route("/webhooks/sendgrid", site.sendgrid_events, methods=["POST"]),
+            *review_routes(settings, store),  # the editor's review links ([schedule])
         ],
         exception_handlers={WebhookRejected: too_large, DigestError: broken},
     )

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.store import Store, metadata
 from digest.store.base import _revisions
+from digest.store.rows import utcnow
 from digest.store.schema import HEAD
 from tests.conftest import FIXTURES, init_folder
 
@@ -186,5 +187,19 @@ def test_0004_keeps_issues_frozen_before_it_without_a_note(db_url: str, tmp_path
         assert {(a.image_alt, a.image_width, a.image_height) for a in store.all_articles()} == {
             (None, None, None)
         }
+    finally:
+        store.close()
+
+
+def test_0006_an_upgraded_database_has_no_runs_and_sends_as_before(
+    db_url: str, tmp_path: Path
+) -> None:
+    load_landed(db_url, tmp_path)
+    Store.upgrade(db_url)
+    store = Store.open(db_url)
+    try:
+        assert store.runs() == [] and not store.has_runs()
+        assert store.issue_by_label("2026-W48") is not None  # the sent issue is kept
+        assert store.claim_run("draft 2026-12-03T10:00Z", "draft", utcnow(), "here (pid 1)")
     finally:
         store.close()

@@ -13,6 +13,7 @@ from digest.store.issue_store import IssueStore
 from digest.store.leases import Lease, LeaseStore
 from digest.store.ledger import LedgerStore, StatusRow
 from digest.store.rows import content_hash, from_db, one_line, to_db, utcnow
+from digest.store.run_store import RunRow, RunStore
 from digest.store.schema import (
     article_metrics,
     article_origins,
@@ -26,6 +27,7 @@ from digest.store.schema import (
     metadata,
     optouts,
     picks,
+    schedule_runs,
     send_leases,
     subscribers,
 )
@@ -49,6 +51,7 @@ class Store(
     ArchiveStore,
     LeaseStore,
     EventStore,
+    RunStore,
 ):
     """All reads and writes of digest's tables."""
 
@@ -59,6 +62,7 @@ __all__ = [
     "SubscriberWriter",
     "email_key",
     "Lease",
+    "RunRow",
     "SourceState",
     "StatusRow",
     "Store",
@@ -79,6 +83,7 @@ __all__ = [
     "one_line",
     "optouts",
     "picks",
+    "schedule_runs",
     "send_leases",
     "subscribers",
     "to_db",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0004"
+HEAD = "0006"
 
 metadata = sa.MetaData()
 
@@ -183,4 +183,23 @@ feed_state = sa.Table(
     sa.Column("last_fetch", sa.DateTime, nullable=False),
     sa.Column("status", sa.Text, nullable=False),  # "ok", "not modified", or what failed
     sa.Column("items", sa.Integer, nullable=False, default=0),
+)
+
+# The schedule's runs ([schedule]): one row per slot, inserted before its work starts, so a
+# slot runs once however many schedulers find it due.
+schedule_runs = sa.Table(
+    "schedule_runs",
+    metadata,
+    sa.Column("slot", sa.String(100), primary_key=True),  # "send 2026-12-04T15:00Z"
+    sa.Column("kind", sa.String(20), nullable=False),  # draft, send, approve
+    sa.Column("due_at", sa.DateTime, nullable=False),  # naive UTC
+    sa.Column("label", sa.String(100)),  # the issue window it concerns
+    sa.Column("since", sa.DateTime),
+    sa.Column("until", sa.DateTime),
+    sa.Column("outcome", sa.String(20), nullable=False),  # running, drafted, held, sent, …
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("holder", sa.String(300), nullable=False),  # host (pid N)
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Index("ix_schedule_runs_kind_due", "kind", "due_at"),
 )
