@@ -127,19 +127,12 @@ _HOLDER = re.compile(r"^(?P<host>.*) \(pid (?P<pid>\d+)\)$")
 def abandoned(run: RunRow) -> bool:
     """Whether `run` was left running by a process of this host that no longer exists
     (another host's process cannot be told dead from here: its run is left alone)."""
+    from digest.delivery.lease import host_process_gone
+
     found = _HOLDER.match(run.holder)
-    if run.outcome != "running" or found is None or found["host"] != socket.gethostname():
+    if run.outcome != "running" or found is None:
         return False
-    pid = int(found["pid"])
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists, owned by someone else
-        return False
-    return False
+    return host_process_gone(found["host"], int(found["pid"]))
 
 
 def parse_now(text: str, tz: ZoneInfo) -> datetime:

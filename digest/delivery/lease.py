@@ -29,10 +29,16 @@ class LeaseLost(SendError):
 
 def process_gone(lease: Lease) -> bool:
     """Whether `lease`'s holder is a process of this host that no longer runs."""
-    if lease.host != socket.gethostname() or lease.pid == os.getpid():
+    return host_process_gone(lease.host, lease.pid)
+
+
+def host_process_gone(host: str, pid: int) -> bool:
+    """Whether process `pid` of `host` is one of this host's that no longer runs (another
+    host's process cannot be told dead from here: False)."""
+    if host != socket.gethostname() or pid == os.getpid():
         return False
     try:
-        os.kill(lease.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except OSError:  # it exists, owned by someone else
