@@ -608,6 +608,25 @@ def subscribers_list(app: App, list_name: str | None, as_json: bool) -> None:
     click.echo(f"{len(people)} subscribers")
 
 
+@subscribers.command("show")
+@click.argument("email")
+@json_option
+@click.pass_obj
+def subscribers_show(app: App, email: str, as_json: bool) -> None:
+    """Show one subscriber: status, lists and consent (when, where from, what was agreed to).
+
+    Example: digest subscribers show ada@example.com --json
+    """
+    from digest.subscribers import subscriber_record
+
+    record = subscriber_record(app.store, email)
+    if as_json:
+        echo_json(record.as_json())
+        return
+    for line in record.lines():
+        click.echo(line)
+
+
 @subscribers.command("unsubscribe")
 @click.argument("email")
 @click.pass_obj

@@ -42,6 +42,7 @@ from digest.events import (
     parse_events,
     read_events,
 )
+from digest.join_web import joining
 from digest.models import Subscriber, SubscriberStatus
 from digest.settings import ListSettings, Settings
 from digest.store import Store
@@ -593,6 +594,9 @@ def create_app(settings: Settings, store: Store) -> WebApp:
             Route("/issues/{id:int}", site.issue),
             Route("/feed.xml", site.feed),
             Route("/webhooks/sendgrid", site.sendgrid_events, methods=["POST"]),
+            Route("/subscribe", joining(site).form, methods=["GET", "POST"]),
+            Route("/api/subscribe", joining(site).api, methods=["POST", "OPTIONS"]),
+            Route("/confirm/{token}", joining(site).confirm, methods=["GET", "POST"]),
         ],
         exception_handlers={WebhookRejected: too_large, DigestError: broken},
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
+from digest.store.consent_store import Confirmed, Consent, ConsentStore
 from digest.store.event_store import EventStore
 from digest.store.issue_store import IssueStore
 from digest.store.leases import Lease, LeaseStore
@@ -17,6 +18,7 @@ from digest.store.schema import (
     article_metrics,
     article_origins,
     articles,
+    consents,
     deliveries,
     events,
     feed_state,
@@ -49,12 +51,16 @@ class Store(
     ArchiveStore,
     LeaseStore,
     EventStore,
+    ConsentStore,
 ):
     """All reads and writes of digest's tables."""
 
 
 __all__ = [
     "Chunk",
+    "Confirmed",
+    "Consent",
+    "consents",
     "SubscriberRow",
     "SubscriberWriter",
     "email_key",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0004"
+HEAD = "0007"
 
 metadata = sa.MetaData()
 
@@ -183,4 +183,25 @@ feed_state = sa.Table(
     sa.Column("last_fetch", sa.DateTime, nullable=False),
     sa.Column("status", sa.Text, nullable=False),  # "ok", "not modified", or what failed
     sa.Column("items", sa.Integer, nullable=False, default=0),
+)
+
+# Each request to join from the web (/subscribe, POST /api/subscribe) and its confirmation.
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False, index=True
+    ),
+    sa.Column("lists", sa.Text, nullable=False),  # JSON list of the lists asked for
+    sa.Column("source", sa.String(20), nullable=False),  # "form" or "api"
+    sa.Column("text", sa.Text, nullable=False),  # what the reader agreed to, as shown
+    sa.Column("requested_at", sa.DateTime, nullable=False),
+    sa.Column("request_ip", sa.String(64)),
+    sa.Column("request_agent", sa.Text),
+    sa.Column("mailed_at", sa.DateTime),  # when its confirmation email went out
+    sa.Column("confirmed_at", sa.DateTime),  # NULL until the emailed link is followed
+    sa.Column("confirm_ip", sa.String(64)),
+    sa.Column("confirm_agent", sa.Text),
+    sa.Column("prior_status", sa.String(20)),  # unsubscribed, bounced or complained before
 )
