@@ -13,8 +13,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -28,9 +29,12 @@ from digest.joining import (
     check_request,
     confirm_join,
     consent_text,
-    request_join,
+    mail_confirmation,
+    record_join,
+    send_welcomes,
 )
 from digest.settings import ListSettings
+from digest.store import Confirmed
 
 if TYPE_CHECKING:
     from digest.web import Site
@@ -42,6 +46,7 @@ ACCEPTED = (
     "Nothing is sent until it is confirmed."
 )
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class IpLimit:
@@ -219,22 +224,38 @@ class Joining:
     async def accept(self, join: JoinRequest, source: str, request: Request) -> None:
         """Record the request now; its confirmation email goes out after the answer."""
         site = self.site
+        ip, agent = _ip(request), request.headers.get("user-agent")
+        # Recorded before the answer (a database fault is a 500 for every address alike).
+        recorded = await site.write(
+            record_join, site.store, self.settings, join, source=source, ip=ip, agent=agent
+        )
+        if recorded is not None:
+
+            def work() -> None:
+                try:
+                    mail_confirmation(self.settings, site.secret, join, recorded)
+                except Exception:  # noqa: BLE001  one email's failure must not stop the next
+                    log.exception("a confirmation email could not be sent")
+
+            self.mailer.submit(work)
+
+    def held(self, func: Callable[[], T]) -> T:
+        """`func()`, a database write: on SQLite in its turn with the server's other writes."""
+        if self.site.gate is None:
+            return func()
+        with self.site.gate.hold(urgent=False):
+            return func()
+
+    def welcome(self, done: Confirmed) -> None:
+        """Send the welcome emails of a first confirmation, after the answer."""
 
         def work() -> None:
             try:
-                request_join(
-                    site.store,
-                    self.settings,
-                    site.secret,
-                    join,
-                    source=source,
-                    ip=_ip(request),
-                    agent=request.headers.get("user-agent"),
-                )
-            except Exception:  # noqa: BLE001  one request's failure must not stop the next
-                log.exception("a request to join could not be taken")
+                send_welcomes(self.site.store, self.settings, self.site.secret, done, self.held)
+            except Exception:  # noqa: BLE001  the ledger keeps what was claimed
+                log.exception("welcome emails could not be sent")
 
-        self.mailer.submit(site.gate.wrap(work, urgent=False) if site.gate else work)
+        self.mailer.submit(work)
 
     async def confirm(self, request: Request) -> Response:
         """GET /confirm/TOKEN shows a button (scanners prefetch GETs); POST confirms."""
@@ -261,6 +282,8 @@ class Joining:
             return self.site.error(400, "This link has expired", e.message + ".", e.hint or "")
         if done is None:
             return self.site.bad_link()
+        if done.first:
+            self.welcome(done)
         titles = ", ".join(self.settings.list_title(n) for n in done.lists)
         page = self.site.page(
             "confirm.html.j2",

@@ -15,22 +15,28 @@ import hmac
 import html
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
 
-from digest.delivery import Envelope
+from digest.delivery import Envelope, Outcome
 from digest.delivery.senders import make_sender
 from digest.errors import DigestError, SubscriberError
 from digest.models import DeliveryStatus, Issue, RenderedIssue, Subscriber
-from digest.settings import Settings
+from digest.render import render_template, template_environment, to_html
+from digest.settings import ListSettings, Settings
 from digest.store import Confirmed, Store
 from digest.store.rows import one_line
 from digest.subscribers import normalize_email
+from digest.tokens import make_token
 
 CONFIRM_EVERY = timedelta(hours=1)  # at most one confirmation email per address in this time
 CONFIRM_MAX_AGE = 7 * 24 * 3600  # seconds a confirmation link stays good
 MAX_NAME = 200
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JoinError(DigestError):
@@ -122,19 +128,18 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def request_join(
+def record_join(
     store: Store,
     settings: Settings,
-    secret: str,
     request: JoinRequest,
     *,
     source: str,
     ip: str | None,
     agent: str | None,
-) -> bool:
-    """Record the request and email its confirmation link; False when no email went out
-    (one went to this address within the hour, or the sender refused it)."""
-    consent_id = store.request_join(
+) -> tuple[int, int] | None:
+    """Record the request; the ids of its consent and subscriber when its confirmation email
+    should go out now, None when one went to this address within the hour."""
+    return store.request_join(
         request.email,
         request.name,
         request.lists,
@@ -144,10 +149,15 @@ def request_join(
         agent=(agent or "")[:500] or None,
         every=CONFIRM_EVERY,
     )
-    if consent_id is None:
-        return False
-    person = store.subscriber_by_email(request.email)
-    assert person is not None and person.id is not None
+
+
+def mail_confirmation(
+    settings: Settings, secret: str, request: JoinRequest, recorded: tuple[int, int]
+) -> bool:
+    """Email the confirmation link of a recorded request (`record_join`'s ids); False when
+    the sender refused it."""
+    consent_id, subscriber_id = recorded
+    person = Subscriber(request.email, request.name, request.lists, id=subscriber_id)
     link = f"{settings.base_url.rstrip('/')}/confirm/{confirm_token(secret, consent_id)}"
     titles = ", ".join(settings.list_title(n) for n in request.lists)
     text = (
@@ -163,7 +173,8 @@ def request_join(
         "</body></html>"
     )
     subject = f"Confirm your subscription to {settings.name}"
-    return send_one(settings, f"confirm-{consent_id}", person, subject, body, text)
+    outcome = send_one(settings, f"confirm-{consent_id}", person, subject, body, text)
+    return outcome.status == DeliveryStatus.SENT
 
 
 def send_one(
@@ -173,8 +184,8 @@ def send_one(
     subject: str,
     html_body: str,
     text_body: str,
-) -> bool:
-    """One transactional email to `person` through the configured sender; True if taken."""
+) -> Outcome:
+    """One transactional email to `person` through the configured sender."""
     now = datetime.now(UTC)
     issue = Issue(
         id=0,
@@ -195,12 +206,75 @@ def send_one(
         finally:
             sender.close()
     except DigestError as e:
-        log.error("%s to subscriber %s not sent: %s", label, person.id, e.message)
-        return False
+        outcome = Outcome(person.id or 0, DeliveryStatus.FAILED, error=e.message)
     if outcome.status != DeliveryStatus.SENT:
         log.error("%s to subscriber %s not sent: %s", label, person.id, outcome.error)
-        return False
-    return True
+    return outcome
+
+
+def render_welcome(
+    settings: Settings, secret: str, person: Subscriber, list_name: str
+) -> tuple[str, str, str]:
+    """The subject, HTML and text of the welcome email of `list_name` (templates
+    welcome.mjml.j2 and welcome.txt.j2, the user's own first)."""
+    base = settings.base_url.rstrip("/")
+    assert person.id is not None
+    unsubscribe = f"{base}/u/{make_token(secret, person.id, list_name, 0)}" if base else ""
+    found = settings.lists.get(list_name, ListSettings())
+    context = {
+        "newsletter": {
+            "name": settings.name,
+            "base_url": base,
+            "archive_url": f"{base}/archive" if base else "",
+            "postal_lines": [
+                line.strip() for line in settings.postal_address.splitlines() if line.strip()
+            ],
+        },
+        "list": {
+            "name": list_name,
+            "title": settings.list_title(list_name),
+            "description": found.description,
+        },
+        "subscriber": {"email": person.email, "name": person.name, "unsubscribe_url": unsubscribe},
+        "brand": {"accent": settings.accent_color},
+    }
+    env = template_environment(settings)
+    body = to_html(render_template(env, "welcome.mjml.j2", context))
+    text = render_template(env, "welcome.txt.j2", context)
+    return f"Welcome to {settings.list_title(list_name)}", body, text
+
+
+def send_welcomes(
+    store: Store,
+    settings: Settings,
+    secret: str,
+    done: Confirmed,
+    write: Callable[[Callable[[], T]], T] | None = None,
+) -> list[str]:
+    """The welcome email of each list a confirmation joined, each at most once ever (the
+    `welcomes` ledger: claimed before sending); the lists it went out for.
+
+    `write` runs each ledger write (digest serve: in SQLite's turn).
+    """
+    run: Callable[[Callable[[], Any]], Any] = write or (lambda f: f())
+    person = Subscriber(done.email, done.name, done.lists, id=done.subscriber_id)
+    sent = []
+    sid = done.subscriber_id
+    for list_name in done.lists:
+        if not run(partial(store.claim_welcome, sid, list_name)):
+            continue
+        try:
+            subject, body, text = render_welcome(settings, secret, person, list_name)
+        except DigestError as e:
+            outcome = Outcome(done.subscriber_id, DeliveryStatus.FAILED, error=e.message)
+            log.error("welcome to subscriber %s not rendered: %s", done.subscriber_id, e.message)
+        else:
+            outcome = send_one(settings, f"welcome-{list_name}", person, subject, body, text)
+        finish = partial(store.finish_welcome, sid, list_name, str(outcome.status))
+        run(partial(finish, outcome.message_id, outcome.error))
+        if outcome.status == DeliveryStatus.SENT:
+            sent.append(list_name)
+    return sent
 
 
 def confirm_join(

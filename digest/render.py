@@ -658,6 +658,11 @@ def _builtin_loader() -> jinja2.BaseLoader:
     return jinja2.FunctionLoader(load)
 
 
+def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    """One template of `env` rendered, its faults as a TemplateError saying where."""
+    return _render_template(env, name, context)
+
+
 def _render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
     try:
         template = env.get_template(name)

@@ -375,6 +375,7 @@ class SubscriberRecord:
 
     subscriber: Subscriber
     consents: list[Consent]
+    welcomes: dict[str, str] = field(default_factory=dict)  # list → the welcome's status
 
     def as_json(self) -> dict[str, object]:
         """The record as `digest subscribers show --json` prints it."""
@@ -388,6 +389,7 @@ class SubscriberRecord:
             "fields": person.fields,
             "consent": latest,
             "consents": [c.as_json() for c in self.consents],
+            "welcomes": self.welcomes,
         }
 
     def lines(self) -> list[str]:
@@ -418,6 +420,8 @@ class SubscriberRecord:
                     f"    note: this address was {c.prior_status} before; the confirmation "
                     "re-activated it"
                 )
+        for list_name, status in sorted(self.welcomes.items()):
+            out.append(f"  welcome email for {list_name}: {status}")
         if person.status == SubscriberStatus.COMPLAINED and self.consents:
             pending = [c for c in self.consents if c.confirmed_at is None]
             if pending:
@@ -433,7 +437,7 @@ def subscriber_record(store: Store, email: str) -> SubscriberRecord:
             f"no subscriber with address {email.strip()}",
             "check the spelling, or run 'digest subscribers list'",
         )
-    return SubscriberRecord(person, store.consents_of(person.id))
+    return SubscriberRecord(person, store.consents_of(person.id), store.welcomes_of(person.id))
 
 
 @dataclass

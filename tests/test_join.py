@@ -97,6 +97,15 @@ def joining(store: Store, db_url: str) -> Iterator[Joining]:
             yield Joining(store, settings, url, peer)
 
 
+def welcomed(store: Store, address: str, lists: dict[str, str]) -> None:
+    """Wait until the welcome ledger of `address` (written after the answer) is `lists`."""
+    person = status_of(store, address)
+    deadline = time.monotonic() + 10
+    while store.welcomes_of(person.id or 0) != lists and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.welcomes_of(person.id or 0) == lists
+
+
 def status_of(store: Store, address: str) -> Subscriber:
     found = store.subscriber_by_email(address)
     assert found is not None
@@ -126,6 +135,16 @@ def test_the_api_answers_202_and_the_confirmation_link_activates_on_post(joining
 
     again = request(link, "POST", b"")  # a replay: nothing changes
     assert again.status == 200 and "Already confirmed" in again.body
+    confirm, welcome = joining.mails_to("Ada@example.com", 2)
+    assert welcome["Subject"] == "Welcome to Science Notes"
+    text = welcome.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "You are now subscribed to Science Notes from River News." in text
+    assert f"Unsubscribe: {joining.url}/u/" in text
+    html = welcome.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Welcome, Ada!" in html
+    welcomed(joining.store, "ada@example.com", {"science": "sent"})
+    time.sleep(0.2)
+    assert len(joining.mails_to("Ada@example.com", wait=0)) == 2  # the welcome once only
 
     shown = CliRunner().invoke(
         cli,
@@ -140,6 +159,7 @@ def test_the_api_answers_202_and_the_confirmation_link_activates_on_post(joining
     assert consent["confirm_user_agent"] == "Firefox/1.0"
     assert consent["text"].startswith("Send me Science Notes by email.")
     assert consent["confirmed_at"] and consent["requested_at"]
+    assert record["welcomes"] == {"science": "sent"}
     listed = CliRunner().invoke(
         cli, ["--db", joining.settings.database_url, "subscribers", "list", "--json"]
     )
@@ -168,6 +188,7 @@ def test_the_form_joins_the_lists_ticked_and_says_the_same_for_a_known_address(
     assert status_of(joining.store, "grace@example.org").lists == ["main"]
     request(joining.link(mail), "POST", b"")
     assert status_of(joining.store, "grace@example.org").lists == ["main", "science"]
+    welcomed(joining.store, "grace@example.org", {"main": "sent", "science": "sent"})
 
 
 def test_one_confirmation_an_hour_per_address_and_the_same_answer(joining: Joining) -> None:
@@ -245,6 +266,7 @@ def test_a_complaint_rejoins_only_through_confirmation_and_shows(joining: Joinin
     assert "complained, and asked to join again (not confirmed)" in pending.output
     request(joining.link(mail), "POST", b"")
     assert status_of(joining.store, "carl@example.com").status == SubscriberStatus.ACTIVE
+    welcomed(joining.store, "carl@example.com", {"main": "sent"})
     shown = runner.invoke(cli, ["--db", db, "subscribers", "show", "carl@example.com"])
     assert "note: this address was complained before" in shown.output
     record = json.loads(
@@ -288,3 +310,42 @@ def test_show_and_export_of_an_imported_subscriber(
     again = runner.invoke(cli, ["--db", db_url, "subscribers", "import", str(out)])
     assert again.exit_code == 0, again.output
     assert status_of(store, "ada@example.com").fields == {}
+
+
+def test_the_welcome_template_is_the_editors_own_when_given(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "welcome.txt.j2").write_text(
+        "Hello {{ subscriber.email }}, this is {{ list.title }}.\n", encoding="utf-8"
+    )
+    with smtp_server() as peer:
+        port = free_port()
+        settings = settings_for(db_url, peer.port, port, templates=tmp_path)
+        with web_server(settings, port) as url:
+            j = Joining(store, settings, url, peer)
+            j.api({"email": "ada@example.com", "lists": ["main", "science"]})
+            [mail] = j.mails_to("ada@example.com")
+            request(j.link(mail), "POST", b"")
+            welcomes = j.mails_to("ada@example.com", 3)[1:]
+            welcomed(store, "ada@example.com", {"main": "sent", "science": "sent"})
+    texts = sorted(m.get_body(("plain",)).get_content().strip() for m in welcomes)  # type: ignore[union-attr]
+    assert texts == [
+        "Hello ada@example.com, this is Science Notes.",
+        "Hello ada@example.com, this is The Weekly.",
+    ]
+    assert [(s.lists) for s in store.subscribers()] == [["main", "science"]]
+
+
+def test_a_welcome_is_sent_once_even_when_asked_twice(store: Store) -> None:
+    from digest.joining import send_welcomes
+    from digest.store import Confirmed
+
+    store.upsert_subscribers([Subscriber("ada@example.com", "Ada", ["main"])])
+    person = status_of(store, "ada@example.com")
+    with smtp_server() as peer:
+        settings = settings_for(store.engine.url.render_as_string(False), peer.port, 1)
+        done = Confirmed("ada@example.com", "Ada", person.id or 0, ["main"], first=True)
+        assert send_welcomes(store, settings, SECRET, done) == ["main"]
+        assert send_welcomes(store, settings, SECRET, done) == []
+        assert len(peer.messages) == 1
+    assert store.welcomes_of(person.id or 0) == {"main": "sent"}

@@ -30,6 +30,7 @@ from digest.store.schema import (
     picks,
     send_leases,
     subscribers,
+    welcomes,
 )
 from digest.store.subscriber_store import (
     Chunk,
@@ -89,4 +90,5 @@ __all__ = [
     "subscribers",
     "to_db",
     "utcnow",
+    "welcomes",
 ]

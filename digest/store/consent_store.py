@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from digest.models import SubscriberStatus
 from digest.store.base import StoreBase, dialect_insert
 from digest.store.rows import from_db, utcnow
-from digest.store.schema import consents, memberships, optouts, subscribers
+from digest.store.schema import consents, memberships, optouts, subscribers, welcomes
 from digest.store.subscriber_store import email_key, id_by_email
+from digest.store.suppression_store import insert_once
 
 # Statuses a confirmation lifts: the reader asked again and proved the mailbox is theirs.
 _LIFTED = (
@@ -87,9 +88,9 @@ class ConsentStore(StoreBase):
         ip: str | None,
         agent: str | None,
         every: timedelta,
-    ) -> int | None:
-        """Record a request to join; the id of its consent when a confirmation email should
-        go out now, None when one went to this address less than `every` ago.
+    ) -> tuple[int, int] | None:
+        """Record a request to join; the ids of its consent and subscriber when a confirmation
+        email should go out now, None when one went to this address less than `every` ago.
 
         An unknown address is added as `pending`; a known one keeps its status (and lists)
         until the confirmation, whatever it is: the answer never tells them apart.
@@ -129,7 +130,7 @@ class ConsentStore(StoreBase):
                     mailed_at=now,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return int(result.inserted_primary_key[0]), sid
 
     def confirm_join(self, consent_id: int, ip: str | None, agent: str | None) -> Confirmed | None:
         """Follow a confirmation: the address becomes active on the lists it asked for (lists
@@ -203,6 +204,42 @@ class ConsentStore(StoreBase):
                     if earlier is None or consent.confirmed_at or not earlier.confirmed_at:
                         found[consent.subscriber_id] = consent
         return found
+
+    def claim_welcome(self, subscriber_id: int, list_name: str) -> bool:
+        """Claim the one welcome email of a subscriber on a list; False if it was claimed
+        before (sent, failed, or interrupted: never sent twice)."""
+        values = {
+            "subscriber_id": subscriber_id,
+            "list_name": list_name,
+            "status": "sending",
+            "updated_at": utcnow(),
+        }
+        with self.begin() as conn:
+            return insert_once(conn, welcomes, values)
+
+    def finish_welcome(
+        self,
+        subscriber_id: int,
+        list_name: str,
+        status: str,
+        message_id: str | None,
+        error: str | None,
+    ) -> None:
+        """Record what became of a claimed welcome email."""
+        with self.begin() as conn:
+            conn.execute(
+                welcomes.update()
+                .where(welcomes.c.subscriber_id == subscriber_id, welcomes.c.list_name == list_name)
+                .values(status=status, message_id=message_id, error=error, updated_at=utcnow())
+            )
+
+    def welcomes_of(self, subscriber_id: int) -> dict[str, str]:
+        """The status of each welcome email of a subscriber, by list."""
+        query = sa.select(welcomes.c.list_name, welcomes.c.status).where(
+            welcomes.c.subscriber_id == subscriber_id
+        )
+        with self.engine.connect() as conn:
+            return {str(n): str(s) for n, s in conn.execute(query)}
 
 
 def _consent(row: Any) -> Consent:

@@ -205,3 +205,15 @@ consents = sa.Table(
     sa.Column("confirm_agent", sa.Text),
     sa.Column("prior_status", sa.String(20)),  # unsubscribed, bounced or complained before
 )
+
+# The ledger of welcome emails: claimed ("sending") before one goes out, then sent or failed.
+welcomes = sa.Table(
+    "welcomes",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("list_name", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("message_id", sa.String(300)),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)

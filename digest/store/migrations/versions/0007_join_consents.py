@@ -6,6 +6,9 @@
   followed, when and from which IP and user agent it was confirmed, and the status the
   address had before (a complaint or bounce re-joined is never silent). Subscribers
   imported before this version have none: their consent came with the import.
+- `welcomes`: the ledger of welcome emails, one row per subscriber and list, claimed
+  (`sending`) before the email goes out and then `sent` or `failed`: a welcome is sent at
+  most once, and one interrupted mid-way stays `sending` (never sent twice).
 - `subscribers.status` may now be `pending`: asked to join, not yet confirmed (no column
   change).
 
@@ -48,6 +51,17 @@ def upgrade() -> None:
         sa.Column("prior_status", sa.String(20)),
     )
 
+    op.create_table(
+        "welcomes",
+        sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+        sa.Column("list_name", sa.String(200), primary_key=True),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("message_id", sa.String(300)),
+        sa.Column("error", sa.Text),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("welcomes")
     op.drop_table("consents")
