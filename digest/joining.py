@@ -8,7 +8,6 @@ whatever the address's standing, and an address gets at most one confirmation an
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -30,7 +29,7 @@ from digest.settings import ListSettings, Settings
 from digest.store import Confirmed, Store
 from digest.store.rows import one_line
 from digest.subscribers import normalize_email
-from digest.tokens import make_token
+from digest.tokens import b64, make_token, unb64
 
 CONFIRM_EVERY = timedelta(hours=1)  # at most one confirmation email per address in this time
 CONFIRM_MAX_AGE = 7 * 24 * 3600  # seconds a confirmation link stays good
@@ -89,7 +88,7 @@ def confirm_token(secret: str, consent_id: int, issued: int | None = None) -> st
     stamp = int(time.time()) if issued is None else issued
     payload = f"join\x1f{consent_id}\x1f{stamp}".encode()
     mac = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
-    return f"{_b64(payload)}.{_b64(mac)}"
+    return f"{b64(payload)}.{b64(mac)}"
 
 
 class LinkExpired(DigestError):
@@ -100,7 +99,7 @@ def read_confirm_token(secret: str, token: str, now: float | None = None) -> int
     """The consent id of a valid token; None when it is not ours; LinkExpired when too old."""
     try:
         payload_part, mac_part = token.split(".")
-        payload, mac = _unb64(payload_part), _unb64(mac_part)
+        payload, mac = unb64(payload_part), unb64(mac_part)
     except (ValueError, UnicodeEncodeError, binascii.Error):
         return None
     good = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
@@ -118,14 +117,6 @@ def read_confirm_token(secret: str, token: str, now: float | None = None) -> int
             "this confirmation link has expired", "ask to join again: a new link will be sent"
         )
     return consent_id
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def record_join(

@@ -80,6 +80,7 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "allowed_origins": ("web", "allowed_origins"),
     "consent_text": ("web", "consent_text"),
     "join_per_ip": ("web", "join_per_ip"),
+    "track_clicks": ("tracking", "clicks"),
 }
 # Names outside the DIGEST_ prefix that the ecosystem already uses.
 EXTRA_ENV = {"sendgrid_api_key": "SENDGRID_API_KEY"}
@@ -169,6 +170,7 @@ class Settings:
         "Send me {lists} by email. I can unsubscribe at any time with the link in every email."
     )
     join_per_ip: int = 20  # requests to join per client IP and hour (in memory, per process)
+    track_clicks: bool = False  # story links go through BASE_URL/c/TOKEN (needs base_url)
 
     @property
     def public_lists(self) -> tuple[str, ...]:
@@ -527,6 +529,11 @@ def _validate(s: Settings) -> None:
         raise SettingsError(
             f"max_feeds_per_list must be between 1 and 100000, got {s.max_feeds_per_list}",
             "set [sources] max_feeds_per_list to the most feeds one OPML list may name, e.g. 500",
+        )
+    if s.track_clicks and not s.base_url:
+        raise SettingsError(
+            "[tracking] clicks needs base_url: the story links lead through digest serve",
+            "set [newsletter] base_url to where 'digest serve' answers, or clicks = false",
         )
     if s.join_per_ip < 1:
         raise SettingsError(

@@ -29,6 +29,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from digest.archive import Links, Pages, issue_page, sent_issue, sent_issues
+from digest.clicks_web import clicks
 from digest.errors import DigestError
 from digest.events import (
     MAX_BODY,
@@ -597,6 +598,7 @@ def create_app(settings: Settings, store: Store) -> WebApp:
             Route("/subscribe", joining(site).form, methods=["GET", "POST"]),
             Route("/api/subscribe", joining(site).api, methods=["POST", "OPTIONS"]),
             Route("/confirm/{token}", joining(site).confirm, methods=["GET", "POST"]),
+            Route("/c/{token}", clicks(site).redirect, methods=["GET"]),
         ],
         exception_handlers={WebhookRejected: too_large, DigestError: broken},
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
+from digest.store.click_store import Click, ClickStore, StoryClicks
 from digest.store.consent_store import Confirmed, Consent, ConsentStore
 from digest.store.event_store import EventStore
 from digest.store.issue_store import IssueStore
@@ -18,6 +19,7 @@ from digest.store.schema import (
     article_metrics,
     article_origins,
     articles,
+    clicks,
     consents,
     deliveries,
     events,
@@ -53,12 +55,16 @@ class Store(
     LeaseStore,
     EventStore,
     ConsentStore,
+    ClickStore,
 ):
     """All reads and writes of digest's tables."""
 
 
 __all__ = [
     "Chunk",
+    "Click",
+    "StoryClicks",
+    "clicks",
     "Confirmed",
     "Consent",
     "consents",

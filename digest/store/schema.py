@@ -217,3 +217,17 @@ welcomes = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
+
+# Clicks on story links: BASE_URL/c/TOKEN ([tracking] clicks) and SendGrid's click events.
+clicks = sa.Table(
+    "clicks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue_label", sa.String(100), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),  # the story's number as shown
+    sa.Column("url", sa.Text, nullable=False),
+    # Who clicked, for unique clicks: a keyed hash of IP and user agent, or "s" + subscriber id.
+    sa.Column("visitor", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),  # "link" or "sendgrid"
+    sa.Column("happened_at", sa.DateTime, nullable=False),
+)

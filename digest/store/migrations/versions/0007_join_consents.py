@@ -9,6 +9,10 @@
 - `welcomes`: the ledger of welcome emails, one row per subscriber and list, claimed
   (`sending`) before the email goes out and then `sent` or `failed`: a welcome is sent at
   most once, and one interrupted mid-way stays `sending` (never sent twice).
+- `clicks`: one row per click on a story link, from `BASE_URL/c/TOKEN` (`[tracking]
+  clicks`) or SendGrid's click events: the issue (its label), the story's position as
+  shown, the URL, and who by (a keyed hash of IP and user agent, or the subscriber when
+  SendGrid says): counted per story by `digest status --issue`.
 - `subscribers.status` may now be `pending`: asked to join, not yet confirmed (no column
   change).
 
@@ -60,8 +64,19 @@ def upgrade() -> None:
         sa.Column("error", sa.Text),
         sa.Column("updated_at", sa.DateTime, nullable=False),
     )
+    op.create_table(
+        "clicks",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("issue_label", sa.String(100), nullable=False, index=True),
+        sa.Column("position", sa.Integer, nullable=False),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("visitor", sa.String(64), nullable=False),
+        sa.Column("source", sa.String(20), nullable=False),
+        sa.Column("happened_at", sa.DateTime, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("clicks")
     op.drop_table("welcomes")
     op.drop_table("consents")
