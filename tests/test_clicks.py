@@ -8,6 +8,8 @@ import email.policy
 import json
 import re
 import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,11 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.clicks import click_token
-from digest.settings import read_settings
+from digest.delivery.ledger import claim, settle
+from digest.models import DeliveryStatus, RenderedIssue, Subscriber
+from digest.settings import Settings, read_settings
 from digest.store import Store
-from tests.peers_web import request, web_server
+from tests.peers_web import WebhookSigner, request, web_server
 from tests.test_web import init_folder
 
 
@@ -109,3 +113,68 @@ def test_clicks_are_off_by_default(
     assert sent.exit_code == 0, sent.output
     text, links = sent_links(tmp_path / "news")
     assert links == [] and "/c/" not in text and "count clicks" not in text
+
+
+def test_sendgrid_click_events_count_per_story(store: Store, db_url: str) -> None:
+    store.upsert_subscribers(
+        [
+            Subscriber("ada@example.com", "Ada", ["main"]),
+            Subscriber("bo@example.com", "Bo", ["main"]),
+        ]
+    )
+    since = datetime(2025, 3, 31, tzinfo=UTC)
+    lineup = [
+        {"rank": 1, "title": "Rivers rise", "url": "https://news.example/rivers"},
+        {"rank": 2, "title": "Bridges hold", "url": "https://news.example/bridges"},
+    ]
+    issue = store.create_issue(
+        "2025-W14",
+        since,
+        since + timedelta(days=7),
+        lineup,
+        RenderedIssue("Digest #1", "", "<p>x</p>", "x"),
+        number=store.next_issue_number(),
+    )
+    store.mark_issue_sent(issue.id)
+    store.enqueue(issue.id, "main")
+    ids = [p.id or 0 for p in store.subscribers()]
+    claim(store, issue.id, ids, [DeliveryStatus.PENDING])
+    settle(store, issue.id, ids, DeliveryStatus.SENT)
+    signer = WebhookSigner()
+    settings = replace(
+        Settings(), database_url=db_url, secret="s", sendgrid_webhook_public_key=signer.public_key
+    )
+
+    def click(n: int, who: int, url: str) -> dict[str, object]:
+        return {
+            "email": ["ada@example.com", "bo@example.com"][who],
+            "timestamp": int(time.time()),
+            "event": "click",
+            "sg_event_id": f"evt-click-{n}",
+            "issue": str(issue.id),
+            "list": "main",
+            "subscriber": str(ids[who]),
+            "url": url,
+        }
+
+    batch = [
+        click(1, 0, "https://news.example/bridges"),
+        click(2, 0, "https://news.example/bridges"),
+        click(3, 1, "https://news.example/bridges"),
+        click(4, 1, "https://elsewhere.example/ad"),  # no story of the issue: not counted
+        click(2, 0, "https://news.example/bridges"),  # SendGrid's retry: counted once
+    ]
+    body = json.dumps(batch).encode()
+    with web_server(settings) as url:
+        answer = request(f"{url}/webhooks/sendgrid", "POST", body, signer.headers(body))
+        assert answer.status == 200, answer.body
+    shown = CliRunner().invoke(cli, ["--db", db_url, "status", "--issue", "2025-W14", "--json"])
+    assert shown.exit_code == 0, shown.output
+    [row] = json.loads(shown.output)
+    assert row["clicks"] == 4  # the issue's own count, as before
+    got = [(s["position"], s["title"], s["clicks"], s["unique_clicks"]) for s in row["stories"]]
+    assert got == [
+        (1, "Rivers rise", 0, 0),
+        (2, "Bridges hold", 3, 2),
+    ]
+    assert row["stories"][1]["click_through"] == 1.0

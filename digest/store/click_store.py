@@ -104,8 +104,9 @@ class ClickStore(StoreBase):
         rates: dict[int, list[float]] = {}  # position → unique click-through of each issue
         per_issue: dict[tuple[str, int], int] = {}
         for label, position, url, count, unique in counts:
-            if label == row.label:
-                mine[str(url)] = (int(position), int(count), int(unique))
+            if label == row.label:  # one story's clicks from both paths: the shown position
+                was = mine.get(str(url), (int(position), 0, 0))
+                mine[str(url)] = (min(was[0], int(position)), was[1] + count, was[2] + unique)
             key = (str(label), int(position))
             per_issue[key] = per_issue.get(key, 0) + int(unique)
         for (label, position), unique in per_issue.items():
