@@ -349,3 +349,59 @@ def test_a_welcome_is_sent_once_even_when_asked_twice(store: Store) -> None:
         assert send_welcomes(store, settings, SECRET, done) == []
         assert len(peer.messages) == 1
     assert store.welcomes_of(person.id or 0) == {"main": "sent"}
+
+
+def outbox_mails(folder: Path, count: int) -> list[email.message.EmailMessage]:
+    """The outbox's messages, once `count` are there (they are written after the answer)."""
+    deadline = time.monotonic() + 10
+    while len(list(folder.glob("*.eml"))) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+        for p in sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+    ]
+
+
+def test_a_browser_joins_through_the_form_and_the_outbox(tmp_path: Path) -> None:
+    from tests.browser import ARTIFACTS, chromium
+
+    db_url = f"sqlite:///{tmp_path / 'digest.db'}"
+    port = free_port()
+    outbox = tmp_path / "out"
+    settings = replace(
+        settings_for(db_url, 1, port), backend="outbox", outbox=outbox, smtp_port=587
+    )
+    store = Store.open(db_url)
+    try:
+        with web_server(settings, port) as url, chromium() as browser:
+            page = browser.new_page()  # type: ignore[attr-defined]
+            page.goto(f"{url}/subscribe")
+            page.get_by_label("Email address").fill("ada@example.com")
+            page.get_by_label("Name").fill("Ada")
+            page.get_by_label("Science Notes").check()
+            page.get_by_role("button", name="Subscribe").click()
+            page.wait_for_selector("text=Check your email")
+            [mail] = outbox_mails(outbox, 1)
+            assert status_of(store, "ada@example.com").status == SubscriberStatus.PENDING
+            link = Joining(store, settings, url, None).link(mail)  # type: ignore[arg-type]
+            page.goto(link)
+            page.get_by_role("button", name="Yes, subscribe me").click()
+            page.wait_for_selector("text=You are subscribed")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "joined.png"))
+            person = status_of(store, "ada@example.com")
+            assert person.status == SubscriberStatus.ACTIVE
+            assert person.lists == ["main", "science"]
+            welcomed(store, "ada@example.com", {"main": "sent", "science": "sent"})
+            page.go_back()
+            page.get_by_role("button", name="Yes, subscribe me").click()  # confirmed again
+            page.wait_for_selector("text=Already confirmed")
+            time.sleep(0.2)
+            subjects = sorted(m["Subject"] for m in outbox_mails(outbox, 3))
+            assert subjects == [
+                "Confirm your subscription to River News",
+                "Welcome to Science Notes",
+                "Welcome to The Weekly",
+            ]
+    finally:
+        store.close()
