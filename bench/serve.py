@@ -582,6 +582,9 @@ def clicks_main(args: argparse.Namespace) -> int:
                 requests: list[tuple[str, str, bytes | None]] = [
                     ("GET", f"/c/{tokens[i % len(tokens)]}", None) for i in range(count)
                 ]
+                static: list[tuple[str, str, bytes | None]] = [("GET", "/unsubscribe", None)]
+                baseline = run_load(port, "baseline", static * count, args.rate, args.workers)
+                print(baseline.line())  # noqa: T201
                 phase = run_load(port, "redirects", requests, args.rate, args.workers)
                 stored = _wait_count(url, "clicks", count)
         except RuntimeError as e:

@@ -122,6 +122,11 @@ def test_the_api_answers_202_and_the_confirmation_link_activates_on_post(joining
     assert link.startswith(f"{joining.url}/confirm/")
     person = status_of(joining.store, "ada@example.com")
     assert (person.status, person.lists) == (SubscriberStatus.PENDING, [])
+    db = joining.settings.database_url
+    listed = CliRunner().invoke(cli, ["--db", db, "subscribers", "list", "--json"])
+    assert [(p["email"], p["status"]) for p in json.loads(listed.output)] == [
+        ("Ada@example.com", "pending")
+    ]
 
     page = request(link)  # a link scanner's GET changes nothing
     assert page.status == 200 and "Yes, subscribe me" in page.body
