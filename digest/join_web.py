@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qs
 
@@ -233,7 +234,9 @@ class Joining:
 
             def work() -> None:
                 try:
-                    mail_confirmation(self.settings, site.secret, join, recorded)
+                    sent = mail_confirmation(self.settings, site.secret, join, recorded)
+                    if not sent:  # the address may ask again at once
+                        self.held(partial(site.store.confirmation_not_sent, recorded[0]))
                 except Exception:  # noqa: BLE001  one email's failure must not stop the next
                     log.exception("a confirmation email could not be sent")
 

@@ -410,3 +410,27 @@ def test_a_browser_joins_through_the_form_and_the_outbox(tmp_path: Path) -> None
             ]
     finally:
         store.close()
+
+
+def test_a_confirmation_the_sender_refused_can_be_asked_for_again_at_once(
+    store: Store, db_url: str
+) -> None:
+    def consents() -> list[object]:
+        person = store.subscriber_by_email("ada@example.com")
+        return list(store.consents_of(person.id or 0)) if person else []
+
+    def wait(test: object) -> None:
+        deadline = time.monotonic() + 10
+        while not test() and time.monotonic() < deadline:  # type: ignore[operator]
+            time.sleep(0.02)
+
+    with smtp_server(refuse={"ada@example.com"}) as peer:
+        port = free_port()
+        settings = settings_for(db_url, peer.port, port)
+        with web_server(settings, port) as url:
+            j = Joining(store, settings, url, peer)
+            assert j.api({"email": "ada@example.com", "lists": ["main"]}).status == 202
+            wait(lambda: consents() and consents()[0].mailed_at is None)  # type: ignore[attr-defined]
+            assert j.api({"email": "ada@example.com", "lists": ["main"]}).status == 202
+            wait(lambda: len(peer.refused) == 2 and consents()[-1].mailed_at is None)  # type: ignore[attr-defined]
+    assert len(consents()) == 2 and peer.refused == ["ada@example.com"] * 2

@@ -132,6 +132,14 @@ class ConsentStore(StoreBase):
             )
             return int(result.inserted_primary_key[0]), sid
 
+    def confirmation_not_sent(self, consent_id: int) -> None:
+        """Forget that a request's confirmation went out (the sender refused it), so the
+        next request from the address gets one at once."""
+        with self.begin() as conn:
+            conn.execute(
+                consents.update().where(consents.c.id == consent_id).values(mailed_at=None)
+            )
+
     def confirm_join(self, consent_id: int, ip: str | None, agent: str | None) -> Confirmed | None:
         """Follow a confirmation: the address becomes active on the lists it asked for (lists
         it had left are joined again: it asked anew). None when there is no such request.
