@@ -21,9 +21,16 @@ With --webhook, SendGrid's Event Webhook instead (signed batches of realistic ev
 Then it audits that every event was stored once and every reader unsubscribed.
 `--code DIR` serves another checkout's digest (a before/after in the same run).
 
+With --clicks, story click redirects instead: GET /c/TOKEN open loop at `--rate` for
+`--seconds` (tokens of 10 stories), each answered 302 to its signed URL and recorded; the
+audit waits for every click to be stored. Goal: >= 2,000 redirects/s, nothing lost.
+With --subscribe, POST /api/subscribe (a new address each) open loop at `--rate` for
+`--seconds`, confirmation emails queued to the outbox; the audit counts consents and emails.
+
 Usage: python -m bench.serve [--rate 1000] [--seconds 10] [--baseline-seconds 5] [--db URL]
        python -m bench.serve --webhook [--events 100000] [--batch 1000] [--posters 4]
                              [--rate 200] [--seconds 5] [--code DIR] [--db URL]
+       python -m bench.serve --clicks|--subscribe [--rate 2000] [--seconds 5] [--db URL]
 """
 
 from __future__ import annotations
@@ -427,7 +434,13 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1000, help="events per webhook request")
     parser.add_argument("--posters", type=int, default=4, help="webhook connections")
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose server to run")
+    parser.add_argument("--clicks", action="store_true", help="load click redirects instead")
+    parser.add_argument("--subscribe", action="store_true", help="load POST /api/subscribe")
     args = parser.parse_args()
+    if args.clicks or args.subscribe:
+        if not 0 < int(args.rate * args.seconds) <= MAX_REQUESTS:
+            parser.error(f"rate × seconds must be within 1..{MAX_REQUESTS}")
+        return clicks_main(args) if args.clicks else subscribe_main(args)
     if args.webhook:
         if not 0 < args.events <= MAX_EVENTS or not 0 < args.batch <= 10_000:
             parser.error(f"--events within 1..{MAX_EVENTS}, --batch within 1..10000")
@@ -529,6 +542,112 @@ def webhook_main(args: argparse.Namespace) -> int:
         f"{'met' if goal else 'NOT met'}"
     )
     return 0 if goal else 1
+
+
+def _count(url: str, table: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _wait_count(url: str, table: str, count: int, seconds: float = 30.0) -> int:
+    deadline = time.monotonic() + seconds
+    while (found := _count(url, table)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def _report(args: argparse.Namespace, url: str, phase: Phase, audit: str, goal: bool) -> int:
+    db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(  # noqa: T201
+        f"digest serve (uvicorn, {db}) on {HOST}, {args.workers} client connections, "
+        f"open loop at {args.rate:g}/s; latency from each request's due time"
+    )
+    print(phase.line())  # noqa: T201
+    print(audit)  # noqa: T201
+    print(f"goal: {'met' if goal else 'NOT met'}")  # noqa: T201
+    return 0 if goal else 1
+
+
+def clicks_main(args: argparse.Namespace) -> int:
+    """Click redirects: GET /c/TOKEN, each recorded, 302 to its URL."""
+    from digest.clicks import click_token
+
+    count = int(args.rate * args.seconds)
+    tokens = [click_token(SECRET, "2025-W14", n, f"https://news.example/{n}") for n in range(1, 11)]
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
+        url = args.db or f"sqlite:///{Path(tmp) / 'digest.db'}"
+        _reset(url)
+        try:
+            with served(url, tmp, args.code, {"DIGEST_TRACK_CLICKS": "true"}) as port:
+                requests: list[tuple[str, str, bytes | None]] = [
+                    ("GET", f"/c/{tokens[i % len(tokens)]}", None) for i in range(count)
+                ]
+                static: list[tuple[str, str, bytes | None]] = [("GET", "/unsubscribe", None)]
+                baseline = run_load(port, "baseline", static * count, args.rate, args.workers)
+                print(baseline.line())  # noqa: T201
+                phase = run_load(port, "redirects", requests, args.rate, args.workers)
+                stored = _wait_count(url, "clicks", count)
+        except RuntimeError as e:
+            print(e, file=sys.stderr)  # noqa: T201
+            return 2
+    done = len(phase.latencies)
+    rate = done / phase.seconds if phase.seconds else 0.0
+    ok = phase.statuses.get(302, 0) == count and stored == count and not phase.errors
+    audit = f"audit: {count} clicked, {stored} recorded"
+    return _report(args, url, phase, audit, ok and rate >= 2000 * 0.98)
+
+
+def subscribe_main(args: argparse.Namespace) -> int:
+    """POST /api/subscribe, a new address each; confirmation emails to the outbox."""
+    count = int(args.rate * args.seconds)
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
+        url = args.db or f"sqlite:///{Path(tmp) / 'digest.db'}"
+        _reset(url)
+        (Path(tmp) / "digest.toml").write_text(
+            '[delivery]\nbackend = "outbox"\noutbox = "out"\n[lists.main]\npublic = true\n',
+            encoding="utf-8",
+        )
+        extra = {"DIGEST_JOIN_PER_IP": str(count + 10)}
+        try:
+            with served(url, tmp, args.code, extra) as port:
+                requests: list[tuple[str, str, bytes | None]] = [
+                    (
+                        "POST",
+                        "/api/subscribe",
+                        json.dumps({"email": f"r{i}@example.com", "lists": ["main"]}).encode(),
+                    )
+                    for i in range(count)
+                ]
+                phase = run_load(port, "subscribe", requests, args.rate, args.workers)
+                stored = _wait_count(url, "consents", count)
+                deadline = time.monotonic() + 60
+                while len(list((Path(tmp) / "out").glob("*.eml"))) < count:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                mailed = len(list((Path(tmp) / "out").glob("*.eml")))
+        except RuntimeError as e:
+            print(e, file=sys.stderr)  # noqa: T201
+            return 2
+    ok = phase.statuses.get(202, 0) == count and stored == count and not phase.errors
+    audit = f"audit: {count} asked, {stored} consents, {mailed} confirmations in the outbox"
+    return _report(args, url, phase, audit, ok)
+
+
+def _reset(url: str) -> None:
+    """An empty database at the latest schema."""
+    Store.open(url).close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -608,6 +608,25 @@ def subscribers_list(app: App, list_name: str | None, as_json: bool) -> None:
     click.echo(f"{len(people)} subscribers")
 
 
+@subscribers.command("show")
+@click.argument("email")
+@json_option
+@click.pass_obj
+def subscribers_show(app: App, email: str, as_json: bool) -> None:
+    """Show one subscriber: status, lists and consent (when, where from, what was agreed to).
+
+    Example: digest subscribers show ada@example.com --json
+    """
+    from digest.subscribers import subscriber_record
+
+    record = subscriber_record(app.store, email)
+    if as_json:
+        echo_json(record.as_json())
+        return
+    for line in record.lines():
+        click.echo(line)
+
+
 @subscribers.command("unsubscribe")
 @click.argument("email")
 @click.pass_obj
@@ -781,14 +800,24 @@ def send(
 
 
 @cli.command()
+@click.option(
+    "--issue", help="Only this issue (id or label), with its clicks per story ([tracking] clicks)."
+)
 @json_option
 @click.pass_obj
-def status(app: App, as_json: bool) -> None:
+def status(app: App, issue: str | None, as_json: bool) -> None:
     """Delivery counts per issue and list.
 
-    Example: digest status --json
+    Example: digest status --json; digest status --issue 2025-W14
     """
     rows = app.store.status()
+    stories: list[dict[str, Any]] | None = None
+    if issue is not None:
+        from digest.clicks import issue_clicks
+
+        label, found = issue_clicks(app.store, issue)
+        rows = [r for r in rows if r.issue == label]
+        stories = [s.as_json() for s in found]
     if as_json:
         echo_json(
             [
@@ -808,6 +837,7 @@ def status(app: App, as_json: bool) -> None:
                     "complaints": r.complaints,
                     "unsubscribes": r.unsubscribes,
                 }
+                | ({} if stories is None else {"stories": stories})
                 for r in rows
             ]
         )
@@ -824,6 +854,16 @@ def status(app: App, as_json: bool) -> None:
                 if r.delivered or r.opens or r.clicks or r.bounces or r.complaints or r.unsubscribes
                 else ""
             )
+        )
+    for s in stories or []:
+
+        def pct(rate: float | None) -> str:
+            return "-" if rate is None else f"{rate:.1%}"
+
+        click.echo(
+            f"  {s['position']:>2}. {s['clicks']} clicks, {s['unique_clicks']} unique, "
+            f"{pct(s['click_through'])} click-through (position average "
+            f"{pct(s['position_average'])}): {s['title']}"
         )
 
 

@@ -164,7 +164,13 @@ def read_event(item: Any) -> ProviderEvent | None:
         stops=status,
         leaves=status == SubscriberStatus.UNSUBSCRIBED and list_name is not None,
         only_leaves=group,
+        url=_click_url(kind, item.get("url")),
     )
+
+
+def _click_url(kind: str, value: Any) -> str | None:
+    """A click event's link (SendGrid's `url`), for clicks per story."""
+    return value[:4000] if kind == "click" and isinstance(value, str) and value else None
 
 
 def _text_arg(value: Any) -> str | None:

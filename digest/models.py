@@ -68,6 +68,7 @@ class SubscriberStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    PENDING = "pending"  # asked to join from the web; active once the emailed link is followed
 
 
 @dataclass

@@ -141,7 +141,12 @@ def current_issue(
         since=window.since,
         until=window.until,
         lineup=lineup_json(lineup),
-        rendered=render_issue(lineup, settings, number),
+        rendered=render_issue(
+            lineup,
+            settings,
+            number,
+            click_secret=(settings.secret or store.secret()) if settings.track_clicks else "",
+        ),
         created_at=datetime.now(UTC),
         note=settings.note if settings.note.strip() else "",
     )

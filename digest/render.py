@@ -187,9 +187,17 @@ def uses_asm(settings: Settings) -> bool:
 
 
 def render_issue(
-    lineup: Lineup, settings: Settings, number: int, *, now: datetime | None = None
+    lineup: Lineup,
+    settings: Settings,
+    number: int,
+    *,
+    now: datetime | None = None,
+    click_secret: str = "",
 ) -> RenderedIssue:
-    """Render the issue once for all subscribers: subject, preheader, HTML and text parts."""
+    """Render the issue once for all subscribers: subject, preheader, HTML and text parts.
+
+    With [tracking] clicks and `click_secret`, story links lead through BASE_URL/c/TOKEN.
+    """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -202,6 +210,9 @@ def render_issue(
     # Sections move stories away from their rank: number them as the reader meets them (the
     # lead, then section by section; the "In this issue" order too).
     stories, groups = number_as_shown(stories[:1], group_stories(stories[1:], settings.sections))
+    tracks_clicks = settings.track_clicks and bool(click_secret) and bool(settings.base_url)
+    if tracks_clicks:
+        stories, groups = _tracked(stories, groups, settings, click_secret, lineup.window.label)
     brand = brand_of(settings)
     note = render_note(settings.note, brand.accent) if settings.note.strip() else None
     line_values: dict[str, Any] = {
@@ -243,6 +254,7 @@ def render_issue(
             "postal_lines": [
                 line.strip() for line in settings.postal_address.splitlines() if line.strip()
             ],
+            "tracks_clicks": tracks_clicks,
         },
         "brand": brand,
         "note": note,
@@ -578,6 +590,28 @@ def _story_view(number: int, story: Story, settings: Settings, with_image: bool)
     )
 
 
+def _tracked(
+    stories: list[StoryView],
+    groups: list[Group],
+    settings: Settings,
+    secret: str,
+    label: str,
+) -> tuple[list[StoryView], list[Group]]:
+    """The stories with their links through BASE_URL/c/TOKEN (issue, position, URL signed)."""
+    from digest.clicks import tracked_url
+
+    def one(story: StoryView) -> StoryView:
+        if not story.url:
+            return story
+        url = tracked_url(settings.base_url, secret, label, story.number, story.url)
+        return replace(story, url=url)
+
+    by_number = {story.number: one(story) for story in stories}
+    return [by_number[s.number] for s in stories], [
+        Group(g.title, [by_number.get(s.number, s) for s in g.stories]) for g in groups
+    ]
+
+
 def _image_alt(article: Article, source: str) -> str:
     """The image's own alt text; else, as the headline is right below it, "Photo: SOURCE"."""
     own = shorten(article.image_alt or "", 200)
@@ -656,6 +690,11 @@ def _builtin_loader() -> jinja2.BaseLoader:
         return item.read_text(encoding="utf-8") if item.is_file() else None
 
     return jinja2.FunctionLoader(load)
+
+
+def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    """One template of `env` rendered, its faults as a TemplateError saying where."""
+    return _render_template(env, name, context)
 
 
 def _render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:

@@ -81,6 +81,10 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "schedule_send": ("schedule", "send"),
     "schedule_approval": ("schedule", "approval"),
     "schedule_editors": ("schedule", "editors"),
+    "allowed_origins": ("web", "allowed_origins"),
+    "consent_text": ("web", "consent_text"),
+    "join_per_ip": ("web", "join_per_ip"),
+    "track_clicks": ("tracking", "clicks"),
 }
 # Names outside the DIGEST_ prefix that the ecosystem already uses.
 EXTRA_ENV = {"sendgrid_api_key": "SENDGRID_API_KEY"}
@@ -173,6 +177,15 @@ class Settings:
     def scheduled(self) -> bool:
         """Whether [schedule] sets a clock (draft and send times)."""
         return bool(self.schedule_draft or self.schedule_send)
+
+    # Sites whose pages may POST /api/subscribe from a browser (CORS), e.g. https://example.com
+    allowed_origins: tuple[str, ...] = ()
+    # What a reader agrees to when joining ({lists}: the titles of the lists chosen).
+    consent_text: str = (
+        "Send me {lists} by email. I can unsubscribe at any time with the link in every email."
+    )
+    join_per_ip: int = 20  # requests to join per client IP and hour (in memory, per process)
+    track_clicks: bool = False  # story links go through BASE_URL/c/TOKEN (needs base_url)
 
     @property
     def public_lists(self) -> tuple[str, ...]:
@@ -532,6 +545,22 @@ def _validate(s: Settings) -> None:
             f"max_feeds_per_list must be between 1 and 100000, got {s.max_feeds_per_list}",
             "set [sources] max_feeds_per_list to the most feeds one OPML list may name, e.g. 500",
         )
+    if s.track_clicks and not s.base_url:
+        raise SettingsError(
+            "[tracking] clicks needs base_url: the story links lead through digest serve",
+            "set [newsletter] base_url to where 'digest serve' answers, or clicks = false",
+        )
+    if s.join_per_ip < 1:
+        raise SettingsError(
+            f"join_per_ip must be at least 1, got {s.join_per_ip}",
+            "set [web] join_per_ip to the requests to join one IP may make an hour, e.g. 20",
+        )
+    for origin in s.allowed_origins:
+        if not origin.startswith(("https://", "http://")) or "/" in origin.split("://", 1)[1]:
+            raise SettingsError(
+                f"allowed_origins: {origin!r} is not an origin",
+                'write each as scheme://host[:port], e.g. allowed_origins = ["https://example.com"]',
+            )
     if s.base_url and not is_url(s.base_url):
         raise SettingsError(
             f"base_url must start with https://, got {s.base_url!r}",

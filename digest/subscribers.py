@@ -22,9 +22,17 @@ from email_validator import EmailNotValidError, validate_email
 from digest.csvfile import neutralize, read_rows, restore
 from digest.errors import SubscriberError
 from digest.models import Subscriber, SubscriberStatus
-from digest.store import Chunk, Store, SubscriberRow, one_line
+from digest.store import Chunk, Consent, Store, SubscriberRow, one_line
 
 CORE_COLUMNS = ("email", "name", "lists", "status")
+# The consent record, last in an export; an import leaves them (consent is the web's record).
+CONSENT_COLUMNS = (
+    "consent_source",
+    "consent_at",
+    "consent_ip",
+    "consent_user_agent",
+    "consent_text",
+)
 LIST_SEPARATORS = (";", "|", ",")
 CHUNK = 5000  # rows per bulk write
 MAX_HEADER = 1 << 16  # characters: a longer first line means the file is no CSV
@@ -123,7 +131,11 @@ class _Columns:
     @classmethod
     def of(cls, header: list[str]) -> _Columns:
         place = {name: i for i, name in reversed(list(enumerate(header)))}  # the first wins
-        custom = [(name, i) for name, i in place.items() if name not in CORE_COLUMNS and name]
+        custom = [
+            (name, i)
+            for name, i in place.items()
+            if name not in CORE_COLUMNS and name not in CONSENT_COLUMNS and name
+        ]
         return cls(
             place["email"],
             place.get("name"),
@@ -314,8 +326,10 @@ def _parser(
 def export_csv(store: Store, out: TextIO | None = None, list_name: str | None = None) -> int:
     """Write subscribers (of one list, or all) as CSV that `import_csv` reads back; the count.
 
-    Columns: email, name, lists (";"-separated), status, then every custom field. A cell a
-    spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading apostrophe.
+    Columns: email, name, lists (";"-separated), status, then every custom field, then the
+    consent record (`CONSENT_COLUMNS`: where from, when confirmed, IP, user agent, text; the
+    source is "import" for subscribers who never joined from the web). A cell a spreadsheet
+    would run as a formula (=, +, -, @, tab, CR first) gets a leading apostrophe.
     """
     out = out or sys.stdout
     extra: set[str] = set()
@@ -323,20 +337,107 @@ def export_csv(store: Store, out: TextIO | None = None, list_name: str | None = 
         for row in page:
             if row.fields and row.fields != "{}":
                 extra.update(json.loads(row.fields))
-    columns = [*CORE_COLUMNS, *sorted(extra - set(CORE_COLUMNS))]
+    custom_columns = sorted(extra - set(CORE_COLUMNS) - set(CONSENT_COLUMNS))
+    columns = [*CORE_COLUMNS, *custom_columns, *CONSENT_COLUMNS]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([neutralize(c) for c in columns])
     count = 0
     for page in store.subscriber_pages(list_name):
         lists = store.lists_of([row.id for row in page])
+        consents = store.latest_consents([row.id for row in page])
         for row in page:
             custom = json.loads(row.fields) if row.fields and row.fields != "{}" else {}
             cells = [row.email, row.name, ";".join(lists.get(row.id, [])), row.status]
-            writer.writerow(
-                [neutralize(c) for c in cells + [custom.get(c, "") for c in columns[4:]]]
-            )
+            cells += [custom.get(c, "") for c in custom_columns]
+            cells += consent_cells(consents.get(row.id))
+            writer.writerow([neutralize(c) for c in cells])
             count += 1
     return count
+
+
+def consent_cells(consent: Consent | None) -> list[str]:
+    """The CONSENT_COLUMNS of one subscriber's latest consent (none: imported)."""
+    if consent is None:
+        return ["import", "", "", "", ""]
+    when = consent.confirmed_at.isoformat() if consent.confirmed_at else ""
+    return [
+        consent.source,
+        when,
+        consent.confirm_ip or "",
+        consent.confirm_agent or "",
+        consent.text,
+    ]
+
+
+@dataclass
+class SubscriberRecord:
+    """One subscriber as `digest subscribers show` gives it: who, and every consent."""
+
+    subscriber: Subscriber
+    consents: list[Consent]
+    welcomes: dict[str, str] = field(default_factory=dict)  # list → the welcome's status
+
+    def as_json(self) -> dict[str, object]:
+        """The record as `digest subscribers show --json` prints it."""
+        person = self.subscriber
+        latest = self.consents[-1].as_json() if self.consents else {"source": "import"}
+        return {
+            "email": person.email,
+            "name": person.name,
+            "lists": person.lists,
+            "status": str(person.status),
+            "fields": person.fields,
+            "consent": latest,
+            "consents": [c.as_json() for c in self.consents],
+            "welcomes": self.welcomes,
+        }
+
+    def lines(self) -> list[str]:
+        """The record as `digest subscribers show` prints it."""
+        person = self.subscriber
+        out = [
+            f"{person.email}: {person.status}",
+            f"  name: {person.name or '-'}",
+            f"  lists: {', '.join(person.lists) or '-'}",
+        ]
+        if not self.consents:
+            out.append("  consent: import (added by the editor; no web consent recorded)")
+        for c in self.consents:
+            lists = ", ".join(c.lists)
+            asked = f"{c.requested_at:%Y-%m-%d %H:%M} UTC"
+            out.append(f"  consent: {c.source}, asked {asked} for {lists}")
+            out.append(f"    from {c.request_ip or '?'} ({c.request_agent or 'no user agent'})")
+            if c.confirmed_at is None:
+                out.append("    not confirmed")
+            else:
+                out.append(
+                    f"    confirmed {c.confirmed_at:%Y-%m-%d %H:%M} UTC from "
+                    f"{c.confirm_ip or '?'} ({c.confirm_agent or 'no user agent'})"
+                )
+            out.append(f"    agreed to: {c.text}")
+            if c.prior_status:
+                out.append(
+                    f"    note: this address was {c.prior_status} before; the confirmation "
+                    "re-activated it"
+                )
+        for list_name, status in sorted(self.welcomes.items()):
+            out.append(f"  welcome email for {list_name}: {status}")
+        if person.status == SubscriberStatus.COMPLAINED and self.consents:
+            pending = [c for c in self.consents if c.confirmed_at is None]
+            if pending:
+                out.append("  note: it complained, and asked to join again (not confirmed)")
+        return out
+
+
+def subscriber_record(store: Store, email: str) -> SubscriberRecord:
+    """One subscriber and their consent records; SubscriberError when there is none."""
+    person = store.subscriber_by_email(email.strip())
+    if person is None or person.id is None:
+        raise SubscriberError(
+            f"no subscriber with address {email.strip()}",
+            "check the spelling, or run 'digest subscribers list'",
+        )
+    return SubscriberRecord(person, store.consents_of(person.id), store.welcomes_of(person.id))
 
 
 @dataclass

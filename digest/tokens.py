@@ -31,6 +31,16 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def b64(data: bytes) -> str:
+    """URL-safe base64 without padding, as every token of ours writes its parts."""
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def unb64(text: str) -> bytes:
+    """The bytes of a `b64` part (binascii.Error or ValueError when it is none)."""
+    return _unb64(text)
+
+
 def _sign(secret: str, payload: bytes) -> bytes:
     return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).digest()[:16]
 

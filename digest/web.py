@@ -29,6 +29,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from digest.archive import Links, Pages, issue_page, sent_issue, sent_issues
+from digest.clicks_web import clicks
 from digest.errors import DigestError
 from digest.events import (
     MAX_BODY,
@@ -42,6 +43,7 @@ from digest.events import (
     parse_events,
     read_events,
 )
+from digest.join_web import joining
 from digest.models import Subscriber, SubscriberStatus
 from digest.review_web import review_routes
 from digest.settings import ListSettings, Settings
@@ -607,6 +609,10 @@ def create_app(settings: Settings, store: Store) -> WebApp:
             Route("/feed.xml", site.feed),
             Route("/webhooks/sendgrid", site.sendgrid_events, methods=["POST"]),
             *review_routes(settings, store),  # the editor's review links ([schedule])
+            Route("/subscribe", joining(site).form, methods=["GET", "POST"]),
+            Route("/api/subscribe", joining(site).api, methods=["POST", "OPTIONS"]),
+            Route("/confirm/{token}", joining(site).confirm, methods=["GET", "POST"]),
+            Route("/c/{token}", clicks(site).redirect, methods=["GET"]),
         ],
         exception_handlers={WebhookRejected: too_large, DigestError: broken},
     )

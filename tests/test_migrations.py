@@ -203,3 +203,23 @@ def test_0006_an_upgraded_database_has_no_runs_and_sends_as_before(
         assert store.claim_run("draft 2026-12-03T10:00Z", "draft", utcnow(), "here (pid 1)")
     finally:
         store.close()
+
+
+def test_0007_leaves_imported_subscribers_without_a_web_consent(
+    db_url: str, tmp_path: Path
+) -> None:
+    load_landed(db_url, tmp_path)
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        before = conn.exec_driver_sql("SELECT email, status FROM subscribers ORDER BY id").all()
+    engine.dispose()
+    Store.upgrade(db_url)
+    store = Store.open(db_url)
+    try:
+        people = store.subscribers()
+        assert sorted((p.email, str(p.status)) for p in people) == sorted(
+            (str(e), str(s)) for e, s in before
+        )
+        assert store.latest_consents([p.id for p in people if p.id is not None]) == {}
+    finally:
+        store.close()

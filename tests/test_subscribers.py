@@ -16,7 +16,15 @@ from digest.cli import cli
 from digest.errors import SubscriberError
 from digest.models import SubscriberStatus
 from digest.store import Store
-from digest.subscribers import CHUNK, counts, export_csv, import_csv, normalize_email, unsubscribe
+from digest.subscribers import (
+    CHUNK,
+    CONSENT_COLUMNS,
+    counts,
+    export_csv,
+    import_csv,
+    normalize_email,
+    unsubscribe,
+)
 
 
 def csv_file(tmp_path: Path, text: str, name: str = "people.csv") -> Path:
@@ -183,10 +191,10 @@ def test_export_round_trips_through_import(store: Store, tmp_path: Path) -> None
     first = io.StringIO()
     assert export_csv(store, first) == 3
     assert first.getvalue().splitlines() == [
-        "email,name,lists,status,city,plan",
-        "ada@example.com,Ada,main;science,active,London,pro",
-        'bob@example.org,"Bob, Jr.",main,unsubscribed,,',
-        "cy@example.net,Cy,weekly,bounced,Paris,",
+        "email,name,lists,status,city,plan," + ",".join(CONSENT_COLUMNS),
+        "ada@example.com,Ada,main;science,active,London,pro,import,,,,",
+        'bob@example.org,"Bob, Jr.",main,unsubscribed,,,import,,,,',
+        "cy@example.net,Cy,weekly,bounced,Paris,,import,,,,",
     ]
     other = Store.open(f"sqlite:///{tmp_path / 'other.db'}")
     try:
@@ -283,7 +291,10 @@ def test_cli_export_and_counts(tmp_path: Path, db_url: str) -> None:
     out = tmp_path / "out.csv"
     result = runner.invoke(cli, [*base, "subscribers", "export", "--list", "vip", str(out)])
     assert result.exit_code == 0 and result.output == f"wrote 1 subscribers to {out}\n"
-    assert out.read_text().splitlines() == ["email,name,lists,status", "b@example.com,,vip,active"]
+    assert out.read_text().splitlines() == [
+        "email,name,lists,status," + ",".join(CONSENT_COLUMNS),
+        "b@example.com,,vip,active,import,,,,",
+    ]
     shown = runner.invoke(cli, [*base, "subscribers", "counts", "--json"])
     assert [(r["list"], r["active"], r["total"]) for r in json.loads(shown.output)] == [
         ("main", 1, 1),

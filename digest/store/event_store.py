@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from digest.models import SubscriberStatus
 from digest.store.base import StoreBase, dialect_insert
 from digest.store.rows import utcnow
-from digest.store.schema import memberships, optouts, subscribers
+from digest.store.schema import clicks, issues, memberships, optouts, subscribers
 from digest.store.suppression_store import RANK
 
 CHUNK = 500  # ids or addresses per IN (...): well under SQLite's limit on bound values
@@ -58,6 +58,7 @@ class ProviderEvent:
     stops: SubscriberStatus | None = None  # the status it sets; None: it stops nothing
     leaves: bool = False  # takes the subscriber off `list_name`
     only_leaves: bool = False  # ... and does nothing else (an unsubscribe-group event)
+    url: str | None = None  # a click event's link
 
 
 @dataclass
@@ -98,7 +99,51 @@ class EventStore(StoreBase):
             ]
             if acting:
                 report.status_changes = _act(conn, acting, now)
+            clicked = [
+                (e, sid)
+                for e, sid in zip(unique, ids, strict=True)
+                if e.event == "click" and e.url and e.issue_id and e.sg_event_id in new
+            ]
+            if clicked:
+                _story_clicks(conn, clicked, now)
         return report
+
+
+def _story_clicks(
+    conn: Connection, clicked: list[tuple[ProviderEvent, int | None]], now: datetime
+) -> None:
+    """Record SendGrid's clicks on story links as clicks per story: the link matched to a
+    story of the issue in custom_args. Links through our own /c/ are not: digest serve
+    counts those when the reader arrives."""
+    wanted = {e.issue_id for e, _ in clicked if e.issue_id is not None}
+    found = conn.execute(
+        sa.select(issues.c.id, issues.c.label, issues.c.lineup).where(issues.c.id.in_(wanted))
+    ).all()
+    stories: dict[int, tuple[str, dict[str, int]]] = {}
+    for issue_id, label, lineup in found:
+        by_url: dict[str, int] = {}
+        for rank, entry in enumerate(json.loads(lineup), 1):
+            if isinstance(entry, dict) and entry.get("url"):
+                by_url.setdefault(str(entry["url"]), rank)
+        stories[int(issue_id)] = (str(label), by_url)
+    rows = []
+    for e, sid in clicked:
+        label, by_url = stories.get(e.issue_id or 0, ("", {}))
+        position = by_url.get(e.url or "")
+        if position is None:
+            continue
+        rows.append(
+            {
+                "issue_label": label,
+                "position": position,
+                "url": e.url,
+                "visitor": f"s{sid}" if sid is not None else f"e{e.email.lower()}"[:64],
+                "source": "sendgrid",
+                "happened_at": e.happened_at or now,
+            }
+        )
+    if rows:
+        conn.execute(clicks.insert(), rows)
 
 
 def _resolve(conn: Connection, batch: Sequence[ProviderEvent]) -> list[int | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0006"
+HEAD = "0007"
 
 metadata = sa.MetaData()
 
@@ -202,4 +202,51 @@ schedule_runs = sa.Table(
     sa.Column("started_at", sa.DateTime, nullable=False),
     sa.Column("finished_at", sa.DateTime),
     sa.Index("ix_schedule_runs_kind_due", "kind", "due_at"),
+)
+
+# Each request to join from the web (/subscribe, POST /api/subscribe) and its confirmation.
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False, index=True
+    ),
+    sa.Column("lists", sa.Text, nullable=False),  # JSON list of the lists asked for
+    sa.Column("source", sa.String(20), nullable=False),  # "form" or "api"
+    sa.Column("text", sa.Text, nullable=False),  # what the reader agreed to, as shown
+    sa.Column("requested_at", sa.DateTime, nullable=False),
+    sa.Column("request_ip", sa.String(64)),
+    sa.Column("request_agent", sa.Text),
+    sa.Column("mailed_at", sa.DateTime),  # when its confirmation email went out
+    sa.Column("confirmed_at", sa.DateTime),  # NULL until the emailed link is followed
+    sa.Column("confirm_ip", sa.String(64)),
+    sa.Column("confirm_agent", sa.Text),
+    sa.Column("prior_status", sa.String(20)),  # unsubscribed, bounced or complained before
+)
+
+# The ledger of welcome emails: claimed ("sending") before one goes out, then sent or failed.
+welcomes = sa.Table(
+    "welcomes",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("list_name", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("message_id", sa.String(300)),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+# Clicks on story links: BASE_URL/c/TOKEN ([tracking] clicks) and SendGrid's click events.
+clicks = sa.Table(
+    "clicks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue_label", sa.String(100), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),  # the story's number as shown
+    sa.Column("url", sa.Text, nullable=False),
+    # Who clicked, for unique clicks: a keyed hash of IP and user agent, or "s" + subscriber id.
+    sa.Column("visitor", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),  # "link" or "sendgrid"
+    sa.Column("happened_at", sa.DateTime, nullable=False),
 )

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # A later status never undoes a graver one: a complaint outranks a bounce, which outranks leaving.
 RANK = {
     SubscriberStatus.ACTIVE: 0,
+    SubscriberStatus.PENDING: 0,
     SubscriberStatus.UNSUBSCRIBED: 1,
     SubscriberStatus.BOUNCED: 2,
     SubscriberStatus.COMPLAINED: 3,
