@@ -656,6 +656,14 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 @click.option(
     "--wait", is_flag=True, help="If another run is sending this issue to the list, wait for it."
 )
+@click.option(
+    "--workers",
+    "processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Sending processes on this machine (PostgreSQL); 'digest worker' elsewhere joins them.",
+)
 @click.pass_obj
 def send(
     app: App,
@@ -678,6 +686,7 @@ def send(
     send_at: str | None,
     retry_failed: bool,
     wait: bool,
+    processes: int,
 ) -> None:
     """Send the window's issue to a list, exactly once per subscriber.
 
@@ -742,6 +751,12 @@ def send(
     when = parse_send_at(send_at, app.settings.tz, datetime.now(UTC)) if send_at else None
     if not (yes or dry_run):
         click.confirm("Send now?" if when is None else f"Schedule for {when}?", abort=True)
+    if processes > 1 and not dry_run:
+        from digest.delivery.workers import processes_for
+
+        processes, sqlite_note = processes_for(app.store, processes)
+        if sqlite_note:
+            click.echo(sqlite_note)
     # A bar only where someone watches; scripts and logs get the summary line alone.
     bar = ProgressBar(plan.recipients, sys.stderr) if sys.stderr.isatty() else None
     report = pipeline.send(
@@ -755,6 +770,7 @@ def send(
         retry_failed=retry_failed,
         send_at=when,
         wait=wait,
+        processes=processes,
         waiting=lambda held: click.echo(
             f"waiting: {held.holder} has been sending this issue to the list since "
             f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC",
@@ -764,6 +780,8 @@ def send(
     if bar is not None:
         bar.finish(report)
     click.echo(report.line())
+    if report.workers > 1:
+        click.echo(f"sent with {report.workers} worker processes" + _lost(report.workers_lost))
     if report.interrupted:
         click.echo(
             f"{report.interrupted} deliveries were interrupted by an earlier run and are "
@@ -777,6 +795,42 @@ def send(
             "'digest send --resend-unknown' sends them again (some may get it twice)"
         )
     if report.failed or report.unknown or report.deferred or report.interrupted:
+        sys.exit(1)
+
+
+def _lost(workers: int) -> str:
+    if not workers:
+        return ""
+    return (
+        f"; {workers} worker{'s' if workers > 1 else ''} stopped without finishing (lease "
+        "expired or process gone): their requests in flight are 'unknown', the rest went to "
+        "the others"
+    )
+
+
+@cli.command()
+@click.option("--issue", "label", metavar="LABEL", help="The issue being sent, e.g. 2026-W49.")
+@click.option("--list", "list_name", help="The list it is being sent to.")
+@json_option
+@click.pass_obj
+def worker(app: App, label: str | None, list_name: str | None, as_json: bool) -> None:
+    """Join a running 'digest send --workers N' as one more sending process (PostgreSQL).
+
+    Run it on any machine that reaches the same database (DIGEST_DATABASE_URL), with the
+    same sender settings; it claims pages of recipients until none are left.
+
+    Example: DIGEST_DATABASE_URL=postgresql+psycopg://digest@db/news digest worker
+    """
+    from digest.delivery.workers import report_json, work
+
+    report = work(app.store, app.settings, label=label, list_name=list_name)
+    if as_json:
+        echo_json(report_json(report))
+    else:
+        click.echo(report.line() + _lost(report.workers_lost))
+        for line in report.failure_lines():
+            click.echo(line)
+    if report.failed or report.unknown or report.deferred:
         sys.exit(1)
 
 

@@ -18,8 +18,9 @@ def add_members(store: Store, count: int, list_name: str = "main") -> None:
     numbers = _NUMBERS[store.engine.dialect.name].format(n=int(count))
     with store.begin() as conn:
         conn.exec_driver_sql(
-            "INSERT INTO subscribers (id, email, name, status, fields, created_at, updated_at) "
-            f"SELECT i, 'reader' || i || '@example.com', 'Reader ' || i, 'active', '{{}}', "
+            "INSERT INTO subscribers (id, email, email_key, name, status, fields, created_at, "
+            "updated_at) SELECT i, 'reader' || i || '@example.com', "
+            "'reader' || i || '@example.com', 'Reader ' || i, 'active', '{{}}', "
             f"CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM ({numbers}) AS g"
         )
         conn.exec_driver_sql(

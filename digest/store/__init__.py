@@ -8,6 +8,7 @@ from __future__ import annotations
 from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
+from digest.store.claims import ClaimStore, OpenSend, Worker
 from digest.store.event_store import EventStore
 from digest.store.issue_store import IssueStore
 from digest.store.leases import Lease, LeaseStore
@@ -27,6 +28,7 @@ from digest.store.schema import (
     optouts,
     picks,
     send_leases,
+    send_workers,
     subscribers,
 )
 from digest.store.subscriber_store import (
@@ -48,6 +50,7 @@ class Store(
     LedgerStore,
     ArchiveStore,
     LeaseStore,
+    ClaimStore,
     EventStore,
 ):
     """All reads and writes of digest's tables."""
@@ -59,6 +62,8 @@ __all__ = [
     "SubscriberWriter",
     "email_key",
     "Lease",
+    "OpenSend",
+    "Worker",
     "SourceState",
     "StatusRow",
     "Store",
@@ -80,6 +85,7 @@ __all__ = [
     "optouts",
     "picks",
     "send_leases",
+    "send_workers",
     "subscribers",
     "to_db",
     "utcnow",
