@@ -57,7 +57,8 @@ class App:
         if self._store is None:
             from digest.store import Store
 
-            self._store = Store.open(self.settings.database_url)
+            # The send's threads, its page reader and its lease's heartbeat, at once.
+            self._store = Store.open(self.settings.database_url, self.settings.workers + 3)
         return self._store
 
     def close(self) -> None:

@@ -378,7 +378,7 @@ def send(
         try:
             if processes > 1:
                 report = coordinate(
-                    store, settings, issue, plan.list_name, lease, processes,
+                    store, settings, issue, plan.list_name, sender, lease, processes,
                     retry_failed=retry_failed,
                 )  # fmt: skip
             else:

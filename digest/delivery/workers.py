@@ -19,12 +19,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from digest.delivery import Outcome, Recipient
+from digest.delivery import Outcome, Recipient, Sender
 from digest.delivery.lease import LeaseLost, SendLease, process_gone
 from digest.delivery.ledger import (
+    MAX_LISTED,
     DeliveryReport,
     Progress,
     _Run,
@@ -107,8 +108,8 @@ class _WorkerRun(_Run):
     def _one_pass(self) -> None:
         issue_id, lease_id = self.issue.id, self.lease.lease_id
         self.store.release_reserved(issue_id, lease_id)  # last round's deferrals, for anyone
-        poll = min(1.0, self.settings.lease_seconds / 4)
-        after = 0
+        poll = min(0.25, self.settings.lease_seconds / 8)
+        after, last_look = 0, False
         while not self.stop.is_set():
             self.lease.check()
             if not self.slots.acquire(timeout=poll):
@@ -118,17 +119,20 @@ class _WorkerRun(_Run):
                 self.driver, issue_id, self.list_name, lease_id, after, self.sender.batch_size
             )
             if page:
-                after = page[-1][0]
+                after, last_look = page[-1][0], False
                 self.pages.put(page)
                 continue
             self.slots.release()
             if after:  # rows before the cursor may have come back: look from the start
                 after = 0
                 continue
+            if last_look:
+                break  # nobody holds any, and none came back since: nothing is left
             self._reap()
-            if not self.store.reserved_by_others(issue_id, self.list_name, lease_id):
-                break  # nothing left that anyone could still give back
-            self.stop.wait(poll)
+            if self.store.reserved_by_others(issue_id, self.list_name, lease_id):
+                self.stop.wait(poll)  # they may still give some back (die, defer)
+                continue
+            last_look = True  # one more look: rows a reaper gave back before the count
         self.pages.join()
 
     def _reap(self) -> None:
@@ -216,9 +220,20 @@ def work(
     issue = store.issue_by_label(joined.lease.label)
     if issue is None or not issue.id:  # pragma: no cover - a send's issue is frozen first
         raise NoSendToJoin(f"issue {joined.lease.label} is not frozen", "run 'digest send' first")
-    list_name = joined.lease.list_name
     sender = make_sender(settings)
     sender.preflight()
+    return _work_on(store, settings, issue, joined.lease.list_name, sender, progress)
+
+
+def _work_on(
+    store: Store,
+    settings: Settings,
+    issue: Issue,
+    list_name: str,
+    sender: Sender,
+    progress: Progress | None,
+) -> DeliveryReport:
+    """Send `issue` to `list_name` as one worker of its send, under a lease of its own."""
     report = DeliveryReport(issue=issue.label, list_name=list_name, backend=sender.name)
     report.workers = 1
     lease = WorkerLease(store, issue, list_name, settings.lease_seconds)
@@ -286,13 +301,15 @@ def coordinate(
     settings: Settings,
     issue: Issue,
     list_name: str,
+    sender: Sender,
     lease: SendLease,
     processes: int,
     *,
     retry_failed: bool = False,
 ) -> DeliveryReport:
-    """Send `issue` to `list_name` with `processes` worker processes on this machine (and
-    any `digest worker` that joins), under this run's send `lease`; the run's report."""
+    """Send `issue` to `list_name` with `processes` sending processes on this machine (this
+    one, which starts at once, and processes - 1 `digest worker`s) and any `digest worker`
+    that joins from elsewhere, under this run's send `lease`; the run's report."""
     report = DeliveryReport(issue=issue.label, list_name=list_name, backend=settings.backend)
     report.workers = processes
     report.interrupted = store.recover_interrupted(issue.id, list_name)
@@ -305,14 +322,26 @@ def coordinate(
     store.open_to_workers(issue.label, list_name, lease.lease_id)
     env = worker_env(settings, processes)
     command = worker_command(settings, issue.label, list_name)
-    children = [_start(command, env) for _ in range(processes)]
-    poll = min(1.0, settings.lease_seconds / 4)
+    children = [_start(command, env) for _ in range(processes - 1)]
+    share = replace(settings, rate=settings.rate / processes)  # as each child's
+    try:
+        own = _work_on(store, share, issue, list_name, sender, None)
+    except BaseException:
+        for child in children:  # they stop on their own (the same refusal), or finish
+            child.process.wait()
+        raise
+    _merge(report, own)
+    poll = min(0.25, settings.lease_seconds / 8)
+    came_back = 0
     while any(c.process.poll() is None for c in children) or store.workers_of(
         issue.label, list_name
     ):  # ours, and any worker that joined from elsewhere
-        lost, _, _ = store.reap_workers(issue.id, issue.label, list_name, process_gone)
+        lost, back, _ = store.reap_workers(issue.id, issue.label, list_name, process_gone)
         report.workers_lost += lost
+        came_back += back
         time.sleep(poll)
+    if came_back:  # a dead worker's reserved rows, given back when no one was left to take them
+        _merge(report, _work_on(store, share, issue, list_name, sender, None))
     for child in children:
         if child.reader is not None:
             child.reader.join()
@@ -354,14 +383,24 @@ def _add(report: DeliveryReport, child: _Child) -> None:
     a worker that died has none: the database says what became of its rows."""
     text = "".join(child.out).strip()
     try:
-        found = json.loads(text.splitlines()[-1]) if text else None
+        found = json.loads(text) if text else None
     except ValueError:
         found = None
     if not isinstance(found, dict):
         return
     report.requests += int(found.get("requests", 0))
     report.workers_lost += int(found.get("workers_lost", 0))
-    for email, reason in found.get("failures", []):
-        if len(report.failures) < 100:
-            report.failures.append((email, reason))
-    report.reasons.update({k: int(v) for k, v in found.get("reasons", {}).items()})
+    failures = [(str(email), str(reason)) for email, reason in found.get("failures", [])]
+    _listed(report, failures, {str(k): int(v) for k, v in found.get("reasons", {}).items()})
+
+
+def _merge(report: DeliveryReport, own: DeliveryReport) -> None:
+    """This process's own part of the send into the run's report."""
+    report.requests += own.requests
+    report.workers_lost += own.workers_lost
+    _listed(report, own.failures, own.reasons)
+
+
+def _listed(report: DeliveryReport, failures: list[tuple[str, str]], reasons: Any) -> None:
+    report.failures.extend(failures[: max(0, MAX_LISTED - len(report.failures))])
+    report.reasons.update(reasons)
