@@ -843,7 +843,10 @@ def status(app: App, as_json: bool) -> None:
 
     Example: digest status --json
     """
+    from digest.delivery.workers import live_sends
+
     rows = app.store.status()
+    live = {(s.label, s.list_name): s for s in live_sends(app.store)}
     if as_json:
         echo_json(
             [
@@ -862,6 +865,9 @@ def status(app: App, as_json: bool) -> None:
                     "bounces": r.bounces,
                     "complaints": r.complaints,
                     "unsubscribes": r.unsubscribes,
+                    "live": live[(r.issue, r.list)].as_json()
+                    if (r.issue, r.list) in live
+                    else None,
                 }
                 for r in rows
             ]
@@ -880,6 +886,9 @@ def status(app: App, as_json: bool) -> None:
                 else ""
             )
         )
+        if (r.issue, r.list) in live:
+            for line in live[(r.issue, r.list)].lines():
+                click.echo(f"  {line}")
 
 
 @cli.group()

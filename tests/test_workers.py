@@ -8,6 +8,7 @@ exactly one message or is `unknown`, even when a worker is killed with kill -9.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections import Counter
 from datetime import timedelta
@@ -121,6 +122,9 @@ def test_a_worker_from_elsewhere_joins_the_send(newsletter: Path, db_url: str) -
         run = digest(newsletter, db_url, peer, *SEND, "--workers", "2", DIGEST_RATE="4")
         wait_for(lambda: len(worker_pids(db_url)) == 2)
         joiner = digest(newsletter, db_url, peer, "worker", DIGEST_WORKERS="1")
+        wait_for(lambda: len(worker_pids(db_url)) == 3)
+        status = digest(newsletter, db_url, peer, "status")
+        sout, serr = status.communicate(timeout=60)
         jout, jerr = joiner.communicate(timeout=60)
         out, err = run.communicate(timeout=60)
     everyone = active_members(db_url)
@@ -130,6 +134,22 @@ def test_a_worker_from_elsewhere_joins_the_send(newsletter: Path, db_url: str) -
     joined = int(jout.split(" sent")[0].rsplit(" ", 1)[-1])
     assert joined > 0, jout  # it sent some of them
     assert f"{len(everyone)} sent, 0 failed, 0 unknown" in out  # the run counts everyone's
+    # The live send as `digest status` showed it: who holds it, its workers, their leases.
+    lines = sout.splitlines()
+    assert status.returncode == 0, sout + serr
+    assert re.fullmatch(
+        rf"  sending now: \S+ \[main\] by \S+ \(pid {run.pid}\) since [\d-]+ [\d:]+ UTC, "
+        r"3 workers, ~[\d,]+ messages/s",
+        lines[1],
+    ), sout
+    assert (
+        sum(
+            1
+            for line in lines
+            if re.match(r"    worker \S+ \(pid \d+\): [\d,]+ sent, lease until", line)
+        )
+        == 3
+    ), sout
 
 
 def test_a_worker_with_no_send_to_join_says_how_to_start_one(

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from digest.delivery import Outcome, Recipient, Sender
@@ -35,7 +36,7 @@ from digest.delivery.senders import make_sender
 from digest.errors import SendError
 from digest.models import DeliveryStatus, Issue
 from digest.settings import Settings
-from digest.store import OpenSend, Store
+from digest.store import OpenSend, Store, Worker
 from digest.store.claims import lease_is_live, reserve, start_sending
 
 SQLITE_NOTE = (
@@ -92,10 +93,10 @@ class WorkerLease(SendLease):
 
 
 class _WorkerRun(_Run):
-    """A `_Run` whose pages are reserved for this worker instead of read ahead.
+    """A `_Run` whose threads each reserve their own pages for this worker, in parallel.
 
-    A page is reserved only when a thread is about to be free and the rate limit lets its
-    messages go: a worker holds few rows others could send, however slow it is told to be.
+    A page is reserved only when a thread is free and the rate limit lets its messages go:
+    a worker holds few rows others could send, however slow it is told to be.
     """
 
     lease: WorkerLease
@@ -103,37 +104,60 @@ class _WorkerRun(_Run):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.feed_limit, self.limit = self.limit, RateLimit(0)  # waited for before reserving
-        self.slots = threading.Semaphore(self.settings.workers + 1)  # pages held at once
+        self.after = 0  # the threads' shared cursor: reserve past this subscriber id
 
     def _one_pass(self) -> None:
+        self.store.release_reserved(self.issue.id, self.lease.lease_id)  # last round's deferrals
+        self.after = 0
+        for _ in range(self.settings.workers):
+            self.pages.put([])  # a ticket: reserve and send until nothing is left
+        self.pages.join()
+
+    def _batch(self, rows: list[Recipient]) -> None:
+        if rows:  # pragma: no cover - this run's pages are its threads' own
+            super()._batch(rows)
+            return
+        while not self.stop.is_set():
+            page = self._reserve()
+            if page is None:
+                return
+            super()._batch(page)
+
+    def _reserve(self) -> list[Recipient] | None:
+        """The next page reserved for this worker; None when nothing is left to send."""
         issue_id, lease_id = self.issue.id, self.lease.lease_id
-        self.store.release_reserved(issue_id, lease_id)  # last round's deferrals, for anyone
         poll = min(0.25, self.settings.lease_seconds / 8)
-        after, last_look = 0, False
+        idle = last_look = False
         while not self.stop.is_set():
             self.lease.check()
-            if not self.slots.acquire(timeout=poll):
-                continue
-            self.feed_limit.acquire(self.sender.batch_size, self.stop)
+            if not idle:  # the end's polls book no messages
+                self.feed_limit.acquire(self.sender.batch_size, self.stop)
+            with self.lock:
+                after = self.after
             page = reserve(
                 self.driver, issue_id, self.list_name, lease_id, after, self.sender.batch_size
             )
             if page:
-                after, last_look = page[-1][0], False
-                self.pages.put(page)
-                continue
-            self.slots.release()
+                with self.lock:
+                    self.after = max(self.after, page[-1][0])
+                return page
+            idle = True
             if after:  # rows before the cursor may have come back: look from the start
-                after = 0
+                with self.lock:
+                    if self.after == after:
+                        self.after = 0
                 continue
             if last_look:
-                break  # nobody holds any, and none came back since: nothing is left
+                return None  # nobody holds any, and none came back since: nothing is left
             self._reap()
             if self.store.reserved_by_others(issue_id, self.list_name, lease_id):
                 self.stop.wait(poll)  # they may still give some back (die, defer)
                 continue
-            last_look = True  # one more look: rows a reaper gave back before the count
-        self.pages.join()
+            # One more look: rows a reaper gave back before the count, and rows left reserved
+            # under a lease that is gone (none should be; a crash of this version's reaper).
+            self.store.release_stale_reservations(issue_id, self.list_name)
+            last_look = True
+        return None
 
     def _reap(self) -> None:
         lost, _, unknown = self.store.reap_workers(
@@ -150,12 +174,6 @@ class _WorkerRun(_Run):
             self.lease.lost.set()
             self.lease.check()
         return moved
-
-    def _batch(self, rows: list[Recipient]) -> None:
-        try:
-            super()._batch(rows)
-        finally:
-            self.slots.release()
 
     def _tally(self, outcomes: list[Outcome], rows: list[Recipient]) -> None:
         super()._tally(outcomes, rows)
@@ -248,6 +266,74 @@ def _work_on(
     finally:
         lease.release()
     return report
+
+
+@dataclass
+class LiveSend:
+    """A send going on now, as `digest status` shows it: who holds it, and its workers."""
+
+    label: str
+    list_name: str
+    holder: str
+    since: datetime
+    opened: bool  # open to workers (digest send --workers N)
+    workers: list[Worker]
+
+    @property
+    def rate(self) -> float:
+        """Messages per second, summed over the live workers (0 for a one-process send)."""
+        return sum(
+            w.sent / max(1.0, (w.heartbeat_at - w.acquired_at).total_seconds())
+            for w in self.workers
+        )
+
+    def lines(self) -> list[str]:
+        """The send and one line per worker."""
+        head = (
+            f"sending now: {self.label} [{self.list_name}] by {self.holder} since "
+            f"{self.since:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        if not self.opened:
+            return [head + " (one process)"]
+        lines = [head + f", {len(self.workers)} workers, ~{self.rate:,.0f} messages/s"]
+        lines += [
+            f"  worker {w.holder}: {w.sent:,} sent, lease until {w.expires_at:%H:%M:%S} UTC "
+            f"(last heartbeat {w.heartbeat_at:%H:%M:%S})"
+            for w in self.workers
+        ]
+        return lines
+
+    def as_json(self) -> dict[str, Any]:
+        """For `digest status --json`."""
+        return {
+            "holder": self.holder,
+            "since": self.since.isoformat(),
+            "workers": [
+                {
+                    "holder": w.holder,
+                    "sent": w.sent,
+                    "heartbeat_at": w.heartbeat_at.isoformat(),
+                    "expires_at": w.expires_at.isoformat(),
+                }
+                for w in self.workers
+            ],
+            "rate": round(self.rate, 1),
+        }
+
+
+def live_sends(store: Store) -> list[LiveSend]:
+    """The sends going on now, with their workers."""
+    return [
+        LiveSend(
+            s.lease.label,
+            s.lease.list_name,
+            s.lease.holder,
+            s.lease.acquired_at,
+            s.opened_at is not None,
+            store.workers_of(s.lease.label, s.lease.list_name),
+        )
+        for s in store.live_sends()
+    ]
 
 
 def report_json(report: DeliveryReport) -> dict[str, Any]:

@@ -35,10 +35,16 @@ _ACTIVE_MEMBER = (
 # worker; rows another worker is reserving right now are skipped, not waited for. Arrays, not
 # one placeholder per id: psycopg prepares a statement with few parameters once per
 # connection, and re-parses one with a thousand on every call.
+# The worker's own lease row is locked (FOR SHARE) while it reserves: a reaper's DELETE of it
+# waits for the reservation to commit and then gives those rows back too; once it is reaped,
+# the worker reserves nothing.
 _RESERVE = (
-    "WITH picked AS (SELECT d.subscriber_id FROM deliveries d "
+    "WITH mine AS (SELECT lease_id FROM send_workers WHERE lease_id = %s AND expires_at > %s "
+    "FOR SHARE), "
+    "picked AS (SELECT d.subscriber_id FROM deliveries d "
     "WHERE d.issue_id = %s AND d.subscriber_id > %s AND d.status = 'pending' "
     f"AND d.lease_id IS NULL AND d.list_name = %s AND {_ACTIVE_MEMBER} "
+    "AND EXISTS (SELECT 1 FROM mine) "
     "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d SKIP LOCKED), "
     "taken AS (UPDATE deliveries SET lease_id = %s FROM picked "
     "WHERE deliveries.issue_id = %s AND deliveries.subscriber_id = picked.subscriber_id "
@@ -233,10 +239,12 @@ class ClaimStore(StoreBase):
         return len(mine), int(back), int(unknown)
 
     def reserved_by_others(self, issue_id: int, list_name: str, lease_id: str) -> int:
-        """Pending rows of the send that another worker holds reserved."""
+        """Pending rows of the send that another worker (with a lease row) holds reserved."""
         query = (
             sa.select(sa.func.count())
-            .select_from(deliveries)
+            .select_from(
+                deliveries.join(send_workers, send_workers.c.lease_id == deliveries.c.lease_id)
+            )
             .where(
                 deliveries.c.issue_id == issue_id,
                 deliveries.c.list_name == list_name,
@@ -284,7 +292,7 @@ def reserve(
 ) -> list[Recipient]:
     """Reserve the next `size` pending deliveries past subscriber id `after` for the worker
     `lease_id`, skipping rows other workers are reserving; their recipients, by id."""
-    params = (issue_id, after, list_name, size, lease_id, issue_id)
+    params = (lease_id, driver.now(), issue_id, after, list_name, size, lease_id, issue_id)
 
     def work(cursor: Any) -> list[Recipient]:
         cursor.execute(_RESERVE, params)
