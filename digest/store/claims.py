@@ -52,13 +52,13 @@ _RESERVE = (
     "SELECT s.id, s.email, s.name, s.fields FROM taken JOIN subscribers s "
     "ON s.id = taken.subscriber_id ORDER BY s.id"
 )
-# Just before the request: our reserved rows to `sending`, only while our lease is live and
-# only for those still active members of the list.
+# Just before the request: our reserved rows to `sending`, only while our lease is live.
+# (Membership was checked as they were reserved, moments ago, by the thread that sends them.)
 _START = (
     "UPDATE deliveries d SET status = 'sending', attempts = attempts + 1, updated_at = %s "
     "WHERE d.issue_id = %s AND d.subscriber_id = ANY(%s::integer[]) AND d.status = 'pending' "
     "AND d.lease_id = %s AND EXISTS (SELECT 1 FROM send_workers w WHERE w.lease_id = %s "
-    f"AND w.expires_at > %s) AND {_ACTIVE_MEMBER} "
+    "AND w.expires_at > %s) "
     "RETURNING d.subscriber_id"
 )
 
