@@ -843,7 +843,7 @@ def status(app: App, as_json: bool) -> None:
 
     Example: digest status --json
     """
-    from digest.delivery.workers import live_sends
+    from digest.delivery.live import live_sends
 
     rows = app.store.status()
     live = {(s.label, s.list_name): s for s in live_sends(app.store)}
