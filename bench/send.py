@@ -1,6 +1,11 @@
 """`digest send` to a big list through the local SendGrid look-alike, with a slow API.
 
     python -m bench.send [--sizes 100000,1000000] [--delay 0.1] [--workers 8] [--db URL]
+                         [--processes 1,2,4] [--runs 3]
+
+--processes runs `digest send --workers N` for each N (N sending processes, PostgreSQL;
+1 is the one-process send), each `--runs` times, and prints the median wall time beside
+the load average (os.getloadavg) at its end; --workers stays the threads of each process.
 
 For each size: imports that many subscribers (the import rate is printed too), freezes an
 issue of realistic size (~40 KB of HTML with per-subscriber markers, List-Unsubscribe
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,7 +120,8 @@ def prepare(folder: Path, url: str, size: int) -> tuple[float, str]:
     return took, window.label
 
 
-def run(size: int, delay: float, workers: int, db: str | None) -> None:
+def run(size: int, delay: float, workers: int, db: str | None, processes: int = 1) -> float:
+    """One send of `size` subscribers with `processes` sending processes; its wall time."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         url = db or f"sqlite:///{folder / 'bench.db'}"
@@ -152,6 +159,7 @@ def run(size: int, delay: float, workers: int, db: str | None) -> None:
                 "--force",
                 "--week",
                 label,
+                *(["--workers", str(processes)] if processes > 1 else []),
             ],
             cwd=folder,
             env=env,
@@ -171,18 +179,21 @@ def run(size: int, delay: float, workers: int, db: str | None) -> None:
             raise SystemExit(f"digest send failed with status {status}")
         if (seen["recipients"], seen["distinct"], seen["most"]) != (size, size, 1):
             raise SystemExit(f"not exactly once: {seen}")
-        floor = seen["requests"] * delay / workers
+        floor = seen["requests"] * delay / (workers * processes)
         say(
-            f"{'':>9}  send: wall {wall:6.2f} s, {seen['requests']:,} requests, "
+            f"{'':>9}  send ({processes} process{'es' if processes > 1 else ''}): wall "
+            f"{wall:6.2f} s, {seen['requests']:,} requests, "
             f"{seen['recipients']:,} recipients ({seen['distinct']:,} distinct, at most "
-            f"{seen['most']} each), floor {floor:.2f} s ({workers} in flight × {delay * 1000:.0f}"
-            f" ms), peak memory {usage.ru_maxrss / 1024:,.0f} MB"
+            f"{seen['most']} each), floor {floor:.2f} s ({workers * processes} in flight × "
+            f"{delay * 1000:.0f} ms), peak memory {usage.ru_maxrss / 1024:,.0f} MB "
+            "(the largest process)"
         )
         say(
             f"{'':>9}  CPU: send {usage.ru_utime + usage.ru_stime:.1f} s, "
             f"the look-alike {seen['cpu']:.1f} s (2 cores: {2 * wall:.0f} s of CPU in that wall)"
         )
         say(f"{'':>9}  {output.strip().splitlines()[-1]}")
+    return wall
 
 
 def say(line: str) -> None:
@@ -198,13 +209,26 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.1, help="seconds per API answer")
     parser.add_argument("--workers", type=int, default=8, help="[delivery] workers")
     parser.add_argument("--db", help="a database URL (default: SQLite in a temporary folder)")
+    parser.add_argument(
+        "--processes", default="1", help="sending processes (digest send --workers N), e.g. 1,2,4"
+    )
+    parser.add_argument("--runs", type=int, default=1, help="runs of each; the median is shown")
     args = parser.parse_args()
     say(
         f"digest send via the SendGrid look-alike, {args.delay * 1000:.0f} ms per answer, "
         f"{args.workers} workers, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
     for size in (int(s) for s in args.sizes.split(",")):
-        run(size, args.delay, args.workers, args.db)
+        for processes in (int(p) for p in args.processes.split(",")):
+            walls = [
+                run(size, args.delay, args.workers, args.db, processes) for _ in range(args.runs)
+            ]
+            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            say(
+                f"{size:>9,} subscribers, {processes} sending process(es): median wall "
+                f"{statistics.median(walls):.2f} s of {', '.join(f'{w:.2f}' for w in walls)}; "
+                f"load average {load}"
+            )
 
 
 if __name__ == "__main__":

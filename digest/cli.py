@@ -57,7 +57,8 @@ class App:
         if self._store is None:
             from digest.store import Store
 
-            self._store = Store.open(self.settings.database_url)
+            # The send's threads, its page reader and its lease's heartbeat, at once.
+            self._store = Store.open(self.settings.database_url, self.settings.workers + 3)
         return self._store
 
     def close(self) -> None:
@@ -675,6 +676,14 @@ def subscribers_unsubscribe(app: App, email: str) -> None:
 @click.option(
     "--wait", is_flag=True, help="If another run is sending this issue to the list, wait for it."
 )
+@click.option(
+    "--workers",
+    "processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Sending processes on this machine (PostgreSQL); 'digest worker' elsewhere joins them.",
+)
 @click.pass_obj
 def send(
     app: App,
@@ -697,6 +706,7 @@ def send(
     send_at: str | None,
     retry_failed: bool,
     wait: bool,
+    processes: int,
 ) -> None:
     """Send the window's issue to a list, exactly once per subscriber.
 
@@ -761,6 +771,12 @@ def send(
     when = parse_send_at(send_at, app.settings.tz, datetime.now(UTC)) if send_at else None
     if not (yes or dry_run):
         click.confirm("Send now?" if when is None else f"Schedule for {when}?", abort=True)
+    if processes > 1 and not dry_run:
+        from digest.delivery.workers import processes_for
+
+        processes, sqlite_note = processes_for(app.store, processes)
+        if sqlite_note:
+            click.echo(sqlite_note)
     # A bar only where someone watches; scripts and logs get the summary line alone.
     bar = ProgressBar(plan.recipients, sys.stderr) if sys.stderr.isatty() else None
     report = pipeline.send(
@@ -774,6 +790,7 @@ def send(
         retry_failed=retry_failed,
         send_at=when,
         wait=wait,
+        processes=processes,
         waiting=lambda held: click.echo(
             f"waiting: {held.holder} has been sending this issue to the list since "
             f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC",
@@ -783,6 +800,8 @@ def send(
     if bar is not None:
         bar.finish(report)
     click.echo(report.line())
+    if report.workers > 1:
+        click.echo(f"sent with {report.workers} worker processes" + _lost(report.workers_lost))
     if report.interrupted:
         click.echo(
             f"{report.interrupted} deliveries were interrupted by an earlier run and are "
@@ -799,6 +818,42 @@ def send(
         sys.exit(1)
 
 
+def _lost(workers: int) -> str:
+    if not workers:
+        return ""
+    return (
+        f"; {workers} worker{'s' if workers > 1 else ''} stopped without finishing (lease "
+        "expired or process gone): their requests in flight are 'unknown', the rest went to "
+        "the others"
+    )
+
+
+@cli.command()
+@click.option("--issue", "label", metavar="LABEL", help="The issue being sent, e.g. 2026-W49.")
+@click.option("--list", "list_name", help="The list it is being sent to.")
+@json_option
+@click.pass_obj
+def worker(app: App, label: str | None, list_name: str | None, as_json: bool) -> None:
+    """Join a running 'digest send --workers N' as one more sending process (PostgreSQL).
+
+    Run it on any machine that reaches the same database (DIGEST_DATABASE_URL), with the
+    same sender settings; it claims pages of recipients until none are left.
+
+    Example: DIGEST_DATABASE_URL=postgresql+psycopg://digest@db/news digest worker
+    """
+    from digest.delivery.workers import report_json, work
+
+    report = work(app.store, app.settings, label=label, list_name=list_name)
+    if as_json:
+        echo_json(report_json(report))
+    else:
+        click.echo(report.line() + _lost(report.workers_lost))
+        for line in report.failure_lines():
+            click.echo(line)
+    if report.failed or report.unknown or report.deferred:
+        sys.exit(1)
+
+
 @cli.command()
 @click.option(
     "--issue", help="Only this issue (id or label), with its clicks per story ([tracking] clicks)."
@@ -810,6 +865,8 @@ def status(app: App, issue: str | None, as_json: bool) -> None:
 
     Example: digest status --json; digest status --issue 2025-W14
     """
+    from digest.delivery.live import live_sends
+
     rows = app.store.status()
     stories: list[dict[str, Any]] | None = None
     if issue is not None:
@@ -818,6 +875,7 @@ def status(app: App, issue: str | None, as_json: bool) -> None:
         label, found = issue_clicks(app.store, issue)
         rows = [r for r in rows if r.issue == label]
         stories = [s.as_json() for s in found]
+    live = {(s.label, s.list_name): s for s in live_sends(app.store)}
     if as_json:
         echo_json(
             [
@@ -836,6 +894,9 @@ def status(app: App, issue: str | None, as_json: bool) -> None:
                     "bounces": r.bounces,
                     "complaints": r.complaints,
                     "unsubscribes": r.unsubscribes,
+                    "live": live[(r.issue, r.list)].as_json()
+                    if (r.issue, r.list) in live
+                    else None,
                 }
                 | ({} if stories is None else {"stories": stories})
                 for r in rows
@@ -855,6 +916,9 @@ def status(app: App, issue: str | None, as_json: bool) -> None:
                 else ""
             )
         )
+        if (r.issue, r.list) in live:
+            for line in live[(r.issue, r.list)].lines():
+                click.echo(f"  {line}")
     for s in stories or []:
 
         def pct(rate: float | None) -> str:

@@ -18,6 +18,7 @@ from digest.delivery.lease import SendLease
 from digest.delivery.ledger import DeliveryReport, Progress, deliver, token_secret
 from digest.delivery.message import EnvelopeMaker
 from digest.delivery.senders import make_sender
+from digest.delivery.workers import coordinate
 from digest.editorial import rank_window
 from digest.errors import DigestError, SendError, SourceError, SubscriberError
 from digest.ingest import IngestReport, ingest
@@ -337,13 +338,20 @@ def send(
     send_at: datetime | None = None,
     wait: bool = False,
     waiting: Callable[[Lease], None] | None = None,
+    processes: int = 1,
 ) -> DeliveryReport:
     """Take the send's lease, check the sender, freeze the issue (first send only) and
     deliver it. A run that delivered nothing gives the issue (and its number) back.
 
     wait: wait for another run holding the issue and list instead of refusing (`waiting`
-    hears who holds it, once).
+    hears who holds it, once). processes: worker processes to send with (PostgreSQL; see
+    digest/delivery/workers.py), which `digest worker` on other machines may join.
     """
+    if processes > 1 and not dry_run and (send_at is not None or resend_unknown):
+        raise SendError(
+            f"--workers cannot be combined with {'--send-at' if send_at else '--resend-unknown'}",
+            "send those with one process (without --workers)",
+        )
     if len(plan.stories) < settings.min_stories and not plan.frozen and not force:
         raise SendError(
             f"the lineup has {len(plan.stories)} stories, fewer than [selection] min_stories "
@@ -373,18 +381,24 @@ def send(
         sender.preflight()  # before the issue is frozen: a run that cannot send keeps it
         issue = freeze(store, store.issue_by_label(plan.issue.label) or replace(plan.issue, id=0))
         try:
-            report = deliver(
-                store,
-                issue,
-                plan.list_name,
-                sender,
-                settings,
-                progress=progress,
-                resend_unknown=resend_unknown,
-                retry_failed=retry_failed,
-                send_at=send_at,
-                lease=lease,
-            )
+            if processes > 1:
+                report = coordinate(
+                    store, settings, issue, plan.list_name, sender, lease, processes,
+                    retry_failed=retry_failed,
+                )  # fmt: skip
+            else:
+                report = deliver(
+                    store,
+                    issue,
+                    plan.list_name,
+                    sender,
+                    settings,
+                    progress=progress,
+                    resend_unknown=resend_unknown,
+                    retry_failed=retry_failed,
+                    send_at=send_at,
+                    lease=lease,
+                )
         except BaseException:
             store.withdraw_unsent_issue(issue.id)
             raise

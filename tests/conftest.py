@@ -69,10 +69,12 @@ def reset_postgres(url: str) -> None:
     try:
         version = schema_version(engine)
         with engine.begin() as conn:
-            if version == HEAD:
+            if version == HEAD and set(metadata.tables) <= set(sa.inspect(conn).get_table_names()):
                 names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
                 conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
                 return
+            # Another version, or a checkout whose migration of the same number made other
+            # tables: start from nothing.
             if version is not None:
                 conn.exec_driver_sql("DROP SCHEMA public CASCADE")
                 conn.exec_driver_sql("CREATE SCHEMA public")

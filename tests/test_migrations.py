@@ -223,3 +223,22 @@ def test_0007_leaves_imported_subscribers_without_a_web_consent(
         assert store.latest_consents([p.id for p in people if p.id is not None]) == {}
     finally:
         store.close()
+
+
+def test_0005_adds_worker_leases_and_leaves_sends_closed_to_workers(
+    db_url: str, tmp_path: Path
+) -> None:
+    load_landed(db_url, tmp_path)
+    Store.upgrade(db_url)
+    store = Store.open(db_url)
+    try:
+        mine, _ = store.take_lease("2026-W48", "main", "one-process", "here", 1, 60)
+        assert mine is not None
+        # A send lease taken as before: a one-process send, which workers cannot join.
+        [send] = store.live_sends("2026-W48", "main")
+        assert send.opened_at is None
+        assert store.workers_of("2026-W48", "main") == []
+        store.take_worker_lease("w1", "2026-W48", "main", "here", 2, 60)
+        assert [w.sent for w in store.workers_of("2026-W48", "main")] == [0]
+    finally:
+        store.close()

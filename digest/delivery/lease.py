@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from types import TracebackType
+from typing import Protocol
 
 from digest.errors import SendError
 from digest.store import Lease, Store
@@ -27,7 +28,16 @@ class LeaseLost(SendError):
     """This run's lease lapsed or was taken over: it must not send another batch."""
 
 
-def process_gone(lease: Lease) -> bool:
+class Holder(Protocol):
+    """Who holds a lease: a host and a process id on it."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+
+
+def process_gone(lease: Holder) -> bool:
     """Whether `lease`'s holder is a process of this host that no longer runs."""
     return host_process_gone(lease.host, lease.pid)
 
@@ -89,8 +99,7 @@ class SendLease:
                 waiting(held)
                 told = True
             self._stop.wait(min(1.0, self.seconds / 4))
-        self._beat = threading.Thread(target=self._heartbeat, name="digest-lease", daemon=True)
-        self._beat.start()
+        self._start_heartbeat()
 
     def check(self) -> None:
         """LeaseLost once the lease is no longer ours: send no further batch."""
@@ -108,15 +117,23 @@ class SendLease:
         if self._beat is not None:
             self._beat.join()
         if not self.lost.is_set():
-            self.store.release_lease(self.label, self.list_name, self.lease_id)
+            self._give_back()
+
+    def _renew(self) -> bool:
+        return self.store.renew_lease(self.label, self.list_name, self.lease_id, self.seconds)
+
+    def _give_back(self) -> None:
+        self.store.release_lease(self.label, self.list_name, self.lease_id)
+
+    def _start_heartbeat(self) -> None:
+        self._beat = threading.Thread(target=self._heartbeat, name="digest-lease", daemon=True)
+        self._beat.start()
 
     def _heartbeat(self) -> None:
         interval = self.seconds / 3
         while not self._stop.wait(interval):
             try:
-                kept = self.store.renew_lease(
-                    self.label, self.list_name, self.lease_id, self.seconds
-                )
+                kept = self._renew()
             except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
                 continue
             if not kept:

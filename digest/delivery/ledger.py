@@ -71,6 +71,8 @@ class DeliveryReport:
     requests: int = 0  # API requests made (SendGrid)
     retried: int = 0  # --retry-failed: failures that were not the recipient's, sent again
     withdrawn: int | None = None  # nothing went out: this issue number was given back
+    workers: int = 0  # worker processes that sent it (digest send --workers N)
+    workers_lost: int = 0  # of them, those that died: their requests in flight are unknown
     dry_run: bool = False
     scheduled: datetime | None = None  # --send-at
     failures: list[tuple[str, str]] = field(default_factory=list)  # (email, reason), the first
@@ -195,15 +197,7 @@ def _deliver(
         )
     run = _Run(store, issue, list_name, sender, settings, report, dry_run, statuses, progress)
     run.lease = lease
-    sender.open(issue)
-    try:
-        run.run()
-    except RequestsRefused:
-        store.retry_failed(issue.id, list_name)  # not their fault: back to pending
-        raise
-    finally:
-        sender.close()
-        report.requests = int(getattr(sender, "requests", 0))
+    run.send_all()
     if not dry_run:
         report.left = store.withdraw_departed(issue.id, list_name)
     if not dry_run and not (
@@ -281,6 +275,19 @@ class _Run:
         self.deferred_now: list[tuple[str, str]] = []
         self.deferred_reasons: Counter[str] = Counter()  # this round's
 
+    def send_all(self) -> None:
+        """Open the sender, run, close it; a run stopped by refused requests puts their
+        recipients back to pending (not their fault)."""
+        self.sender.open(self.issue)
+        try:
+            self.run()
+        except RequestsRefused:
+            self.store.retry_failed(self.issue.id, self.list_name)
+            raise
+        finally:
+            self.sender.close()
+            self.report.requests = int(getattr(self.sender, "requests", 0))
+
     def run(self) -> None:
         workers = [
             threading.Thread(target=self._work, name=f"digest-send-{n}", daemon=True)
@@ -352,7 +359,7 @@ class _Run:
             if self.lease is not None:
                 self.lease.check()  # a run that lost its lease sends no further batch
                 lease_id = self.lease.lease_id
-            claimed = claim(self.store, self.issue.id, ids, self.statuses, self.driver, lease_id)
+            claimed = self._claim(ids, lease_id)
             if len(claimed) < len(ids):  # another run took some
                 rows = [row for row in rows if row[0] in claimed]
                 ids = [row[0] for row in rows]
@@ -386,6 +393,10 @@ class _Run:
             record(self.store, self.issue.id, outcomes, self.driver)
         self._tally(outcomes, rows)
         self._watch(outcomes)
+
+    def _claim(self, ids: list[int], lease_id: str | None) -> set[int]:
+        """Move a batch to `sending` (committed) before its request; the ids really moved."""
+        return claim(self.store, self.issue.id, ids, self.statuses, self.driver, lease_id)
 
     def _watch(self, outcomes: list[Outcome]) -> None:
         """Stop the run when request after request is refused whole for the same reason."""

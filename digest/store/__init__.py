@@ -8,6 +8,7 @@ from __future__ import annotations
 from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
+from digest.store.claims import ClaimStore, OpenSend, Worker
 from digest.store.click_store import Click, ClickStore, StoryClicks
 from digest.store.consent_store import Confirmed, Consent, ConsentStore
 from digest.store.event_store import EventStore
@@ -33,6 +34,7 @@ from digest.store.schema import (
     picks,
     schedule_runs,
     send_leases,
+    send_workers,
     subscribers,
     welcomes,
 )
@@ -55,6 +57,7 @@ class Store(
     LedgerStore,
     ArchiveStore,
     LeaseStore,
+    ClaimStore,
     EventStore,
     RunStore,
     ConsentStore,
@@ -76,6 +79,8 @@ __all__ = [
     "email_key",
     "Lease",
     "RunRow",
+    "OpenSend",
+    "Worker",
     "SourceState",
     "StatusRow",
     "Store",
@@ -98,6 +103,7 @@ __all__ = [
     "picks",
     "schedule_runs",
     "send_leases",
+    "send_workers",
     "subscribers",
     "to_db",
     "utcnow",

@@ -25,12 +25,13 @@ class StoreBase:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str) -> Self:
+    def open(cls, url: str, pool_size: int | None = None) -> Self:
         """Open the database at `url`, creating the latest schema in an empty one.
 
-        A database at another schema version is refused with how to upgrade it.
+        A database at another schema version is refused with how to upgrade it. pool_size:
+        connections kept open (PostgreSQL), as many as the threads that use them at once.
         """
-        engine = _engine(url)
+        engine = _engine(url, pool_size)
         try:
             found = schema_version(engine)
             if found is None:
@@ -201,10 +202,12 @@ UNVERSIONED = "unversioned"
 UPGRADE_HINT = "run 'digest db upgrade' (back up digest.db first)"
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, pool_size: int | None = None) -> Engine:
     """An engine for `url`, its driver and URL checked."""
     try:
-        engine = sa.create_engine(url)
+        # Fewer kept connections than threads would close and reopen sessions all send long.
+        sized = {"pool_size": pool_size} if pool_size and url.startswith("postgresql") else {}
+        engine = sa.create_engine(url, **sized)
     except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError, ValueError) as e:
         # ValueError: a port that is no number ("invalid literal for int() …: 'abc'").
         if "int()" in str(e):

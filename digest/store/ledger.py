@@ -17,6 +17,7 @@ from digest.store.schema import (
     memberships,
     optouts,
     send_leases,
+    send_workers,
     subscribers,
 )
 
@@ -128,6 +129,9 @@ class LedgerStore(StoreBase):
         live = sa.select(1).where(
             send_leases.c.lease_id == deliveries.c.lease_id, send_leases.c.expires_at > utcnow()
         )
+        worker = sa.select(1).where(  # a worker's lease (digest send --workers, digest worker)
+            send_workers.c.lease_id == deliveries.c.lease_id, send_workers.c.expires_at > utcnow()
+        )
         with self.begin() as conn:
             result = conn.execute(
                 deliveries.update()
@@ -136,6 +140,7 @@ class LedgerStore(StoreBase):
                     deliveries.c.list_name == list_name,
                     deliveries.c.status == str(DeliveryStatus.SENDING),
                     ~live.exists(),
+                    ~worker.exists(),
                 )
                 .values(
                     status=str(DeliveryStatus.UNKNOWN),

@@ -126,6 +126,24 @@ send_leases = sa.Table(
     sa.Column("acquired_at", sa.DateTime, nullable=False),
     sa.Column("heartbeat_at", sa.DateTime, nullable=False),
     sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("opened_at", sa.DateTime),  # opened to workers (digest send --workers N)
+)
+
+# A worker process sending part of a send (digest send --workers N, digest worker): its own
+# lease, kept alive by its heartbeat. Its reserved rows are `pending` deliveries with its id.
+send_workers = sa.Table(
+    "send_workers",
+    metadata,
+    sa.Column("lease_id", sa.String(36), primary_key=True),
+    sa.Column("label", sa.String(100), nullable=False),
+    sa.Column("list_name", sa.String(200), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("sent", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_send_workers_send", "label", "list_name"),
 )
 
 meta = sa.Table(

@@ -24,7 +24,7 @@ from digest.store.rows import utcnow
 from digest.store.schema import deliveries
 
 T = TypeVar("T")
-_CHUNK = 1000  # ids per IN (…) clause
+_CHUNK = 1000  # ids per IN (…) clause (SQLite's limit of parameters is near)
 
 # One recipient as a page is read: id, email, name, custom fields (JSON text).
 Recipient = tuple[int, str, str, str]
@@ -61,7 +61,7 @@ _PAGE = (
 _CLAIM = (
     "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = {p}, "
     "lease_id = {p} "
-    "WHERE issue_id = {p} AND status IN ({states}) AND subscriber_id IN ({ids}) "
+    "WHERE issue_id = {p} AND status IN ({states}) AND subscriber_id {ids} "
     "AND EXISTS (SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id "
     "WHERE m.subscriber_id = deliveries.subscriber_id AND m.list_name = deliveries.list_name "
     "AND s.status = 'active') "
@@ -71,7 +71,7 @@ _ONE_ROW = "SELECT json_group_array(json_array(id, email, name, fields)) FROM ({
 _RECORD = (
     "UPDATE deliveries SET status = {p}, message_id = {p}, error = {p}, fault = {p}, "
     "updated_at = {p} "
-    "WHERE issue_id = {p} AND status = 'sending' AND subscriber_id IN ({ids})"
+    "WHERE issue_id = {p} AND status = 'sending' AND subscriber_id {ids}"
 )
 # SQLite takes one writer at a time and makes the others poll (sleeping up to 100 ms between
 # tries); workers of one run queue on this lock instead. Other processes still poll.
@@ -118,6 +118,18 @@ class Driver:
             self._stamp = kind.bind_processor(dialect)
             with _SQLITE_WRITES_LOCK:
                 self.write_lock = _SQLITE_WRITES.setdefault(self.engine, threading.Lock())
+
+    def among(self, ids: Sequence[int]) -> str:
+        """`IN (…)` of these ids as SQL, for `ids(…)`'s parameters: on PostgreSQL one array
+        (`= ANY`), so the statement has few parameters and psycopg prepares it once per
+        connection instead of parsing a thousand placeholders on every call."""
+        if self.sqlite:
+            return f"IN ({', '.join([self.mark] * len(ids))})"
+        return f"= ANY({self.mark}::integer[])"
+
+    def ids(self, ids: Sequence[int]) -> tuple[Any, ...]:
+        """The parameters of `among(ids)`."""
+        return tuple(ids) if self.sqlite else (list(ids),)
 
     def now(self) -> Any:
         """Now, as the driver should get it for a DateTime column."""
@@ -220,8 +232,10 @@ def claim(
         # The usual case, one step: everyone was still waiting. RETURNING costs a step (and
         # on SQLite a GIL hand-over) per row, so it is only asked for when someone was not.
         for chunk in _chunks(ids):
-            sql = _CLAIM.format(p=mark, states=states, ids=", ".join([mark] * len(chunk)))
-            cursor.execute(sql.partition(" RETURNING ")[0], (now, lease_id, issue_id, *chunk))
+            sql = _CLAIM.format(p=mark, states=states, ids=driver.among(chunk))
+            cursor.execute(
+                sql.partition(" RETURNING ")[0], (now, lease_id, issue_id, *driver.ids(chunk))
+            )
             if cursor.rowcount != len(chunk):
                 raise _Partly  # rolled back: nothing of it was claimed
         return set(ids)
@@ -229,8 +243,8 @@ def claim(
     def some(cursor: Any) -> set[int]:
         taken: set[int] = set()
         for chunk in _chunks(ids):
-            sql = _CLAIM.format(p=mark, states=states, ids=", ".join([mark] * len(chunk)))
-            cursor.execute(sql, (now, lease_id, issue_id, *chunk))
+            sql = _CLAIM.format(p=mark, states=states, ids=driver.among(chunk))
+            cursor.execute(sql, (now, lease_id, issue_id, *driver.ids(chunk)))
             taken.update(row[0] for row in cursor.fetchall())
         return taken
 
@@ -260,9 +274,9 @@ def record(
         for (status, message_id, error, fault), ids in groups.items():
             for chunk in _chunks(ids):
                 cursor.execute(
-                    _RECORD.format(p=mark, ids=", ".join([mark] * len(chunk))),
+                    _RECORD.format(p=mark, ids=driver.among(chunk)),
                     (DeliveryStatus(status).value, message_id, error, fault, now, issue_id)
-                    + tuple(chunk),
+                    + driver.ids(chunk),
                 )
 
     driver.write(write)

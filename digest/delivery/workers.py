@@ -1,0 +1,423 @@
+"""One send spread over many processes and machines, with PostgreSQL as the coordinator.
+
+`digest send --workers N` takes the send's lease, freezes and enqueues as a one-process send
+does, opens the send to workers and starts N `digest worker` processes; `digest worker` on
+any machine reaching the same database joins it. There is no protocol of our own: each
+worker holds a lease in the database (heartbeat, expiry) and claims pages of pending rows
+with `FOR UPDATE SKIP LOCKED` (digest/store/claims.py). Every row goes `pending` → reserved
+→ `sending` (committed, under a live lease) → its outcome, so the ledger's promise holds
+across processes: exactly once, and whoever is not known sent is `unknown`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from digest.delivery import Outcome, Recipient, Sender
+from digest.delivery.lease import LeaseLost, SendLease, process_gone
+from digest.delivery.ledger import (
+    MAX_LISTED,
+    DeliveryReport,
+    Progress,
+    _Run,
+)
+from digest.delivery.ratelimit import RateLimit
+from digest.delivery.senders import make_sender
+from digest.errors import SendError
+from digest.models import DeliveryStatus, Issue
+from digest.settings import Settings
+from digest.store import OpenSend, Store
+from digest.store.claims import lease_is_live, reserve, start_sending
+
+SQLITE_NOTE = (
+    "--workers needs PostgreSQL (SQLite takes one writer at a time): sending with one process"
+)
+
+
+class NoSendToJoin(SendError):
+    """`digest worker` found no send opened to workers."""
+
+
+def processes_for(store: Store, asked: int) -> tuple[int, str | None]:
+    """How many sending processes to run for `--workers asked`, and a note when fewer."""
+    if asked > 1 and store.engine.dialect.name != "postgresql":
+        return 1, SQLITE_NOTE
+    return asked, None
+
+
+class WorkerLease(SendLease):
+    """One worker process's own lease on its part of a send (not the send's lease)."""
+
+    def __init__(self, store: Store, issue: Issue, list_name: str, seconds: float) -> None:
+        super().__init__(store, issue.label, list_name, seconds)
+        self.issue_id = issue.id
+        self.sent = 0  # shown by `digest status`, written with each heartbeat
+
+    def acquire(self, **_: Any) -> None:
+        """Record this worker's lease and start its heartbeat."""
+        self.store.take_worker_lease(
+            self.lease_id,
+            self.label,
+            self.list_name,
+            socket.gethostname(),
+            os.getpid(),
+            self.seconds,
+        )
+        self._start_heartbeat()
+
+    def check(self) -> None:
+        """LeaseLost once this worker's lease lapsed or was reaped: no further batch."""
+        if self.lost.is_set():
+            raise LeaseLost(
+                f"this worker lost its lease on sending issue {self.label} to list "
+                f"{self.list_name} (no heartbeat for {self.seconds:g} s); it stopped before "
+                "its next batch, and its reserved recipients went back to the others",
+                "check the connection to the database; 'digest status' shows the send",
+            )
+
+    def _renew(self) -> bool:
+        return self.store.renew_worker_lease(self.lease_id, self.seconds, self.sent)
+
+    def _give_back(self) -> None:
+        self.store.release_worker_lease(self.issue_id, self.lease_id)
+
+
+class _WorkerRun(_Run):
+    """A `_Run` whose threads each reserve their own pages for this worker, in parallel.
+
+    A page is reserved only when a thread is free and the rate limit lets its messages go:
+    a worker holds few rows others could send, however slow it is told to be.
+    """
+
+    lease: WorkerLease
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.feed_limit, self.limit = self.limit, RateLimit(0)  # waited for before reserving
+        self.after = 0  # the threads' shared cursor: reserve past this subscriber id
+
+    def _one_pass(self) -> None:
+        self.store.release_reserved(self.issue.id, self.lease.lease_id)  # last round's deferrals
+        self.after = 0
+        for _ in range(self.settings.workers):
+            self.pages.put([])  # a ticket: reserve and send until nothing is left
+        self.pages.join()
+
+    def _batch(self, rows: list[Recipient]) -> None:
+        if rows:  # pragma: no cover - this run's pages are its threads' own
+            super()._batch(rows)
+            return
+        while not self.stop.is_set():
+            page = self._reserve()
+            if page is None:
+                return
+            super()._batch(page)
+
+    def _reserve(self) -> list[Recipient] | None:
+        """The next page reserved for this worker; None when nothing is left to send."""
+        issue_id, lease_id = self.issue.id, self.lease.lease_id
+        poll = min(0.25, self.settings.lease_seconds / 8)
+        idle = last_look = False
+        while not self.stop.is_set():
+            self.lease.check()
+            if not idle:  # the end's polls book no messages
+                self.feed_limit.acquire(self.sender.batch_size, self.stop)
+            with self.lock:
+                after = self.after
+            page = reserve(
+                self.driver, issue_id, self.list_name, lease_id, after, self.sender.batch_size
+            )
+            if page:
+                with self.lock:
+                    self.after = max(self.after, page[-1][0])
+                return page
+            idle = True
+            if after:  # rows before the cursor may have come back: look from the start
+                with self.lock:
+                    if self.after == after:
+                        self.after = 0
+                continue
+            if last_look:
+                return None  # nobody holds any, and none came back since: nothing is left
+            self._reap()
+            if self.store.reserved_by_others(issue_id, self.list_name, lease_id):
+                self.stop.wait(poll)  # they may still give some back (die, defer)
+                continue
+            # One more look: rows a reaper gave back before the count, and rows left reserved
+            # under a lease that is gone (none should be; a crash of this version's reaper).
+            self.store.release_stale_reservations(issue_id, self.list_name)
+            last_look = True
+        return None
+
+    def _reap(self) -> None:
+        lost, _, unknown = self.store.reap_workers(
+            self.issue.id, self.issue.label, self.list_name, process_gone
+        )
+        with self.lock:
+            self.report.workers_lost += lost
+            self.report.interrupted += unknown
+
+    def _claim(self, ids: list[int], lease_id: str | None) -> set[int]:
+        assert lease_id is not None
+        moved = start_sending(self.driver, self.issue.id, ids, lease_id)
+        if len(moved) < len(ids) and not lease_is_live(self.store, lease_id):
+            self.lease.lost.set()
+            self.lease.check()
+        return moved
+
+    def _tally(self, outcomes: list[Outcome], rows: list[Recipient]) -> None:
+        super()._tally(outcomes, rows)
+        self.lease.sent = self.report.sent
+
+
+def find_send(store: Store, label: str | None, list_name: str | None, wait: float) -> OpenSend:
+    """The live send opened to workers that `digest worker` joins (waiting up to `wait`
+    seconds for one being prepared to open)."""
+    deadline = time.monotonic() + wait
+    while True:
+        sends = store.live_sends(label, list_name)
+        opened = [s for s in sends if s.opened_at is not None]
+        if len(opened) == 1:
+            return opened[0]
+        if len(opened) > 1:
+            names = ", ".join(f"{s.lease.label} to {s.lease.list_name}" for s in opened)
+            raise NoSendToJoin(
+                f"several sends are open to workers ({names})",
+                "say which one with --issue LABEL and --list NAME",
+            )
+        if not sends or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    which = " ".join(
+        part
+        for part in (
+            f"of issue {label}" if label else "",
+            f"to list {list_name}" if list_name else "",
+        )
+        if part
+    )
+    if sends:
+        held = sends[0].lease
+        raise NoSendToJoin(
+            f"issue {held.label} is being sent to list {held.list_name} by one process "
+            f"({held.holder}), which workers cannot join",
+            "start a send with 'digest send --workers N' (PostgreSQL): workers join that",
+        )
+    raise NoSendToJoin(
+        f"no send {which or 'is'} running{' now' if which else ''}".replace("  ", " "),
+        "start one with 'digest send --workers N' on any machine, then 'digest worker' joins "
+        "it (both need the same DIGEST_DATABASE_URL)",
+    )
+
+
+def work(
+    store: Store,
+    settings: Settings,
+    *,
+    label: str | None = None,
+    list_name: str | None = None,
+    progress: Progress | None = None,
+) -> DeliveryReport:
+    """Join a running send as one worker and send until nothing is left to claim."""
+    if store.engine.dialect.name != "postgresql":
+        raise NoSendToJoin(
+            "digest worker needs PostgreSQL: on SQLite a send runs in one process",
+            "set DIGEST_DATABASE_URL (or --db) to the PostgreSQL database the send uses",
+        )
+    joined = find_send(store, label, list_name, settings.lease_seconds)
+    issue = store.issue_by_label(joined.lease.label)
+    if issue is None or not issue.id:  # pragma: no cover - a send's issue is frozen first
+        raise NoSendToJoin(f"issue {joined.lease.label} is not frozen", "run 'digest send' first")
+    sender = make_sender(settings)
+    sender.preflight()
+    return _work_on(store, settings, issue, joined.lease.list_name, sender, progress)
+
+
+def _work_on(
+    store: Store,
+    settings: Settings,
+    issue: Issue,
+    list_name: str,
+    sender: Sender,
+    progress: Progress | None,
+) -> DeliveryReport:
+    """Send `issue` to `list_name` as one worker of its send, under a lease of its own."""
+    report = DeliveryReport(issue=issue.label, list_name=list_name, backend=sender.name)
+    report.workers = 1
+    lease = WorkerLease(store, issue, list_name, settings.lease_seconds)
+    lease.acquire()
+    try:
+        run = _WorkerRun(
+            store, issue, list_name, sender, settings, report, False, [DeliveryStatus.PENDING],
+            progress,
+        )  # fmt: skip
+        run.lease = lease
+        run.send_all()
+    finally:
+        lease.release()
+    return report
+
+
+def report_json(report: DeliveryReport) -> dict[str, Any]:
+    """A worker's report as `digest worker --json` prints it (the coordinator reads it)."""
+    return {
+        "issue": report.issue,
+        "list": report.list_name,
+        "backend": report.backend,
+        "sent": report.sent,
+        "failed": report.failed,
+        "unknown": report.unknown,
+        "deferred": report.deferred,
+        "requests": report.requests,
+        "workers_lost": report.workers_lost,
+        "interrupted": report.interrupted,
+        "failures": [list(f) for f in report.failures],
+        "reasons": dict(report.reasons),
+    }
+
+
+@dataclass
+class _Child:
+    process: subprocess.Popen[str]
+    out: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+
+def worker_command(settings: Settings, label: str, list_name: str) -> list[str]:
+    """The command line of one worker process of this send."""
+    return [
+        sys.executable, "-m", "digest", "worker", "--issue", label, "--list", list_name, "--json",
+    ]  # fmt: skip
+
+
+def worker_env(settings: Settings, processes: int) -> dict[str, str]:
+    """The environment of this machine's worker processes: this run's settings, and its
+    rate shared out among them."""
+    env = dict(os.environ)
+    env["DIGEST_DATABASE_URL"] = settings.database_url
+    env["DIGEST_BACKEND"] = settings.backend
+    env["DIGEST_OUTBOX"] = str(settings.resolve(settings.outbox))
+    if settings.config_path is not None:
+        env["DIGEST_CONFIG"] = str(settings.config_path)
+    if settings.rate:
+        env["DIGEST_RATE"] = repr(settings.rate / processes)
+    return env
+
+
+def coordinate(
+    store: Store,
+    settings: Settings,
+    issue: Issue,
+    list_name: str,
+    sender: Sender,
+    lease: SendLease,
+    processes: int,
+    *,
+    retry_failed: bool = False,
+) -> DeliveryReport:
+    """Send `issue` to `list_name` with `processes` sending processes on this machine (this
+    one, which starts at once, and processes - 1 `digest worker`s) and any `digest worker`
+    that joins from elsewhere, under this run's send `lease`; the run's report."""
+    report = DeliveryReport(issue=issue.label, list_name=list_name, backend=settings.backend)
+    report.workers = processes
+    report.interrupted = store.recover_interrupted(issue.id, list_name)
+    store.reap_workers(issue.id, issue.label, list_name, process_gone)  # an earlier run's
+    store.release_stale_reservations(issue.id, list_name)
+    report.retried = store.retry_failed(issue.id, list_name) if retry_failed else 0
+    store.enqueue(issue.id, list_name)
+    before = _counts(store, issue.id, list_name)
+    report.already_sent = before[DeliveryStatus.SENT]
+    store.open_to_workers(issue.label, list_name, lease.lease_id)
+    env = worker_env(settings, processes)
+    command = worker_command(settings, issue.label, list_name)
+    children = [_start(command, env) for _ in range(processes - 1)]
+    share = replace(settings, rate=settings.rate / processes)  # as each child's
+    try:
+        own = _work_on(store, share, issue, list_name, sender, None)
+    except BaseException:
+        for child in children:  # they stop on their own (the same refusal), or finish
+            child.process.wait()
+        raise
+    _merge(report, own)
+    poll = min(0.25, settings.lease_seconds / 8)
+    came_back = 0
+    while any(c.process.poll() is None for c in children) or store.workers_of(
+        issue.label, list_name
+    ):  # ours, and any worker that joined from elsewhere
+        lost, back, _ = store.reap_workers(issue.id, issue.label, list_name, process_gone)
+        report.workers_lost += lost
+        came_back += back
+        time.sleep(poll)
+    if came_back:  # a dead worker's reserved rows, given back when no one was left to take them
+        _merge(report, _work_on(store, share, issue, list_name, sender, None))
+    for child in children:
+        if child.reader is not None:
+            child.reader.join()
+        _add(report, child)
+    after = _counts(store, issue.id, list_name)
+    report.sent = after[DeliveryStatus.SENT] - before[DeliveryStatus.SENT]
+    report.failed = max(0, after[DeliveryStatus.FAILED] - before[DeliveryStatus.FAILED])
+    report.unknown = max(0, after[DeliveryStatus.UNKNOWN] - before[DeliveryStatus.UNKNOWN])
+    report.left = store.withdraw_departed(issue.id, list_name)
+    report.deferred = store.count_deliveries(issue.id, list_name, DeliveryStatus.PENDING)
+    if not (report.failed or report.unknown or report.deferred or report.interrupted):
+        store.mark_issue_sent(issue.id)
+    return report
+
+
+def _counts(store: Store, issue_id: int, list_name: str) -> Counter[DeliveryStatus]:
+    found: Counter[DeliveryStatus] = Counter()
+    for status in (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
+        found[status] = store.count_deliveries(issue_id, list_name, status)
+    return found
+
+
+def _start(command: list[str], env: dict[str, str]) -> _Child:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    child = _Child(process)
+
+    def read() -> None:
+        assert process.stdout is not None
+        child.out.append(process.stdout.read())
+        process.wait()
+
+    child.reader = threading.Thread(target=read, name="digest-worker-out", daemon=True)
+    child.reader.start()
+    return child
+
+
+def _add(report: DeliveryReport, child: _Child) -> None:
+    """A worker's own report (its failures and their reasons, its requests) into the run's;
+    a worker that died has none: the database says what became of its rows."""
+    text = "".join(child.out).strip()
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        return
+    report.requests += int(found.get("requests", 0))
+    report.workers_lost += int(found.get("workers_lost", 0))
+    failures = [(str(email), str(reason)) for email, reason in found.get("failures", [])]
+    _listed(report, failures, {str(k): int(v) for k, v in found.get("reasons", {}).items()})
+
+
+def _merge(report: DeliveryReport, own: DeliveryReport) -> None:
+    """This process's own part of the send into the run's report."""
+    report.requests += own.requests
+    report.workers_lost += own.workers_lost
+    _listed(report, own.failures, own.reasons)
+
+
+def _listed(report: DeliveryReport, failures: list[tuple[str, str]], reasons: Any) -> None:
+    report.failures.extend(failures[: max(0, MAX_LISTED - len(report.failures))])
+    report.reasons.update(reasons)
