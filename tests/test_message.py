@@ -357,3 +357,22 @@ def test_list_id_and_feedback_id_are_valid_for_any_list_or_name() -> None:
     assert headers["List-Id"] == "<ops-team-eu.digest.example.org>"
     assert headers["Feedback-ID"].endswith(":ops-team-eu:digest:digest.example.org")
     assert headers["Feedback-ID"].count(":") == 3
+
+
+def test_the_footer_names_a_list_by_its_title() -> None:
+    from digest.delivery.message import EnvelopeMaker
+    from digest.settings import ListSettings
+
+    issue = make_issue()
+    issue.rendered.text += f"You are on {text_marker('list')}.\n"
+    titled = settings(lists={"vip-paid": ListSettings(title="Members' Letter")})
+    person = Subscriber(email="ada@example.com", name="Ada", lists=["vip-paid"], id=3)
+    envelope = EnvelopeMaker(issue, "vip-paid", titled, SECRET)(person)
+    message = email.message_from_bytes(
+        build_message(issue, envelope, titled), policy=email.policy.default
+    )
+    plain = message.get_body(preferencelist=("plain",))
+    assert plain is not None and "You are on Members' Letter." in plain.get_content()
+    assert "vip-paid" not in envelope.values["list"]
+    untitled = EnvelopeMaker(issue, "main", settings(), SECRET)(person)
+    assert untitled.values["list"] == "main"

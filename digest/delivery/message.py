@@ -116,7 +116,9 @@ class EnvelopeMaker:
         self.list_name = list_name
         self.token = TokenMaker(secret, list_name, issue.id)
         mailto = unsubscribe_mailto(settings)
-        values = {"email": ("", "email", ""), "name": ("", "name", ""), "list": (list_name, "", "")}
+        # The footer names the list as its readers know it: its [lists.NAME] title, else its name.
+        title = settings.list_title(list_name)
+        values = {"email": ("", "email", ""), "name": ("", "name", ""), "list": (title, "", "")}
         if settings.base_url:
             base = settings.base_url.rstrip("/")
             values["unsubscribe_url"] = (f"{base}/u/", "token", "")
