@@ -919,6 +919,13 @@ def status(app: App, issue: str | None, as_json: bool) -> None:
         if (r.issue, r.list) in live:
             for line in live[(r.issue, r.list)].lines():
                 click.echo(f"  {line}")
+    counted = app.settings.track_clicks or app.settings.backend == "sendgrid"
+    if stories and not counted and not any(s["clicks"] for s in stories):
+        click.echo(
+            "  clicks per story are not counted: set [tracking] clicks = true (or send through "
+            "SendGrid, whose click events count)"
+        )
+        stories = []
     for s in stories or []:
 
         def pct(rate: float | None) -> str:

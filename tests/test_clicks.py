@@ -113,6 +113,11 @@ def test_clicks_are_off_by_default(
     assert sent.exit_code == 0, sent.output
     text, links = sent_links(tmp_path / "news")
     assert links == [] and "/c/" not in text and "count clicks" not in text
+    # Nothing pretends to count: no per-story 0.0% click-through, but how to turn counting on.
+    label = json.loads(CliRunner().invoke(cli, ["status", "--json"]).output)[0]["issue"]
+    shown = CliRunner().invoke(cli, ["status", "--issue", label]).output
+    assert "click-through" not in shown
+    assert "clicks per story are not counted: set [tracking] clicks = true" in shown
 
 
 def test_sendgrid_click_events_count_per_story(store: Store, db_url: str) -> None:
