@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from digest.models import DeliveryStatus
 from digest.store.base import StoreBase
-from digest.store.leases import Lease, _lease
-from digest.store.rows import utcnow
+from digest.store.leases import Lease, _lease, update_own_lease
+from digest.store.rows import from_db, utcnow
 from digest.store.schema import deliveries, send_leases, send_workers
 from digest.store.sending import Driver, Recipient
 
@@ -89,27 +89,12 @@ class OpenSend:
     opened_at: datetime | None  # None: a one-process send, which workers cannot join
 
 
-def _aware(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC)
-
-
 class ClaimStore(StoreBase):
     """Opening a send to workers, worker leases, and reaping the dead ones."""
 
     def open_to_workers(self, label: str, list_name: str, lease_id: str) -> bool:
         """Mark the send held by `lease_id` as open to workers; False if it is not ours."""
-        with self.begin() as conn:
-            result = conn.execute(
-                send_leases.update()
-                .where(
-                    send_leases.c.label == label,
-                    send_leases.c.list_name == list_name,
-                    send_leases.c.lease_id == lease_id,
-                )
-                .values(opened_at=utcnow())
-                .execution_options(preserve_rowcount=True)
-            )
-            return bool(result.rowcount == 1)
+        return update_own_lease(self, label, list_name, lease_id, opened_at=utcnow())
 
     def live_sends(self, label: str | None = None, list_name: str | None = None) -> list[OpenSend]:
         """The sends whose lease is live, optionally of one issue and one list."""
@@ -120,9 +105,7 @@ class ClaimStore(StoreBase):
             query = query.where(send_leases.c.list_name == list_name)
         with self.engine.connect() as conn:
             rows = list(conn.execute(query.order_by(send_leases.c.acquired_at)))
-        return [
-            OpenSend(_lease(r), None if r.opened_at is None else _aware(r.opened_at)) for r in rows
-        ]
+        return [OpenSend(_lease(r), from_db(r.opened_at)) for r in rows]
 
     def take_worker_lease(
         self, lease_id: str, label: str, list_name: str, host: str, pid: int, seconds: float
@@ -187,9 +170,9 @@ class ClaimStore(StoreBase):
                 lease_id=r.lease_id,
                 host=r.host,
                 pid=int(r.pid),
-                acquired_at=_aware(r.acquired_at),
-                heartbeat_at=_aware(r.heartbeat_at),
-                expires_at=_aware(r.expires_at),
+                acquired_at=from_db(r.acquired_at),
+                heartbeat_at=from_db(r.heartbeat_at),
+                expires_at=from_db(r.expires_at),
                 sent=int(r.sent),
             )
             for r in rows
@@ -204,7 +187,7 @@ class ClaimStore(StoreBase):
         (workers reaped, rows back to pending, rows now unknown). Two reapers at once reap
         each worker once: the lease row is deleted first, and only its deleter settles it.
         """
-        now = _aware(utcnow())
+        now = from_db(utcnow())
         gone = [
             w.lease_id for w in self.workers_of(label, list_name) if w.expires_at <= now or dead(w)
         ]

@@ -13,9 +13,9 @@ from sqlalchemy.engine import Connection
 
 from digest.models import SubscriberStatus
 from digest.store.base import StoreBase, dialect_insert
-from digest.store.rows import utcnow
+from digest.store.rows import chunks, utcnow
 from digest.store.schema import clicks, issues, memberships, optouts, subscribers
-from digest.store.suppression_store import RANK
+from digest.store.suppression_store import RANK, escalate_many
 
 CHUNK = 500  # ids or addresses per IN (...): well under SQLite's limit on bound values
 EVENT_COLUMNS = "sg_event_id, event, issue_id, list_name, subscriber_id, email, happened_at"
@@ -218,7 +218,7 @@ def _act(conn: Connection, acting: list[tuple[ProviderEvent, int]], now: datetim
     """
     if conn.dialect.name == "postgresql":  # lock the rows in id order: no deadlock with others
         everyone = sorted({sid for _, sid in acting})
-        for chunk in _chunks(everyone):
+        for chunk in _slices(everyone):
             conn.execute(
                 sa.select(subscribers.c.id)
                 .where(subscribers.c.id.in_(chunk))
@@ -242,22 +242,6 @@ def _act(conn: Connection, acting: list[tuple[ProviderEvent, int]], now: datetim
     return changed
 
 
-def escalate_many(
-    conn: Connection, ids: Sequence[int], status: SubscriberStatus, now: datetime
-) -> int:
-    """Set a graver status (never a milder one) on the subscribers `ids`; how many changed."""
-    milder = [str(s) for s, rank in RANK.items() if rank < RANK[status]]
-    changed = 0
-    for chunk in _chunks(list(ids)):
-        result = conn.execute(
-            subscribers.update()
-            .where(subscribers.c.id.in_(chunk), subscribers.c.status.in_(milder))
-            .values(status=str(status), updated_at=now)
-        )
-        changed += int(result.rowcount or 0)
-    return changed
-
-
 def leave_many(
     conn: Connection,
     pairs: dict[tuple[int, str], int | None],
@@ -269,7 +253,7 @@ def leave_many(
     insert = dialect_insert(conn.engine)
     first: set[tuple[int, str]] = set()
     keys = sorted(pairs)
-    for chunk in _chunks(keys):
+    for chunk in _slices(keys):
         rows = [
             {
                 "subscriber_id": sid,
@@ -293,7 +277,7 @@ def leave_many(
             )
         )
     left_all = ~sa.exists().where(memberships.c.subscriber_id == subscribers.c.id)
-    for chunk in _chunks(sorted({sid for sid, _ in keys})):
+    for chunk in _slices(sorted({sid for sid, _ in keys})):
         conn.execute(
             subscribers.update()
             .where(
@@ -306,7 +290,5 @@ def leave_many(
     return first
 
 
-def _chunks(items: Sequence[Any] | Iterable[Any]) -> Iterable[list[Any]]:
-    items = list(items)
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
+def _slices(items: Iterable[Any]) -> Iterable[Sequence[Any]]:
+    return chunks(list(items), CHUNK)

@@ -127,26 +127,39 @@ class LeaseStore(StoreBase):
     def renew_lease(self, label: str, list_name: str, lease_id: str, seconds: float) -> bool:
         """A heartbeat: push our lease's expiry on; False when it is no longer ours."""
         now = utcnow()
-        with self.begin() as conn:
-            result = conn.execute(
-                send_leases.update()
-                .where(
-                    send_leases.c.label == label,
-                    send_leases.c.list_name == list_name,
-                    send_leases.c.lease_id == lease_id,
-                )
-                .values(heartbeat_at=now, expires_at=now + timedelta(seconds=seconds))
-                .execution_options(preserve_rowcount=True)
-            )
-            return bool(result.rowcount == 1)
+        return update_own_lease(
+            self,
+            label,
+            list_name,
+            lease_id,
+            heartbeat_at=now,
+            expires_at=now + timedelta(seconds=seconds),
+        )
 
     def release_lease(self, label: str, list_name: str, lease_id: str) -> None:
         """Give our lease back (nothing happens if it is no longer ours)."""
         with self.begin() as conn:
-            conn.execute(
-                send_leases.delete().where(
-                    send_leases.c.label == label,
-                    send_leases.c.list_name == list_name,
-                    send_leases.c.lease_id == lease_id,
-                )
-            )
+            conn.execute(send_leases.delete().where(own_lease(label, list_name, lease_id)))
+
+
+def own_lease(label: str, list_name: str, lease_id: str) -> Any:
+    """The send lease of `label` and `list_name`, if `lease_id` still holds it."""
+    return sa.and_(
+        send_leases.c.label == label,
+        send_leases.c.list_name == list_name,
+        send_leases.c.lease_id == lease_id,
+    )
+
+
+def update_own_lease(
+    store: StoreBase, label: str, list_name: str, lease_id: str, **values: Any
+) -> bool:
+    """Set `values` on our send lease; False when it is no longer ours."""
+    with store.begin() as conn:
+        result = conn.execute(
+            send_leases.update()
+            .where(own_lease(label, list_name, lease_id))
+            .values(**values)
+            .execution_options(preserve_rowcount=True)
+        )
+        return bool(result.rowcount == 1)

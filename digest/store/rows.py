@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -66,9 +67,24 @@ def to_db(when: datetime | None) -> datetime | None:
     return when.astimezone(UTC).replace(tzinfo=None)
 
 
+@overload
+def from_db(when: datetime) -> datetime: ...
+@overload
+def from_db(when: None) -> None: ...
+@overload
+def from_db(when: datetime | None) -> datetime | None: ...
 def from_db(when: datetime | None) -> datetime | None:
     """A stored naive UTC datetime as an aware one."""
     return None if when is None else when.replace(tzinfo=UTC)
+
+
+_T = TypeVar("_T")
+
+
+def chunks(items: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
+    """`items` in slices of `size`: ids per IN (…) clause, well under SQLite's bound values."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def content_hash(article: Article) -> str:

@@ -20,7 +20,7 @@ from digest.errors import StoreError
 from digest.models import DeliveryStatus
 from digest.store.base import StoreBase
 from digest.store.ledger import FAULT_RECIPIENT
-from digest.store.rows import utcnow
+from digest.store.rows import chunks, utcnow
 from digest.store.schema import deliveries
 
 T = TypeVar("T")
@@ -231,7 +231,7 @@ def claim(
     def every(cursor: Any) -> set[int]:
         # The usual case, one step: everyone was still waiting. RETURNING costs a step (and
         # on SQLite a GIL hand-over) per row, so it is only asked for when someone was not.
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, _CHUNK):
             sql = _CLAIM.format(p=mark, states=states, ids=driver.among(chunk))
             cursor.execute(
                 sql.partition(" RETURNING ")[0], (now, lease_id, issue_id, *driver.ids(chunk))
@@ -242,7 +242,7 @@ def claim(
 
     def some(cursor: Any) -> set[int]:
         taken: set[int] = set()
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, _CHUNK):
             sql = _CLAIM.format(p=mark, states=states, ids=driver.among(chunk))
             cursor.execute(sql, (now, lease_id, issue_id, *driver.ids(chunk)))
             taken.update(row[0] for row in cursor.fetchall())
@@ -272,7 +272,7 @@ def record(
 
     def write(cursor: Any) -> None:
         for (status, message_id, error, fault), ids in groups.items():
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids, _CHUNK):
                 cursor.execute(
                     _RECORD.format(p=mark, ids=driver.among(chunk)),
                     (DeliveryStatus(status).value, message_id, error, fault, now, issue_id)
@@ -301,8 +301,3 @@ class _Settle(NamedTuple):
     message_id: str | None
     error: str | None
     fault: str | None
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start : start + _CHUNK]

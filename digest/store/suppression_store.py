@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from contextlib import closing, nullcontext
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from digest.models import Subscriber, SubscriberStatus
 from digest.store.base import StoreBase
-from digest.store.rows import utcnow
+from digest.store.rows import chunks, utcnow
 from digest.store.schema import memberships, optouts, subscribers
 from digest.store.subscriber_store import SubscriberStore, id_by_email
 
@@ -91,13 +92,23 @@ def find_id(conn: Connection, email: str) -> int | None:
 
 def escalate(conn: Connection, subscriber_id: int, status: SubscriberStatus) -> bool:
     """Set a graver status (never a milder one); True if it changed."""
+    return escalate_many(conn, [subscriber_id], status, utcnow()) > 0
+
+
+def escalate_many(
+    conn: Connection, ids: Sequence[int], status: SubscriberStatus, now: datetime
+) -> int:
+    """Set a graver status (never a milder one) on the subscribers `ids`; how many changed."""
     milder = [str(s) for s, rank in RANK.items() if rank < RANK[status]]
-    result = conn.execute(
-        subscribers.update()
-        .where(subscribers.c.id == subscriber_id, subscribers.c.status.in_(milder))
-        .values(status=str(status), updated_at=utcnow())
-    )
-    return bool(result.rowcount)
+    changed = 0
+    for chunk in chunks(list(ids)):
+        result = conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id.in_(chunk), subscribers.c.status.in_(milder))
+            .values(status=str(status), updated_at=now)
+        )
+        changed += int(result.rowcount or 0)
+    return changed
 
 
 OneClick = tuple[int, str, int | None]  # subscriber id, list, issue id (from a token)
