@@ -326,3 +326,104 @@ def _right(found: date | None, expected: date | None) -> bool:
     if found is None or expected is None:
         return found is expected
     return abs((found - expected).days) <= 1
+
+
+# ---- dates: statements weighed against each other; disagreement leaves a page undated ---------
+
+
+def _page(head: str = "", before_title: str = "", after_text: str = "") -> bytes:
+    """undated.html with markup added to its head, before its <h1> and after its text."""
+    page = (HTML / "undated.html").read_text()
+    page = page.replace("</head>", head + "</head>").replace("<h1>", before_title + "<h1>")
+    return page.replace("</div></body>", after_text + "</div></body>").encode()
+
+
+def _dated(data: bytes) -> Article:
+    [article] = read_bytes(data, "x.html", fallback=datetime.now(UTC)).articles
+    return article
+
+
+def test_the_articles_own_json_ld_date_wins_over_the_web_pages() -> None:
+    article = _dated(
+        _page(
+            '<script type="application/ld+json">{"@graph": ['
+            '{"@type": "WebPage", "datePublished": "2019-03-01T10:00:00Z"},'
+            '{"@type": "NewsArticle", "datePublished": "2024-06-01T08:00:00Z"}]}</script>'
+        )
+    )
+    assert article.published == datetime(2024, 6, 1, 8, tzinfo=UTC)
+
+
+def test_statements_that_disagree_are_settled_by_what_the_page_shows() -> None:
+    # JSON-LD says 4 January, the Open Graph tag and the page's byline 6 January
+    article = _dated(
+        _page(
+            '<meta property="article:published_time" content="2022-01-06T08:29:34Z">'
+            '<script type="application/ld+json">'
+            '{"@type": "Article", "datePublished": "2022-01-04T07:29:00Z"}</script>',
+            before_title='<p class="byline">06.01.2022</p>',
+        )
+    )
+    assert article.published is not None and article.published.date() == date(2022, 1, 6)
+    assert article.date_flag is None
+
+
+def test_a_publication_day_the_text_contradicts_leaves_the_page_undated() -> None:
+    article = _dated(
+        _page(
+            '<meta name="dc.date" content="2020-03-03">',
+            after_text="<p>ePublished: 3 March 2020. Issue Published: 7 April 2020</p>",
+        )
+    )
+    assert article.date_flag == "missing"
+
+
+def test_a_page_that_shows_only_its_update_day_is_left_undated() -> None:
+    # published 29 November, shown to readers as of 12 January: which is the news is not said
+    article = _dated(
+        _page(
+            '<meta property="article:published_time" content="2021-11-29T14:13:37Z">'
+            '<meta property="article:modified_time" content="2022-01-12T14:27:30Z">',
+            before_title="<p>Christoph Hein, 12.01.2022</p>",
+        )
+    )
+    assert article.date_flag == "missing"
+
+
+def test_an_update_that_is_also_shown_does_not_unsettle_the_publication() -> None:
+    article = _dated(
+        _page(
+            '<meta property="article:published_time" content="2020-04-03T10:35:41Z">'
+            '<meta property="article:modified_time" content="2020-04-11T08:00:00Z">',
+            before_title="<p>Publiziert: 03.04.2020, 12:35 Aktualisiert: 11.04.2020</p>",
+        )
+    )
+    assert article.published == datetime(2020, 4, 3, 10, 35, 41, tzinfo=UTC)
+
+
+def test_a_readers_comment_does_not_date_a_page_that_states_no_date() -> None:
+    comments = (
+        '<div id="comments" class="comments"><p>gabriel '
+        '<abbr class="date" title="2018-09-11T10:57:27Z">Le 11 septembre 2018</abbr></p></div>'
+    )
+    article = _dated(_page(after_text=comments))
+    assert article.date_flag == "missing"
+
+
+def test_a_date_the_text_labels_as_the_publication_beats_other_stories_dates() -> None:
+    related = "".join(
+        f'<article><h2>Music Bank lineup {n}</h2><p class="date">2023-11-03</p></article>'
+        for n in range(3)
+    )
+    article = _dated(
+        _page(
+            before_title="<p class='date'>Written: 2023-11-07 15:03:30 / Updated: 2023-11-07</p>",
+            after_text=related,
+        )
+    )
+    assert article.published is not None and article.published.date() == date(2023, 11, 7)
+
+
+def test_a_pages_last_modified_line_is_not_its_publication() -> None:
+    footer = "<p>This page was last modified on 4 November 2020, at 19:23.</p>"
+    assert _dated(_page(after_text=footer)).date_flag == "missing"

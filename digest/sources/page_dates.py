@@ -1,0 +1,324 @@
+"""The day an HTML page was published: its own statements first, weighed against each other and
+against what it shows its readers; a page whose signals disagree badly is left undated (it is
+then flagged and kept out of the lineup) rather than dated wrong."""
+
+from __future__ import annotations
+
+import json
+import re
+from copy import deepcopy
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+import htmldate
+import lxml.html
+
+from digest.sources.dates import parse_date
+
+# Where pages state their publication time, most trusted first: ("json-ld", key) of the page's
+# main JSON-LD object; (attribute, value) of a <meta> whose content is the date (values compared
+# in lower case); ("time", "pubdate") for <time pubdate datetime=…> (itemprop="datePublished" on
+# a <time> counts as the meta); then the dates of the page's other JSON-LD objects (a WebPage,
+# an image). Any other <time> may be an update, a comment's or an event's: htmldate weighs
+# those with the rest of the page.
+DATE_SOURCES = (
+    ("json-ld", "datepublished"),
+    ("property", "article:published_time"),
+    ("itemprop", "datepublished"),
+    ("json-ld", "datecreated"),
+    ("itemprop", "datecreated"),
+    ("property", "og:published_time"),
+    ("name", "dc.date.issued"),
+    ("name", "dcterms.created"),
+    ("name", "dcterms.issued"),
+    ("name", "dc.date"),
+    ("name", "dcterms.date"),
+    ("name", "date"),
+    ("name", "pubdate"),
+    ("name", "publish-date"),
+    ("name", "parsely-pub-date"),
+    ("name", "sailthru.date"),
+    ("time", "pubdate"),
+    ("json-ld other", "datepublished"),
+    ("json-ld other", "datecreated"),
+)
+DATE_RANK = {source: rank for rank, source in enumerate(DATE_SOURCES)}
+_OTHERS = DATE_RANK[("json-ld other", "datepublished")]
+# Where pages state when they were last changed: not a publication date, but a second opinion.
+MODIFIED_SOURCES = frozenset(
+    {
+        ("property", "article:modified_time"),
+        ("property", "og:updated_time"),
+        ("itemprop", "datemodified"),
+        ("name", "last-modified"),
+    }
+)
+_JSON_LD_KEYS = {"datePublished": "datepublished", "dateCreated": "datecreated"}
+# JSON-LD objects inside an article that are not the article: their dates are their own.
+_NOT_THE_PAGE = frozenset({"Comment", "Review", "Answer", "Question", "Rating", "UserComments"})
+# JSON-LD types that are the article itself (any type ending in "Article" is one too).
+_ARTICLE_TYPES = frozenset(
+    {"BlogPosting", "LiveBlogPosting", "SocialMediaPosting", "DiscussionForumPosting", "Report"}
+)
+# htmldate's search for a page that states no date of itself: the original date, not the
+# latest update; header and markup before the URL, then the text.
+DATE_SEARCH: dict[str, Any] = {
+    "extensive_search": True,
+    "original_date": True,
+    "deferred_url_extractor": True,
+}
+# Class or id tokens of a page's comment section: its dates are the readers', not the page's.
+# (Sidebar widgets are not left out: pages print their own date in a "widget" as often.)
+_NOT_THE_ARTICLE = re.compile(
+    r"^(comments?|comment-?list|comments?-(area|list|section|wrapper|container)|respond"
+    r"|disqus_thread|kommentare)$",
+    re.IGNORECASE,
+)
+_KEEP = frozenset({"html", "body", "main", "article"})
+_INVISIBLE = frozenset({"script", "style", "noscript", "template", "head"})
+_SPACE = re.compile(r"\s+")
+# Month names by number in the languages of the pages we read most (English, German, French).
+_MONTHS = {
+    1: ("jan", "januar", "janvier", "jänner"),
+    2: ("feb", "februar", "février", "fevrier"),
+    3: ("mar", "mär", "märz", "maerz", "mars"),
+    4: ("apr", "avril"),
+    5: ("may", "mai"),
+    6: ("jun", "juni", "juin"),
+    7: ("jul", "juli", "juillet"),
+    8: ("aug", "august", "août", "aout"),
+    9: ("sep", "septembre"),
+    10: ("oct", "okt", "oktober", "octobre"),
+    11: ("nov", "novembre"),
+    12: ("dec", "dez", "dezember", "décembre", "decembre"),
+}
+_MONTH_NUMBER = {name: number for number, names in _MONTHS.items() for name in names}
+_MONTH_WORD = r"[^\W\d_]{3,10}\.?"
+# A date as pages print it: ISO, 12.01.2022, 12/01/2022, 12 January 2022, January 12, 2022.
+_PRINTED = (
+    r"(?P<iso>(?:19|20)\d\d-\d\d-\d\d)"
+    r"|(?P<d1>\d{1,2})\.\s?(?P<m1>\d{1,2})\.\s?(?P<y1>(?:19|20)\d\d)"
+    rf"|(?P<d2>\d{{1,2}})(?:st|nd|rd|th|er)?\.?\s+(?P<m2>{_MONTH_WORD}),?\s+(?P<y2>(?:19|20)\d\d)"
+    rf"|(?P<m3>{_MONTH_WORD})\s+(?P<d3>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y3>(?:19|20)\d\d)"
+)
+_PRINTED_DATE = re.compile(rf"\b(?:{_PRINTED})\b")
+# A printed date the page labels as its publication, or as its last change.
+_ON = r"(?:\s+(?:on|am|le|at))?\s*:?\s*"
+_LABELLED_PUBLISHED = re.compile(
+    r"\b(?:published|posted|written|first published|veröffentlicht|publiziert|erschienen"
+    rf"|erstellt|publié){_ON}(?:{_PRINTED})\b",
+    re.IGNORECASE,
+)
+_LABELLED_MODIFIED = re.compile(
+    r"\b(?:last modified|modified|last updated|updated|aktualisiert|zuletzt geändert"
+    rf"|geändert|mis à jour){_ON}(?:{_PRINTED})\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Statements:
+    """What a page states about its dates: publication (rank, value) pairs and changes."""
+
+    published: list[tuple[int, str]] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+
+
+def json_ld_statements(text: str, into: Statements) -> None:
+    """datePublished / dateCreated / dateModified of the objects in a JSON-LD block (a @graph,
+    lists and nested objects included), the page's main object ranked before the others;
+    nothing when the block is not valid JSON."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return
+    tops = data.get("@graph", data) if isinstance(data, dict) else data
+    tops = tops if isinstance(tops, list) else [tops]
+    objects = [item for item in tops if isinstance(item, dict)]
+    main = [item for item in objects if _is_main(item)] or objects
+    main_ids = {id(item) for item in main}
+    stack: list[Any] = [data]
+    found = 0
+    while stack and found < 20:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            if _NOT_THE_PAGE & _types(item.get("@type")):
+                continue  # a reader's comment or review has its own dates
+            kind = "json-ld" if id(item) in main_ids else "json-ld other"
+            for key, name in _JSON_LD_KEYS.items():
+                value = item.get(key)
+                if isinstance(value, str):
+                    into.published.append((DATE_RANK[(kind, name)], value))
+                    found += 1
+            modified = item.get("dateModified")
+            if kind == "json-ld" and isinstance(modified, str):
+                into.modified.append(modified)
+            stack.extend(v for v in reversed(item.values()) if isinstance(v, dict | list))
+
+
+def _is_main(item: dict[str, Any]) -> bool:
+    """Whether a top-level JSON-LD object is the article itself."""
+    types = _types(item.get("@type"))
+    return "mainEntityOfPage" in item or any(
+        t.endswith("Article") or t in _ARTICLE_TYPES for t in types
+    )
+
+
+def _types(value: object) -> set[str]:
+    """A JSON-LD @type ("NewsArticle", or a list of them) as a set of names."""
+    if isinstance(value, str):
+        return {value}
+    return {v for v in value if isinstance(v, str)} if isinstance(value, list) else set()
+
+
+def time_rank(element: lxml.html.HtmlElement) -> int | None:
+    """The rank of a <time datetime> as a publication date, None when it is not one."""
+    itemprop = (element.get("itemprop") or "").lower()
+    if itemprop in ("datepublished", "datecreated"):
+        return DATE_RANK[("itemprop", itemprop)]
+    if element.get("pubdate") is not None:
+        return DATE_RANK[("time", "pubdate")]
+    return None  # dateModified, an event's startDate, a comment's time: htmldate weighs those
+
+
+def publication_date(
+    tree: lxml.html.HtmlElement, statements: Statements, url: str | None, tz: tzinfo
+) -> datetime | None:
+    """The page's publication time, or None when it states none it can be trusted on.
+
+    1. The page's publication statements, most trusted first. When two of them name days more
+       than a day apart, the one htmldate's search of the page agrees with wins; none: undated.
+       When the text labels another day as the publication ("Published: 7 April 2020"), or
+       shows its readers the day of its last change and never the stated day: undated.
+    2. Else a date the page's text labels as its publication ("Published: 3 March 2020").
+    3. Else htmldate's search, the comment section left out. Its earliest and latest readings
+       more than a day apart, or a day the text labels only as an update: undated.
+    """
+    # Other JSON-LD objects (a WebPage, an image) date themselves: they count when nothing else
+    # states a date, and never contradict the article's own statements.
+    stated = _parsed([s for s in statements.published if s[0] < _OTHERS], tz) or _parsed(
+        statements.published, tz
+    )
+    if stated:
+        best = stated[0]
+        if any(_apart(best.date(), when.date()) for when in stated):
+            searched = _searched(tree, url, original=True)
+            agreeing = [when for when in stated if searched and not _apart(when.date(), searched)]
+            return agreeing[0] if agreeing else None
+        text = visible_text(tree)
+        labelled = _labelled(_LABELLED_PUBLISHED, text)
+        if labelled and all(_apart(day, best.date()) for day in labelled):
+            return None  # the text calls another day the publication than the markup does
+        changed = (parse_date(value.strip(), tz) for value in statements.modified)
+        later = [when.date() for when in changed if when and _apart(when.date(), best.date())]
+        if any(shows(text, day) for day in later) and not shows(text, best.date()):
+            return None
+        return best
+    text = visible_text(tree)
+    labelled = _labelled(_LABELLED_PUBLISHED, text)
+    if labelled:
+        if any(_apart(labelled[0], day) for day in labelled):
+            return None  # two days labelled as the publication: which one is not said
+        return datetime.combine(labelled[0], datetime.min.time(), tz)
+    pruned = _article_part(tree)
+    first = _searched(pruned, url, original=True)
+    if first is None:
+        return None
+    last = _searched(pruned, url, original=False)
+    if last is not None and _apart(first, last):
+        return None  # the page shows dates far apart and says not which is its own
+    updates = _labelled(_LABELLED_MODIFIED, text)
+    if any(not _apart(first, day) for day in updates):
+        return None  # the only date found is what the page calls its last change
+    return datetime.combine(first, datetime.min.time(), tz)
+
+
+def _parsed(published: list[tuple[int, str]], tz: tzinfo) -> list[datetime]:
+    """The publication statements that parse, most trusted first."""
+    found = []
+    for _, value in sorted(published, key=lambda pair: pair[0]):
+        when = parse_date(value.strip(), tz)
+        if when is not None:
+            found.append(when)
+    return found
+
+
+def _apart(a: date, b: date) -> bool:
+    """More than a day apart (a day either way is a timezone, not a disagreement)."""
+    return abs((a - b).days) > 1
+
+
+def _searched(tree: lxml.html.HtmlElement, url: str | None, *, original: bool) -> date | None:
+    """The day htmldate finds on a page: the earliest (original) or the latest reading."""
+    found = htmldate.find_date(tree, url=url, **{**DATE_SEARCH, "original_date": original})
+    return date.fromisoformat(found) if isinstance(found, str) else None
+
+
+def _article_part(tree: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
+    """A copy of the page without its comment section and its HTML comments (<!-- -->,
+    where wikis and caches write their own timestamps)."""
+    copy = deepcopy(tree)
+    doomed = []
+    for element in copy.iter():
+        if not isinstance(element.tag, str):
+            doomed.append(element)
+        elif element.tag not in _KEEP:
+            tokens = (element.get("class") or "").split() + (element.get("id") or "").split()
+            if any(_NOT_THE_ARTICLE.match(token) for token in tokens):
+                doomed.append(element)
+    for element in doomed:
+        if element.getparent() is not None:
+            element.drop_tree()
+    return copy
+
+
+def visible_text(tree: lxml.html.HtmlElement) -> str:
+    """The text a reader sees on the page, in one line (scripts, styles, comments left out)."""
+    parts = []
+    for element in tree.iter():
+        if isinstance(element.tag, str) and element.tag not in _INVISIBLE and element.text:
+            parts.append(element.text)
+        if element.tail:
+            parts.append(element.tail)
+    return _SPACE.sub(" ", " ".join(parts))
+
+
+def shows(text: str, day: date) -> bool:
+    """Whether `text` prints `day` (within a day either way) in a common way."""
+    return any(not _apart(day, found) for found in _printed(_PRINTED_DATE.finditer(text)))
+
+
+def _labelled(pattern: re.Pattern[str], text: str) -> list[date]:
+    return list(_printed(pattern.finditer(text)))
+
+
+def _printed(matches: Any) -> Any:
+    """The dates of _PRINTED matches; day-first for numeric ones, months by name."""
+    for match in matches:
+        if match["iso"]:
+            year, month, day = map(int, match["iso"].split("-"))
+        elif match["d1"]:
+            year, month, day = int(match["y1"]), int(match["m1"]), int(match["d1"])
+        else:
+            word, day_text, year_text = (
+                (match["m2"], match["d2"], match["y2"])
+                if match["m2"]
+                else (match["m3"], match["d3"], match["y3"])
+            )
+            number = _month(word)
+            if number is None:
+                continue
+            year, month, day = int(year_text), number, int(day_text)
+        try:
+            yield date(year, month, day)
+        except ValueError:
+            continue
+
+
+def _month(word: str) -> int | None:
+    """A month's number from its name or abbreviation (English, German, French)."""
+    word = word.rstrip(".").casefold()
+    return _MONTH_NUMBER.get(word) or _MONTH_NUMBER.get(word[:3])
