@@ -341,7 +341,10 @@ def articles(
 @click.option(
     "--explain",
     is_flag=True,
-    help="Every story of the window with its score's components and why it is in or out.",
+    help=(
+        "Every story of the window with its score's components and why it is in or out, "
+        "then the articles left out for having no date, with how to pin them in."
+    ),
 )
 @json_option
 @click.pass_obj
@@ -376,12 +379,12 @@ def select(
     chosen = sum(1 for s in stories if s["rank"] is not None)
     click.echo(f"Lineup for {window.label} ({chosen} stories)")
     for s in stories:
+        day = "no date" if s["date_flag"] == "missing" else (s["published"] or "")[:10]
         click.echo(
             f"{s['rank'] or '-':>3}. {s['title']}  [{s['source'] or '-'}, "
-            f"{(s['published'] or '')[:10]}, score {s['score']}]"
-            + (f"  {s['reason']}" if explain else "")
+            f"{day}, score {s['score']}]" + (f"  {s['reason']}" if explain else "")
         )
-        if explain:
+        if explain and s["components"]:
             c = s["components"]
             # The story's metric sums over its articles, those the window has.
             sums = ", ".join(f"{c[k]:,.0f} {k}" for k in ("views", "clicks", "shares") if k in c)

@@ -13,7 +13,7 @@ from pathlib import Path
 from digest.errors import DigestError
 from digest.models import UNDATED, Window
 from digest.render import read_note, render_note
-from digest.selection import Ranking, Rules, article_keys, pick_key, rank
+from digest.selection import Ranking, Rules, article_keys, pick_key, rank, undated_candidate
 from digest.settings import Settings
 from digest.source_names import apply_names
 from digest.store import Store
@@ -142,14 +142,17 @@ def rank_window(store: Store, settings: Settings, window: Window, top: int | Non
     """Every story of the window, scored, with what became of it (`digest select --explain`).
 
     Articles without a trustworthy date (flagged "missing": their date is only when they were
-    read) stay out unless pinned, or unless [selection] undated = "include".
+    read) stay out unless pinned, or unless [selection] undated = "include"; they are listed
+    last, verdict "undated", with how to pin them in.
     """
     rules = rules_for(store, settings, window.label)
     found = store.articles_between(window.since, window.until)
     apply_names(found, settings.source_names)  # a name set since the articles were read
+    undated = []
     if settings.undated == "exclude":
-        found = [a for a in found if a.date_flag != UNDATED or article_keys(a) & rules.pins]
-    return rank(
+        undated = [a for a in found if a.date_flag == UNDATED and not article_keys(a) & rules.pins]
+        found = [a for a in found if a not in undated]
+    ranking = rank(
         found,
         window,
         top=top or settings.top,
@@ -158,3 +161,6 @@ def rank_window(store: Store, settings: Settings, window: Window, top: int | Non
         language=settings.language,
         rules=rules,
     )
+    # Listed last, so --explain says what was left out and how to bring it in.
+    ranking.candidates.extend(undated_candidate(a) for a in undated)
+    return ranking

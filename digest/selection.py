@@ -184,7 +184,8 @@ class Candidate:
 
     story: Story
     rank: int | None  # its place in the lineup, None when left out
-    verdict: str  # "pinned", "in", "dropped", "below top", "source cap", "section cap"
+    # "pinned", "in", "dropped", "below top", "source cap", "section cap", "undated"
+    verdict: str
     reason: str  # the verdict in words, for --explain
 
 
@@ -201,6 +202,18 @@ class Ranking:
             (c for c in self.candidates if c.rank is not None), key=lambda c: c.rank or 0
         )
         return Lineup(window=self.window, stories=[c.story for c in chosen])
+
+
+def undated_candidate(article: Article) -> Candidate:
+    """An article kept out of the lineup for having no date of its own, as --explain lists it."""
+    where = article.url or article.origin
+    return Candidate(
+        story=Story(article=article, summary="", score=0.0),
+        rank=None,
+        verdict="undated",
+        reason=f"no date of its own: 'digest pin {where}' brings it in"
+        ' (or [selection] undated = "include")',
+    )
 
 
 def pick_key(value: str) -> str:

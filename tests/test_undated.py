@@ -90,6 +90,25 @@ def test_undated_article_stays_out_of_the_lineup_unless_pinned(pages: tuple[Path
     assert "What the tram depot could become" in warning
 
 
+def test_select_explain_lists_the_undated_and_how_to_pin_them_in(pages: tuple[Path, Path]) -> None:
+    dated, undated = pages
+    run("ingest", str(dated), str(undated))
+    lines = run("select", "--explain").output.splitlines()
+    [line] = [line for line in lines if "What the tram depot could become" in line]
+    assert line.startswith("  -. What the tram depot could become  [")
+    assert "no date, score 0.0]" in line
+    assert f"no date of its own: 'digest pin {undated}' brings it in" in line
+    stories = json.loads(run("select", "--explain", "--json").output)
+    assert [(s["title"], s["verdict"], s["rank"]) for s in stories] == [
+        ("Tram depot sold to the city", "in", 1),
+        ("What the tram depot could become", "undated", None),
+    ]
+
+    assert run("pin", str(undated)).exit_code == 0
+    stories = json.loads(run("select", "--explain", "--json").output)
+    assert [s["verdict"] for s in stories] == ["pinned", "in"]
+
+
 def test_undated_include_lets_them_compete(
     pages: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
