@@ -328,6 +328,43 @@ def _right(found: date | None, expected: date | None) -> bool:
     return abs((found - expected).days) <= 1
 
 
+def test_feed_titles_lose_the_site_name_and_date_they_repeat(tmp_path: Path) -> None:
+    feed = tmp_path / "dw.xml"
+    feed.write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>DW</title>'
+        "<link>https://www.dw.com/</link><item>"
+        "<title>Berlin confronts its colonial past | DW | 19.01.2020</title>"
+        "<link>https://www.dw.com/en/berlin-confronts/a-52057146</link>"
+        "<pubDate>Sun, 19 Jan 2020 10:00:00 GMT</pubDate>"
+        "<description>Berlin's museums hold thousands of objects from colonial times.</description>"
+        "</item><item><title>Storm | 19.01.2020</title>"
+        "<link>https://www.dw.com/en/storm/a-1</link>"
+        "<pubDate>Mon, 27 Jan 2020 10:00:00 GMT</pubDate><description>Wind.</description>"
+        "</item></channel></rss>"
+    )
+    blog = tmp_path / "blog.json"
+    blog.write_text(
+        json.dumps(
+            {
+                "version": "https://jsonfeed.org/version/1.1",
+                "title": "Stack Overflow Blog",
+                "items": [
+                    {
+                        "id": "1",
+                        "url": "https://stackoverflow.blog/2020/01/21/scripting/",
+                        "title": "The scripting language wars - Stack Overflow Blog",
+                        "content_text": "Which language should you script in?",
+                    }
+                ],
+            }
+        )
+    )
+    titles = [a.title for a in read_source(str(feed)).articles]
+    # the date of another day is no decoration: it may be what the headline is about
+    assert titles == ["Berlin confronts its colonial past", "Storm | 19.01.2020"]
+    assert [a.title for a in read_source(str(blog)).articles] == ["The scripting language wars"]
+
+
 # ---- dates: statements weighed against each other; disagreement leaves a page undated ---------
 
 

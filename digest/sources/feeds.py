@@ -17,6 +17,7 @@ from digest.models import Article
 from digest.sources.dates import parse_date, settle_date
 from digest.sources.html_text import html_to_text, tidy
 from digest.sources.images import image_size
+from digest.sources.names import clean_title
 from digest.sources.results import SourceFailure, SourceResult
 
 _DATE_KEYS = tuple((key, f"{key}_parsed") for key in ("published", "updated", "created", "dc_date"))
@@ -100,13 +101,16 @@ def _article(
     if link and not link.startswith(("https://", "http://")):
         link = urljoin(base, link)  # feedparser resolved it only where the feed has xml:base
     url = canonical_url(link) if link else None
+    published = _entry_date(entry, tz)
+    # "… | DW | 19.01.2020", "… - Stack Overflow Blog": the decorations page titles lose too
+    title = clean_title(title, site=source, url=url or base or None, published=published)
     return Article(
         title=title,
         text=text,
         origin=origin,
         url=url,
         source=source,
-        published=_entry_date(entry, tz),
+        published=published,
         summary=summary or None,
         author=tidy((get("author_detail") or {}).get("name") or get("author") or "") or None,
         **_image(entry),

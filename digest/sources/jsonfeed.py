@@ -10,6 +10,7 @@ from digest.identity import canonical_url
 from digest.models import Article
 from digest.sources.dates import parse_date, settle_date
 from digest.sources.html_text import html_to_text, tidy
+from digest.sources.names import clean_title
 from digest.sources.results import SourceFailure, SourceResult
 
 
@@ -67,7 +68,7 @@ def parse_json_feed(
         )
         tags = item.get("tags")
         article = Article(
-            title=title,
+            title=clean_title(title, site=source, url=url or base or None, published=published),
             text=text,
             origin=origin,
             url=url if url and url.startswith(("http://", "https://")) else None,
