@@ -4,9 +4,10 @@ A summary must read as a beginning and carry the news. In order of preference:
 
 1. the page's own standfirst or description (the feed summary, `og:description`), when it is
    whole, real sentences that open cleanly (`good_feed_summary`);
-2. the article's lede, its first sentence, when it stands on its own and shares a word with
-   the headline (news puts the gist first; a scene-setting opener about something else is
-   passed over);
+2. the article's lede, its first sentence, when it stands on its own, shares a word with the
+   headline, and either is at least as central as the average sentence or alone states
+   something the headline announces (news puts the gist first; a scene-setting opener or a
+   hook is passed over);
 3. the sentences most central to the article: each candidate is a node in a graph whose
    edges are the TF-IDF cosine similarity (digest/tfidf.py) of the sentences' content words
    (stop words out, Snowball-stemmed in the article's language; IDF over the article's own
@@ -533,17 +534,26 @@ def _score(sentences: Sequence[str], language: str) -> tuple[list[float], list[d
     return _pagerank(_similarity(vectors), restart), vectors
 
 
-def _is_lede(first: str, title: str, language: str) -> bool:
-    """Whether the first sentence is a lede that carries the news: it stands on its own and it
-    is about what the headline says (shares a content word with it, where there is one). A
-    scene-setting opener about something else is not.
+def _leads(sentences: Sequence[str], title: str, scores: Sequence[float], language: str) -> bool:
+    """Whether the first sentence leads the summary: a lede that stands on its own, is about
+    what the headline says (shares a content word with it, where there is one), and either
+    represents the article (at least as central as the average sentence, LexRank's own
+    baseline 1/n) or alone states something the headline announces ("fell 2%", "up 24%").
 
-    Centrality is not asked: a lede states what is new (the 2% fall, the record), which the
-    rest of the article does not repeat, so it is often the least central sentence."""
+    A lede that is neither is a hook or a scene-setter: the most central sentences lead.
+    Centrality alone is not enough the other way: a lede states what is new (the 2% fall),
+    which the rest of the article does not repeat, so it is often not central at all."""
+    first = sentences[0]
     if opens_mid_thought(first, language):
         return False
     headline = set(content_words(title, language))
-    return not headline or bool(headline & set(content_words(first, language)))
+    own = set(content_words(first, language))
+    if headline and not headline & own:
+        return False
+    if scores[0] * len(sentences) >= 1.0:
+        return True
+    elsewhere = set().union(*(content_words(s, language) for s in sentences[1:]))
+    return bool((headline & own) - elsewhere)
 
 
 def _choose(
@@ -555,7 +565,7 @@ def _choose(
 ) -> list[int]:
     """Indexes of the sentences to show, in article order.
 
-    The lede first when it stands on its own; then the most central sentences that do not
+    The lede first when it leads (`_leads`); then the most central sentences that do not
     repeat one already chosen, each only where it can be read: a sentence that opens mid-thought
     only right after the sentence before it in the article. The first always (even alone over
     the budget); a later one that would overflow the budget is dropped, not replaced by one
@@ -563,7 +573,7 @@ def _choose(
     """
     scores, vectors = _score(sentences, language)
     ranked = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
-    if _is_lede(sentences[0], title, language):
+    if _leads(sentences, title, scores, language):
         ranked.remove(0)
         ranked.insert(0, 0)
     chosen: list[int] = []

@@ -413,10 +413,12 @@ def test_digest_summarize_meets_the_quality_bar_on_the_corpus(
             picked += len(record["sentences"])
             hits += sum(" ".join(s.split()) in reference for s in record["sentences"])
         # The issue's bar was 0.90 per category, met by weights fitted to these 40 pairs
-        # (title 0.1, lede 0.1, a length-weighted restart), now gone. The summary now opens on
-        # the lede, and the references leave the lede paragraph out of 6 of the 20 business
-        # summaries: 0.80 is what a method fitted to nothing here keeps (bench/summaries.py).
-        assert hits / picked >= 0.80, f"{category.name}: {hits}/{picked}"
+        # (title 0.1, lede 0.1, a length-weighted restart), now gone. The references leave the
+        # lede out of 6 of the 20 business summaries, news ledes among them ("Ethiopia produced
+        # … 24% higher", "Parmalat … reported a doubling in profit"), which a summary that
+        # carries the news keeps: 0.85 is what a method fitted to nothing here reaches
+        # (business 0.850, entertainment 0.895: bench/summaries.py).
+        assert hits / picked >= 0.85, f"{category.name}: {hits}/{picked}"
 
 
 def test_words_are_letters_and_digits_joined_by_inner_apostrophes() -> None:
@@ -475,6 +477,24 @@ def test_a_summary_never_opens_on_a_word_pointing_back() -> None:
             sentences = split_sentences(EMISSIONS)
             before = sentences[sentences.index(sentence) - 1]
             assert before in summarize(article, sentences=5, budget=10_000).sentences
+
+
+def test_a_hook_that_is_not_the_news_does_not_lead() -> None:
+    # The opener shares the headline's words but says less than the sentences around it, and
+    # nothing of the headline that the rest does not say too: the central sentences lead.
+    text = "\n\n".join(
+        [
+            "Council budget talks drew a small crowd on a rainy evening at the town hall.",
+            "The council approved a budget that adds two tram lines and more night buses.",
+            "The budget pays for the tram lines with higher parking fees in the centre.",
+            "Parking fees in the centre rise by a fifth to pay for the new tram lines.",
+            "Opposition members said the budget's parking fees would hurt shops in the centre.",
+        ]
+    )
+    article = Article(title="Council approves budget", text=text, origin="test")
+    summary = summarize(article, sentences=2, budget=1000)
+    assert "rainy evening" not in summary.text
+    assert not opens_mid_thought(summary.sentences[0])
 
 
 @pytest.mark.parametrize(
