@@ -247,6 +247,46 @@ def test_feed_categories_become_sections() -> None:
     }
 
 
+BREADCRUMBS = (
+    '<script type="application/ld+json">{"@context": "https://schema.org",'
+    ' "@type": "BreadcrumbList", "itemListElement": ['
+    ' {"@type": "ListItem", "position": 1, "name": "Home", "item": "https://news.example/"},'
+    ' {"@type": "ListItem", "position": 2, "name": "Politics",'
+    ' "item": "https://news.example/politics/"},'
+    ' {"@type": "ListItem", "position": 3, "name": "What the tram depot could become",'
+    ' "item": "https://news.example/politics/depot"}]}</script>'
+)
+
+
+def _section(head: str = "", before_title: str = "") -> str | None:
+    page = (HTML / "undated.html").read_text()
+    page = page.replace("</head>", head + "</head>").replace("<h1>", before_title + "<h1>")
+    url = "https://news.example/politics/depot"
+    [article] = read_bytes(page.encode(), url, page_url=url).articles
+    return article.section
+
+
+def test_a_pages_breadcrumb_trail_gives_its_section() -> None:
+    assert _section(BREADCRUMBS) == "Politics"
+    trail = (
+        '<nav aria-label="Breadcrumb"><a href="/">Startseite</a> › '
+        '<a href="/wirtschaft/">Wirtschaft</a> › <a href="/politics/depot">Depot</a>'
+        ' <a href="javascript:history.back()">‹ Zurück</a></nav>'
+    )
+    assert _section(before_title=trail) == "Wirtschaft"
+
+
+def test_a_stated_section_wins_over_the_trail_and_a_trail_home_is_none() -> None:
+    stated = '<meta property="article:section" content="Local politics">'
+    assert _section(stated + BREADCRUMBS) == "Local politics"
+    listed = '<script type="application/ld+json">{"@type": "NewsArticle",'
+    listed += ' "articleSection": "Politik, Eindrücke, Inland"}</script>'
+    assert _section(listed) == "Politik"
+    home_only = '<ol class="breadcrumbs"><li><a href="/">Home</a></li><li>Depot</li></ol>'
+    assert _section(before_title=home_only) is None
+    assert _section() is None
+
+
 def test_feed_category_puts_the_story_under_its_heading(
     tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

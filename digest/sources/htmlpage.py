@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from copy import copy
 from datetime import UTC, tzinfo
@@ -28,6 +29,7 @@ from digest.sources.page_dates import (
     publication_date,
     time_rank,
 )
+from digest.sources.sections import SectionClues, json_ld_clues, page_section
 
 # The fields publishers state in meta tags, by (attribute, value) of the <meta> holding them;
 # when title and author are there, trafilatura's own metadata search (the costlier half of
@@ -46,6 +48,7 @@ _META = {
     ("property", "og:description"): "description",
     ("name", "description"): "description",
     ("property", "og:url"): "og_url",
+    ("property", "article:section"): "section",
 }
 _FIELDS = (
     "title",
@@ -58,6 +61,7 @@ _FIELDS = (
     "description",
     "canonical",
     "og_url",
+    "section",
     "title_tag",
     "h1",
 )
@@ -91,7 +95,7 @@ def parse_html_page(
         tree = lxml.html.document_fromstring(html)
     except (ParserError, ValueError) as e:
         raise SourceError(f"not readable HTML: {e}", "check that the file is an HTML page") from e
-    meta, dates = _page_meta(tree)
+    meta, dates, sections = _page_meta(tree)
     base = page_url or meta["og_url"] or ""
     canonical = meta["canonical"]
     url = urljoin(base, canonical) if canonical else (page_url or base or None)
@@ -130,6 +134,7 @@ def parse_html_page(
         image_alt=tidy(meta["image_alt"] or "") or None if meta["image"] else None,
         image_width=size[0] if meta["image"] else None,
         image_height=size[1] if meta["image"] else None,
+        section=page_section(sections, tree, title=title, url=url, site=meta["sitename"]),
     )
 
 
@@ -142,11 +147,14 @@ def _extractor(url: str | None, *, with_metadata: bool) -> Extractor:
     return options
 
 
-def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], Statements]:
-    """The fields the page states (the first non-blank of each, in document order), and
-    its date candidates with their rank; one walk over the tree, not one search a field."""
+def _page_meta(
+    tree: lxml.html.HtmlElement,
+) -> tuple[dict[str, str | None], Statements, SectionClues]:
+    """The fields the page states (the first non-blank of each, in document order), its date
+    statements and its section clues; one walk over the tree, not one search a field."""
     meta: dict[str, str | None] = dict.fromkeys(_FIELDS)
     dates = Statements()
+    sections = SectionClues()
     seen_h1 = False
     for element in tree.iter("meta", "link", "title", "time", "h1", "script"):
         tag = element.tag
@@ -179,7 +187,12 @@ def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], Stat
                     dates.modified.append(when)
         elif tag == "script":
             if "ld+json" in (element.get("type") or "").lower() and element.text:
-                json_ld_statements(element.text, dates)
+                try:
+                    data = json.loads(element.text)
+                except (ValueError, RecursionError):
+                    continue  # not valid JSON: it states nothing
+                json_ld_statements(data, dates)
+                json_ld_clues(data, sections)
         elif tag == "title":
             if meta["title_tag"] is None:
                 # the title's own text nodes, as XPath text() gives them, without an XPath
@@ -187,7 +200,9 @@ def _page_meta(tree: lxml.html.HtmlElement) -> tuple[dict[str, str | None], Stat
         elif not seen_h1:  # only the first <h1> counts, even a blank one
             seen_h1 = True
             meta["h1"] = _XML_SPACE.sub(" ", element.text_content()).strip() or None
-    return meta, dates
+    if meta["section"]:
+        sections.stated.insert(0, meta["section"])  # article:section, before JSON-LD's
+    return meta, dates, sections
 
 
 def _first(found: list[str | None]) -> str | None:

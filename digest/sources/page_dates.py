@@ -4,7 +4,6 @@ then flagged and kept out of the lineup) rather than dated wrong."""
 
 from __future__ import annotations
 
-import json
 import re
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -125,14 +124,9 @@ class Statements:
     modified: list[str] = field(default_factory=list)
 
 
-def json_ld_statements(text: str, into: Statements) -> None:
-    """datePublished / dateCreated / dateModified of the objects in a JSON-LD block (a @graph,
-    lists and nested objects included), the page's main object ranked before the others;
-    nothing when the block is not valid JSON."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        return
+def json_ld_statements(data: Any, into: Statements) -> None:
+    """datePublished / dateCreated / dateModified of the objects in a parsed JSON-LD block (a
+    @graph, lists and nested objects included), the page's main object ranked first."""
     tops = data.get("@graph", data) if isinstance(data, dict) else data
     tops = tops if isinstance(tops, list) else [tops]
     objects = [item for item in tops if isinstance(item, dict)]
@@ -145,7 +139,7 @@ def json_ld_statements(text: str, into: Statements) -> None:
         if isinstance(item, list):
             stack.extend(reversed(item))
         elif isinstance(item, dict):
-            if _NOT_THE_PAGE & _types(item.get("@type")):
+            if _NOT_THE_PAGE & json_ld_types(item.get("@type")):
                 continue  # a reader's comment or review has its own dates
             kind = "json-ld" if id(item) in main_ids else "json-ld other"
             for key, name in _JSON_LD_KEYS.items():
@@ -161,13 +155,13 @@ def json_ld_statements(text: str, into: Statements) -> None:
 
 def _is_main(item: dict[str, Any]) -> bool:
     """Whether a top-level JSON-LD object is the article itself."""
-    types = _types(item.get("@type"))
+    types = json_ld_types(item.get("@type"))
     return "mainEntityOfPage" in item or any(
         t.endswith("Article") or t in _ARTICLE_TYPES for t in types
     )
 
 
-def _types(value: object) -> set[str]:
+def json_ld_types(value: object) -> set[str]:
     """A JSON-LD @type ("NewsArticle", or a list of them) as a set of names."""
     if isinstance(value, str):
         return {value}
