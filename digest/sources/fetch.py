@@ -3,18 +3,27 @@ whole download, a size cap, a few redirects, each one checked like the first add
 
 The host name is resolved once, every address it resolves to is checked, and the connection
 goes to a checked address (so a second DNS answer cannot swap in another one).
+
+Where the environment names a proxy (http_proxy / https_proxy, with no_proxy for the hosts
+that bypass it), the request goes through it: an absolute-URI GET for http, a CONNECT tunnel
+for https (the certificate still checked for the site's name). The proxy's own address is
+not checked (the operator chose it). The site's name is checked as far as this machine can:
+an address literal, "localhost", or whatever the name resolves to here; a name that does not
+resolve here is left to the proxy to resolve.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import socket
 import ssl
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from digest import __version__ as _version
 from digest.errors import SourceError
@@ -117,15 +126,18 @@ def _get(
     if not host:
         raise SourceError(f"{via}no host in {url}", "check the URL in your sources")
     port = port or (443 if scheme == "https" else 80)
-    addresses = _resolve(host, port, via)
-    if allow_private is not True:
-        for address in addresses:
-            kind = None if allow_private and address in allow_private else special_kind(address)
-            if kind is not None:
-                shown = f"{host} is" if host == address else f"{host} resolves to {address},"
-                raise SourceError(f"{via}{shown} a {kind} address; refused", _PRIVATE_HINT)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    conn = _connect(scheme, host, port, addresses, deadline, timeout, via)
+    proxy = proxy_for(scheme, host)
+    if proxy is None:
+        addresses = _resolve(host, port, via)
+        _refuse_special(host, addresses, allow_private, via)
+        conn = _connect(scheme, host, port, addresses, deadline, timeout, via)
+    else:
+        _refuse_special(host, _addresses_here(host, port), allow_private, via)
+        conn = _connect_via(proxy, scheme, host, port, deadline, timeout, via)
+        if scheme == "http":  # a proxy is asked for the whole address
+            path = f"http://{parts.netloc.rsplit('@', 1)[-1]}{path}"
+            headers = {**headers, **proxy.headers}
     # A watchdog ends the connection at the deadline, whatever it is waiting for (a TLS
     # handshake, headers or a body dripping in a byte at a time).
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _hang_up, (conn,))
@@ -238,6 +250,107 @@ def _kind(ip: _IP) -> str | None:
         if hit:
             return kind
     return None if ip.is_global else "special-purpose"
+
+
+def _refuse_special(host: str, addresses: list[str], allow_private: AllowPrivate, via: str) -> None:
+    """Raise SourceError when any of the addresses of `host` is not a public one."""
+    if allow_private is True:
+        return
+    for address in addresses:
+        kind = None if allow_private and address in allow_private else special_kind(address)
+        if kind is not None:
+            shown = f"{host} is" if host == address else f"{host} resolves to {address},"
+            raise SourceError(f"{via}{shown} a {kind} address; refused", _PRIVATE_HINT)
+
+
+def _addresses_here(host: str, port: int) -> list[str]:
+    """The addresses a host has as far as this machine can tell, for a request through a
+    proxy: a literal, localhost, or what the name resolves to here (none when it does not
+    resolve here: the proxy resolves it)."""
+    try:
+        return [str(ipaddress.ip_address(host.split("%", 1)[0]))]
+    except ValueError:
+        pass
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return ["127.0.0.1"]  # RFC 6761: always the loopback, whatever a resolver says
+    try:
+        return _resolve(host, port, "")
+    except SourceError:
+        return []
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A forward proxy from the environment: where it is, and its credentials as headers."""
+
+    host: str
+    port: int
+    headers: dict[str, str]
+
+    def __str__(self) -> str:  # never the credentials
+        return f"{self.host}:{self.port}"
+
+
+def proxy_for(scheme: str, host: str) -> Proxy | None:
+    """The proxy the environment names for `scheme` URLs (http_proxy / https_proxy, either
+    case), None when there is none or no_proxy exempts `host`."""
+    proxies = urllib.request.getproxies_environment()
+    address = proxies.get(scheme)
+    # proxy_bypass_environment: urllib's own no_proxy matching (public, missing from typeshed)
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not address or bypass(host, proxies):
+        return None
+    parts = urlsplit(address if "://" in address else f"http://{address}")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        port = -1
+    if parts.scheme.lower() != "http" or not parts.hostname or port < 0:
+        raise SourceError(
+            f"{scheme}_proxy is not an http://HOST:PORT proxy address",
+            f"set {scheme}_proxy to the proxy as http://HOST:PORT, or unset it to connect directly",
+        )
+    headers = {}
+    if parts.username is not None:
+        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
+    return Proxy(parts.hostname, port, headers)
+
+
+def _connect_via(
+    proxy: Proxy, scheme: str, host: str, port: int, deadline: float, timeout: float, via: str
+) -> http.client.HTTPConnection:
+    """A connection through `proxy`: to the proxy itself for http, a CONNECT tunnel to
+    host:port with TLS inside (checked for `host`) for https."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _timed_out(timeout)
+    conn: http.client.HTTPConnection
+    if scheme == "https":
+        conn = http.client.HTTPSConnection(
+            proxy.host, proxy.port, timeout=left, context=ssl.create_default_context()
+        )
+        conn.set_tunnel(host, port, headers=proxy.headers)
+    else:
+        conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=left)
+    try:
+        conn.connect()
+        return conn
+    except TimeoutError as e:
+        conn.close()
+        raise _timed_out(timeout) from e
+    except ssl.SSLError as e:
+        conn.close()
+        raise SourceError(
+            f"{via}TLS failed: {e.reason or e}", "check the URL (https) and the server"
+        ) from e
+    except OSError as e:
+        conn.close()
+        raise SourceError(
+            f"{via}cannot connect through the proxy {proxy}: {e.strerror or e}",
+            f"check the proxy and {scheme}_proxy / no_proxy in the environment",
+        ) from e
 
 
 def _resolve(host: str, port: int, via: str) -> list[str]:
