@@ -334,23 +334,13 @@ def _connect_via(
         conn.set_tunnel(host, port, headers=proxy.headers)
     else:
         conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=left)
-    try:
-        conn.connect()
+    error = _open(conn, timeout, via)
+    if error is None:
         return conn
-    except TimeoutError as e:
-        conn.close()
-        raise _timed_out(timeout) from e
-    except ssl.SSLError as e:
-        conn.close()
-        raise SourceError(
-            f"{via}TLS failed: {e.reason or e}", "check the URL (https) and the server"
-        ) from e
-    except OSError as e:
-        conn.close()
-        raise SourceError(
-            f"{via}cannot connect through the proxy {proxy}: {e.strerror or e}",
-            f"check the proxy and {scheme}_proxy / no_proxy in the environment",
-        ) from e
+    raise SourceError(
+        f"{via}cannot connect through the proxy {proxy}: {error.strerror or error}",
+        f"check the proxy and {scheme}_proxy / no_proxy in the environment",
+    ) from error
 
 
 def _resolve(host: str, port: int, via: str) -> list[str]:
@@ -404,24 +394,32 @@ def _connect(
         if left <= 0:
             raise _timed_out(timeout)
         conn = kind(host, port, address, left)
-        try:
-            conn.connect()
+        error = _open(conn, timeout, via)
+        if error is None:
             return conn
-        except TimeoutError as e:
-            conn.close()
-            raise _timed_out(timeout) from e
-        except ssl.SSLError as e:
-            conn.close()
-            raise SourceError(
-                f"{via}TLS failed: {e.reason or e}", "check the URL (https) and the server"
-            ) from e
-        except OSError as e:
-            conn.close()
-            error = e
     raise SourceError(
         f"{via}cannot connect: {error.strerror if error and error.strerror else error}",
         "check the URL and your network connection",
     )
+
+
+def _open(conn: http.client.HTTPConnection, timeout: float, via: str) -> OSError | None:
+    """Connect `conn`: None when it is open, else the error that kept it shut (closed).
+    A timeout or a failed TLS handshake is raised as SourceError at once."""
+    try:
+        conn.connect()
+        return None
+    except TimeoutError as e:
+        conn.close()
+        raise _timed_out(timeout) from e
+    except ssl.SSLError as e:
+        conn.close()
+        raise SourceError(
+            f"{via}TLS failed: {e.reason or e}", "check the URL (https) and the server"
+        ) from e
+    except OSError as e:
+        conn.close()
+        return e
 
 
 def _hang_up(conn: http.client.HTTPConnection) -> None:
