@@ -5,6 +5,7 @@ then flagged and kept out of the lineup) rather than dated wrong."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
@@ -286,10 +287,11 @@ def shows(text: str, day: date) -> bool:
 
 
 def _labelled(pattern: re.Pattern[str], text: str) -> list[date]:
+    """The days `text` prints right after a label of `pattern` ("Published: …")."""
     return list(_printed(pattern.finditer(text)))
 
 
-def _printed(matches: Any) -> Any:
+def _printed(matches: Iterable[re.Match[str]]) -> Iterator[date]:
     """The dates of _PRINTED matches; day-first for numeric ones, months by name."""
     for match in matches:
         if match["iso"]:
