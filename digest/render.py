@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import jinja2
@@ -409,24 +409,56 @@ def read_note(path: Path) -> str:
         ) from e
 
 
+class _Sectioned(Protocol):
+    @property
+    def section(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Sectioned)
+
+
 def group_stories(stories: list[StoryView], sections: tuple[str, ...]) -> list[Group]:
     """The stories under the settings' section headings, in their order, then the rest.
 
     Without sections: one untitled group. A story goes under the first section whose name
     matches its own section (case-insensitively); unmatched ones go under "More stories".
     """
+    return [Group(title, items) for title, items in _grouped(stories, sections)]
+
+
+def _grouped(stories: list[S], sections: tuple[str, ...]) -> list[tuple[str, list[S]]]:
+    """`group_stories` for anything with a `section`: (heading, stories) pairs."""
     if not sections:
-        return [Group("", stories)] if stories else []
+        return [("", stories)] if stories else []
     wanted = {name.strip().casefold(): name.strip() for name in reversed(sections)}
-    by_title: dict[str, list[StoryView]] = {name.strip(): [] for name in sections}
-    rest: list[StoryView] = []
+    by_title: dict[str, list[S]] = {name.strip(): [] for name in sections}
+    rest: list[S] = []
     for story in stories:
         title = wanted.get(story.section.casefold())
         (by_title[title] if title else rest).append(story)
-    groups = [Group(_clean(title), items) for title, items in by_title.items() if items]
+    groups = [(_clean(title), items) for title, items in by_title.items() if items]
     if rest:
-        groups.append(Group("More stories", rest))
+        groups.append(("More stories", rest))
     return groups
+
+
+@dataclass(frozen=True)
+class _Placed:
+    rank: int
+    section: str
+
+
+def shown_positions(lineup: Lineup, sections: tuple[str, ...]) -> list[int]:
+    """The number each story of `lineup` (in rank order) is shown under in the issue: the
+    lead first, then section by section (as `number_as_shown` numbers them)."""
+    placed = [
+        _Placed(rank, _clean(s.article.section or "")) for rank, s in enumerate(lineup.stories)
+    ]
+    order = placed[:1] + [p for _, items in _grouped(placed[1:], sections) for p in items]
+    shown = [0] * len(placed)
+    for number, item in enumerate(order, 1):
+        shown[item.rank] = number
+    return shown
 
 
 def number_as_shown(

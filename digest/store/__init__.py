@@ -9,7 +9,7 @@ from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
 from digest.store.claims import ClaimStore, OpenSend, Worker
-from digest.store.click_store import Click, ClickStore, StoryClicks
+from digest.store.click_store import Click, ClickStore, Shown, StoryClicks
 from digest.store.consent_store import Confirmed, Consent, ConsentStore
 from digest.store.event_store import EventStore
 from digest.store.issue_store import IssueStore
@@ -69,6 +69,7 @@ class Store(
 __all__ = [
     "Chunk",
     "Click",
+    "Shown",
     "StoryClicks",
     "clicks",
     "Confirmed",

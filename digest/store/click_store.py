@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
@@ -56,6 +57,18 @@ class StoryClicks:
             "click_through": None if rate is None else round(rate, 4),
             "position_average": None if average is None else round(average, 4),
         }
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One story of a past issue, where it was shown and how many readers clicked it."""
+
+    issue: str  # the issue's label
+    position: int  # its number as shown
+    source: str  # the lineup's source name (or its URL's host)
+    section: str  # "" when it named none
+    unique_clicks: int
+    recipients: int  # copies sent of the issue
 
 
 class ClickStore(StoreBase):
@@ -129,6 +142,46 @@ class ClickStore(StoreBase):
                 )
             )
         return sorted(out, key=lambda s: s.position)
+
+    def shown_stories(self, before: str | None = None) -> list[Shown]:
+        """Every story of each sent issue that has clicks recorded (a sign clicks were
+        counted then), other than the issue `before`; oldest issue first."""
+        with self.engine.connect() as conn:
+            sent = _sent_by_label(conn)
+            unique = conn.execute(
+                sa.select(
+                    clicks.c.issue_label,
+                    clicks.c.url,
+                    sa.func.min(clicks.c.position),
+                    sa.func.count(sa.distinct(clicks.c.visitor)),
+                ).group_by(clicks.c.issue_label, clicks.c.url)
+            ).all()
+            clicked: dict[str, dict[str, tuple[int, int]]] = {}
+            for label, url, position, count in unique:
+                clicked.setdefault(str(label), {})[str(url)] = (int(position), int(count))
+            wanted = [label for label in clicked if sent.get(label) and label != before]
+            rows = conn.execute(
+                sa.select(issues.c.label, issues.c.lineup)
+                .where(issues.c.label.in_(wanted))
+                .order_by(issues.c.since, issues.c.id)
+            ).all()
+        out = []
+        for label, lineup in rows:
+            found = clicked[str(label)]
+            for rank, entry in enumerate(json.loads(lineup), 1):
+                url = str(entry.get("url") or "")
+                position, count = found.get(url, (int(entry.get("position") or rank), 0))
+                out.append(
+                    Shown(
+                        issue=str(label),
+                        position=int(entry.get("position") or position),
+                        source=str(entry.get("source") or urlsplit(url).hostname or ""),
+                        section=str(entry.get("section") or ""),
+                        unique_clicks=count,
+                        recipients=sent[str(label)],
+                    )
+                )
+        return out
 
     def issue_label_by_id(self, issue_id: int) -> str | None:
         """The label of an issue, or None."""
