@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from digest.clicks import read_click_token, visitor
+from digest.clicks import read_click_token, reader_of, visitor
 from digest.store import Click
 
 if TYPE_CHECKING:
@@ -79,8 +79,14 @@ class Clicks:
         claims = read_click_token(self.site.secret, str(request.path_params["token"]))
         if claims is None or not claims.url.startswith(("https://", "http://")):
             return self.site.bad_link()
-        ip = request.client.host if request.client else ""
-        who = visitor(self.site.secret, ip, request.headers.get("user-agent", ""))
+        reader = reader_of(self.site.secret, request.query_params.get("r", ""))
+        if (
+            reader is not None
+        ):  # [tracking] per_subscriber: a key that is not ours counts anonymously
+            who = f"s{reader}"
+        else:
+            ip = request.client.host if request.client else ""
+            who = visitor(self.site.secret, ip, request.headers.get("user-agent", ""))
         self.recorder.add(
             Click(claims.issue_label, claims.position, claims.url, who, "link", datetime.now(UTC))
         )
