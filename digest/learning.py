@@ -71,27 +71,25 @@ def learn(shown: Sequence[Shown], bounds: tuple[float, float]) -> Learned:
     if not rows:
         return Learned(bounds=bounds)
     issue = [s.issue for s in rows]
-    position = [s.position for s in rows]
-    source = [s.source.casefold() for s in rows]
-    section = [s.section.casefold() if s.section else None for s in rows]
     clicks = [float(s.unique_clicks) for s in rows]
     sent = [float(s.recipients) for s in rows]
     factors: dict[str, list[Hashable | None]] = {
         "issue": list(issue),
-        "position": list(position),
-        "source": list(source),
-        "section": list(section),
+        "position": [s.position for s in rows],
+        "source": [s.source.casefold() for s in rows],
+        "section": [s.section.casefold() if s.section else None for s in rows],
     }
     values: dict[str, dict[Hashable, float]] = {
         name: {k: 1.0 for k in keys if k is not None} for name, keys in factors.items()
     }
+    # Each row's current factor of each kind (1 where it has none), kept beside `values`.
+    current = {name: [1.0] * len(rows) for name in factors}
 
     def expected(i: int, without: str) -> float:
         out = sent[i]
-        for name, keys in factors.items():
-            key = keys[i]
-            if name != without and key is not None:
-                out *= values[name][key]
+        for name, row in current.items():
+            if name != without:
+                out *= row[i]
         return out
 
     for _ in range(ROUNDS):
@@ -99,15 +97,20 @@ def learn(shown: Sequence[Shown], bounds: tuple[float, float]) -> Learned:
         for name, keys in factors.items():
             observed: dict[Hashable, float] = defaultdict(float)
             exposure: dict[Hashable, float] = defaultdict(float)
+            others = [c for other, c in current.items() if other != name]
             for i, key in enumerate(keys):
                 if key is not None:
                     observed[key] += clicks[i]
-                    exposure[key] += expected(i, name)
+                    product = sent[i]
+                    for row in others:
+                        product *= row[i]
+                    exposure[key] += product
             fitted = {k: observed[k] / exposure[k] if exposure[k] else 1.0 for k in observed}
             if name in ("source", "section"):
                 fitted = _centred(fitted)
             moved = max([moved, *(abs(fitted[k] - values[name][k]) for k in fitted)])
             values[name] = fitted
+            current[name] = [1.0 if k is None else fitted[k] for k in keys]
         if moved < _SETTLED:
             break
     return Learned(
@@ -118,7 +121,7 @@ def learn(shown: Sequence[Shown], bounds: tuple[float, float]) -> Learned:
     )
 
 
-def _centred(fitted: dict[Hashable, float], _: object = None) -> dict[Hashable, float]:
+def _centred(fitted: dict[Hashable, float]) -> dict[Hashable, float]:
     """Factors scaled so that their geometric mean is 1: a typical source (each counted once,
     however often it was shown) keeps the editor's weight; the issue levels take up the
     scale. Sources never clicked (factor 0) stay out of the mean."""
