@@ -152,9 +152,10 @@ def simulate(
             start = datetime.combine(monday + timedelta(weeks=week), datetime.min.time(), UTC)
             year, number, _ = start.isocalendar()
             window = Window(start, start + timedelta(days=7), f"{year}-W{number:02d}")
-            store.save_articles(
-                [(a.url or "", a, []) for a in week_articles(rng, window, list(prefs), per_outlet)]
-            )
+            published = week_articles(rng, window, list(prefs), per_outlet)
+            store.save_articles([(a.url or "", a, []) for a in published])
+            for article in published:  # popularity, as `digest ingest --metrics` keeps it
+                store.save_metrics(article.url or "", article.metrics)
             issue = pipeline.freeze(store, pipeline.current_issue(store, settings, window, None))
             store.mark_issue_sent(issue.id)
             store.enqueue(issue.id, "main")
