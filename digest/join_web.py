@@ -93,6 +93,10 @@ class Joining:
         if self.settings.public_lists:  # what a stopped server left, first of all
             self.resume()
 
+    def close(self) -> None:
+        """Wait for the emails already handed to the mail thread (the server has stopped)."""
+        self.mailer.shutdown(wait=True)
+
     def offered(self) -> list[dict[str, str]]:
         """The public lists, as the form shows them."""
         return [

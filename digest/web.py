@@ -521,18 +521,31 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 
 class WebApp:
-    """The ASGI entry: one-click POSTs take their short path, everything else goes to Starlette."""
+    """The ASGI entry: one-click POSTs and click redirects take their short paths, everything
+    else goes to Starlette."""
 
     def __init__(self, site: Site, app: ASGIApp) -> None:
         self.site = site
         self.app = app
 
+    def close(self) -> None:
+        """Once the server has stopped: wait for the work it left to its threads (clicks
+        still to write, join emails still to send) before the store closes."""
+        for name in ("_clicks", "_joining"):
+            handler = self.site.__dict__.get(name)
+            if handler is not None:
+                handler.close()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             path = str(scope["path"])
-            if path.startswith("/u/") and len(path) > 3 and "/" not in path[3:]:
-                await self.site.one_click_post(scope, receive, send)
-                return
+            if len(path) > 3 and "/" not in path[3:]:
+                if scope["method"] == "POST" and path.startswith("/u/"):
+                    await self.site.one_click_post(scope, receive, send)
+                    return
+                if scope["method"] == "GET" and path.startswith("/c/"):
+                    if await clicks(self.site).short(scope, receive, send):
+                        return
         await self.app(scope, receive, send)
 
 
@@ -656,12 +669,15 @@ def server(
     """A uvicorn server for the web side, not yet started (`.run()`), with `limits`.
 
     It adds the security headers to every answer, its own errors (400, 500, 503) included.
+    Once stopped it waits for what it left to its threads (clicks to write, join emails to
+    send), so the caller may close the store after it.
     """
     import uvicorn
 
     limits = limits or Limits()
+    app = create_app(settings, store)
     config = uvicorn.Config(
-        create_app(settings, store),
+        app,
         host=host,
         port=port,
         http=guarded_protocol(limits),
@@ -672,7 +688,13 @@ def server(
         log_level=log_level,
         lifespan="off",
     )
-    return uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            await asyncio.get_running_loop().run_in_executor(None, app.close)
+
+    return Server(config)
 
 
 def serve(

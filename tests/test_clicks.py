@@ -84,6 +84,8 @@ def test_story_links_count_clicks_and_redirect_to_the_signed_url_only(
         first = request(links[0], headers={"User-Agent": "A"})
         assert first.status == 302
         assert first.headers["location"] == lead["url"]
+        assert first.headers["cache-control"] == "no-store"
+        assert "default-src 'none'" in first.headers["content-security-policy"]
         assert request(links[0], headers={"User-Agent": "A"}).status == 302
         assert request(links[0], headers={"User-Agent": "B"}).status == 302
         token = links[0].rsplit("/", 1)[1]
@@ -277,3 +279,20 @@ def test_per_subscriber_needs_clicks(tmp_path: Path) -> None:
     assert caught.value.message == (
         "[tracking] per_subscriber needs clicks = true: it says who clicked a tracked link"
     )
+
+
+def test_a_redirect_quotes_its_location_and_a_changed_url_is_refused(
+    store: Store, db_url: str
+) -> None:
+    settings = replace(Settings(), database_url=db_url, secret="s", track_clicks=True)
+    token = click_token("s", "2025-W14", 2, "https://news.example/café?q=a b&x=1")
+    with web_server(settings) as url:
+        answer = request(f"{url}/c/{token}?r=", headers={"User-Agent": "A"})
+        assert answer.status == 302
+        assert answer.headers["location"] == "https://news.example/caf%C3%A9?q=a%20b&x=1"
+        payload, mac = token.split(".")
+        other = click_token("s", "2025-W14", 2, "https://news.example/cafe").split(".")[0]
+        refused = request(f"{url}/c/{other}.{mac}")
+        assert refused.status == 400 and "This link is not valid" in refused.body
+        assert "location" not in refused.headers
+        wait_for_clicks(db_url, 1)
