@@ -366,6 +366,7 @@ def select(
     """
     from digest import pipeline
     from digest.editorial import rank_window
+    from digest.learning import learned_line
     from digest.selection import lineup_json, ranking_json
 
     window = app.window(week, since, until)
@@ -395,6 +396,8 @@ def select(
                 f"recency {c['recency']:.2f} · "
                 f"completeness {c['completeness']:.2f} · source weight {c['source_weight']:g}"
             )
+            if "learned_weight" in c:
+                click.echo(f"     {learned_line(c)}")
             for other in s["also"]:
                 click.echo(f"     also: {other['source'] or '-'}: {other['title']}")
         if s["summary"]:

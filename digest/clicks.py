@@ -3,6 +3,11 @@
 A story link becomes `BASE_URL/c/TOKEN`, the token signing the issue (its label), the
 story's position as shown and the URL, and nobody's identity: every reader of an issue gets
 the same link. `digest serve` redirects only to the URL signed in the token.
+
+With `[tracking] per_subscriber`, each copy's links add `?r=KEY`: the reader's click key,
+signed apart (subscriber, list, issue; a key of its own, so it unsubscribes nobody), filled
+in per recipient like the unsubscribe link. Clicks then count by subscriber ("s" + id, as
+SendGrid's click events do).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from digest.errors import DigestError
-from digest.tokens import b64, unb64
+from digest.tokens import TokenError, TokenMaker, b64, read_token, unb64
 
 if TYPE_CHECKING:
     from digest.store import Store, StoryClicks
@@ -62,6 +67,25 @@ def read_click_token(secret: str, token: str) -> ClickClaims | None:
 def tracked_url(base_url: str, secret: str, issue_label: str, position: int, url: str) -> str:
     """The link that counts a click on a story, then leads to `url`."""
     return f"{base_url.rstrip('/')}/c/{click_token(secret, issue_label, position, url)}"
+
+
+def _reader_secret(secret: str) -> str:
+    return f"reader\x1f{secret}"
+
+
+def reader_keys(secret: str, list_name: str, issue_id: int) -> TokenMaker:
+    """The click key of each subscriber (by id) for one issue and list."""
+    return TokenMaker(_reader_secret(secret), list_name, issue_id)
+
+
+def reader_of(secret: str, key: str) -> int | None:
+    """The subscriber id a valid click key vouches for, else None."""
+    if not key or len(key) > 200:
+        return None
+    try:
+        return read_token(_reader_secret(secret), key).subscriber_id
+    except TokenError:
+        return None
 
 
 def visitor(secret: str, ip: str, agent: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digest.errors import DigestError
+from digest.learning import learn
 from digest.models import UNDATED, Window
 from digest.render import read_note, render_note
 from digest.selection import Ranking, Rules, article_keys, pick_key, rank, undated_candidate
@@ -125,10 +126,15 @@ def pending(store: Store) -> list[tuple[str, str]]:
 def rules_for(store: Store, settings: Settings, label: str) -> Rules:
     """The selection rules of the issue `label`: the settings and its picks.
 
-    A frozen issue keeps the picks it froze with; a draft gets the pending ones.
+    A frozen issue keeps the picks it froze with; a draft gets the pending ones. With
+    [selection] learn_from_clicks, the clicks of every other sent issue teach the weights.
     """
     chosen = store.picks(label if store.issue_by_label(label) is not None else None)
+    learned = None
+    if settings.learn_from_clicks:
+        learned = learn(store.shown_stories(before=label), settings.learned_weight_bounds)
     return Rules(
+        learned=learned,
         cluster_threshold=settings.cluster_threshold,
         source_weights=dict(settings.source_weights),
         max_per_source=settings.max_per_source,

@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qs
 
@@ -30,8 +29,9 @@ from digest.joining import (
     check_request,
     confirm_join,
     consent_text,
-    mail_confirmation,
+    deliver_confirmation,
     record_join,
+    resume_mail,
     send_welcomes,
 )
 from digest.settings import ListSettings
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 MAX_JOIN_BODY = 16 * 1024
 IP_WINDOW = 3600.0  # seconds over which [web] join_per_ip requests are allowed
+RESUME_EVERY = 3600.0  # seconds between sweeps of expired requests (at a request to join)
 ACCEPTED = (
     "If this address can receive the newsletter, a confirmation link is on its way. "
     "Nothing is sent until it is confirmed."
@@ -88,6 +89,13 @@ class Joining:
         self.limit = IpLimit(site.settings.join_per_ip)
         # Confirmation emails go out after the answer, one at a time (see the module's doc).
         self.mailer = ThreadPoolExecutor(1, thread_name_prefix="digest-join-mail")
+        self.resumed = 0.0
+        if self.settings.public_lists:  # what a stopped server left, first of all
+            self.resume()
+
+    def close(self) -> None:
+        """Wait for the emails already handed to the mail thread (the server has stopped)."""
+        self.mailer.shutdown(wait=True)
 
     def offered(self) -> list[dict[str, str]]:
         """The public lists, as the form shows them."""
@@ -234,13 +242,38 @@ class Joining:
 
             def work() -> None:
                 try:
-                    sent = mail_confirmation(self.settings, site.secret, join, recorded)
-                    if not sent:  # the address may ask again at once
-                        self.held(partial(site.store.confirmation_not_sent, recorded[0]))
+                    deliver_confirmation(
+                        site.store, self.settings, site.secret, join, recorded, self.held
+                    )
                 except Exception:  # noqa: BLE001  one email's failure must not stop the next
                     log.exception("a confirmation email could not be sent")
 
             self.mailer.submit(work)
+        if time.monotonic() - self.resumed > RESUME_EVERY:
+            self.resume()
+
+    def resume(self) -> None:
+        """In the mail thread: forget expired requests, send what a stopped server left."""
+        self.resumed = time.monotonic()
+
+        def work() -> None:
+            try:
+                done = resume_mail(self.site.store, self.settings, self.site.secret, self.held)
+            except Exception:  # noqa: BLE001  tried again at the next request an hour on
+                log.exception("queued join emails could not be resumed")
+                return
+            requests, addresses = done.forgotten
+            if requests or addresses or done.confirmations or done.welcomes:
+                log.info(
+                    "joining: %d expired requests (%d pending addresses) removed; "
+                    "%d queued confirmations and %d welcomes sent",
+                    requests,
+                    addresses,
+                    done.confirmations,
+                    done.welcomes,
+                )
+
+        self.mailer.submit(work)
 
     def held(self, func: Callable[[], T]) -> T:
         """`func()`, a database write: on SQLite in its turn with the server's other writes."""

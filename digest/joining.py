@@ -168,6 +168,61 @@ def mail_confirmation(
     return outcome.status == DeliveryStatus.SENT
 
 
+def deliver_confirmation(
+    store: Store,
+    settings: Settings,
+    secret: str,
+    request: JoinRequest,
+    recorded: tuple[int, int],
+    write: Callable[[Callable[[], T]], T] | None = None,
+) -> bool:
+    """Send a recorded request's queued confirmation email exactly once: claimed in the
+    store first, then sent, then marked; False when it was not sent (claimed before, or
+    refused: the address may then ask again at once). `write` runs each store write."""
+    run: Callable[[Callable[[], Any]], Any] = write or (lambda f: f())
+    consent_id = recorded[0]
+    if not run(partial(store.claim_confirmation, consent_id)):
+        return False
+    sent = False
+    try:
+        sent = mail_confirmation(settings, secret, request, recorded)
+    finally:
+        run(partial(store.finish_confirmation, consent_id, sent))
+    return sent
+
+
+@dataclass
+class Resumed:
+    """What `resume_mail` did when `digest serve` started."""
+
+    forgotten: tuple[int, int] = (0, 0)  # expired requests and pending addresses removed
+    confirmations: int = 0
+    welcomes: int = 0
+
+
+def resume_mail(
+    store: Store,
+    settings: Settings,
+    secret: str,
+    write: Callable[[Callable[[], T]], T] | None = None,
+) -> Resumed:
+    """What a stopped server left: remove requests whose link has expired unconfirmed (and
+    the pending addresses left with nothing), then send the confirmation emails still queued
+    and the welcome emails of confirmations never claimed, each exactly once."""
+    run: Callable[[Callable[[], Any]], Any] = write or (lambda f: f())
+    since = datetime.now(UTC) - timedelta(seconds=CONFIRM_MAX_AGE)
+    done = Resumed(forgotten=run(partial(store.forget_unconfirmed, since)))
+    for queued in store.queued_confirmations(since):
+        request = JoinRequest(queued.email, queued.name, queued.lists)
+        recorded = (queued.consent_id, queued.subscriber_id)
+        done.confirmations += deliver_confirmation(
+            store, settings, secret, request, recorded, write
+        )
+    for confirmed in store.welcomes_due(since):
+        done.welcomes += len(send_welcomes(store, settings, secret, confirmed, write))
+    return done
+
+
 def send_one(
     settings: Settings,
     label: str,

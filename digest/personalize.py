@@ -15,8 +15,9 @@ import html
 import re
 import secrets
 
-# The per-subscriber values every template may use as {{ subscriber.NAME }}.
-FIELDS = ("email", "name", "unsubscribe_url", "list", "web_url", "preferences_url")
+# The per-subscriber values every template may use as {{ subscriber.NAME }}. click_key: who
+# follows a story link, signed ([tracking] per_subscriber; render puts it in story links).
+FIELDS = ("email", "name", "unsubscribe_url", "list", "web_url", "preferences_url", "click_key")
 
 MARKER = re.compile(r"\[\[([ht]):([a-z_]+)\]\]")
 # SendGrid's substitution tags (<%asm_group_unsubscribe_raw_url%>, ...): SendGrid fills them.

@@ -24,7 +24,7 @@ from digest.errors import DigestError, SendError, SourceError, SubscriberError
 from digest.ingest import IngestReport, ingest
 from digest.ingest import Progress as IngestProgress
 from digest.models import UNDATED, Issue, Lineup, Subscriber, Window
-from digest.render import render_issue, render_preview
+from digest.render import render_issue, render_preview, shown_positions
 from digest.selection import lineup_json
 from digest.settings import CONFIG_NAME, Settings, read_settings
 from digest.sources import SourceFailure, read_source
@@ -141,7 +141,7 @@ def current_issue(
         label=window.label,
         since=window.since,
         until=window.until,
-        lineup=lineup_json(lineup),
+        lineup=_with_positions(lineup_json(lineup), shown_positions(lineup, settings.sections)),
         rendered=render_issue(
             lineup,
             settings,
@@ -151,6 +151,12 @@ def current_issue(
         created_at=datetime.now(UTC),
         note=settings.note if settings.note.strip() else "",
     )
+
+
+def _with_positions(entries: list[dict[str, Any]], shown: list[int]) -> list[dict[str, Any]]:
+    """The lineup's entries, each with the number it is shown under (`position`): what its
+    clicks are compared at."""
+    return [{**entry, "position": number} for entry, number in zip(entries, shown, strict=True)]
 
 
 def as_sent(store: Store, issue: Issue) -> Issue:

@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import jinja2
@@ -211,8 +211,18 @@ def render_issue(
     # lead, then section by section; the "In this issue" order too).
     stories, groups = number_as_shown(stories[:1], group_stories(stories[1:], settings.sections))
     tracks_clicks = settings.track_clicks and bool(click_secret) and bool(settings.base_url)
+    markers = Markers()
+    text_stories, text_groups = stories, groups
     if tracks_clicks:
-        stories, groups = _tracked(stories, groups, settings, click_secret, lineup.window.label)
+        label = lineup.window.label
+        # Per subscriber: each copy's links carry its reader's signed key (a marker per part).
+        who = settings.track_per_subscriber
+        html_key = markers.marker("h", "click_key") if who else ""
+        text_key = markers.marker("t", "click_key") if who else ""
+        text_stories, text_groups = _tracked(
+            stories, groups, settings, click_secret, label, text_key
+        )
+        stories, groups = _tracked(stories, groups, settings, click_secret, label, html_key)
     brand = brand_of(settings)
     note = render_note(settings.note, brand.accent) if settings.note.strip() else None
     line_values: dict[str, Any] = {
@@ -237,7 +247,6 @@ def render_issue(
     # Subject and preheader: no marker in them may ever be filled (titles come from content).
     subject = neutralize_text(subject)
     preheader = neutralize_text(preheader)
-    markers = Markers()
     context: dict[str, Any] = {
         "newsletter": {
             "name": _clean(settings.name),
@@ -255,6 +264,7 @@ def render_issue(
                 line.strip() for line in settings.postal_address.splitlines() if line.strip()
             ],
             "tracks_clicks": tracks_clicks,
+            "tracks_readers": tracks_clicks and settings.track_per_subscriber,
         },
         "brand": brand,
         "note": note,
@@ -272,7 +282,13 @@ def render_issue(
     }
     env = template_environment(settings)
     html_context = {**context, "subscriber": SubscriberMarkers(markers, html=True)}
-    text_context = {**context, "subscriber": SubscriberMarkers(markers, html=False)}
+    text_context = {
+        **context,
+        "stories": text_stories,
+        "lead": text_stories[0] if text_stories else None,
+        "groups": text_groups,
+        "subscriber": SubscriberMarkers(markers, html=False),
+    }
     source = _render_template(env, HTML_TEMPLATE, html_context)
     text = _render_template(env, TEXT_TEMPLATE, text_context)
     html = markers.seal(mime_body(to_html(source)), html_part=True)
@@ -409,24 +425,56 @@ def read_note(path: Path) -> str:
         ) from e
 
 
+class _Sectioned(Protocol):
+    @property
+    def section(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Sectioned)
+
+
 def group_stories(stories: list[StoryView], sections: tuple[str, ...]) -> list[Group]:
     """The stories under the settings' section headings, in their order, then the rest.
 
     Without sections: one untitled group. A story goes under the first section whose name
     matches its own section (case-insensitively); unmatched ones go under "More stories".
     """
+    return [Group(title, items) for title, items in _grouped(stories, sections)]
+
+
+def _grouped(stories: list[S], sections: tuple[str, ...]) -> list[tuple[str, list[S]]]:
+    """`group_stories` for anything with a `section`: (heading, stories) pairs."""
     if not sections:
-        return [Group("", stories)] if stories else []
+        return [("", stories)] if stories else []
     wanted = {name.strip().casefold(): name.strip() for name in reversed(sections)}
-    by_title: dict[str, list[StoryView]] = {name.strip(): [] for name in sections}
-    rest: list[StoryView] = []
+    by_title: dict[str, list[S]] = {name.strip(): [] for name in sections}
+    rest: list[S] = []
     for story in stories:
         title = wanted.get(story.section.casefold())
         (by_title[title] if title else rest).append(story)
-    groups = [Group(_clean(title), items) for title, items in by_title.items() if items]
+    groups = [(_clean(title), items) for title, items in by_title.items() if items]
     if rest:
-        groups.append(Group("More stories", rest))
+        groups.append(("More stories", rest))
     return groups
+
+
+@dataclass(frozen=True)
+class _Placed:
+    rank: int
+    section: str
+
+
+def shown_positions(lineup: Lineup, sections: tuple[str, ...]) -> list[int]:
+    """The number each story of `lineup` (in rank order) is shown under in the issue: the
+    lead first, then section by section (as `number_as_shown` numbers them)."""
+    placed = [
+        _Placed(rank, _clean(s.article.section or "")) for rank, s in enumerate(lineup.stories)
+    ]
+    order = placed[:1] + [p for _, items in _grouped(placed[1:], sections) for p in items]
+    shown = [0] * len(placed)
+    for number, item in enumerate(order, 1):
+        shown[item.rank] = number
+    return shown
 
 
 def number_as_shown(
@@ -596,15 +644,21 @@ def _tracked(
     settings: Settings,
     secret: str,
     label: str,
+    reader: str = "",
 ) -> tuple[list[StoryView], list[Group]]:
-    """The stories with their links through BASE_URL/c/TOKEN (issue, position, URL signed)."""
+    """The stories with their links (and their "also covered by" links) through
+    BASE_URL/c/TOKEN (issue, position, URL signed), and `?r=` the reader's click key marker
+    when `reader` is one ([tracking] per_subscriber)."""
     from digest.clicks import tracked_url
 
+    def link(number: int, url: str) -> str:
+        tracked = tracked_url(settings.base_url, secret, label, number, url)
+        return f"{tracked}?r={reader}" if reader else tracked
+
     def one(story: StoryView) -> StoryView:
-        if not story.url:
-            return story
-        url = tracked_url(settings.base_url, secret, label, story.number, story.url)
-        return replace(story, url=url)
+        # "Also covered by" links count for their story (its position), leading to their own URL.
+        also = [replace(a, url=link(story.number, a.url)) if a.url else a for a in story.also]
+        return replace(story, url=link(story.number, story.url) if story.url else None, also=also)
 
     by_number = {story.number: one(story) for story in stories}
     return [by_number[s.number] for s in stories], [

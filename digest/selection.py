@@ -21,7 +21,10 @@ is no more news than Tuesday's (across the whole week it moves a score by 0.05).
 - recency: where its newest article falls in the window (0 at the start, 1 at the end).
 - completeness: the representative's body words / COMPLETE_WORDS, at most 1 (teasers low).
 - source_weight: `[selection] source_weights` for the source name (or URL host), the largest
-  among the story's articles; 1 for sources not listed, 0 mutes a source.
+  among the story's articles; 1 for sources not listed, 0 mutes a source. With `[selection]
+  learn_from_clicks`, times the factor past issues' clicks give the representative's source
+  and section (digest/learning.py), within `learned_weight_bounds`; the factor and how many
+  issues it came from are kept beside the components (`learned_weight`, `learned_issues`).
 
 The editor's pins go first (in score order) whatever their score or the caps, and count
 towards `top`; a dropped story is left out (a pin on any of its articles wins over a drop).
@@ -52,6 +55,7 @@ from digest.clustering import (
 )
 from digest.errors import WindowError
 from digest.identity import canonical_url
+from digest.learning import Learned
 from digest.models import Article, Lineup, Story, Window
 from digest.summarize import summarize
 
@@ -176,6 +180,7 @@ class Rules:
     max_per_section: int = 0  # 0: no cap
     pins: frozenset[str] = frozenset()  # pick_key() of pinned articles
     drops: frozenset[str] = frozenset()
+    learned: Learned | None = None  # [selection] learn_from_clicks: factors from past clicks
 
 
 @dataclass
@@ -305,14 +310,31 @@ def _story_parts(
     weight = (
         max(_weight(a, rules.source_weights) for a in articles) if rules.source_weights else 1.0
     )
+    learned = _learned(members[0].article, articles, rules.learned)
     return {
+        **learned,
         "coverage": 1.0 - 1.0 / len(sources),
         "recency": min(1.0, max(0.0, (newest - since) / ((until - since) or 1.0))),
         "completeness": members[0].completeness,
-        "source_weight": weight,
+        "source_weight": weight * learned.get("learned_weight", 1.0),
         "pinned": 1.0 if keys & rules.pins else 0.0,
         "dropped": 1.0 if keys & rules.drops and not keys & rules.pins else 0.0,
         "sources": float(len(sources)),
+    }
+
+
+def _learned(
+    lead: Article, articles: Sequence[Article], learned: Learned | None
+) -> dict[str, float]:
+    """The clicks' factor on a story's source weight (by its representative's source and
+    the story's section), and how many past issues the source's part came from."""
+    if learned is None:
+        return {}
+    weight, by_source, by_section = learned.weight(source_name(lead), _section_of(articles))
+    return {
+        "learned_weight": weight,
+        "learned_issues": float(by_source.issues if by_source else 0),
+        "learned_section_issues": float(by_section.issues if by_section else 0),
     }
 
 
@@ -411,7 +433,12 @@ def _order(story: Story, newest: float) -> tuple[float, float, float, str, str, 
 
 
 def _section(story: Story) -> str | None:
-    for article in (story.article, *story.also):
+    return _section_of((story.article, *story.also))
+
+
+def _section_of(articles: Sequence[Article]) -> str | None:
+    """The section of the first article (the representative first) that names one."""
+    for article in articles:
         if article.section and article.section.strip():
             return article.section.strip()
     return None
@@ -524,6 +551,7 @@ def lineup_json(lineup: Lineup) -> list[dict[str, Any]]:
             "date_flag": story.article.date_flag,
             "summary": story.summary,
             "score": round(story.score, 4),
+            "section": _section(story),
             "also": [{"title": a.title, "url": a.url, "source": a.source} for a in story.also],
             "components": _components(story),
         }

@@ -56,6 +56,8 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "max_per_section": ("selection", "max_per_section"),
     "min_stories": ("selection", "min_stories"),
     "undated": ("selection", "undated"),
+    "learn_from_clicks": ("selection", "learn_from_clicks"),
+    "learned_weight_bounds": ("selection", "learned_weight_bounds"),
     "backend": ("delivery", "backend"),
     "outbox": ("delivery", "outbox"),
     "list": ("delivery", "list"),
@@ -85,6 +87,7 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "consent_text": ("web", "consent_text"),
     "join_per_ip": ("web", "join_per_ip"),
     "track_clicks": ("tracking", "clicks"),
+    "track_per_subscriber": ("tracking", "per_subscriber"),
 }
 # Names outside the DIGEST_ prefix that the ecosystem already uses.
 EXTRA_ENV = {"sendgrid_api_key": "SENDGRID_API_KEY"}
@@ -144,6 +147,8 @@ class Settings:
     max_per_section: int = 0  # stories from one section or topic per issue; 0 = no cap
     min_stories: int = 1  # digest send refuses a shorter lineup unless --force
     undated: str = "exclude"  # articles without a date: "exclude" (unless pinned) or "include"
+    learn_from_clicks: bool = False  # past issues' clicks adjust source_weight (digest.learning)
+    learned_weight_bounds: tuple[float, float] = (0.5, 2.0)  # what learning may multiply it by
     backend: str = "outbox"
     outbox: Path = Path("outbox")
     list: str = "main"
@@ -186,6 +191,7 @@ class Settings:
     )
     join_per_ip: int = 20  # requests to join per client IP and hour (in memory, per process)
     track_clicks: bool = False  # story links go through BASE_URL/c/TOKEN (needs base_url)
+    track_per_subscriber: bool = False  # and carry who clicked (signed); else nobody's id
 
     @property
     def public_lists(self) -> tuple[str, ...]:
@@ -314,6 +320,8 @@ def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
             raise ValueError
         if kind == "dict[str, float]":
             return _weights(value)
+        if kind == "tuple[float, float]":
+            return _bounds(value)
         if kind == "dict[str, str]":
             return _field_map(value, where)
         if kind == "dict[str, ListSettings]":
@@ -334,6 +342,7 @@ def _coerce(defaults: Settings, name: str, value: Any, where: str) -> Any:
             "tuple[str, ...]": "a list of strings",
             "Path | None": "a path",
             "dict[str, float]": "a table of names and numbers (NAME = 1.5, or NAME=1.5,… in env)",
+            "tuple[float, float]": "two numbers, lowest and highest: [0.5, 2.0] (0.5,2.0 in env)",
             "dict[str, str]": 'a table of field names (title = "headline", or title=headline,…)',
         }.get(kind, kind)
         if name == "source_names":
@@ -454,6 +463,18 @@ def _weights(value: Any) -> dict[str, float]:
     return weights
 
 
+def _bounds(value: Any) -> tuple[float, float]:
+    """Two numbers: a TOML array [0.5, 2.0], or "0.5,2.0" from the environment."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.strip("[] ").split(",")]
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(value)
+    if any(isinstance(v, bool) or not isinstance(v, int | float | str) for v in value):
+        raise ValueError(value)
+    low, high = float(value[0]), float(value[1])
+    return low, high
+
+
 def _validate(s: Settings) -> None:
     if s.backend not in BACKENDS:
         raise SettingsError(
@@ -499,6 +520,14 @@ def _validate(s: Settings) -> None:
         raise SettingsError(
             f"source_weights: the weight of {negative[0]!r} is negative",
             "give each source in [selection.source_weights] a weight of 0 or more (1 = neutral)",
+        )
+    lowest, highest = s.learned_weight_bounds
+    if not (0 < lowest <= 1 <= highest < float("inf")):
+        raise SettingsError(
+            f"learned_weight_bounds must be [LOW, HIGH] with 0 < LOW <= 1 <= HIGH, "
+            f"got [{lowest:g}, {highest:g}]",
+            "set [selection] learned_weight_bounds to e.g. [0.5, 2.0] (what clicks may "
+            "multiply a source's weight by; 1 = the weight as you set it)",
         )
     if not 1 <= s.batch_size <= 1000:
         raise SettingsError(
@@ -549,6 +578,11 @@ def _validate(s: Settings) -> None:
         raise SettingsError(
             "[tracking] clicks needs base_url: the story links lead through digest serve",
             "set [newsletter] base_url to where 'digest serve' answers, or clicks = false",
+        )
+    if s.track_per_subscriber and not s.track_clicks:
+        raise SettingsError(
+            "[tracking] per_subscriber needs clicks = true: it says who clicked a tracked link",
+            "set [tracking] clicks = true as well, or per_subscriber = false",
         )
     if s.join_per_ip < 1:
         raise SettingsError(

@@ -29,6 +29,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from digest.archive import Links, Pages, issue_page, sent_issue, sent_issues
+from digest.batching import Batcher
 from digest.clicks_web import clicks
 from digest.errors import DigestError
 from digest.events import (
@@ -103,59 +104,6 @@ class NoStore:
         await self.app(scope, receive, with_header)
 
 
-class Batcher:
-    """Group commit for one-click POSTs: the requests that arrive while a batch is being
-    written go together in the next one, so a burst costs a few transactions, not one each.
-    Each request is answered only after the transaction holding it has committed."""
-
-    MAX = 500
-
-    def __init__(
-        self,
-        write: Callable[[list[OneClick]], set[int]],
-        thread: ThreadPoolExecutor,
-    ) -> None:
-        self.write = write
-        self.thread = thread
-        self.pending: list[tuple[OneClick, asyncio.Future[bool]]] = []
-        self.draining = False
-        self.idle = threading.Event()  # no batch being written: other writers may go
-        self.idle.set()
-        self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, item: OneClick) -> bool:
-        """Unsubscribe one (subscriber, list, issue); False if the subscriber does not exist."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.pending.append((item, future))
-        if not self.draining:
-            self.draining = True
-            self._task = asyncio.create_task(self._drain())  # kept: the loop holds tasks weakly
-        return await future
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.sleep(0)  # let the requests already read in this loop turn join
-            while self.pending:
-                batch, self.pending = self.pending[: self.MAX], self.pending[self.MAX :]
-                self.idle.clear()
-                try:
-                    found = await loop.run_in_executor(
-                        self.thread, self.write, [item for item, _ in batch]
-                    )
-                except Exception as e:  # noqa: BLE001  handed to every waiting request
-                    for _, future in batch:
-                        if not future.done():  # a client that hung up cancelled its own
-                            future.set_exception(e)
-                    continue
-                for (sid, _, _), future in batch:
-                    if not future.done():
-                        future.set_result(sid in found)
-        finally:
-            self.draining = False
-            self.idle.set()
-
-
 class WriteGate:
     """SQLite's one writer, taken in turn in this process: unsubscribes before other writes.
 
@@ -212,8 +160,11 @@ class Site:
         one_click: Callable[[list[OneClick]], set[int]] = OneClickWriter(store)
         if self.gate is not None:
             one_click = self.gate.wrap(one_click, urgent=True)
-        self.one_click = Batcher(
-            one_click, ThreadPoolExecutor(1, thread_name_prefix="digest-one-click")
+        self.one_click: Batcher[OneClick] = Batcher(
+            one_click,
+            ThreadPoolExecutor(1, thread_name_prefix="digest-one-click"),
+            key=lambda item: item[0],  # found: the subscriber exists
+            name="one-click unsubscribes",
         )
         self.webhook_thread = ThreadPoolExecutor(1, thread_name_prefix="digest-webhook")
         self.webhook_reader = ThreadPoolExecutor(1, thread_name_prefix="digest-webhook-reader")
@@ -570,18 +521,31 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 
 class WebApp:
-    """The ASGI entry: one-click POSTs take their short path, everything else goes to Starlette."""
+    """The ASGI entry: one-click POSTs and click redirects take their short paths, everything
+    else goes to Starlette."""
 
     def __init__(self, site: Site, app: ASGIApp) -> None:
         self.site = site
         self.app = app
 
+    def close(self) -> None:
+        """Once the server has stopped: wait for the work it left to its threads (clicks
+        still to write, join emails still to send) before the store closes."""
+        for name in ("_clicks", "_joining"):
+            handler = self.site.__dict__.get(name)
+            if handler is not None:
+                handler.close()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             path = str(scope["path"])
-            if path.startswith("/u/") and len(path) > 3 and "/" not in path[3:]:
-                await self.site.one_click_post(scope, receive, send)
-                return
+            if len(path) > 3 and "/" not in path[3:]:
+                if scope["method"] == "POST" and path.startswith("/u/"):
+                    await self.site.one_click_post(scope, receive, send)
+                    return
+                if scope["method"] == "GET" and path.startswith("/c/"):
+                    if await clicks(self.site).short(scope, receive, send):
+                        return
         await self.app(scope, receive, send)
 
 
@@ -705,12 +669,15 @@ def server(
     """A uvicorn server for the web side, not yet started (`.run()`), with `limits`.
 
     It adds the security headers to every answer, its own errors (400, 500, 503) included.
+    Once stopped it waits for what it left to its threads (clicks to write, join emails to
+    send), so the caller may close the store after it.
     """
     import uvicorn
 
     limits = limits or Limits()
+    app = create_app(settings, store)
     config = uvicorn.Config(
-        create_app(settings, store),
+        app,
         host=host,
         port=port,
         http=guarded_protocol(limits),
@@ -721,7 +688,13 @@ def server(
         log_level=log_level,
         lifespan="off",
     )
-    return uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            await asyncio.get_running_loop().run_in_executor(None, app.close)
+
+    return Server(config)
 
 
 def serve(

@@ -434,3 +434,70 @@ def test_a_confirmation_the_sender_refused_can_be_asked_for_again_at_once(
             assert j.api({"email": "ada@example.com", "lists": ["main"]}).status == 202
             wait(lambda: len(peer.refused) == 2 and consents()[-1].mailed_at is None)  # type: ignore[attr-defined]
     assert len(consents()) == 2 and peer.refused == ["ada@example.com"] * 2
+
+
+def test_mail_a_stopped_server_left_goes_out_once_when_it_starts_again(
+    store: Store, db_url: str
+) -> None:
+    from digest.joining import JoinRequest, record_join
+
+    # A request recorded (its email queued) by a server that stopped before sending it; and
+    # a confirmation whose welcome was never claimed.
+    join = JoinRequest("ada@example.com", "Ada", ["main"])
+    kept = record_join(store, settings_for(db_url, 1, 1), join, source="api", ip=None, agent=None)
+    assert kept is not None
+    other = JoinRequest("bo@example.com", "Bo", ["science"])
+    asked = record_join(
+        store, settings_for(db_url, 1, 1), other, source="form", ip=None, agent=None
+    )
+    assert asked is not None and store.claim_confirmation(asked[0])
+    store.finish_confirmation(asked[0], sent=True)
+    assert store.confirm_join(asked[0], "192.0.2.1", "UA") is not None
+    with smtp_server() as peer:
+        for _ in range(2):  # started twice: still one email each
+            port = free_port()
+            with web_server(settings_for(db_url, peer.port, port), port) as url:
+                j = Joining(store, settings_for(db_url, peer.port, port), url, peer)
+                [confirm] = j.mails_to("ada@example.com")
+                [welcome] = j.mails_to("bo@example.com")
+                time.sleep(0.3)
+        assert confirm["Subject"] == "Confirm your subscription to River News"
+        assert welcome["Subject"] == "Welcome to Science Notes"
+        assert sorted(m.rcpt_tos[0] for m in peer.messages) == ["ada@example.com", "bo@example.com"]
+    [consent] = store.consents_of(kept[1])
+    assert consent.mailed_at is not None
+    welcomed(store, "bo@example.com", {"science": "sent"})
+
+
+def test_requests_never_confirmed_are_forgotten_once_their_link_expires(
+    store: Store, db_url: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from digest.joining import JoinRequest, record_join, resume_mail
+
+    settings = settings_for(db_url, 1, 1)  # nothing is left to send: no mail server needed
+    store.upsert_subscribers([Subscriber("known@example.com", "Known", ["main"])])
+    for address in ("gone@example.com", "known@example.com", "fresh@example.com"):
+        join = JoinRequest(address, "", ["main"])
+        recorded = record_join(store, settings, join, source="api", ip="192.0.2.9", agent="UA")
+        assert recorded is not None and store.claim_confirmation(recorded[0])
+        store.finish_confirmation(recorded[0], sent=True)
+    old = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=CONFIRM_MAX_AGE + 60)
+    with store.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE consents SET requested_at = ? WHERE id IN (1, 2)"
+            if store.engine.dialect.name == "sqlite"
+            else "UPDATE consents SET requested_at = %s WHERE id IN (1, 2)",
+            (old,),
+        )
+    done = resume_mail(store, settings, SECRET)
+    assert done.forgotten == (2, 1)  # two expired requests; one pending address with nothing
+    assert store.subscriber_by_email("gone@example.com") is None
+    known = status_of(store, "known@example.com")
+    assert known.status == SubscriberStatus.ACTIVE and store.consents_of(known.id or 0) == []
+    fresh = status_of(store, "fresh@example.com")
+    assert fresh.status == SubscriberStatus.PENDING and len(store.consents_of(fresh.id or 0)) == 1
+    # The CLI no longer lists the forgotten address.
+    shown = CliRunner().invoke(cli, ["--db", db_url, "subscribers", "show", "gone@example.com"])
+    assert shown.exit_code == 1

@@ -329,6 +329,7 @@ def test_lineup_json_shape() -> None:
         "date_flag",
         "summary",
         "score",
+        "section",
         "also",
         "components",
     }

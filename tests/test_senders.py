@@ -593,15 +593,18 @@ TRICKY = [
 ]
 
 
+@pytest.mark.parametrize("readers", [False, True])
 @pytest.mark.parametrize("base_url", ["https://news.example.org/{x}?a=1&b=%s", ""])
-def test_sendgrid_rows_body_equals_the_envelope_body(base_url: str) -> None:
+def test_sendgrid_rows_body_equals_the_envelope_body(base_url: str, readers: bool) -> None:
     from digest.delivery.message import EnvelopeMaker
 
     s = sendgrid_settings("http://127.0.0.1:9", base_url=base_url)
+    # [tracking] per_subscriber: each copy's story links carry its reader's click key.
+    s = replace(s, track_clicks=readers, track_per_subscriber=readers)
     issue = make_issue()
     issue.rendered.html += "".join(
         html_marker(v) + text_marker(v)
-        for v in ("email", "list", "web_url", "preferences_url", "unknown")
+        for v in ("email", "list", "web_url", "preferences_url", "click_key", "unknown")
     )
     sender = SendGridSender(s, dry_run=True)
     sender.open(issue)
@@ -613,6 +616,7 @@ def test_sendgrid_rows_body_equals_the_envelope_body(base_url: str) -> None:
         plain = personalizations_json(issue, [maker(p) for p in people])
         assert written.startswith(b'{"personalizations":[' + plain.encode("ascii") + b"]")
         assert sender.body([maker(p) for p in people]) == written
+        assert (b'"[[h:click_key]]":"MR9' in written) == readers  # subscriber 1's key
 
 
 def test_sendgrid_rows_with_refused_recipients_send_the_others() -> None:

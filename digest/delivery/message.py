@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from digest import personalize
+from digest.clicks import reader_keys
 from digest.delivery import Envelope
 from digest.models import Issue, Subscriber
 from digest.render import mime_body
@@ -92,8 +93,9 @@ def envelope_for(
 
 # What stands for the token in a sample envelope: no signature, so no page acts on it.
 SAMPLE_TOKEN = "preview-sample"
-# Per-recipient parts of an envelope: its subscriber's address, name, or unsubscribe token.
-SLOTS = ("", "email", "name", "token")
+# Per-recipient parts of an envelope: its subscriber's address, name, unsubscribe token, or
+# click key ([tracking] per_subscriber: who follows a story link, signed apart).
+SLOTS = ("", "email", "name", "token", "click")
 
 
 @dataclass(frozen=True)
@@ -138,20 +140,36 @@ class EnvelopeMaker:
                 for name, value in list_headers(issue, list_name, settings).items()
             }
         )
+        self.clicks: TokenMaker | None = None
+        if settings.track_clicks and settings.track_per_subscriber:
+            self.clicks = reader_keys(secret, list_name, issue.id)
+            values["click_key"] = ("", "click", "")
         self.template = EnvelopeTemplate(values, headers)
         self._tokens = any(slot == "token" for _, slot, _ in [*values.values(), *headers.values()])
 
     def __call__(self, subscriber: Subscriber) -> Envelope:
         """The envelope of `subscriber`: its template filled in."""
-        return self._fill(subscriber, self.token(subscriber_id(subscriber)) if self._tokens else "")
+        sid = subscriber_id(subscriber)
+        return self._fill(
+            subscriber,
+            self.token(sid) if self._tokens else "",
+            self.clicks(sid) if self.clicks is not None else "",
+        )
 
     def sample(self, subscriber: Subscriber) -> Envelope:
         """An envelope for a preview or test copy: `subscriber`'s address and name, and links
-        that do nothing (no signed token: the pages answer that the link is not valid)."""
-        return self._fill(subscriber, SAMPLE_TOKEN)
+        that do nothing (no signed token: the pages answer that the link is not valid; a
+        click on a story counts for nobody)."""
+        return self._fill(subscriber, SAMPLE_TOKEN, "")
 
-    def _fill(self, subscriber: Subscriber, token: str) -> Envelope:
-        slots = {"": "", "email": subscriber.email, "name": subscriber.name, "token": token}
+    def _fill(self, subscriber: Subscriber, token: str, click: str) -> Envelope:
+        slots = {
+            "": "",
+            "email": subscriber.email,
+            "name": subscriber.name,
+            "token": token,
+            "click": click,
+        }
         template = self.template
         return Envelope(
             subscriber,

@@ -9,8 +9,8 @@ from digest.store.archive_store import ArchiveStore
 from digest.store.article_store import ArticleStore, SourceState
 from digest.store.base import database_problem
 from digest.store.claims import ClaimStore, OpenSend, Worker
-from digest.store.click_store import Click, ClickStore, StoryClicks
-from digest.store.consent_store import Confirmed, Consent, ConsentStore
+from digest.store.click_store import Click, ClickStore, Shown, StoryClicks
+from digest.store.consent_store import Confirmed, Consent, ConsentStore, Queued
 from digest.store.event_store import EventStore
 from digest.store.issue_store import IssueStore
 from digest.store.leases import Lease, LeaseStore
@@ -69,9 +69,11 @@ class Store(
 __all__ = [
     "Chunk",
     "Click",
+    "Shown",
     "StoryClicks",
     "clicks",
     "Confirmed",
+    "Queued",
     "Consent",
     "consents",
     "SubscriberRow",

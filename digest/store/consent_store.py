@@ -11,8 +11,15 @@ import sqlalchemy as sa
 
 from digest.models import SubscriberStatus
 from digest.store.base import StoreBase, dialect_insert
-from digest.store.rows import from_db, utcnow
-from digest.store.schema import consents, memberships, optouts, subscribers, welcomes
+from digest.store.rows import from_db, to_db, utcnow
+from digest.store.schema import (
+    consents,
+    deliveries,
+    memberships,
+    optouts,
+    subscribers,
+    welcomes,
+)
 from digest.store.subscriber_store import email_key, id_by_email
 from digest.store.suppression_store import insert_once
 
@@ -74,6 +81,17 @@ class Confirmed:
     first: bool  # False: the link was used before (a replay); nothing changed now
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A request whose confirmation email waits to be sent."""
+
+    consent_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    lists: list[str]
+
+
 class ConsentStore(StoreBase):
     """Join requests (consents) and their confirmation."""
 
@@ -128,17 +146,106 @@ class ConsentStore(StoreBase):
                     request_ip=ip,
                     request_agent=agent,
                     mailed_at=now,
+                    mail_status="queued",  # with the request: a restart still sends it
                 )
             )
             return int(result.inserted_primary_key[0]), sid
 
-    def confirmation_not_sent(self, consent_id: int) -> None:
-        """Forget that a request's confirmation went out (the sender refused it), so the
-        next request from the address gets one at once."""
+    def claim_confirmation(self, consent_id: int) -> bool:
+        """Claim a queued confirmation email for sending; False when it was claimed before
+        (sent, failed, or interrupted: never sent twice)."""
         with self.begin() as conn:
-            conn.execute(
-                consents.update().where(consents.c.id == consent_id).values(mailed_at=None)
+            claimed = conn.execute(
+                consents.update()
+                .where(consents.c.id == consent_id, consents.c.mail_status == "queued")
+                .values(mail_status="sending")
             )
+            return bool(claimed.rowcount)
+
+    def finish_confirmation(self, consent_id: int, sent: bool) -> None:
+        """Record what became of a claimed confirmation email. One the sender refused no
+        longer counts as mailed: the next request from the address gets one at once."""
+        values: dict[str, Any] = {"mail_status": "sent" if sent else "failed"}
+        if not sent:
+            values["mailed_at"] = None
+        with self.begin() as conn:
+            conn.execute(consents.update().where(consents.c.id == consent_id).values(**values))
+
+    def queued_confirmations(self, since: datetime) -> list[Queued]:
+        """The requests since `since` whose confirmation email was queued and never claimed
+        (a server stopped first), oldest first."""
+        query = (
+            sa.select(
+                consents.c.id,
+                consents.c.subscriber_id,
+                subscribers.c.email,
+                subscribers.c.name,
+                consents.c.lists,
+            )
+            .join(subscribers, subscribers.c.id == consents.c.subscriber_id)
+            .where(consents.c.mail_status == "queued", consents.c.requested_at >= to_db(since))
+            .order_by(consents.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [
+                Queued(int(cid), int(sid), email, name, [str(n) for n in json.loads(lists)])
+                for cid, sid, email, name, lists in conn.execute(query)
+            ]
+
+    def welcomes_due(self, since: datetime) -> list[Confirmed]:
+        """Confirmations since `since` whose welcome email was never claimed (a server
+        stopped first), for the lists the subscriber is still active on."""
+        query = (
+            sa.select(consents.c.lists, subscribers.c.id, subscribers.c.email, subscribers.c.name)
+            .join(subscribers, subscribers.c.id == consents.c.subscriber_id)
+            .where(
+                consents.c.confirmed_at >= to_db(since),
+                subscribers.c.status == str(SubscriberStatus.ACTIVE),
+            )
+            .order_by(consents.c.id)
+        )
+        out = []
+        with self.engine.connect() as conn:
+            for lists, sid, email, name in conn.execute(query):
+                member = set(
+                    conn.execute(
+                        sa.select(memberships.c.list_name).where(memberships.c.subscriber_id == sid)
+                    ).scalars()
+                )
+                welcomed = set(
+                    conn.execute(
+                        sa.select(welcomes.c.list_name).where(welcomes.c.subscriber_id == sid)
+                    ).scalars()
+                )
+                due = [n for n in json.loads(lists) if n in member and n not in welcomed]
+                if due:
+                    out.append(Confirmed(email, name, int(sid), due, first=True))
+        return out
+
+    def forget_unconfirmed(self, before: datetime) -> tuple[int, int]:
+        """Remove the requests to join made before `before` and never confirmed (their link
+        has expired: nothing was agreed), then the `pending` addresses left with nothing.
+        Returns (requests, addresses) removed. Confirmed requests are kept: they are the
+        consent."""
+        with self.begin() as conn:
+            pending = sa.select(subscribers.c.id).where(
+                subscribers.c.status == str(SubscriberStatus.PENDING)
+            )
+            requests = conn.execute(
+                consents.delete().where(
+                    consents.c.confirmed_at.is_(None), consents.c.requested_at < to_db(before)
+                )
+            ).rowcount
+            held = [
+                sa.exists().where(table.c.subscriber_id == subscribers.c.id)
+                for table in (consents, memberships, optouts, welcomes, deliveries)
+            ]
+            addresses = conn.execute(
+                subscribers.delete().where(
+                    subscribers.c.id.in_(pending), *(sa.not_(h) for h in held)
+                )
+            ).rowcount
+        return int(requests or 0), int(addresses or 0)
 
     def confirm_join(self, consent_id: int, ip: str | None, agent: str | None) -> Confirmed | None:
         """Follow a confirmation: the address becomes active on the lists it asked for (lists

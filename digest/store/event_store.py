@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from digest.models import SubscriberStatus
 from digest.store.base import StoreBase, dialect_insert
+from digest.store.click_store import story_positions
 from digest.store.rows import chunks, utcnow
 from digest.store.schema import clicks, issues, memberships, optouts, subscribers
 from digest.store.suppression_store import RANK, escalate_many
@@ -112,20 +113,16 @@ class EventStore(StoreBase):
 def _story_clicks(
     conn: Connection, clicked: list[tuple[ProviderEvent, int | None]], now: datetime
 ) -> None:
-    """Record SendGrid's clicks on story links as clicks per story: the link matched to a
-    story of the issue in custom_args. Links through our own /c/ are not: digest serve
-    counts those when the reader arrives."""
+    """Record SendGrid's clicks on story links as clicks per story: the link (a story's own
+    or one of its "also covered by" links) matched to a story of the issue in custom_args.
+    Links through our own /c/ are not: digest serve counts those when the reader arrives."""
     wanted = {e.issue_id for e, _ in clicked if e.issue_id is not None}
     found = conn.execute(
         sa.select(issues.c.id, issues.c.label, issues.c.lineup).where(issues.c.id.in_(wanted))
     ).all()
     stories: dict[int, tuple[str, dict[str, int]]] = {}
     for issue_id, label, lineup in found:
-        by_url: dict[str, int] = {}
-        for rank, entry in enumerate(json.loads(lineup), 1):
-            if isinstance(entry, dict) and entry.get("url"):
-                by_url.setdefault(str(entry["url"]), rank)
-        stories[int(issue_id)] = (str(label), by_url)
+        stories[int(issue_id)] = (str(label), story_positions(json.loads(lineup)))
     rows = []
     for e, sid in clicked:
         label, by_url = stories.get(e.issue_id or 0, ("", {}))

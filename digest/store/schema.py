@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0007"
+HEAD = "0009"
 
 metadata = sa.MetaData()
 
@@ -241,6 +241,8 @@ consents = sa.Table(
     sa.Column("confirm_ip", sa.String(64)),
     sa.Column("confirm_agent", sa.Text),
     sa.Column("prior_status", sa.String(20)),  # unsubscribed, bounced or complained before
+    # The confirmation email: queued (with the request), sending (claimed), sent or failed.
+    sa.Column("mail_status", sa.String(20), index=True),
 )
 
 # The ledger of welcome emails: claimed ("sending") before one goes out, then sent or failed.

@@ -63,7 +63,9 @@ class Personalizations:
 
     def __init__(self, fills: list[tuple[str, str, bool]]) -> None:
         self._fills = fills
-        self._compiled: tuple[EnvelopeTemplate, str, str, tuple[bool, bool, bool]] | None = None
+        self._compiled: tuple[EnvelopeTemplate, str, str, tuple[bool, bool, bool, bool]] | None = (
+            None
+        )
 
     def rows_json(self, rows: list[Recipient], envelopes: EnvelopeMaker) -> str:
         """The personalizations (comma-separated) of the envelopes `envelopes` makes for
@@ -74,12 +76,12 @@ class Personalizations:
         if self._compiled is None or self._compiled[0] is not envelopes.template:
             self._compiled = (envelopes.template, *self._compile(envelopes.template))
         _, named, unnamed, needs = self._compiled
-        escaped_email, escaped_name, tokens = needs
-        token = envelopes.token
+        escaped_email, escaped_name, tokens, keys = needs
+        token, reader = envelopes.token, envelopes.clicks
         out = []
         for sid, email, name, _ in rows:
             e = _json_str(email)[1:-1]
-            eh = n = nh = t = ""
+            eh = n = nh = t = c = ""
             if escaped_email:
                 eh = _json_str(_escape(email))[1:-1] if _html_special(email) else e
             if name:
@@ -88,15 +90,19 @@ class Personalizations:
                     nh = _json_str(_escape(name))[1:-1] if _html_special(name) else n
             if tokens:
                 t = token(sid)
-            out.append((named if name else unnamed).format(e, eh, n, nh, t, sid))
+            if keys and reader is not None:
+                c = reader(sid)
+            out.append((named if name else unnamed).format(e, eh, n, nh, t, sid, c))
         return ",".join(out)
 
-    def _compile(self, template: EnvelopeTemplate) -> tuple[str, str, tuple[bool, bool, bool]]:
+    def _compile(
+        self, template: EnvelopeTemplate
+    ) -> tuple[str, str, tuple[bool, bool, bool, bool]]:
         """str.format patterns of one personalization, with and without a name; and which of
-        the escaped email, escaped name and token they use.
+        the escaped email, escaped name, token and click key they use.
 
         Fields: {0} email, {1} email HTML-escaped, {2} name, {3} name HTML-escaped, {4} token,
-        {5} subscriber id; each as the inside of a JSON string.
+        {5} subscriber id, {6} click key; each as the inside of a JSON string.
         """
         fields = {
             ("", False): "",
@@ -107,6 +113,8 @@ class Personalizations:
             ("name", True): "{3}",
             ("token", False): "{4}",
             ("token", True): "{4}",
+            ("click", False): "{6}",
+            ("click", True): "{6}",
         }
 
         def fixed(text: str) -> str:
@@ -144,7 +152,7 @@ class Personalizations:
         named = '{{"to":[{{"email":"{0}","name":"{2}"}}]' + rest
         unnamed = '{{"to":[{{"email":"{0}"}}]' + rest
         used = named + unnamed
-        return named, unnamed, ("{1}" in used, "{3}" in used, "{4}" in used)
+        return named, unnamed, ("{1}" in used, "{3}" in used, "{4}" in used, "{6}" in used)
 
 
 def _html_special(text: str) -> bool:
