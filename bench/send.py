@@ -49,12 +49,15 @@ from digest.subscribers import import_csv
 API_KEY = "SG.bench.key"
 
 
-def serve(delay: float, conn: Connection) -> None:
+def serve(delay: float, conn: Connection, in_flight: int = 0) -> None:
     """The SendGrid look-alike in its own process; answers counts when asked to stop."""
+    import threading
+
     from tests.peers import sendgrid_server
 
     with sendgrid_server(API_KEY) as peer:
         peer.delay, peer.validate, peer.keep_bodies = delay, False, False
+        peer.in_flight = threading.Semaphore(in_flight) if in_flight else None
         conn.send(peer.url)
         conn.recv()
         counts = peer.recipients

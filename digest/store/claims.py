@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -26,31 +26,41 @@ from digest.store.schema import deliveries, send_leases, send_workers
 from digest.store.sending import Driver, Recipient
 
 INTERRUPTED = "interrupted while sending; the provider may or may not have it"
+# A page of pending, unreserved deliveries past `after`, locked for one worker; rows another
+# worker is reserving right now are skipped, not waited for. Nothing but the primary key's
+# order in it: a plan that first gathered every candidate (to check memberships, say) then
+# locked rows that other workers had taken since, one by one, for seconds, and made their
+# own writes wait for it. The worker's own lease row is locked (FOR KEY SHARE: its heartbeat
+# still goes through) while it reserves: a reaper's DELETE of it waits for the reservation to
+# commit and then gives those rows back too; once it is reaped, the worker reserves nothing.
+_PICK = (
+    "SELECT d.subscriber_id FROM deliveries d "
+    "WHERE d.issue_id = %s AND d.subscriber_id > %s AND d.status = 'pending' "
+    "AND d.lease_id IS NULL AND d.list_name = %s "
+    "AND EXISTS (SELECT 1 FROM send_workers w WHERE w.lease_id = %s AND w.expires_at > %s "
+    "FOR KEY SHARE) "
+    "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d SKIP LOCKED"
+)
 _ACTIVE_MEMBER = (
     "EXISTS (SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id "
     "WHERE m.subscriber_id = d.subscriber_id AND m.list_name = d.list_name "
     "AND s.status = 'active')"
 )
-# A page of pending, unreserved deliveries of active members, past `after`, reserved for one
-# worker; rows another worker is reserving right now are skipped, not waited for. Arrays, not
-# one placeholder per id: psycopg prepares a statement with few parameters once per
-# connection, and re-parses one with a thousand on every call.
-# The worker's own lease row is locked (FOR SHARE) while it reserves: a reaper's DELETE of it
-# waits for the reservation to commit and then gives those rows back too; once it is reaped,
-# the worker reserves nothing.
+# Those of the page still active members, reserved for the worker, with what a message needs.
+# Arrays, not one placeholder per id: psycopg prepares a statement with few parameters once
+# per connection, and re-parses one with a thousand on every call.
 _RESERVE = (
-    "WITH mine AS (SELECT lease_id FROM send_workers WHERE lease_id = %s AND expires_at > %s "
-    "FOR SHARE), "
-    "picked AS (SELECT d.subscriber_id FROM deliveries d "
-    "WHERE d.issue_id = %s AND d.subscriber_id > %s AND d.status = 'pending' "
-    f"AND d.lease_id IS NULL AND d.list_name = %s AND {_ACTIVE_MEMBER} "
-    "AND EXISTS (SELECT 1 FROM mine) "
-    "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d SKIP LOCKED), "
-    "taken AS (UPDATE deliveries SET lease_id = %s FROM picked "
-    "WHERE deliveries.issue_id = %s AND deliveries.subscriber_id = picked.subscriber_id "
-    "RETURNING deliveries.subscriber_id) "
+    "WITH taken AS (UPDATE deliveries d SET lease_id = %s "
+    "WHERE d.issue_id = %s AND d.subscriber_id = ANY(%s::integer[]) "
+    f"AND {_ACTIVE_MEMBER} RETURNING d.subscriber_id) "
     "SELECT s.id, s.email, s.name, s.fields FROM taken JOIN subscribers s "
     "ON s.id = taken.subscriber_id ORDER BY s.id"
+)
+# The page's rows of those who left the list since the send was enqueued: withdrawn, as the
+# send's end withdraws them (`withdraw_departed`), so that no worker picks them again.
+_WITHDRAW = (
+    "DELETE FROM deliveries d WHERE d.issue_id = %s AND d.subscriber_id = ANY(%s::integer[]) "
+    f"AND d.status = 'pending' AND d.lease_id IS NULL AND NOT {_ACTIVE_MEMBER}"
 )
 # Just before the request: our reserved rows to `sending`, only while our lease is live.
 # (Membership was checked as they were reserved, moments ago, by the thread that sends them.)
@@ -221,24 +231,6 @@ class ClaimStore(StoreBase):
             )
         return len(mine), int(back), int(unknown)
 
-    def reserved_by_others(self, issue_id: int, list_name: str, lease_id: str) -> int:
-        """Pending rows of the send that another worker (with a lease row) holds reserved."""
-        query = (
-            sa.select(sa.func.count())
-            .select_from(
-                deliveries.join(send_workers, send_workers.c.lease_id == deliveries.c.lease_id)
-            )
-            .where(
-                deliveries.c.issue_id == issue_id,
-                deliveries.c.list_name == list_name,
-                deliveries.c.status == str(DeliveryStatus.PENDING),
-                deliveries.c.lease_id.is_not(None),
-                deliveries.c.lease_id != lease_id,
-            )
-        )
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-
     def release_stale_reservations(self, issue_id: int, list_name: str) -> int:
         """Pending rows reserved under a lease that no longer exists, back to the pool (a
         worker that died before this version's reaping, or whose lease row was removed)."""
@@ -270,18 +262,43 @@ def _unreserve(issue_id: int, lease_ids: Sequence[str]) -> Any:
     )
 
 
+class Page(NamedTuple):
+    """A page reserved for a worker: its recipients by id, the last id it looked at (the
+    cursor's next start), and how many of it had left the list (withdrawn)."""
+
+    rows: list[Recipient]
+    last: int
+    left: int
+
+
+def reserve_page(
+    driver: Driver, issue_id: int, list_name: str, lease_id: str, after: int, size: int
+) -> Page:
+    """Reserve the next `size` pending deliveries past subscriber id `after` for the worker
+    `lease_id`, skipping rows other workers are reserving (see `_PICK`)."""
+    now = driver.now()
+
+    def work(cursor: Any) -> Page:
+        cursor.execute(_PICK, (issue_id, after, list_name, lease_id, now, size))
+        ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return Page([], after, 0)
+        cursor.execute(_RESERVE, (lease_id, issue_id, ids))
+        rows: list[Recipient] = [tuple(row) for row in cursor.fetchall()]
+        left = 0
+        if len(rows) < len(ids):
+            cursor.execute(_WITHDRAW, (issue_id, ids))
+            left = int(cursor.rowcount or 0)
+        return Page(rows, ids[-1], left)
+
+    return driver.write(work)
+
+
 def reserve(
     driver: Driver, issue_id: int, list_name: str, lease_id: str, after: int, size: int
 ) -> list[Recipient]:
-    """Reserve the next `size` pending deliveries past subscriber id `after` for the worker
-    `lease_id`, skipping rows other workers are reserving; their recipients, by id."""
-    params = (lease_id, driver.now(), issue_id, after, list_name, size, lease_id, issue_id)
-
-    def work(cursor: Any) -> list[Recipient]:
-        cursor.execute(_RESERVE, params)
-        return [tuple(row) for row in cursor.fetchall()]
-
-    return driver.write(work)
+    """The recipients of `reserve_page`."""
+    return reserve_page(driver, issue_id, list_name, lease_id, after, size).rows
 
 
 def start_sending(driver: Driver, issue_id: int, ids: Sequence[int], lease_id: str) -> set[int]:
@@ -306,4 +323,13 @@ def lease_is_live(store: StoreBase, lease_id: str) -> bool:
         return conn.execute(query).first() is not None
 
 
-__all__ = ["ClaimStore", "OpenSend", "Worker", "lease_is_live", "reserve", "start_sending"]
+__all__ = [
+    "ClaimStore",
+    "OpenSend",
+    "Page",
+    "Worker",
+    "lease_is_live",
+    "reserve",
+    "reserve_page",
+    "start_sending",
+]
