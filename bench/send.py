@@ -1,7 +1,7 @@
 """`digest send` to a big list through the local SendGrid look-alike, with a slow API.
 
     python -m bench.send [--sizes 100000,1000000] [--delay 0.1] [--workers 8] [--db URL]
-                         [--processes 1,2,4] [--runs 3]
+                         [--processes 1,2,4] [--runs 3] [--in-flight 32]
 
 --processes runs `digest send --workers N` for each N (N sending processes, PostgreSQL;
 1 is the one-process send), each `--runs` times, and prints the median wall time beside
@@ -123,7 +123,9 @@ def prepare(folder: Path, url: str, size: int) -> tuple[float, str]:
     return took, window.label
 
 
-def run(size: int, delay: float, workers: int, db: str | None, processes: int = 1) -> float:
+def run(
+    size: int, delay: float, workers: int, db: str | None, processes: int = 1, in_flight: int = 0
+) -> float:
     """One send of `size` subscribers with `processes` sending processes; its wall time."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -134,7 +136,7 @@ def run(size: int, delay: float, workers: int, db: str | None, processes: int = 
             imported, label = pool.apply(prepare, (folder, url, size))
         say(f"{size:>9,} subscribers: import {imported:6.2f} s ({size / imported:,.0f} rows/s)")
         ours, theirs = mp.Pipe()
-        server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs))
+        server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs, in_flight))
         server.start()
         peer_url = ours.recv()
         env = {
@@ -216,6 +218,12 @@ def main() -> None:
         "--processes", default="1", help="sending processes (digest send --workers N), e.g. 1,2,4"
     )
     parser.add_argument("--runs", type=int, default=1, help="runs of each; the median is shown")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=0,
+        help="requests the look-alike works on at once, the rest wait their turn (0: no cap)",
+    )
     args = parser.parse_args()
     say(
         f"digest send via the SendGrid look-alike, {args.delay * 1000:.0f} ms per answer, "
@@ -224,7 +232,8 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         for processes in (int(p) for p in args.processes.split(",")):
             walls = [
-                run(size, args.delay, args.workers, args.db, processes) for _ in range(args.runs)
+                run(size, args.delay, args.workers, args.db, processes, args.in_flight)
+                for _ in range(args.runs)
             ]
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             say(

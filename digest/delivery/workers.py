@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from digest.delivery import Outcome, Recipient, Sender
@@ -91,6 +91,25 @@ class WorkerLease(SendLease):
         self.store.release_worker_lease(self.issue_id, self.lease_id)
 
 
+class SharedPace:
+    """The pace every worker of one send keeps to, through the database: the send's rate
+    (set by the run that opened it, whatever each worker's own settings say) and any pause
+    a 429 asked any of them for."""
+
+    def __init__(self, store: Store, label: str, list_name: str) -> None:
+        self.store, self.label, self.list_name = store, label, list_name
+
+    def acquire(self, count: int, stop: threading.Event) -> None:
+        """Wait until `count` more messages may go, across all workers."""
+        wait = self.store.book_pace(self.label, self.list_name, count)
+        if wait > 0:
+            stop.wait(wait)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every worker back for `seconds`."""
+        self.store.pause_send(self.label, self.list_name, seconds)
+
+
 class _WorkerRun(_Run):
     """A `_Run` whose threads each reserve their own pages for this worker, in parallel.
 
@@ -102,7 +121,14 @@ class _WorkerRun(_Run):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.feed_limit, self.limit = self.limit, RateLimit(0)  # waited for before reserving
+        # The send's pace, waited for before reserving a page; 429s passed on to the others.
+        self.feed_limit, self.limit = (
+            SharedPace(self.store, self.issue.label, self.list_name),
+            RateLimit(0),
+        )
+        gate = getattr(self.sender, "gate", None)
+        if isinstance(gate, RateLimit):
+            gate.on_pause = self.feed_limit.pause
         self.after = 0  # the threads' shared cursor: reserve past this subscriber id
         self.wrapped = False  # this pass's cursor went back to the start once
         self.tail = threading.Lock()  # after that, one thread at a time looks
@@ -322,17 +348,15 @@ def worker_command(settings: Settings, label: str, list_name: str) -> list[str]:
     ]  # fmt: skip
 
 
-def worker_env(settings: Settings, processes: int) -> dict[str, str]:
-    """The environment of this machine's worker processes: this run's settings, and its
-    rate shared out among them."""
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of this machine's worker processes: this run's settings (the rate
+    they keep to together is the send's, in the database)."""
     env = dict(os.environ)
     env["DIGEST_DATABASE_URL"] = settings.database_url
     env["DIGEST_BACKEND"] = settings.backend
     env["DIGEST_OUTBOX"] = str(settings.resolve(settings.outbox))
     if settings.config_path is not None:
         env["DIGEST_CONFIG"] = str(settings.config_path)
-    if settings.rate:
-        env["DIGEST_RATE"] = repr(settings.rate / processes)
     return env
 
 
@@ -359,13 +383,12 @@ def coordinate(
     store.enqueue(issue.id, list_name)
     before = _counts(store, issue.id, list_name)
     report.already_sent = before[DeliveryStatus.SENT]
-    store.open_to_workers(issue.label, list_name, lease.lease_id)
-    env = worker_env(settings, processes)
+    store.open_to_workers(issue.label, list_name, lease.lease_id, settings.rate)
+    env = worker_env(settings)
     command = worker_command(settings, issue.label, list_name)
     children = [_start(command, env) for _ in range(processes - 1)]
-    share = replace(settings, rate=settings.rate / processes)  # as each child's
     try:
-        own = _work_on(store, share, issue, list_name, sender, None)
+        own = _work_on(store, settings, issue, list_name, sender, None)
     except BaseException:
         for child in children:  # they stop on their own (the same refusal), or finish
             child.process.wait()
@@ -381,7 +404,7 @@ def coordinate(
         came_back += back
         time.sleep(poll)
     if came_back:  # a dead worker's reserved rows, given back when no one was left to take them
-        _merge(report, _work_on(store, share, issue, list_name, sender, None))
+        _merge(report, _work_on(store, settings, issue, list_name, sender, None))
     for child in children:
         if child.reader is not None:
             child.reader.join()

@@ -102,9 +102,57 @@ class OpenSend:
 class ClaimStore(StoreBase):
     """Opening a send to workers, worker leases, and reaping the dead ones."""
 
-    def open_to_workers(self, label: str, list_name: str, lease_id: str) -> bool:
-        """Mark the send held by `lease_id` as open to workers; False if it is not ours."""
-        return update_own_lease(self, label, list_name, lease_id, opened_at=utcnow())
+    def open_to_workers(self, label: str, list_name: str, lease_id: str, rate: float = 0) -> bool:
+        """Mark the send held by `lease_id` as open to workers, every one of them keeping to
+        `rate` messages per second together (0: no limit); False if it is not ours."""
+        return update_own_lease(
+            self,
+            label,
+            list_name,
+            lease_id,
+            opened_at=utcnow(),
+            rate=rate,
+            paced_until=None,
+            paused_until=None,
+        )
+
+    def book_pace(self, label: str, list_name: str, count: int) -> float:
+        """Seconds to wait before `count` more messages of the send of (label, list) may go:
+        until a pause (a 429 any worker saw) is over, and, under the send's rate, until the
+        slots booked before these are used. The booking is one row's update: few per second
+        (one per page), so its lock is never a queue."""
+        key = sa.and_(send_leases.c.label == label, send_leases.c.list_name == list_name)
+        now = utcnow()
+        query = sa.select(
+            send_leases.c.rate, send_leases.c.paced_until, send_leases.c.paused_until
+        ).where(key)
+        with self.begin() as conn:
+            row = conn.execute(query).first()
+            if row is not None and row.rate > 0:  # a booking: the row's lock, until commit
+                row = conn.execute(query.with_for_update()).first()
+            if row is None:
+                return 0.0
+            start = max([now] + [t for t in (row.paced_until, row.paused_until) if t is not None])
+            if row.rate > 0:
+                paced = start + timedelta(seconds=count / row.rate)
+                conn.execute(send_leases.update().where(key).values(paced_until=paced))
+        return float((start - now).total_seconds())
+
+    def pause_send(self, label: str, list_name: str, seconds: float) -> None:
+        """Hold every worker of the send of (label, list) back for `seconds` (a 429)."""
+        until = utcnow() + timedelta(seconds=seconds)
+        with self.begin() as conn:
+            conn.execute(
+                send_leases.update()
+                .where(
+                    send_leases.c.label == label,
+                    send_leases.c.list_name == list_name,
+                    sa.or_(
+                        send_leases.c.paused_until.is_(None), send_leases.c.paused_until < until
+                    ),
+                )
+                .values(paused_until=until)
+            )
 
     def live_sends(self, label: str | None = None, list_name: str | None = None) -> list[OpenSend]:
         """The sends whose lease is live, optionally of one issue and one list."""
