@@ -359,3 +359,27 @@ def test_a_reserved_page_withdraws_those_who_left_the_list(store: Store) -> None
     assert [r[0] for r in rest.rows] == ids[3:]
     states = Counter(st for _, st, _ in store.deliveries_of(issue.id))
     assert states == {"pending": 4}  # the two left are not in the ledger, as if never enqueued
+
+
+@postgres_only
+def test_an_enqueue_racing_another_runs_takes_what_is_left(store: Store) -> None:
+    add_people(store, 5)
+    issue = freeze_issue(store)
+    first = sorted(store_ids(store))[0]
+    other = store.engine.connect()  # another run, mid-enqueue: one row in, not committed
+    other.begin()
+    other.execute(
+        deliveries.insert().values(
+            issue_id=issue.id, subscriber_id=first, list_name="main", status="pending",
+            attempts=0, updated_at=utcnow(),
+        )
+    )  # fmt: skip
+    added: list[int] = []
+    ours = threading.Thread(target=lambda: added.append(store.enqueue(issue.id, "main")))
+    ours.start()  # waits on that row, then finds it taken
+    time.sleep(0.5)
+    other.commit()
+    other.close()
+    ours.join(30)
+    assert added == [4]
+    assert Counter(st for _, st, _ in store.deliveries_of(issue.id)) == {"pending": 5}
