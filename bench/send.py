@@ -47,6 +47,7 @@ from digest.store import Store, metadata
 from digest.subscribers import import_csv
 
 API_KEY = "SG.bench.key"
+SENDING: list[float] = []  # each run's sending phase, in seconds
 
 
 def serve(delay: float, conn: Connection, in_flight: int = 0) -> None:
@@ -62,6 +63,7 @@ def serve(delay: float, conn: Connection, in_flight: int = 0) -> None:
         conn.recv()
         counts = peer.recipients
         cpu = os.times()
+        sends = [r.at for r in peer.requests if r.path == "/v3/mail/send"]
         conn.send(
             {
                 "cpu": cpu.user + cpu.system,
@@ -69,6 +71,8 @@ def serve(delay: float, conn: Connection, in_flight: int = 0) -> None:
                 "recipients": sum(counts.values()),
                 "distinct": len(counts),
                 "most": max(counts.values(), default=0),
+                # from the first request's arrival to the last one's answer: the sending phase
+                "sending": (max(sends) - min(sends) + delay) if sends else 0.0,
             }
         )
 
@@ -197,7 +201,12 @@ def run(
             f"{'':>9}  CPU: send {usage.ru_utime + usage.ru_stime:.1f} s, "
             f"the look-alike {seen['cpu']:.1f} s (2 cores: {2 * wall:.0f} s of CPU in that wall)"
         )
+        say(
+            f"{'':>9}  sending phase (first request to last answer): {seen['sending']:.2f} s, "
+            f"{seen['recipients'] / max(seen['sending'], 1e-9):,.0f} recipients/s"
+        )
         say(f"{'':>9}  {output.strip().splitlines()[-1]}")
+    SENDING.append(seen["sending"])
     return wall
 
 
@@ -231,14 +240,17 @@ def main() -> None:
     )
     for size in (int(s) for s in args.sizes.split(",")):
         for processes in (int(p) for p in args.processes.split(",")):
+            SENDING.clear()
             walls = [
                 run(size, args.delay, args.workers, args.db, processes, args.in_flight)
                 for _ in range(args.runs)
             ]
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            phase = statistics.median(SENDING)
             say(
                 f"{size:>9,} subscribers, {processes} sending process(es): median wall "
                 f"{statistics.median(walls):.2f} s of {', '.join(f'{w:.2f}' for w in walls)}; "
+                f"median sending phase {phase:.2f} s ({size / phase:,.0f} recipients/s); "
                 f"load average {load}"
             )
 
