@@ -26,41 +26,44 @@ from digest.store.schema import deliveries, send_leases, send_workers
 from digest.store.sending import Driver, Recipient
 
 INTERRUPTED = "interrupted while sending; the provider may or may not have it"
-# A page of pending, unreserved deliveries past `after`, locked for one worker; rows another
-# worker is reserving right now are skipped, not waited for. Nothing but the primary key's
-# order in it: a plan that first gathered every candidate (to check memberships, say) then
-# locked rows that other workers had taken since, one by one, for seconds, and made their
-# own writes wait for it. The worker's own lease row is locked (FOR KEY SHARE: its heartbeat
-# still goes through) while it reserves: a reaper's DELETE of it waits for the reservation to
-# commit and then gives those rows back too; once it is reaped, the worker reserves nothing.
-_PICK = (
-    "SELECT d.subscriber_id FROM deliveries d "
-    "WHERE d.issue_id = %s AND d.subscriber_id > %s AND d.status = 'pending' "
-    "AND d.lease_id IS NULL AND d.list_name = %s "
-    "AND EXISTS (SELECT 1 FROM send_workers w WHERE w.lease_id = %s AND w.expires_at > %s "
-    "FOR KEY SHARE) "
-    "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d SKIP LOCKED"
-)
+# A page of pending, unreserved deliveries past `after`, reserved for one worker, in one
+# statement (no round trip to the client while its rows are locked: a busy worker's thread
+# can take a while to come back, and another worker's write of a row this scan locked waits
+# for it). `picked` is nothing but the primary key's order: rows another worker is reserving
+# are skipped, not waited for; a plan that first gathered every candidate (to check
+# memberships, say) locked rows other workers had taken since, one by one, for seconds.
+# Of the page, those still active members are reserved (`taken`), with what a message
+# needs; the first row also says how far the page went and how many it picked.
+# The worker's own lease row is locked (FOR KEY SHARE: its heartbeat still goes through)
+# while it reserves: a reaper's DELETE of it waits for the reservation to commit and then
+# gives those rows back too; once it is reaped, the worker reserves nothing.
+# Arrays, not one placeholder per id, elsewhere: psycopg prepares a statement with few
+# parameters once per connection, and re-parses one with a thousand on every call.
 _ACTIVE_MEMBER = (
     "EXISTS (SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id "
     "WHERE m.subscriber_id = d.subscriber_id AND m.list_name = d.list_name "
     "AND s.status = 'active')"
 )
-# Those of the page still active members, reserved for the worker, with what a message needs.
-# Arrays, not one placeholder per id: psycopg prepares a statement with few parameters once
-# per connection, and re-parses one with a thousand on every call.
 _RESERVE = (
-    "WITH taken AS (UPDATE deliveries d SET lease_id = %s "
-    "WHERE d.issue_id = %s AND d.subscriber_id = ANY(%s::integer[]) "
-    f"AND {_ACTIVE_MEMBER} RETURNING d.subscriber_id) "
-    "SELECT s.id, s.email, s.name, s.fields FROM taken JOIN subscribers s "
-    "ON s.id = taken.subscriber_id ORDER BY s.id"
+    "WITH picked AS (SELECT d.subscriber_id FROM deliveries d "
+    "WHERE d.issue_id = %s AND d.subscriber_id > %s AND d.status = 'pending' "
+    "AND d.lease_id IS NULL AND d.list_name = %s "
+    "AND EXISTS (SELECT 1 FROM send_workers w WHERE w.lease_id = %s AND w.expires_at > %s "
+    "FOR KEY SHARE) "
+    "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d SKIP LOCKED), "
+    "taken AS (UPDATE deliveries d SET lease_id = %s FROM picked "
+    "WHERE d.issue_id = %s AND d.subscriber_id = picked.subscriber_id "
+    f"AND {_ACTIVE_MEMBER} RETURNING d.subscriber_id), "
+    "page AS (SELECT max(subscriber_id) AS last, count(*) AS picked FROM picked) "
+    "SELECT page.last, page.picked, s.id, s.email, s.name, s.fields FROM page "
+    "LEFT JOIN (taken JOIN subscribers s ON s.id = taken.subscriber_id) ON true ORDER BY s.id"
 )
 # The page's rows of those who left the list since the send was enqueued: withdrawn, as the
 # send's end withdraws them (`withdraw_departed`), so that no worker picks them again.
 _WITHDRAW = (
-    "DELETE FROM deliveries d WHERE d.issue_id = %s AND d.subscriber_id = ANY(%s::integer[]) "
-    f"AND d.status = 'pending' AND d.lease_id IS NULL AND NOT {_ACTIVE_MEMBER}"
+    "DELETE FROM deliveries d WHERE d.issue_id = %s AND d.subscriber_id > %s "
+    "AND d.subscriber_id <= %s AND d.status = 'pending' AND d.lease_id IS NULL "
+    f"AND NOT {_ACTIVE_MEMBER}"
 )
 # Just before the request: our reserved rows to `sending`, only while our lease is live.
 # (Membership was checked as they were reserved, moments ago, by the thread that sends them.)
@@ -323,21 +326,21 @@ def reserve_page(
     driver: Driver, issue_id: int, list_name: str, lease_id: str, after: int, size: int
 ) -> Page:
     """Reserve the next `size` pending deliveries past subscriber id `after` for the worker
-    `lease_id`, skipping rows other workers are reserving (see `_PICK`)."""
-    now = driver.now()
+    `lease_id`, skipping rows other workers are reserving (see `_RESERVE`)."""
+    params = (issue_id, after, list_name, lease_id, driver.now(), size, lease_id, issue_id)
 
     def work(cursor: Any) -> Page:
-        cursor.execute(_PICK, (issue_id, after, list_name, lease_id, now, size))
-        ids = [row[0] for row in cursor.fetchall()]
-        if not ids:
+        cursor.execute(_RESERVE, params)
+        found = cursor.fetchall()
+        last, picked = found[0][0], int(found[0][1])
+        rows: list[Recipient] = [tuple(row[2:]) for row in found if row[2] is not None]
+        if not picked:
             return Page([], after, 0)
-        cursor.execute(_RESERVE, (lease_id, issue_id, ids))
-        rows: list[Recipient] = [tuple(row) for row in cursor.fetchall()]
         left = 0
-        if len(rows) < len(ids):
-            cursor.execute(_WITHDRAW, (issue_id, ids))
+        if len(rows) < picked:  # some left the list since the send was enqueued
+            cursor.execute(_WITHDRAW, (issue_id, after, int(last)))
             left = int(cursor.rowcount or 0)
-        return Page(rows, ids[-1], left)
+        return Page(rows, int(last), left)
 
     return driver.write(work)
 
