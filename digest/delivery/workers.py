@@ -376,17 +376,25 @@ def coordinate(
     that joins from elsewhere, under this run's send `lease`; the run's report."""
     report = DeliveryReport(issue=issue.label, list_name=list_name, backend=settings.backend)
     report.workers = processes
-    report.interrupted = store.recover_interrupted(issue.id, list_name)
-    store.reap_workers(issue.id, issue.label, list_name, process_gone)  # an earlier run's
-    store.release_stale_reservations(issue.id, list_name)
-    report.retried = store.retry_failed(issue.id, list_name) if retry_failed else 0
-    store.enqueue(issue.id, list_name)
-    before = _counts(store, issue.id, list_name)
-    report.already_sent = before[DeliveryStatus.SENT]
-    store.open_to_workers(issue.label, list_name, lease.lease_id, settings.rate)
+    # Started first: they start up (a second or more each) while this one enqueues, and
+    # wait for the send to open.
     env = worker_env(settings)
     command = worker_command(settings, issue.label, list_name)
     children = [_start(command, env) for _ in range(processes - 1)]
+    try:
+        report.interrupted = store.recover_interrupted(issue.id, list_name)
+        store.reap_workers(issue.id, issue.label, list_name, process_gone)  # an earlier run's
+        store.release_stale_reservations(issue.id, list_name)
+        report.retried = store.retry_failed(issue.id, list_name) if retry_failed else 0
+        store.enqueue(issue.id, list_name)
+        before = _counts(store, issue.id, list_name)
+        report.already_sent = before[DeliveryStatus.SENT]
+        store.open_to_workers(issue.label, list_name, lease.lease_id, settings.rate)
+    except BaseException:
+        for child in children:  # ours, still waiting for a send that will not open
+            child.process.terminate()
+            child.process.wait()
+        raise
     try:
         own = _work_on(store, settings, issue, list_name, sender, None)
     except BaseException:
