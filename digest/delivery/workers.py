@@ -106,8 +106,11 @@ class SharedPace:
             stop.wait(wait)
 
     def pause(self, seconds: float) -> None:
-        """Hold every worker back for `seconds`."""
-        self.store.pause_send(self.label, self.list_name, seconds)
+        """Hold every worker back for `seconds` (this one's own threads already are)."""
+        try:
+            self.store.pause_send(self.label, self.list_name, seconds)
+        except Exception:  # noqa: BLE001 - a database hiccup must not fail the refused request
+            pass
 
 
 class _WorkerRun(_Run):
