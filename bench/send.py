@@ -44,6 +44,7 @@ from digest.models import RenderedIssue
 from digest.personalize import html_marker, text_marker
 from digest.selection import parse_window
 from digest.store import Store, metadata
+from digest.store.base import create_tables
 from digest.subscribers import import_csv
 
 API_KEY = "SG.bench.key"
@@ -114,7 +115,8 @@ def prepare(folder: Path, url: str, size: int) -> tuple[float, str]:
     try:
         if not url.startswith("sqlite"):
             metadata.drop_all(store.engine)
-            metadata.create_all(store.engine)
+            with store.engine.begin() as conn:
+                create_tables(conn)
         started = time.perf_counter()
         report = import_csv(store, csv_path, "main")
         took = time.perf_counter() - started

@@ -115,10 +115,12 @@ deliveries = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.Column("lease_id", sa.String(36)),  # the send lease it was claimed under
     sa.Column("fault", sa.String(20)),  # a failure's kind: "recipient" or "sender"
-    # Room in each page for a row's next version: its claim and outcome update it in place
-    # (HOT) instead of adding a primary-key entry each (migration 0010).
-    postgresql_with={"fillfactor": 60},
 )
+# PostgreSQL: room in each page of deliveries for a row's next version, so that its claim
+# and its outcome update it in place (HOT) instead of adding a primary-key entry each
+# (migration 0010; `create_tables` for a new database). Not a table option here: naming
+# PostgreSQL in a table's options loads its dialect in every command, SQLite's too.
+DELIVERIES_FILLFACTOR = 60
 
 # One live run per issue and list: who holds the send, and until when (see ledger leases).
 send_leases = sa.Table(
