@@ -1,7 +1,7 @@
 """`digest send` to a big list through the local SendGrid look-alike, with a slow API.
 
     python -m bench.send [--sizes 100000,1000000] [--delay 0.1] [--workers 8] [--db URL]
-                         [--processes 1,2,4] [--runs 3]
+                         [--processes 1,2,4] [--runs 3] [--in-flight 32]
 
 --processes runs `digest send --workers N` for each N (N sending processes, PostgreSQL;
 1 is the one-process send), each `--runs` times, and prints the median wall time beside
@@ -44,21 +44,27 @@ from digest.models import RenderedIssue
 from digest.personalize import html_marker, text_marker
 from digest.selection import parse_window
 from digest.store import Store, metadata
+from digest.store.base import create_tables
 from digest.subscribers import import_csv
 
 API_KEY = "SG.bench.key"
+SENDING: list[float] = []  # each run's sending phase, in seconds
 
 
-def serve(delay: float, conn: Connection) -> None:
+def serve(delay: float, conn: Connection, in_flight: int = 0) -> None:
     """The SendGrid look-alike in its own process; answers counts when asked to stop."""
+    import threading
+
     from tests.peers import sendgrid_server
 
     with sendgrid_server(API_KEY) as peer:
         peer.delay, peer.validate, peer.keep_bodies = delay, False, False
+        peer.in_flight = threading.Semaphore(in_flight) if in_flight else None
         conn.send(peer.url)
         conn.recv()
         counts = peer.recipients
         cpu = os.times()
+        sends = [r.at for r in peer.requests if r.path == "/v3/mail/send"]
         conn.send(
             {
                 "cpu": cpu.user + cpu.system,
@@ -66,6 +72,8 @@ def serve(delay: float, conn: Connection) -> None:
                 "recipients": sum(counts.values()),
                 "distinct": len(counts),
                 "most": max(counts.values(), default=0),
+                # from the first request's arrival to the last one's answer: the sending phase
+                "sending": (max(sends) - min(sends) + delay) if sends else 0.0,
             }
         )
 
@@ -107,7 +115,8 @@ def prepare(folder: Path, url: str, size: int) -> tuple[float, str]:
     try:
         if not url.startswith("sqlite"):
             metadata.drop_all(store.engine)
-            metadata.create_all(store.engine)
+            with store.engine.begin() as conn:
+                create_tables(conn)
         started = time.perf_counter()
         report = import_csv(store, csv_path, "main")
         took = time.perf_counter() - started
@@ -120,7 +129,9 @@ def prepare(folder: Path, url: str, size: int) -> tuple[float, str]:
     return took, window.label
 
 
-def run(size: int, delay: float, workers: int, db: str | None, processes: int = 1) -> float:
+def run(
+    size: int, delay: float, workers: int, db: str | None, processes: int = 1, in_flight: int = 0
+) -> float:
     """One send of `size` subscribers with `processes` sending processes; its wall time."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -131,7 +142,7 @@ def run(size: int, delay: float, workers: int, db: str | None, processes: int = 
             imported, label = pool.apply(prepare, (folder, url, size))
         say(f"{size:>9,} subscribers: import {imported:6.2f} s ({size / imported:,.0f} rows/s)")
         ours, theirs = mp.Pipe()
-        server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs))
+        server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs, in_flight))
         server.start()
         peer_url = ours.recv()
         env = {
@@ -192,7 +203,12 @@ def run(size: int, delay: float, workers: int, db: str | None, processes: int = 
             f"{'':>9}  CPU: send {usage.ru_utime + usage.ru_stime:.1f} s, "
             f"the look-alike {seen['cpu']:.1f} s (2 cores: {2 * wall:.0f} s of CPU in that wall)"
         )
+        say(
+            f"{'':>9}  sending phase (first request to last answer): {seen['sending']:.2f} s, "
+            f"{seen['recipients'] / max(seen['sending'], 1e-9):,.0f} recipients/s"
+        )
         say(f"{'':>9}  {output.strip().splitlines()[-1]}")
+    SENDING.append(seen["sending"])
     return wall
 
 
@@ -213,6 +229,12 @@ def main() -> None:
         "--processes", default="1", help="sending processes (digest send --workers N), e.g. 1,2,4"
     )
     parser.add_argument("--runs", type=int, default=1, help="runs of each; the median is shown")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=0,
+        help="requests the look-alike works on at once, the rest wait their turn (0: no cap)",
+    )
     args = parser.parse_args()
     say(
         f"digest send via the SendGrid look-alike, {args.delay * 1000:.0f} ms per answer, "
@@ -220,13 +242,17 @@ def main() -> None:
     )
     for size in (int(s) for s in args.sizes.split(",")):
         for processes in (int(p) for p in args.processes.split(",")):
+            SENDING.clear()
             walls = [
-                run(size, args.delay, args.workers, args.db, processes) for _ in range(args.runs)
+                run(size, args.delay, args.workers, args.db, processes, args.in_flight)
+                for _ in range(args.runs)
             ]
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            phase = statistics.median(SENDING)
             say(
                 f"{size:>9,} subscribers, {processes} sending process(es): median wall "
                 f"{statistics.median(walls):.2f} s of {', '.join(f'{w:.2f}' for w in walls)}; "
+                f"median sending phase {phase:.2f} s ({size / phase:,.0f} recipients/s); "
                 f"load average {load}"
             )
 

@@ -279,6 +279,9 @@ class SendGridPeer:
     delay: float = 0.0  # seconds every unscripted answer waits (a slow API)
     validate: bool = True  # check mail/send bodies against the schema (off for benchmarks)
     keep_bodies: bool = True  # False: count recipients in `recipients`, keep no bodies
+    # Requests it works on at once (like a provider's concurrency limit); the others wait
+    # their turn in order. None: no limit.
+    in_flight: threading.Semaphore | None = None
     recipients: Counter[str] = field(default_factory=Counter)
     scheduled: dict[str, str] = field(default_factory=dict)  # batch id → "" or "cancel"
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -351,6 +354,13 @@ def _sendgrid_handler(peer: SendGridPeer, validator: Draft202012Validator) -> ty
             self._answer(404, {}, {"errors": [{"message": "not found", "field": None}]})
 
         def do_POST(self) -> None:
+            if peer.in_flight is None:
+                self._post()
+                return
+            with peer.in_flight:
+                self._post()
+
+        def _post(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             try:
@@ -484,6 +494,12 @@ def serving(server: ThreadingHTTPServer, stopping: threading.Event | None = None
         thread.join()
 
 
+class _Server(ThreadingHTTPServer):
+    # Many senders connect at once (workers × threads): the default backlog of 5 reset
+    # connections that a real provider would have taken.
+    request_queue_size = 128
+
+
 @contextmanager
 def sendgrid_server(api_key: str = "SG.test-key.local") -> Iterator[SendGridPeer]:
     """Run a SendGrid look-alike on 127.0.0.1 until the block ends.
@@ -494,7 +510,7 @@ def sendgrid_server(api_key: str = "SG.test-key.local") -> Iterator[SendGridPeer
     POST /v3/mail/batch makes a batch id; POST /v3/user/scheduled_sends cancels or pauses one.
     `peer.delay` slows every unscripted answer; `peer.validate = False` skips the schema.
     """
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    server = _Server(("127.0.0.1", 0), BaseHTTPRequestHandler)
     peer = SendGridPeer(url=f"http://127.0.0.1:{server.server_address[1]}", api_key=api_key)
     server.RequestHandlerClass = _sendgrid_handler(peer, mail_send_validator())
     with serving(server, peer.stopping):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -18,16 +20,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from digest.delivery.lease import LeaseLost
+from digest.delivery.lease import LeaseLost, SendLease
 from digest.delivery.ledger import DeliveryReport
 from digest.delivery.sendgrid import SendGridSender
-from digest.delivery.workers import WorkerLease, _WorkerRun
+from digest.delivery.workers import WorkerLease, _work_on, _WorkerRun
 from digest.models import DeliveryStatus
 from digest.store import Store, deliveries, send_workers, utcnow
-from digest.store.claims import reserve, start_sending
+from digest.store.claims import reserve, reserve_page, start_sending
 from digest.store.sending import Driver
 from tests.conftest import PG_URL
-from tests.peers import sendgrid_server
+from tests.peers import Reply, sendgrid_server
 from tests.test_faults import (
     API_KEY,
     SEND,
@@ -38,7 +40,8 @@ from tests.test_faults import (
     wait_for,
 )
 from tests.test_ledger import API_KEY as LEDGER_KEY
-from tests.test_ledger import add_people, freeze_issue, settings_for
+from tests.test_ledger import add_people, freeze_issue, received, settings_for
+from tests.test_senders import api_errors
 
 
 def postgres_only(test: Any) -> Any:
@@ -117,11 +120,13 @@ def test_three_workers_send_everyone_once(newsletter: Path, db_url: str) -> None
 @postgres_only
 def test_a_worker_from_elsewhere_joins_the_send(newsletter: Path, db_url: str) -> None:  # noqa: F811
     with sendgrid_server(API_KEY) as peer:
-        peer.delay = 0.1
-        # 4 messages/s between the two local processes: 10 s, time for the joiner to help.
-        run = digest(newsletter, db_url, peer, *SEND, "--workers", "2", DIGEST_RATE="4")
+        peer.delay = 2.0
+        # 14 batches, 2 at a time, 2 s each: 14 s, time for the joiner to help. (Not a rate: the
+        # send's rate binds the joiner too, and its first turn would come after the others'.)
+        slow = {"DIGEST_WORKERS": "1", "DIGEST_BATCH_SIZE": "3"}
+        run = digest(newsletter, db_url, peer, *SEND, "--workers", "2", **slow)
         wait_for(lambda: len(worker_pids(db_url)) == 2)
-        joiner = digest(newsletter, db_url, peer, "worker", DIGEST_WORKERS="1")
+        joiner = digest(newsletter, db_url, peer, "worker", **slow)
         wait_for(lambda: len(worker_pids(db_url)) == 3)
         status = digest(newsletter, db_url, peer, "status")
         sout, serr = status.communicate(timeout=60)
@@ -278,3 +283,103 @@ def test_workers_refuse_what_they_cannot_do_yet(newsletter: Path, db_url: str) -
     assert run.returncode == 1
     assert "Error: --workers cannot be combined with --resend-unknown" in err
     assert peer.requests == []
+
+
+def two_workers(store: Store, issue: Any, url: str, rate: float = 0) -> list[DeliveryReport]:
+    """Open the send of `issue` to workers at `rate` (the opening run's [delivery] rate) and
+    run two workers of one thread each on it, each with its own sender (nothing shared in
+    memory: what one worker's 429 or the rate does to the other goes through the database).
+    Each worker's own settings have no rate."""
+    s = settings_for(url, workers=1, rate=0.0)
+    send = SendLease(store, issue.label, "main", s.lease_seconds)
+    send.acquire()
+    store.enqueue(issue.id, "main")
+    store.open_to_workers(issue.label, "main", send.lease_id, rate)
+    reports: list[DeliveryReport] = []
+
+    def one() -> None:
+        reports.append(_work_on(store, s, issue, "main", SendGridSender(s), None))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    send.release()
+    return reports
+
+
+@postgres_only
+def test_a_429_one_worker_sees_pauses_every_worker(store: Store) -> None:
+    everyone = add_people(store, 40)
+    issue = freeze_issue(store)
+    with sendgrid_server(LEDGER_KEY) as peer:
+        peer.delay = 0.2  # without the shared pause, the other worker sends all through it
+        reset = int(time.time()) + 3  # X-RateLimit-Reset is a Unix time, in whole seconds
+        offset = time.time() - time.monotonic()
+        peer.script(Reply(429, {"X-RateLimit-Reset": str(reset)}, api_errors("too many")))
+        reports = two_workers(store, issue, peer.url)
+    limited = next(r for r in peer.requests if r.status == 429)
+    # A request the other worker had under way may arrive just after the 429; then nothing
+    # from anyone until the reset.
+    during = [r.at for r in peer.requests if limited.at + 0.5 < r.at < reset - offset - 0.1]
+    assert during == []
+    assert received(peer) == Counter(everyone)  # each once, the paused batch too
+    assert sum(r.sent for r in reports) == 40
+
+
+@postgres_only
+def test_the_sends_rate_holds_across_its_workers(store: Store) -> None:
+    everyone = add_people(store, 24)
+    issue = freeze_issue(store)
+    with sendgrid_server(LEDGER_KEY) as peer:
+        two_workers(store, issue, peer.url, rate=16)
+    starts = sorted(r.at for r in peer.requests if r.path == "/v3/mail/send")
+    # 24 messages at 16 a second: the sixth batch of 4 starts 20/16 s after the first (each
+    # worker keeping 16 a second on its own would have been done in half a second).
+    assert len(starts) == 6
+    assert 1.15 <= starts[-1] - starts[0] < 4
+    assert received(peer) == Counter(everyone)
+
+
+@postgres_only
+def test_a_reserved_page_withdraws_those_who_left_the_list(store: Store) -> None:
+    add_people(store, 6)
+    issue = freeze_issue(store)
+    store.enqueue(issue.id, "main")
+    ids = sorted(store_ids(store))
+    with store.begin() as conn:  # two left after the send was enqueued
+        conn.execute(sa.text("DELETE FROM memberships WHERE subscriber_id IN (:a, :b)"), {
+            "a": ids[1], "b": ids[2]
+        })  # fmt: skip
+    store.take_worker_lease("w", issue.label, "main", "here", os.getpid(), 600)
+    page = reserve_page(Driver(store), issue.id, "main", "w", 0, 3)
+    assert ([r[0] for r in page.rows], page.last, page.left) == ([ids[0]], ids[2], 2)
+    rest = reserve_page(Driver(store), issue.id, "main", "w", page.last, 10)
+    assert [r[0] for r in rest.rows] == ids[3:]
+    states = Counter(st for _, st, _ in store.deliveries_of(issue.id))
+    assert states == {"pending": 4}  # the two left are not in the ledger, as if never enqueued
+
+
+@postgres_only
+def test_an_enqueue_racing_another_runs_takes_what_is_left(store: Store) -> None:
+    add_people(store, 5)
+    issue = freeze_issue(store)
+    first = sorted(store_ids(store))[0]
+    other = store.engine.connect()  # another run, mid-enqueue: one row in, not committed
+    other.begin()
+    other.execute(
+        deliveries.insert().values(
+            issue_id=issue.id, subscriber_id=first, list_name="main", status="pending",
+            attempts=0, updated_at=utcnow(),
+        )
+    )  # fmt: skip
+    added: list[int] = []
+    ours = threading.Thread(target=lambda: added.append(store.enqueue(issue.id, "main")))
+    ours.start()  # waits on that row, then finds it taken
+    time.sleep(0.5)
+    other.commit()
+    other.close()
+    ours.join(30)
+    assert added == [4]
+    assert Counter(st for _, st, _ in store.deliveries_of(issue.id)) == {"pending": 5}

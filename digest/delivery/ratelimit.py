@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 
 
 class RateLimit:
@@ -19,6 +20,9 @@ class RateLimit:
         self._next = 0.0
         self._lock = threading.Lock()
         self._paused_until = 0.0
+        # Told of every pause too: a worker of a send spread over processes passes it on to
+        # the others through the database.
+        self.on_pause: Callable[[float], None] | None = None
 
     def acquire(self, count: int, stop: threading.Event | None = None) -> None:
         """Wait until `count` more messages may go (and any pause has passed)."""
@@ -38,6 +42,8 @@ class RateLimit:
         """Hold every worker back for `seconds` (the provider said: too many requests)."""
         with self._lock:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        if self.on_pause is not None:
+            self.on_pause(seconds)
 
 
 def backoff(attempt: int, base: float, cap: float = 60.0) -> float:

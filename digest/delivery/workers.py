@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from digest.delivery import Outcome, Recipient, Sender
@@ -36,7 +36,7 @@ from digest.errors import SendError
 from digest.models import DeliveryStatus, Issue
 from digest.settings import Settings
 from digest.store import OpenSend, Store
-from digest.store.claims import lease_is_live, reserve, start_sending
+from digest.store.claims import lease_is_live, reserve_page, start_sending
 
 SQLITE_NOTE = (
     "--workers needs PostgreSQL (SQLite takes one writer at a time): sending with one process"
@@ -91,6 +91,28 @@ class WorkerLease(SendLease):
         self.store.release_worker_lease(self.issue_id, self.lease_id)
 
 
+class SharedPace:
+    """The pace every worker of one send keeps to, through the database: the send's rate
+    (set by the run that opened it, whatever each worker's own settings say) and any pause
+    a 429 asked any of them for."""
+
+    def __init__(self, store: Store, label: str, list_name: str) -> None:
+        self.store, self.label, self.list_name = store, label, list_name
+
+    def acquire(self, count: int, stop: threading.Event) -> None:
+        """Wait until `count` more messages may go, across all workers."""
+        wait = self.store.book_pace(self.label, self.list_name, count)
+        if wait > 0:
+            stop.wait(wait)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every worker back for `seconds` (this one's own threads already are)."""
+        try:
+            self.store.pause_send(self.label, self.list_name, seconds)
+        except Exception:  # noqa: BLE001 - a database hiccup must not fail the refused request
+            pass
+
+
 class _WorkerRun(_Run):
     """A `_Run` whose threads each reserve their own pages for this worker, in parallel.
 
@@ -102,12 +124,23 @@ class _WorkerRun(_Run):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.feed_limit, self.limit = self.limit, RateLimit(0)  # waited for before reserving
+        # The send's pace, waited for before reserving a page; 429s passed on to the others.
+        self.feed_limit, self.limit = (
+            SharedPace(self.store, self.issue.label, self.list_name),
+            RateLimit(0),
+        )
+        gate = getattr(self.sender, "gate", None)
+        if isinstance(gate, RateLimit):
+            gate.on_pause = self.feed_limit.pause
         self.after = 0  # the threads' shared cursor: reserve past this subscriber id
+        self.wrapped = False  # this pass's cursor went back to the start once
+        self.tail = threading.Lock()  # after that, one thread at a time looks
+        self.drained = threading.Event()  # nothing left that this worker could take
 
     def _one_pass(self) -> None:
         self.store.release_reserved(self.issue.id, self.lease.lease_id)  # last round's deferrals
-        self.after = 0
+        self.after, self.wrapped = 0, False
+        self.drained.clear()
         for _ in range(self.settings.workers):
             self.pages.put([])  # a ticket: reserve and send until nothing is left
         self.pages.join()
@@ -123,48 +156,66 @@ class _WorkerRun(_Run):
             super()._batch(page)
 
     def _reserve(self) -> list[Recipient] | None:
-        """The next page reserved for this worker; None when nothing is left to send."""
-        issue_id, lease_id = self.issue.id, self.lease.lease_id
-        poll = min(0.25, self.settings.lease_seconds / 8)
-        idle = last_look = False
-        while not self.stop.is_set():
+        """The next page reserved for this worker; None when nothing is left that it could
+        take. Rows that come back later (a dead worker's, reaped) are the coordinator's to
+        send: `digest send --workers` takes them up once its workers are done."""
+        booked = False
+        while not (self.stop.is_set() or self.drained.is_set()):
             self.lease.check()
-            if not idle:  # the end's polls book no messages
+            if not booked:
                 self.feed_limit.acquire(self.sender.batch_size, self.stop)
-            with self.lock:
-                after = self.after
-            page = reserve(
-                self.driver, issue_id, self.list_name, lease_id, after, self.sender.batch_size
-            )
-            if page:
-                with self.lock:
-                    self.after = max(self.after, page[-1][0])
+                booked = True
+            if self.wrapped:  # the end: one look at a time, each a scan of what is left
+                with self.tail:
+                    if self.drained.is_set():
+                        return None
+                    page = self._look()
+            else:
+                page = self._look()
+            if page is not None:
                 return page
-            idle = True
-            if after:  # rows before the cursor may have come back: look from the start
-                with self.lock:
-                    if self.after == after:
-                        self.after = 0
-                continue
-            if last_look:
-                return None  # nobody holds any, and none came back since: nothing is left
-            self._reap()
-            if self.store.reserved_by_others(issue_id, self.list_name, lease_id):
-                self.stop.wait(poll)  # they may still give some back (die, defer)
-                continue
-            # One more look: rows a reaper gave back before the count, and rows left reserved
-            # under a lease that is gone (none should be; a crash of this version's reaper).
-            self.store.release_stale_reservations(issue_id, self.list_name)
-            last_look = True
         return None
 
-    def _reap(self) -> None:
-        lost, _, unknown = self.store.reap_workers(
+    def _look(self) -> list[Recipient] | None:
+        """One reservation past the shared cursor: its rows, or None to look again (the
+        cursor moved), having set `drained` when nothing is left."""
+        with self.lock:
+            after = self.after
+        page = reserve_page(
+            self.driver,
+            self.issue.id,
+            self.list_name,
+            self.lease.lease_id,
+            after,
+            self.sender.batch_size,
+        )
+        with self.lock:
+            self.after = max(self.after, page.last)
+            self.report.left += page.left
+        if page.rows:
+            return page.rows
+        if page.last > after:  # all of it had left the list: on past it
+            return None
+        with self.lock:
+            if not self.wrapped:  # rows before the cursor may have come back (deferred,
+                self.wrapped, self.after = True, 0  # a reaped worker's): from the start once
+                return None
+        if self._reap():  # a dead worker's reserved rows are back: look again
+            return None
+        self.drained.set()
+        return None
+
+    def _reap(self) -> int:
+        """Settle the send's dead workers; how many of their reserved rows came back."""
+        lost, back, unknown = self.store.reap_workers(
             self.issue.id, self.issue.label, self.list_name, process_gone
         )
         with self.lock:
             self.report.workers_lost += lost
             self.report.interrupted += unknown
+            if back:
+                self.after = 0
+        return back
 
     def _claim(self, ids: list[int], lease_id: str | None) -> set[int]:
         assert lease_id is not None
@@ -277,6 +328,7 @@ def report_json(report: DeliveryReport) -> dict[str, Any]:
         "failed": report.failed,
         "unknown": report.unknown,
         "deferred": report.deferred,
+        "left": report.left,
         "requests": report.requests,
         "workers_lost": report.workers_lost,
         "interrupted": report.interrupted,
@@ -299,17 +351,15 @@ def worker_command(settings: Settings, label: str, list_name: str) -> list[str]:
     ]  # fmt: skip
 
 
-def worker_env(settings: Settings, processes: int) -> dict[str, str]:
-    """The environment of this machine's worker processes: this run's settings, and its
-    rate shared out among them."""
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of this machine's worker processes: this run's settings (the rate
+    they keep to together is the send's, in the database)."""
     env = dict(os.environ)
     env["DIGEST_DATABASE_URL"] = settings.database_url
     env["DIGEST_BACKEND"] = settings.backend
     env["DIGEST_OUTBOX"] = str(settings.resolve(settings.outbox))
     if settings.config_path is not None:
         env["DIGEST_CONFIG"] = str(settings.config_path)
-    if settings.rate:
-        env["DIGEST_RATE"] = repr(settings.rate / processes)
     return env
 
 
@@ -329,20 +379,27 @@ def coordinate(
     that joins from elsewhere, under this run's send `lease`; the run's report."""
     report = DeliveryReport(issue=issue.label, list_name=list_name, backend=settings.backend)
     report.workers = processes
-    report.interrupted = store.recover_interrupted(issue.id, list_name)
-    store.reap_workers(issue.id, issue.label, list_name, process_gone)  # an earlier run's
-    store.release_stale_reservations(issue.id, list_name)
-    report.retried = store.retry_failed(issue.id, list_name) if retry_failed else 0
-    store.enqueue(issue.id, list_name)
-    before = _counts(store, issue.id, list_name)
-    report.already_sent = before[DeliveryStatus.SENT]
-    store.open_to_workers(issue.label, list_name, lease.lease_id)
-    env = worker_env(settings, processes)
+    # Started first: they start up (a second or more each) while this one enqueues, and
+    # wait for the send to open.
+    env = worker_env(settings)
     command = worker_command(settings, issue.label, list_name)
     children = [_start(command, env) for _ in range(processes - 1)]
-    share = replace(settings, rate=settings.rate / processes)  # as each child's
     try:
-        own = _work_on(store, share, issue, list_name, sender, None)
+        report.interrupted = store.recover_interrupted(issue.id, list_name)
+        store.reap_workers(issue.id, issue.label, list_name, process_gone)  # an earlier run's
+        store.release_stale_reservations(issue.id, list_name)
+        report.retried = store.retry_failed(issue.id, list_name) if retry_failed else 0
+        store.enqueue(issue.id, list_name)
+        before = _counts(store, issue.id, list_name)
+        report.already_sent = before[DeliveryStatus.SENT]
+        store.open_to_workers(issue.label, list_name, lease.lease_id, settings.rate)
+    except BaseException:
+        for child in children:  # ours, still waiting for a send that will not open
+            child.process.terminate()
+            child.process.wait()
+        raise
+    try:
+        own = _work_on(store, settings, issue, list_name, sender, None)
     except BaseException:
         for child in children:  # they stop on their own (the same refusal), or finish
             child.process.wait()
@@ -358,7 +415,7 @@ def coordinate(
         came_back += back
         time.sleep(poll)
     if came_back:  # a dead worker's reserved rows, given back when no one was left to take them
-        _merge(report, _work_on(store, share, issue, list_name, sender, None))
+        _merge(report, _work_on(store, settings, issue, list_name, sender, None))
     for child in children:
         if child.reader is not None:
             child.reader.join()
@@ -367,7 +424,7 @@ def coordinate(
     report.sent = after[DeliveryStatus.SENT] - before[DeliveryStatus.SENT]
     report.failed = max(0, after[DeliveryStatus.FAILED] - before[DeliveryStatus.FAILED])
     report.unknown = max(0, after[DeliveryStatus.UNKNOWN] - before[DeliveryStatus.UNKNOWN])
-    report.left = store.withdraw_departed(issue.id, list_name)
+    report.left += store.withdraw_departed(issue.id, list_name)  # besides the workers' own
     report.deferred = store.count_deliveries(issue.id, list_name, DeliveryStatus.PENDING)
     if not (report.failed or report.unknown or report.deferred or report.interrupted):
         store.mark_issue_sent(issue.id)
@@ -407,6 +464,7 @@ def _add(report: DeliveryReport, child: _Child) -> None:
         return
     report.requests += int(found.get("requests", 0))
     report.workers_lost += int(found.get("workers_lost", 0))
+    report.left += int(found.get("left", 0))
     failures = [(str(email), str(reason)) for email, reason in found.get("failures", [])]
     _listed(report, failures, {str(k): int(v) for k, v in found.get("reasons", {}).items()})
 
@@ -415,6 +473,7 @@ def _merge(report: DeliveryReport, own: DeliveryReport) -> None:
     """This process's own part of the send into the run's report."""
     report.requests += own.requests
     report.workers_lost += own.workers_lost
+    report.left += own.left
     _listed(report, own.failures, own.reasons)
 
 

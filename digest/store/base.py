@@ -250,6 +250,15 @@ def schema_version(engine: Engine) -> str | None:
     return UNVERSIONED if tables & set(metadata.tables) else None
 
 
+def create_tables(conn: Any) -> None:
+    """The tables of `schema`, with PostgreSQL's storage settings."""
+    metadata.create_all(conn)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"ALTER TABLE deliveries SET (fillfactor = {schema.DELIVERIES_FILLFACTOR})"
+        )
+
+
 def _create_latest(engine: Engine) -> None:
     """The latest schema in an empty database, recorded as HEAD, in one transaction."""
     with engine.begin() as conn:
@@ -257,7 +266,7 @@ def _create_latest(engine: Engine) -> None:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
         if versions.name in sa.inspect(conn).get_table_names():
             return
-        metadata.create_all(conn)
+        create_tables(conn)
         versions.create(conn)
         conn.execute(versions.insert().values(version_num=HEAD))
 

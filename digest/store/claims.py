@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -26,31 +26,44 @@ from digest.store.schema import deliveries, send_leases, send_workers
 from digest.store.sending import Driver, Recipient
 
 INTERRUPTED = "interrupted while sending; the provider may or may not have it"
+# A page of pending, unreserved deliveries past `after`, reserved for one worker, in one
+# statement (no round trip to the client while its rows are locked: a busy worker's thread
+# can take a while to come back, and another worker's write of a row this scan locked waits
+# for it). `picked` is nothing but the primary key's order: rows another worker is reserving
+# are skipped, not waited for; a plan that first gathered every candidate (to check
+# memberships, say) locked rows other workers had taken since, one by one, for seconds.
+# Of the page, those still active members are reserved (`taken`), with what a message
+# needs; the first row also says how far the page went and how many it picked.
+# The worker's own lease row is locked (FOR KEY SHARE: its heartbeat still goes through)
+# while it reserves: a reaper's DELETE of it waits for the reservation to commit and then
+# gives those rows back too; once it is reaped, the worker reserves nothing.
+# Arrays, not one placeholder per id, elsewhere: psycopg prepares a statement with few
+# parameters once per connection, and re-parses one with a thousand on every call.
 _ACTIVE_MEMBER = (
     "EXISTS (SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id "
     "WHERE m.subscriber_id = d.subscriber_id AND m.list_name = d.list_name "
     "AND s.status = 'active')"
 )
-# A page of pending, unreserved deliveries of active members, past `after`, reserved for one
-# worker; rows another worker is reserving right now are skipped, not waited for. Arrays, not
-# one placeholder per id: psycopg prepares a statement with few parameters once per
-# connection, and re-parses one with a thousand on every call.
-# The worker's own lease row is locked (FOR SHARE) while it reserves: a reaper's DELETE of it
-# waits for the reservation to commit and then gives those rows back too; once it is reaped,
-# the worker reserves nothing.
 _RESERVE = (
-    "WITH mine AS (SELECT lease_id FROM send_workers WHERE lease_id = %s AND expires_at > %s "
-    "FOR SHARE), "
-    "picked AS (SELECT d.subscriber_id FROM deliveries d "
+    "WITH picked AS (SELECT d.subscriber_id FROM deliveries d "
     "WHERE d.issue_id = %s AND d.subscriber_id > %s AND d.status = 'pending' "
-    f"AND d.lease_id IS NULL AND d.list_name = %s AND {_ACTIVE_MEMBER} "
-    "AND EXISTS (SELECT 1 FROM mine) "
+    "AND d.lease_id IS NULL AND d.list_name = %s "
+    "AND EXISTS (SELECT 1 FROM send_workers w WHERE w.lease_id = %s AND w.expires_at > %s "
+    "FOR KEY SHARE) "
     "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d SKIP LOCKED), "
-    "taken AS (UPDATE deliveries SET lease_id = %s FROM picked "
-    "WHERE deliveries.issue_id = %s AND deliveries.subscriber_id = picked.subscriber_id "
-    "RETURNING deliveries.subscriber_id) "
-    "SELECT s.id, s.email, s.name, s.fields FROM taken JOIN subscribers s "
-    "ON s.id = taken.subscriber_id ORDER BY s.id"
+    "taken AS (UPDATE deliveries d SET lease_id = %s FROM picked "
+    "WHERE d.issue_id = %s AND d.subscriber_id = picked.subscriber_id "
+    f"AND {_ACTIVE_MEMBER} RETURNING d.subscriber_id), "
+    "page AS (SELECT max(subscriber_id) AS last, count(*) AS picked FROM picked) "
+    "SELECT page.last, page.picked, s.id, s.email, s.name, s.fields FROM page "
+    "LEFT JOIN (taken JOIN subscribers s ON s.id = taken.subscriber_id) ON true ORDER BY s.id"
+)
+# The page's rows of those who left the list since the send was enqueued: withdrawn, as the
+# send's end withdraws them (`withdraw_departed`), so that no worker picks them again.
+_WITHDRAW = (
+    "DELETE FROM deliveries d WHERE d.issue_id = %s AND d.subscriber_id > %s "
+    "AND d.subscriber_id <= %s AND d.status = 'pending' AND d.lease_id IS NULL "
+    f"AND NOT {_ACTIVE_MEMBER}"
 )
 # Just before the request: our reserved rows to `sending`, only while our lease is live.
 # (Membership was checked as they were reserved, moments ago, by the thread that sends them.)
@@ -92,9 +105,57 @@ class OpenSend:
 class ClaimStore(StoreBase):
     """Opening a send to workers, worker leases, and reaping the dead ones."""
 
-    def open_to_workers(self, label: str, list_name: str, lease_id: str) -> bool:
-        """Mark the send held by `lease_id` as open to workers; False if it is not ours."""
-        return update_own_lease(self, label, list_name, lease_id, opened_at=utcnow())
+    def open_to_workers(self, label: str, list_name: str, lease_id: str, rate: float = 0) -> bool:
+        """Mark the send held by `lease_id` as open to workers, every one of them keeping to
+        `rate` messages per second together (0: no limit); False if it is not ours."""
+        return update_own_lease(
+            self,
+            label,
+            list_name,
+            lease_id,
+            opened_at=utcnow(),
+            rate=rate,
+            paced_until=None,
+            paused_until=None,
+        )
+
+    def book_pace(self, label: str, list_name: str, count: int) -> float:
+        """Seconds to wait before `count` more messages of the send of (label, list) may go:
+        until a pause (a 429 any worker saw) is over, and, under the send's rate, until the
+        slots booked before these are used. The booking is one row's update: few per second
+        (one per page), so its lock is never a queue."""
+        key = sa.and_(send_leases.c.label == label, send_leases.c.list_name == list_name)
+        now = utcnow()
+        query = sa.select(
+            send_leases.c.rate, send_leases.c.paced_until, send_leases.c.paused_until
+        ).where(key)
+        with self.begin() as conn:
+            row = conn.execute(query).first()
+            if row is not None and row.rate > 0:  # a booking: the row's lock, until commit
+                row = conn.execute(query.with_for_update()).first()
+            if row is None:
+                return 0.0
+            start = max([now] + [t for t in (row.paced_until, row.paused_until) if t is not None])
+            if row.rate > 0:
+                paced = start + timedelta(seconds=count / row.rate)
+                conn.execute(send_leases.update().where(key).values(paced_until=paced))
+        return float((start - now).total_seconds())
+
+    def pause_send(self, label: str, list_name: str, seconds: float) -> None:
+        """Hold every worker of the send of (label, list) back for `seconds` (a 429)."""
+        until = utcnow() + timedelta(seconds=seconds)
+        with self.begin() as conn:
+            conn.execute(
+                send_leases.update()
+                .where(
+                    send_leases.c.label == label,
+                    send_leases.c.list_name == list_name,
+                    sa.or_(
+                        send_leases.c.paused_until.is_(None), send_leases.c.paused_until < until
+                    ),
+                )
+                .values(paused_until=until)
+            )
 
     def live_sends(self, label: str | None = None, list_name: str | None = None) -> list[OpenSend]:
         """The sends whose lease is live, optionally of one issue and one list."""
@@ -221,24 +282,6 @@ class ClaimStore(StoreBase):
             )
         return len(mine), int(back), int(unknown)
 
-    def reserved_by_others(self, issue_id: int, list_name: str, lease_id: str) -> int:
-        """Pending rows of the send that another worker (with a lease row) holds reserved."""
-        query = (
-            sa.select(sa.func.count())
-            .select_from(
-                deliveries.join(send_workers, send_workers.c.lease_id == deliveries.c.lease_id)
-            )
-            .where(
-                deliveries.c.issue_id == issue_id,
-                deliveries.c.list_name == list_name,
-                deliveries.c.status == str(DeliveryStatus.PENDING),
-                deliveries.c.lease_id.is_not(None),
-                deliveries.c.lease_id != lease_id,
-            )
-        )
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-
     def release_stale_reservations(self, issue_id: int, list_name: str) -> int:
         """Pending rows reserved under a lease that no longer exists, back to the pool (a
         worker that died before this version's reaping, or whose lease row was removed)."""
@@ -270,18 +313,43 @@ def _unreserve(issue_id: int, lease_ids: Sequence[str]) -> Any:
     )
 
 
+class Page(NamedTuple):
+    """A page reserved for a worker: its recipients by id, the last id it looked at (the
+    cursor's next start), and how many of it had left the list (withdrawn)."""
+
+    rows: list[Recipient]
+    last: int
+    left: int
+
+
+def reserve_page(
+    driver: Driver, issue_id: int, list_name: str, lease_id: str, after: int, size: int
+) -> Page:
+    """Reserve the next `size` pending deliveries past subscriber id `after` for the worker
+    `lease_id`, skipping rows other workers are reserving (see `_RESERVE`)."""
+    params = (issue_id, after, list_name, lease_id, driver.now(), size, lease_id, issue_id)
+
+    def work(cursor: Any) -> Page:
+        cursor.execute(_RESERVE, params)
+        found = cursor.fetchall()
+        last, picked = found[0][0], int(found[0][1])
+        rows: list[Recipient] = [tuple(row[2:]) for row in found if row[2] is not None]
+        if not picked:
+            return Page([], after, 0)
+        left = 0
+        if len(rows) < picked:  # some left the list since the send was enqueued
+            cursor.execute(_WITHDRAW, (issue_id, after, int(last)))
+            left = int(cursor.rowcount or 0)
+        return Page(rows, int(last), left)
+
+    return driver.write(work)
+
+
 def reserve(
     driver: Driver, issue_id: int, list_name: str, lease_id: str, after: int, size: int
 ) -> list[Recipient]:
-    """Reserve the next `size` pending deliveries past subscriber id `after` for the worker
-    `lease_id`, skipping rows other workers are reserving; their recipients, by id."""
-    params = (lease_id, driver.now(), issue_id, after, list_name, size, lease_id, issue_id)
-
-    def work(cursor: Any) -> list[Recipient]:
-        cursor.execute(_RESERVE, params)
-        return [tuple(row) for row in cursor.fetchall()]
-
-    return driver.write(work)
+    """The recipients of `reserve_page`."""
+    return reserve_page(driver, issue_id, list_name, lease_id, after, size).rows
 
 
 def start_sending(driver: Driver, issue_id: int, ids: Sequence[int], lease_id: str) -> set[int]:
@@ -306,4 +374,13 @@ def lease_is_live(store: StoreBase, lease_id: str) -> bool:
         return conn.execute(query).first() is not None
 
 
-__all__ = ["ClaimStore", "OpenSend", "Worker", "lease_is_live", "reserve", "start_sending"]
+__all__ = [
+    "ClaimStore",
+    "OpenSend",
+    "Page",
+    "Worker",
+    "lease_is_live",
+    "reserve",
+    "reserve_page",
+    "start_sending",
+]

@@ -231,7 +231,7 @@ def _sent_by_label(conn: sa.Connection) -> dict[str, int]:
     """Copies sent of each issue, by label."""
     query = (
         sa.select(issues.c.label, sa.func.count())
-        .select_from(issues.join(deliveries))
+        .select_from(issues.join(deliveries, deliveries.c.issue_id == issues.c.id))
         .where(deliveries.c.status == "sent")
         .group_by(issues.c.label)
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -56,8 +57,11 @@ class LedgerStore(StoreBase):
 
         Costs in proportion to the list, however much of it was sent: `NOT EXISTS` is an
         anti-join on the primary key (a `NOT IN (subquery)` outgrew PostgreSQL's work_mem at
-        100,000 deliveries and ran as a per-row subplan, minutes for a finished send), and
-        `ON CONFLICT DO NOTHING` lets two runs enqueue at once without an error.
+        100,000 deliveries and ran as a per-row subplan, minutes for a finished send). Rows go
+        in by subscriber id, so the primary key grows at its end. Only when another run
+        enqueued some of the same rows at the same moment (the same issue to another list
+        with members in common) does it insert again with `ON CONFLICT DO NOTHING`, whose
+        per-row check nearly doubled the time of a million-row enqueue on PostgreSQL.
         """
         have = sa.select(1).where(
             deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscribers.c.id
@@ -77,14 +81,15 @@ class LedgerStore(StoreBase):
                 subscribers.c.status == "active",
                 ~have.exists(),
             )
+            .order_by(subscribers.c.id)
         )
         columns = ["issue_id", "subscriber_id", "list_name", "status", "attempts", "updated_at"]
         insert = dialect_insert(self.engine)
-        statement = insert(deliveries).from_select(columns, members).on_conflict_do_nothing()
-        with self.begin() as conn:
-            # SQLAlchemy keeps an INSERT's rowcount only when asked to.
-            result = conn.execute(statement.execution_options(preserve_rowcount=True))
-            added = int(result.rowcount or 0)
+        plain = insert(deliveries).from_select(columns, members)
+        try:
+            added = self._insert_count(plain)
+        except sa.exc.IntegrityError:  # another run's rows, committed while we inserted
+            added = self._insert_count(plain.on_conflict_do_nothing())
         if added and self.engine.dialect.name == "postgresql":
             # Fresh statistics before the send reads its pages: right after a bulk import,
             # before autovacuum gets to it, the planner takes the tables for nearly empty
@@ -92,6 +97,12 @@ class LedgerStore(StoreBase):
             with self.begin() as conn:
                 conn.exec_driver_sql("ANALYZE subscribers, memberships, deliveries")
         return added
+
+    def _insert_count(self, statement: Any) -> int:
+        with self.begin() as conn:
+            # SQLAlchemy keeps an INSERT's rowcount only when asked to.
+            result = conn.execute(statement.execution_options(preserve_rowcount=True))
+            return int(result.rowcount or 0)
 
     def withdraw_departed(self, issue_id: int, list_name: str) -> int:
         """Drop the pending deliveries of those no longer active members of the list.
@@ -190,7 +201,7 @@ class LedgerStore(StoreBase):
                 deliveries.c.status,
                 sa.func.count(),
             )
-            .select_from(issues.join(deliveries))
+            .select_from(issues.join(deliveries, deliveries.c.issue_id == issues.c.id))
             .group_by(issues.c.label, issues.c.number, deliveries.c.list_name, deliveries.c.status)
         )
         rows: dict[tuple[str, int, str], dict[str, int]] = {}
@@ -218,7 +229,9 @@ class LedgerStore(StoreBase):
         """(email, status, message id) of every delivery of an issue."""
         query = (
             sa.select(subscribers.c.email, deliveries.c.status, deliveries.c.message_id)
-            .select_from(deliveries.join(subscribers))
+            .select_from(
+                deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            )
             .where(deliveries.c.issue_id == issue_id)
             .order_by(subscribers.c.email)
         )

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from digest.delivery import FAULT_SENDER, Envelope, Outcome, Recipient
 from digest.delivery.message import EnvelopeMaker, subscriber_id
+from digest.delivery.ratelimit import RateLimit
 from digest.delivery.sendgrid.body import (
     MARKER,
     MAX_BODY,
@@ -88,6 +89,11 @@ class SendGridSender:
             scopes = []
         if "mail.send" not in scopes:
             raise SendError(f"the API key has no Mail Send access at {client.where}", KEY_HINT)
+
+    @property
+    def gate(self) -> RateLimit:
+        """The pause every thread of this sender keeps to (a 429 sets it)."""
+        return self.client.gate
 
     @property
     def requests(self) -> int:
