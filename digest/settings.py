@@ -64,6 +64,7 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "batch_size": ("delivery", "batch_size"),
     "workers": ("delivery", "workers"),
     "rate": ("delivery", "rate"),
+    "max_requests_per_second": ("delivery", "max_requests_per_second"),
     "retries": ("delivery", "retries"),
     "backoff": ("delivery", "backoff"),
     "lease_seconds": ("delivery", "lease_seconds"),
@@ -155,6 +156,7 @@ class Settings:
     batch_size: int = 1000
     workers: int = 8  # requests (SendGrid) or connections (SMTP) in flight at once
     rate: float = 0.0  # messages per second across all workers; 0 = no limit
+    max_requests_per_second: float = 0.0  # provider requests per second, all workers; 0 = none
     retries: int = 5  # attempts per batch for answers that say "not taken, try again"
     backoff: float = 1.0  # seconds before the first retry; doubles each time, with jitter
     lease_seconds: float = 60.0  # a send's lease lapses this long after its last heartbeat
@@ -540,6 +542,11 @@ def _validate(s: Settings) -> None:
                 f"{name} must be between {low} and {high}, got {getattr(s, name)}",
                 f"set [delivery] {name} within {low}..{high}",
             )
+    if s.max_requests_per_second < 0:
+        raise SettingsError(
+            f"max_requests_per_second must not be negative, got {s.max_requests_per_second}",
+            "set [delivery] max_requests_per_second (requests/s to the provider, 0 = no limit)",
+        )
     if s.rate < 0 or s.backoff < 0:
         raise SettingsError(
             f"rate and backoff must not be negative, got {s.rate} and {s.backoff}",

@@ -383,3 +383,36 @@ def test_an_enqueue_racing_another_runs_takes_what_is_left(store: Store) -> None
     ours.join(30)
     assert added == [4]
     assert Counter(st for _, st, _ in store.deliveries_of(issue.id)) == {"pending": 5}
+
+
+def test_max_requests_per_second_paces_every_sending_process(
+    newsletter: Path,  # noqa: F811
+    db_url: str,
+) -> None:
+    """[delivery] max_requests_per_second is the provider's limit: requests (of 5 messages
+    here) at most that often, whether one process sends or three workers share the send."""
+    workers = ("--workers", "3") if db_url.startswith("postgresql") else ()
+    with sendgrid_server(API_KEY) as peer:
+        run = digest(newsletter, db_url, peer, *SEND, *workers, DIGEST_MAX_REQUESTS_PER_SECOND="4")
+        out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, out + err
+    everyone = active_members(db_url)
+    assert accepted(peer) == Counter(everyone)
+    starts = sorted(r.at for r in peer.requests if r.path == "/v3/mail/send")
+    assert len(starts) >= 3
+    # At 4 requests a second, the last starts (n - 1) / 4 s after the first (a little less
+    # for clocks and the first slot); without the limit, all would be out at once.
+    assert starts[-1] - starts[0] >= (len(starts) - 1) / 4 - 0.1
+
+
+def test_a_negative_max_requests_per_second_is_refused_with_its_fix(
+    newsletter: Path,  # noqa: F811
+    db_url: str,
+) -> None:
+    with sendgrid_server(API_KEY) as peer:
+        run = digest(newsletter, db_url, peer, *SEND, DIGEST_MAX_REQUESTS_PER_SECOND="-1")
+        out, err = run.communicate(timeout=60)
+    assert run.returncode != 0
+    assert "max_requests_per_second must not be negative, got -1" in err
+    assert "Traceback" not in err
+    assert peer.requests == []

@@ -51,6 +51,8 @@ class Sender(Protocol):
 
     name: str
     batch_size: int  # how many envelopes one `send` call takes at most
+    # how many messages one request to the provider carries ([delivery] max_requests_per_second)
+    messages_per_request: int
 
     def preflight(self) -> None:
         """SendError unless the way out works now (key, host, login): before an issue is

@@ -22,7 +22,7 @@ from datetime import datetime
 from digest.delivery import FAULT_SENDER, Outcome, Recipient, RowSender, Scheduler, Sender
 from digest.delivery.lease import SendLease
 from digest.delivery.message import EnvelopeMaker
-from digest.delivery.ratelimit import RateLimit, backoff
+from digest.delivery.ratelimit import RateLimit, backoff, message_rate
 from digest.delivery.senders import make_sender
 from digest.errors import SendError, SubscriberError
 from digest.models import DeliveryStatus, Issue, Subscriber, SubscriberStatus
@@ -39,6 +39,13 @@ LATER_ROUNDS = 2  # passes over recipients a server said "not now" to (SMTP 4xx,
 # Requests in a row refused whole for the same reason (a bad header, a key without access)
 # before a run stops: the rest of the list would fail the same way.
 STOP_AFTER = 3
+
+
+def send_rate(settings: Settings, sender: Sender) -> float:
+    """Messages per second this send keeps to: `[delivery] rate` and the provider's
+    `[delivery] max_requests_per_second`, whichever is lower (0: no limit)."""
+    per_request = getattr(sender, "messages_per_request", 1)
+    return message_rate(settings.rate, settings.max_requests_per_second, per_request)
 
 
 class RequestsRefused(SendError):
@@ -266,7 +273,7 @@ class _Run:
         self.driver = Driver(store)
         self.lease: SendLease | None = None
         self.streak: tuple[str | None, int] = (None, 0)  # the last request-level error, runs
-        self.limit = RateLimit(settings.rate)
+        self.limit = RateLimit(send_rate(settings, sender))
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.error: BaseException | None = None

@@ -27,6 +27,7 @@ class OutboxSender:
 
     name = "outbox"
     batch_size = 100
+    messages_per_request = 1  # a file each
 
     def __init__(self, settings: Settings, folder: Path, *, dry_run: bool = False) -> None:
         self.settings = settings

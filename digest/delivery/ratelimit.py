@@ -8,6 +8,15 @@ import time
 from collections.abc import Callable
 
 
+def message_rate(rate: float, requests_per_second: float, per_request: int) -> float:
+    """The messages per second a send may go at: `[delivery] rate` (messages/s) and
+    `[delivery] max_requests_per_second` (the provider's requests/s, each carrying up to
+    `per_request` messages: SendGrid's batch, one message for SMTP), whichever is lower;
+    0 when neither is set (no limit)."""
+    limits = [r for r in (rate, requests_per_second * per_request) if r > 0]
+    return min(limits) if limits else 0.0
+
+
 class RateLimit:
     """At most `rate` messages per second across all threads that share this object.
 

@@ -31,6 +31,7 @@ class SmtpSender:
 
     name = "smtp"
     batch_size = 20
+    messages_per_request = 1  # one SMTP transaction each
 
     def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
         self.settings = settings

@@ -29,6 +29,7 @@ from digest.delivery.ledger import (
     DeliveryReport,
     Progress,
     _Run,
+    send_rate,
 )
 from digest.delivery.ratelimit import RateLimit
 from digest.delivery.senders import make_sender
@@ -392,7 +393,7 @@ def coordinate(
         store.enqueue(issue.id, list_name)
         before = _counts(store, issue.id, list_name)
         report.already_sent = before[DeliveryStatus.SENT]
-        store.open_to_workers(issue.label, list_name, lease.lease_id, settings.rate)
+        store.open_to_workers(issue.label, list_name, lease.lease_id, send_rate(settings, sender))
     except BaseException:
         for child in children:  # ours, still waiting for a send that will not open
             child.process.terminate()

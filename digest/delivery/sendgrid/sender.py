@@ -53,6 +53,7 @@ class SendGridSender:
     def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
         self.settings = settings
         self.batch_size = settings.batch_size
+        self.messages_per_request = settings.batch_size  # one mail/send per batch
         self.dry_run = dry_run
         self.schedule: Schedule | None = None  # set before `open` for --send-at
         self.client = Client(settings)
