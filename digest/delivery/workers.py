@@ -104,25 +104,53 @@ class _WorkerRun(_Run):
         super().__init__(*args)
         self.feed_limit, self.limit = self.limit, RateLimit(0)  # waited for before reserving
         self.after = 0  # the threads' shared cursor: reserve past this subscriber id
+        # A personalized issue's reserved rows by variant, shared by the threads: a batch is
+        # one variant's (as SendGrid's content is per request); each holds under a batch.
+        self.buffers: dict[int, list[Recipient]] = {}
 
     def _one_pass(self) -> None:
         self.store.release_reserved(self.issue.id, self.lease.lease_id)  # last round's deferrals
         self.after = 0
         for _ in range(self.settings.workers):
-            self.pages.put([])  # a ticket: reserve and send until nothing is left
+            self.pages.put((0, []))  # a ticket: reserve and send until nothing is left
         self.pages.join()
 
-    def _batch(self, rows: list[Recipient]) -> None:
+    def _batch(self, rows: list[Recipient], variant: int = 0) -> None:
         if rows:  # pragma: no cover - this run's pages are its threads' own
-            super()._batch(rows)
+            super()._batch(rows, variant)
             return
         while not self.stop.is_set():
             page = self._reserve()
             if page is None:
-                return
-            super()._batch(page)
+                break
+            if not self.issue.variants:  # one lineup: the page is the batch
+                super()._batch([row for row, _ in page])
+                continue
+            for number, batch in self._batches(page, full=True):
+                super()._batch(batch, number)
+        for number, batch in self._batches([], full=False):  # the end: what is left
+            if not self.stop.is_set():
+                super()._batch(batch, number)
 
-    def _reserve(self) -> list[Recipient] | None:
+    def _batches(
+        self, page: list[tuple[Recipient, int]], *, full: bool
+    ) -> list[tuple[int, list[Recipient]]]:
+        """The batches to send now: each variant's full ones (`full`), or all that is left."""
+        size = self.sender.batch_size
+        out: list[tuple[int, list[Recipient]]] = []
+        with self.lock:
+            for row, variant in page:
+                self.buffers.setdefault(variant, []).append(row)
+            for variant, rows in list(self.buffers.items()):
+                if len(rows) >= size or (not full and rows):
+                    out.append((variant, rows[:size]))
+                    self.buffers[variant] = rows[size:]
+                    while not full and self.buffers[variant]:
+                        out.append((variant, self.buffers[variant][:size]))
+                        self.buffers[variant] = self.buffers[variant][size:]
+        return out
+
+    def _reserve(self) -> list[tuple[Recipient, int]] | None:
         """The next page reserved for this worker; None when nothing is left to send."""
         issue_id, lease_id = self.issue.id, self.lease.lease_id
         poll = min(0.25, self.settings.lease_seconds / 8)
@@ -138,7 +166,7 @@ class _WorkerRun(_Run):
             )
             if page:
                 with self.lock:
-                    self.after = max(self.after, page[-1][0])
+                    self.after = max(self.after, page[-1][0][0])
                 return page
             idle = True
             if after:  # rows before the cursor may have come back: look from the start

@@ -48,8 +48,8 @@ _RESERVE = (
     "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d SKIP LOCKED), "
     "taken AS (UPDATE deliveries SET lease_id = %s FROM picked "
     "WHERE deliveries.issue_id = %s AND deliveries.subscriber_id = picked.subscriber_id "
-    "RETURNING deliveries.subscriber_id) "
-    "SELECT s.id, s.email, s.name, s.fields FROM taken JOIN subscribers s "
+    "RETURNING deliveries.subscriber_id, deliveries.variant) "
+    "SELECT s.id, s.email, s.name, s.fields, taken.variant FROM taken JOIN subscribers s "
     "ON s.id = taken.subscriber_id ORDER BY s.id"
 )
 # Just before the request: our reserved rows to `sending`, only while our lease is live.
@@ -272,14 +272,15 @@ def _unreserve(issue_id: int, lease_ids: Sequence[str]) -> Any:
 
 def reserve(
     driver: Driver, issue_id: int, list_name: str, lease_id: str, after: int, size: int
-) -> list[Recipient]:
+) -> list[tuple[Recipient, int]]:
     """Reserve the next `size` pending deliveries past subscriber id `after` for the worker
-    `lease_id`, skipping rows other workers are reserving; their recipients, by id."""
+    `lease_id`, skipping rows other workers are reserving; their recipients, by id, each
+    with the variant recorded for it ([selection] personalize; 0: the general lineup)."""
     params = (lease_id, driver.now(), issue_id, after, list_name, size, lease_id, issue_id)
 
-    def work(cursor: Any) -> list[Recipient]:
+    def work(cursor: Any) -> list[tuple[Recipient, int]]:
         cursor.execute(_RESERVE, params)
-        return [tuple(row) for row in cursor.fetchall()]
+        return [((r[0], r[1], r[2], r[3]), int(r[4])) for r in cursor.fetchall()]
 
     return driver.write(work)
 

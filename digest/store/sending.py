@@ -68,6 +68,17 @@ _CLAIM = (
     "RETURNING subscriber_id"
 )
 _ONE_ROW = "SELECT json_group_array(json_array(id, email, name, fields)) FROM ({page})"
+# A personalized issue's page: each recipient's variant too (recorded in the ledger; NULL in a
+# dry run, which records nothing) and their topic set (what decides it when not recorded).
+_VARIANT_PAGE = _PAGE.replace(
+    "SELECT s.id, s.email, s.name, s.fields ",
+    "SELECT s.id, s.email, s.name, s.fields, d.variant AS variant, s.topics AS topics ",
+)
+_VARIANT_ROW = (
+    "SELECT json_group_array(json_array(id, email, name, fields, variant, topics)) FROM ({page})"
+)
+# One recipient of a personalized issue's page: a Recipient, then variant and topic set.
+VariantRecipient = tuple[int, str, str, str, int | None, str | None]
 _RECORD = (
     "UPDATE deliveries SET status = {p}, message_id = {p}, error = {p}, fault = {p}, "
     "updated_at = {p} "
@@ -212,6 +223,28 @@ def next_page(
     [(page,)] = driver.read(_ONE_ROW.format(page=sql), params)
     rows: list[Recipient] = [tuple(row) for row in json.loads(page)]
     rows.sort()  # SQLite aggregates in the subquery's order, but does not promise it
+    return rows
+
+
+def next_variant_page(
+    store: StoreBase,
+    issue_id: int,
+    list_name: str,
+    after_id: int,
+    size: int,
+    statuses: Sequence[DeliveryStatus],
+    driver: Driver | None = None,
+) -> list[VariantRecipient]:
+    """`next_page` of a personalized issue: each row with its recorded variant (None when
+    not enqueued: a dry run) and topic set."""
+    driver = driver or Driver(store)
+    sql = _VARIANT_PAGE.format(p=driver.mark, states=_states(statuses))
+    params = (list_name, issue_id, after_id, after_id, size)
+    if not driver.sqlite:
+        return driver.read(sql, params)
+    [(page,)] = driver.read(_VARIANT_ROW.format(page=sql), params)
+    rows: list[VariantRecipient] = [tuple(row) for row in json.loads(page)]
+    rows.sort(key=lambda row: row[0])
     return rows
 
 
