@@ -213,17 +213,9 @@ def next_page(
     issue never sent sees everyone, without writing a row. Rows, not Subscribers: at a
     million recipients the objects cost more than the query (see `subscriber`).
     """
-    driver = driver or Driver(store)
-    sql = _PAGE.format(p=driver.mark, states=_states(statuses))
-    params = (list_name, issue_id, after_id, after_id, size)
-    if not driver.sqlite:
-        return driver.read(sql, params)
-    # SQLite's driver lets go of the GIL for each row it steps to, and with busy workers
-    # getting it back can take milliseconds: the page comes as one row of JSON instead.
-    [(page,)] = driver.read(_ONE_ROW.format(page=sql), params)
-    rows: list[Recipient] = [tuple(row) for row in json.loads(page)]
-    rows.sort()  # SQLite aggregates in the subquery's order, but does not promise it
-    return rows
+    return _page(
+        driver or Driver(store), _PAGE, _ONE_ROW, statuses, (list_name, issue_id, after_id, size)
+    )
 
 
 def next_variant_page(
@@ -237,15 +229,29 @@ def next_variant_page(
 ) -> list[VariantRecipient]:
     """`next_page` of a personalized issue: each row with its recorded variant (None when
     not enqueued: a dry run) and topic set."""
-    driver = driver or Driver(store)
-    sql = _VARIANT_PAGE.format(p=driver.mark, states=_states(statuses))
+    args = (list_name, issue_id, after_id, size)
+    return _page(driver or Driver(store), _VARIANT_PAGE, _VARIANT_ROW, statuses, args)
+
+
+def _page(
+    driver: Driver,
+    page_sql: str,
+    row_sql: str,
+    statuses: Sequence[DeliveryStatus],
+    args: tuple[str, int, int, int],
+) -> list[Any]:
+    """One page of `page_sql` (list, issue, after, size), by subscriber id."""
+    list_name, issue_id, after_id, size = args
+    sql = page_sql.format(p=driver.mark, states=_states(statuses))
     params = (list_name, issue_id, after_id, after_id, size)
     if not driver.sqlite:
         return driver.read(sql, params)
-    [(page,)] = driver.read(_VARIANT_ROW.format(page=sql), params)
-    rows: list[VariantRecipient] = [tuple(row) for row in json.loads(page)]
-    rows.sort(key=lambda row: row[0])
-    return rows
+    # SQLite's driver lets go of the GIL for each row it steps to, and with busy workers
+    # getting it back can take milliseconds: the page comes as one row of JSON instead.
+    [(page,)] = driver.read(row_sql.format(page=sql), params)
+    rows = [tuple(row) for row in json.loads(page)]
+    rows.sort(key=lambda row: row[0])  # SQLite aggregates in the subquery's order, but does
+    return rows  # not promise it (ids are unique: by id is by row)
 
 
 def claim(
