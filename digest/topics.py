@@ -90,6 +90,7 @@ class TopicRanking:
     choices: tuple[str, ...]
     top: int
     topics_of: list[list[str]] = field(default_factory=list)  # per candidate
+    summarized: set[int] = field(default_factory=set)  # id() of stories summarized for it
 
     @classmethod
     def of(cls, ranking: Ranking, choices: Sequence[str], top: int) -> TopicRanking:

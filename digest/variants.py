@@ -37,7 +37,8 @@ def reader_lineup(ranking: TopicRanking, topics: list[str], settings: Settings) 
     picks = ranking.lineup(topics)
     for pick in picks:
         story = pick.candidate.story
-        if not story.summary:
+        if not story.summary and id(story) not in ranking.summarized:
+            ranking.summarized.add(id(story))  # once, even when it comes out empty
             story.summary = summarize(
                 story.article,
                 sentences=settings.summary_sentences,
