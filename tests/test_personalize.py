@@ -386,3 +386,24 @@ def test_workers_claim_batches_of_one_variant_each(tmp_path: Path, db_url: str) 
     assert accepted(peer) == Counter(everyone)
     got = variants_sent(peer, issue)
     assert {e: got[e] for e in frozen_variants(issue)} == frozen_variants(issue)
+
+
+def test_the_preview_server_has_a_topic_picker(news: Path) -> None:
+    from digest.preview import PreviewServer, PreviewSource
+    from tests.test_preview import get
+
+    source = PreviewSource(lambda: read_settings(news / "digest.toml"), {})
+    running = PreviewServer(source, 0).start()
+    try:
+        _, _, everyone = get(running.url)
+        _, _, science = get(running.url + "?topics=Science%20Notes")
+        _, _, text = get(running.url + "text?topics=Science%20Notes")
+        _, _, general_text = get(running.url + "text")
+    finally:
+        running.stop()
+        source.close()
+    assert 'aria-label="Topics of the reader"' in everyone
+    assert 'aria-pressed="true">Everyone (no topics)' in everyone
+    assert 'aria-pressed="true">Science Notes' in science
+    assert 'src="/email?scheme=light&amp;topics=Science%20Notes"' in science
+    assert "Glaciers in the Alps" in text and "Glaciers in the Alps" not in general_text
