@@ -5,7 +5,8 @@ single-lineup send, in the same run, through the SendGrid look-alike.
                              [--workers 8] [--runs 3] [--db URL]
 
 One database is built once: `--size` subscribers made with set-based SQL (tests/bulk.py), a
-week of articles from `--topics` sources ("Topic 01" …, each with six stories of its own),
+week of articles from `--topics` sources ("Topic 01" …, each with six stories of its own,
+in sentences of English words),
 and each subscriber's topic set drawn from a catalogue of `--sets` sets of one to four topics
 with a Zipf-like spread (rank r chosen ∝ 1/r; the topics inside a set are Zipf-weighted too,
 so popular topics recur across sets) and a fifth of readers choosing nothing. Each run sends
@@ -27,6 +28,7 @@ import argparse
 import multiprocessing as mp
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -73,20 +75,35 @@ def catalogue(topics: list[str], sets: int, seed: int = 17) -> list[tuple[str | 
     return [(None, SLOTS // 5), *zip(found, slots, strict=True)]
 
 
+def vocabulary() -> list[str]:
+    """English words of three letters or more from the sample articles digest ships (made-up
+    syllables are several times slower to split into sentences and stem than real words)."""
+    from digest.sources.samples import _templates, sample_files
+
+    found: set[str] = set()
+    for _, template in _templates(sample_files()):
+        found.update(w.lower() for w in re.findall(r"[A-Za-z]{3,}", template.read_text()))
+    return sorted(found)
+
+
 def articles(topics: list[str], now: datetime) -> list[tuple[str, Article, list[str]]]:
-    """Six stories per topic, dated through the week, with words of their own (no two merge)."""
+    """Six stories per topic, dated through the week: sentences of 12 to 24 English words,
+    and titles of their own (no two stories merge)."""
     rng = random.Random(5)
+    words = vocabulary()
     syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
     out = []
     for t, topic in enumerate(topics):
         for n in range(6):
-            words = [
-                "".join(rng.choice(syllables) for _ in range(3)) for _ in range(340)
-            ]  # fmt: skip
+            name = "".join(rng.choice(syllables) for _ in range(3)).capitalize()
+            sentences = []
+            while sum(len(x.split()) for x in sentences) < 400:
+                chosen = [rng.choice(words) for _ in range(rng.randint(12, 24))]
+                sentences.append(" ".join([name, *chosen]) + ".")
             url = f"https://topic{t + 1:02d}.example.com/story/{n}"
             article = Article(
-                title=" ".join(words[:8]).capitalize(),
-                text=". ".join(" ".join(words[i : i + 17]) for i in range(8, 340, 17)) + ".",
+                title=f"{name} {' '.join(rng.choice(words) for _ in range(7))}",
+                text=" ".join(sentences),
                 origin=url,
                 url=url,
                 source=topic,
