@@ -29,6 +29,17 @@ def sent_issue(store: Store, issue_id: int) -> Issue | None:
     return store.public_issue(issue_id)
 
 
+def sent_variant(store: Store, issue_id: int, number: int) -> Issue | None:
+    """Variant `number` of a sent issue ([selection] personalize), or None."""
+    found = store.public_issue(issue_id, with_variants=True)
+    if found is None:
+        return None
+    try:
+        return found.variant(number)
+    except KeyError:
+        return None
+
+
 @dataclass(frozen=True)
 class Links:
     """Where the public pages live: `root` is the base URL, or a relative path for static files."""

@@ -346,6 +346,12 @@ def articles(
         "then the articles left out for having no date, with how to pin them in."
     ),
 )
+@click.option(
+    "--for",
+    "for_email",
+    metavar="EMAIL",
+    help="Why each story is in this subscriber's issue (their topics; [selection] personalize).",
+)
 @json_option
 @click.pass_obj
 def select(
@@ -355,6 +361,7 @@ def select(
     until: str | None,
     top: int | None,
     explain: bool,
+    for_email: str | None,
     as_json: bool,
 ) -> None:
     """Show the lineup: the window's top stories, ranked and summarized.
@@ -370,6 +377,17 @@ def select(
     from digest.selection import lineup_json, ranking_json
 
     window = app.window(week, since, until)
+    if for_email is not None:
+        from digest.variants import explain_for
+
+        mine = explain_for(app.store, app.settings, window, top, for_email)
+        if as_json:
+            echo_json(mine)
+            return
+        click.echo(f"Lineup of {for_email} for {window.label} ({len(mine)} stories)")
+        for s in mine:
+            click.echo(f"{s['rank']:>3}. {s['title']}  [{s['source'] or '-'}]  {s['reason']}")
+        return
     if explain:
         stories = ranking_json(rank_window(app.store, app.settings, window, top))
     else:
@@ -454,6 +472,11 @@ def summarize(app: App, sources: tuple[str, ...], sentences: int | None, as_json
     metavar="EMAIL",
     help="As this subscriber gets it, their working links included (default: a sample reader).",
 )
+@click.option(
+    "--topics",
+    metavar="A,B",
+    help="As a reader who chose these [topics] gets it ([selection] personalize).",
+)
 @click.pass_obj
 def preview(
     app: App,
@@ -471,6 +494,7 @@ def preview(
     port: int,
     open_browser: bool,
     as_email: str | None,
+    topics: str | None,
 ) -> None:
     """Write the HTML (or text part) a sample reader would get, or serve a live preview.
 
@@ -482,6 +506,9 @@ def preview(
     headers and size, and reloads by itself when a template, the settings or the lineup
     changes.
 
+    With [selection] personalize, --topics "Science Notes,Technology" shows the copy of a
+    reader who chose those topics (--as shows the one that subscriber gets).
+
     Example: digest preview --out issue.html; digest preview --serve --open
     """
     from digest import pipeline
@@ -489,6 +516,8 @@ def preview(
 
     if serve and as_email:
         raise click.UsageError("--as shows one subscriber's copy in a file, not with --serve")
+    if as_email and topics is not None:
+        raise click.UsageError("--as and --topics each choose whose copy: give one of them")
     app.overrides.update(subject=subject, preheader=preheader)
     if serve:
         from digest import preview as live
@@ -511,6 +540,7 @@ def preview(
         list_name,
         read_note(note) if note is not None else None,
         as_email=as_email,
+        topics=None if topics is None else [t for t in topics.split(",") if t.strip()],
     )
     body = result.text if text else result.html
     if out is None:
@@ -571,6 +601,7 @@ def subscribers() -> None:
 def subscribers_import(app: App, csv_file: Path, list_name: str | None, encoding: str) -> None:
     """Import subscribers from a CSV file (columns: email, name, lists, status, …).
 
+    A `topics` column lists [topics] choices separated by ';' (a row naming another fails).
     Bad rows are reported with their line number; the good rows are imported. UTF-8 unless
     --encoding says otherwise (UTF-16 with a byte-order mark is read as such).
 
@@ -578,7 +609,9 @@ def subscribers_import(app: App, csv_file: Path, list_name: str | None, encoding
     """
     from digest.subscribers import import_csv
 
-    report = import_csv(app.store, csv_file, app.settings.list, list_name, encoding)
+    report = import_csv(
+        app.store, csv_file, app.settings.list, list_name, encoding, app.settings.topics
+    )
     click.echo(report.line())
     for failure in report.failures:
         click.echo(f"{csv_file}:{failure.line}: {failure.reason}")
@@ -605,6 +638,7 @@ def subscribers_list(app: App, list_name: str | None, as_json: bool) -> None:
                     "lists": p.lists,
                     "status": str(p.status),
                     "fields": p.fields,
+                    "topics": p.topics,
                 }
                 for p in people
             ]
@@ -864,14 +898,38 @@ def worker(app: App, label: str | None, list_name: str | None, as_json: bool) ->
 @click.option(
     "--issue", help="Only this issue (id or label), with its clicks per story ([tracking] clicks)."
 )
+@click.option(
+    "--variants",
+    is_flag=True,
+    help="With --issue: each variant ([selection] personalize), its topics, readers, stories.",
+)
 @json_option
 @click.pass_obj
-def status(app: App, issue: str | None, as_json: bool) -> None:
+def status(app: App, issue: str | None, variants: bool, as_json: bool) -> None:
     """Delivery counts per issue and list.
 
-    Example: digest status --json; digest status --issue 2025-W14
+    Example: digest status --json; digest status --issue 2025-W14 --variants
     """
     from digest.delivery.live import live_sends
+
+    if variants:
+        if issue is None:
+            raise click.UsageError("--variants needs --issue ID (the issue's number or label)")
+        from digest.variants import issue_variants
+
+        found_variants = issue_variants(app.store, issue)
+        if as_json:
+            echo_json(found_variants)
+            return
+        for v in found_variants:
+            topics = ", ".join(v["topics"]) or "the general lineup"
+            click.echo(
+                f"variant {v['variant']} ({topics}): {v['subscribers']} subscribers, "
+                f"{len(v['stories'])} stories"
+            )
+            for url in v["stories"]:
+                click.echo(f"  {url}")
+        return
 
     rows = app.store.status()
     stories: list[dict[str, Any]] | None = None

@@ -81,6 +81,7 @@ class Subscriber:
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     fields: dict[str, str] = field(default_factory=dict)
     id: int | None = None
+    topics: list[str] = field(default_factory=list)  # the [topics] they chose
 
 
 @dataclass
@@ -91,6 +92,18 @@ class RenderedIssue:
     preheader: str
     html: str
     text: str
+
+
+@dataclass
+class Variant:
+    """One lineup of a personalized issue beside its general one, rendered once for all the
+    readers whose topics give it."""
+
+    number: int  # 1, 2, …; 0 is the issue's general lineup
+    topics: list[str]  # the chosen topics whose stories it carries
+    lineup: list[dict[str, object]]
+    rendered: RenderedIssue
+    topic_sets: list[str] = field(default_factory=list)  # subscribers.topics values it serves
 
 
 @dataclass
@@ -107,6 +120,46 @@ class Issue:
     created_at: datetime
     sent_at: datetime | None = None
     note: str = ""  # the editor's note (Markdown) it was rendered with
+    variants: list[Variant] = field(default_factory=list)  # [selection] personalize
+    # subscribers.topics values (topic sets) known when it froze whose readers get the
+    # general lineup (their topics have no story this week)
+    general_sets: list[str] = field(default_factory=list)
+    shown: int = 0  # which variant this object carries (see `variant`); 0: the general one
+
+    def variant(self, number: int) -> Issue:
+        """The issue as the readers of variant `number` get it (0: itself)."""
+        if number == 0:
+            return self
+        for found in self.variants:
+            if found.number == number:
+                cached = self.__dict__.setdefault("_variant_issues", {})
+                if number not in cached:
+                    cached[number] = Issue(
+                        id=self.id,
+                        number=self.number,
+                        label=self.label,
+                        since=self.since,
+                        until=self.until,
+                        lineup=found.lineup,
+                        rendered=found.rendered,
+                        created_at=self.created_at,
+                        sent_at=self.sent_at,
+                        note=self.note,
+                        shown=number,
+                    )
+                issue: Issue = cached[number]
+                return issue
+        raise KeyError(number)
+
+    def variant_of(self, topics_key: str | None) -> int:
+        """The variant the readers who chose `topics_key` get (0 when none is theirs)."""
+        if not topics_key or not self.variants:
+            return 0
+        by_set = self.__dict__.get("_by_set")
+        if by_set is None:
+            by_set = {key: v.number for v in self.variants for key in v.topic_sets}
+            self.__dict__["_by_set"] = by_set
+        return int(by_set.get(topics_key, 0))
 
 
 class DeliveryStatus(StrEnum):

@@ -23,7 +23,7 @@ from digest.editorial import rank_window
 from digest.errors import DigestError, SendError, SourceError, SubscriberError
 from digest.ingest import IngestReport, ingest
 from digest.ingest import Progress as IngestProgress
-from digest.models import UNDATED, Issue, Lineup, Subscriber, Window
+from digest.models import UNDATED, Issue, Lineup, Subscriber, Variant, Window
 from digest.render import render_issue, render_preview, shown_positions
 from digest.selection import lineup_json
 from digest.settings import CONFIG_NAME, Settings, read_settings
@@ -32,7 +32,9 @@ from digest.sources.samples import write_samples
 from digest.store import Lease, Store
 from digest.subscribers import ImportReport, import_csv
 from digest.summarize import summarize
+from digest.topics import match_topics, topics_key
 from digest.urls import is_url
+from digest.variants import build_variants, variant_for_topics
 
 SAMPLE_SUBSCRIBER = Subscriber(email="subscriber@example.com", name="Sample Subscriber", id=0)
 
@@ -133,24 +135,34 @@ def current_issue(
     chosen = note if note is not None else store.next_note()
     if chosen is not None:
         settings = replace(settings, note=chosen)
-    lineup = build_lineup(store, settings, window, top)
+    ranking = rank_window(store, settings, window, top)
+    lineup = ranking.lineup()
     number = store.next_issue_number()
-    return Issue(
+    click_secret = (settings.secret or store.secret()) if settings.track_clicks else ""
+    issue = Issue(
         id=0,
         number=number,
         label=window.label,
         since=window.since,
         until=window.until,
         lineup=_with_positions(lineup_json(lineup), shown_positions(lineup, settings.sections)),
-        rendered=render_issue(
-            lineup,
-            settings,
-            number,
-            click_secret=(settings.secret or store.secret()) if settings.track_clicks else "",
-        ),
+        rendered=render_issue(lineup, settings, number, click_secret=click_secret),
         created_at=datetime.now(UTC),
         note=settings.note if settings.note.strip() else "",
     )
+    if settings.personalize and settings.topics:
+        made = build_variants(
+            settings,
+            ranking,
+            lineup,
+            number,
+            store.topic_set_counts(),
+            click_secret=click_secret,
+            top=top,
+        )
+        issue.variants, issue.general_sets = made.variants, made.general_sets
+        issue.__dict__["renders"] = 1 + made.renders
+    return issue
 
 
 def _with_positions(entries: list[dict[str, Any]], shown: list[int]) -> list[dict[str, Any]]:
@@ -188,38 +200,112 @@ def preview(
     note: str | None = None,
     *,
     as_email: str | None = None,
+    topics: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> Preview:
     """The issue as a made-up sample reader gets it, whose links do nothing; with `as_email`,
-    as that subscriber gets it, their working links included (the notice says so).
+    as that subscriber gets it, their working links included (the notice says so); with
+    `topics` ([selection] personalize), as a reader who chose them gets it.
     `note`: --note; `dry_run`: without making the token secret in the store if there is none."""
-    issue = current_issue(store, settings, window, top, note)
-    list_name = list_name or settings.list
-    maker = EnvelopeMaker(
-        as_sent(store, issue), list_name, settings, token_secret(store, settings, dry_run=dry_run)
-    )
-    if as_email is None:
-        envelope = maker.sample(SAMPLE_SUBSCRIBER)
-        notice = (
-            f"Preview as a sample reader ({SAMPLE_SUBSCRIBER.email}), not a real subscriber: "
-            "the address is made up and the unsubscribe and preferences links do nothing."
-        )
-    else:
+    draft = current_issue(store, settings, window, top, note)
+    issue = as_sent(store, draft)
+    person = None
+    number = 0
+    if as_email is not None:
         person = store.subscriber_by_email(as_email)
         if person is None:
             raise SubscriberError(
                 f"--as: no subscriber with address {as_email}",
                 "check the spelling, or run 'digest subscribers list'",
             )
+        number = reader_variant(store, issue, person)
+    elif topics is not None:
+        issue, number = topics_variant(store, settings, window, top, issue, topics)
+    shown = preview_of(store, settings, issue, list_name or settings.list, number, person, dry_run)
+    if not draft.id:  # a draft stays one (its links already read as they will once sent)
+        shown.issue = replace(shown.issue, id=0)
+    return shown
+
+
+def reader_variant(store: Store, issue: Issue, person: Subscriber) -> int:
+    """The variant `person` gets: the one recorded in the ledger once their copy was
+    enqueued (it never changes), else the one their topics give."""
+    if issue.variants and person.id is not None:
+        recorded = store.delivery_variant(issue.id, person.id)
+        if recorded is not None:
+            return recorded
+    return issue.variant_of(topics_key(person.topics))
+
+
+def topics_variant(
+    store: Store,
+    settings: Settings,
+    window: Window,
+    top: int | None,
+    issue: Issue,
+    topics: Sequence[str],
+) -> tuple[Issue, int]:
+    """(the issue, the variant) a reader who chose `topics` gets. A set nobody has chosen yet
+    gets its own lineup while the issue is a draft; once frozen, the general one."""
+    found, unknown = match_topics(settings.topics, topics)
+    if unknown:
+        raise DigestError(
+            f"--topics: unknown topic {unknown[0]!r}",
+            f"choose among [topics] choices: {', '.join(settings.topics) or 'none declared'}",
+        )
+    key = topics_key(found)
+    number = issue.variant_of(key)
+    if number or not key or key in issue.general_sets or store.issue_by_label(issue.label):
+        return issue, number
+    ranking = rank_window(store, settings, window, top)
+    general = ranking.lineup()
+    picks, rendered = variant_for_topics(settings, ranking, general, issue.number, found)
+    if rendered is None:
+        return issue, 0
+    number = max((v.number for v in issue.variants), default=0) + 1
+    made = Lineup(window=general.window, stories=[p.candidate.story for p in picks])
+    extra = Variant(number, found, lineup_json(made), rendered, [key])
+    return replace(issue, variants=[*issue.variants, extra]), number
+
+
+def preview_of(
+    store: Store,
+    settings: Settings,
+    issue: Issue,
+    list_name: str,
+    number: int = 0,
+    person: Subscriber | None = None,
+    dry_run: bool = False,
+) -> Preview:
+    """Variant `number` of `issue` as `person` gets it, or as the sample reader."""
+    shown = issue.variant(number)
+    maker = EnvelopeMaker(
+        shown, list_name, settings, token_secret(store, settings, dry_run=dry_run)
+    )
+    which = ""
+    if issue.variants or number:
+        topics = next((v.topics for v in issue.variants if v.number == number), [])
+        which = (
+            f" [variant {number}: topics {', '.join(topics)}]"
+            if number
+            else " [variant 0: the general lineup]"
+        )
+    if person is None:
+        envelope = maker.sample(SAMPLE_SUBSCRIBER)
+        notice = (
+            f"Preview as a sample reader ({SAMPLE_SUBSCRIBER.email}), not a real subscriber: "
+            f"the address is made up and the unsubscribe and preferences links do nothing.{which}"
+        )
+    else:
         envelope = maker(person)
         notice = (
             f"Preview for subscriber {person.email}: these links are theirs and work "
-            "(one click unsubscribes them). Do not share this preview."
+            f"(one click unsubscribes them). Do not share this preview.{which}"
         )
-    email_html, email_text = render_preview(issue.rendered, envelope.values)
+    email_html, email_text = render_preview(shown.rendered, envelope.values)
     return Preview(
-        issue=issue,
-        subject=issue.rendered.subject,
+        issue=shown,
+        subject=shown.rendered.subject,
         html=with_notice(email_html, notice),
         text=f"[{notice}]\n\n{email_text}",
         headers=envelope.headers,
@@ -246,8 +332,45 @@ def with_notice(email_html: str, notice: str) -> str:
 
 
 def check(store: Store, settings: Settings, window: Window, top: int | None) -> CheckReport:
-    """Lint the window's issue as it would go out."""
-    return _check(preview(store, settings, window, top), settings)
+    """Lint the window's issue as it would go out: every variant of it, and its topics."""
+    return check_all(store, settings, preview(store, settings, window, top), settings.list)
+
+
+def check_all(
+    store: Store, settings: Settings, sample: Preview, list_name: str, dry_run: bool = False
+) -> CheckReport:
+    """`_check` of the general lineup's preview and of every variant's (size, links,
+    unsubscribe: each is its own email), plus [topics] choices that name nothing known."""
+    report = _check(sample, settings)
+    issue = as_sent(store, sample.issue)
+    for variant in issue.variants:
+        other = _check(
+            preview_of(store, settings, issue, list_name, variant.number, dry_run=dry_run),
+            settings,
+        )
+        where = f"variant {variant.number} ({', '.join(variant.topics)}): "
+        report.errors.extend(where + e for e in other.errors if e not in report.errors)
+        report.warnings.extend(where + w for w in other.warnings if w not in report.warnings)
+        report.html_bytes = max(report.html_bytes, other.html_bytes)
+    report.errors.extend(unknown_topics(store, settings))
+    report.ok = not report.errors
+    return report
+
+
+def unknown_topics(store: Store, settings: Settings) -> list[str]:
+    """[topics] choices that are neither a section nor a stored source's name: errors."""
+    if not settings.topics:
+        return []
+    known = {name.strip().casefold() for name in settings.sections}
+    known |= {name.strip().casefold() for name in settings.source_names.values()}
+    known |= {name.casefold() for name in store.source_and_section_names()}
+    return [
+        f"[topics] choices: {choice!r} is neither a section nor a source: no story can have "
+        "it (fix the spelling: sections are [newsletter] sections, sources are named as "
+        "'digest articles' shows them, or name one in [sources.names])"
+        for choice in settings.topics
+        if choice.strip().casefold() not in known
+    ]
 
 
 def _check(sample: Preview, settings: Settings) -> CheckReport:
@@ -306,7 +429,7 @@ def plan_send(
     if settings.backend == "sendgrid" and not dry_run:
         synced = pull_suppressions(store, settings)
     sample = preview(store, settings, window, top, list_name, note, dry_run=dry_run)
-    report = _check(sample, settings)
+    report = check_all(store, settings, sample, list_name, dry_run)
     return SendPlan(
         issue=sample.issue,
         list_name=list_name,
@@ -427,6 +550,8 @@ def freeze(store: Store, draft: Issue) -> Issue:
         draft.rendered,
         draft.number,
         note=draft.note,
+        variants=draft.variants,
+        general_sets=draft.general_sets,
     )
 
 

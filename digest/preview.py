@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from digest import pipeline
 from digest.check import CLIP_BYTES, WARN_BYTES
@@ -62,17 +62,30 @@ class Snapshot:
     headers: str = ""
     html_bytes: int = 0
     error: str = ""
+    choices: tuple[str, ...] = ()  # [topics] choices, for the topic picker
+    topics: tuple[str, ...] = ()  # the reader's topics shown (none: the general lineup)
 
 
 def snapshot(
-    store: Store, settings: Settings, window_args: dict[str, Any], note: str | None = None
+    store: Store,
+    settings: Settings,
+    window_args: dict[str, Any],
+    note: str | None = None,
+    topics: tuple[str, ...] = (),
 ) -> Snapshot:
-    """Render the window's issue for a sample reader (links that do nothing), with the headers."""
+    """Render the window's issue for a sample reader (links that do nothing), with the headers;
+    with `topics`, the copy of a reader who chose them ([selection] personalize)."""
     window = parse_window(
         window_args.get("week"), window_args.get("since"), window_args.get("until"), settings.tz
     )
     shown = pipeline.preview(
-        store, settings, window, window_args.get("top"), window_args.get("list_name"), note
+        store,
+        settings,
+        window,
+        window_args.get("top"),
+        window_args.get("list_name"),
+        note,
+        topics=list(topics) if topics else None,
     )
     issue, email_html, email_text = shown.issue, shown.html, shown.text
     assert shown.envelope is not None  # made by preview()
@@ -92,6 +105,8 @@ def snapshot(
         # Not a header, but read beside the subject in every inbox: shown here with it.
         headers=f"{head}\n\nPreheader (the inbox preview text): {issue.rendered.preheader}\n",
         html_bytes=len(email_html.encode("utf-8")),
+        choices=settings.topics if settings.personalize else (),
+        topics=topics,
     )
 
 
@@ -125,8 +140,9 @@ class PreviewSource:
         self._lock = threading.Lock()
         self._last: tuple[tuple[str, ...], Snapshot] | None = None  # (inputs, their rendering)
 
-    def current(self) -> Snapshot:
-        """The issue as it renders now, or the error that stops it (shown on the page).
+    def current(self, topics: tuple[str, ...] = ()) -> Snapshot:
+        """The issue as it renders now (as a reader of `topics` gets it), or the error that
+        stops it (shown on the page).
 
         Rendered again only when an input changed (the settings, a watched file's stamp, the
         database's content, the minute for a window that ends now): a poll costs a stat of
@@ -144,13 +160,19 @@ class PreviewSource:
                 if self._store is None:
                     self._store = Store.open(settings.database_url)
                 note = read_note(self._note_file) if self._note_file is not None else None
-                inputs = (stamps, repr(settings), self._store.content_version(), self._minute())
+                inputs = (
+                    stamps,
+                    repr(settings),
+                    self._store.content_version(),
+                    self._minute(),
+                    ",".join(topics),
+                )
                 if self._last is not None and self._last[0] == inputs:
                     return self._last[1]
                 log.info("preview: an input changed, rendering the issue again")
-                shot = snapshot(self._store, settings, self._window_args, note)
+                shot = snapshot(self._store, settings, self._window_args, note, topics)
                 # as rendering left it (it may make the issue's row or the token secret)
-                inputs = (*inputs[:2], self._store.content_version(), inputs[3])
+                inputs = (*inputs[:2], self._store.content_version(), *inputs[3:])
             except DigestError as e:
                 message = e.message + (f"\nHint: {e.hint}" if e.hint else "")
                 version = hashlib.sha256((message + stamps).encode("utf-8")).hexdigest()[:16]
@@ -193,17 +215,38 @@ def email_page(shot: Snapshot, scheme: str) -> str:
 
 
 def shell_page(shot: Snapshot, view: str, width: str, scheme: str, nonce: str) -> str:
-    """The preview page around the email: toolbar, size, and the sandboxed iframe."""
+    """The preview page around the email: toolbar, size, the topic picker ([selection]
+    personalize: whose copy), and the sandboxed iframe."""
     pixels = WIDTHS.get(width, WIDTHS["desktop"])
     size = shot.html_bytes
     level = "over" if size > CLIP_BYTES else "near" if size > WARN_BYTES else "ok"
+    chosen = quote(",".join(shot.topics))
     source = {"text": "/text", "headers": "/headers"}.get(view, f"/email?scheme={scheme}")
+    if chosen:
+        source += ("&" if "?" in source else "?") + f"topics={chosen}"
 
     def toggle(name: str, value: str, label: str, current: str) -> str:
-        query = {"view": view, "width": width, "scheme": scheme, name: value}
+        query = {"view": view, "width": width, "scheme": scheme}
+        if chosen or name == "topics":
+            query["topics"] = chosen
+        query[name] = value
         href = "/?" + "&".join(f"{k}={v}" for k, v in query.items())
         pressed = "true" if current == value else "false"
         return f'<a class="toggle" href="{html.escape(href)}" aria-pressed="{pressed}">{label}</a>'
+
+    picker = ""
+    if shot.choices:  # each topic toggles in or out of the reader's set
+        links = [toggle("topics", "", "Everyone (no topics)", chosen)]
+        for choice in shot.choices:
+            picked = [t for t in shot.topics if t != choice]
+            if choice not in shot.topics:
+                picked.append(choice)
+            link = toggle("topics", quote(",".join(picked)), html.escape(choice), "")
+            if choice in shot.topics:
+                link = link.replace('aria-pressed="false"', 'aria-pressed="true"')
+            links.append(link)
+        picker = '<nav id="topics" aria-label="Topics of the reader">Topics: ' + " ".join(links)
+        picker += "</nav>"
 
     toolbar = " ".join(
         [
@@ -244,18 +287,20 @@ h1 {{ font-size: 14px; margin: 0 12px 0 0; }}
 main {{ display: flex; justify-content: center; padding: 16px; }}
 iframe {{ max-width: 100%; height: calc(100vh - 90px); border: 1px solid #c3c8d0;
   background: {"#111418" if scheme == "dark" else "#fff"}; }}
+nav#topics {{ background: #fff; padding: 6px 12px; border-bottom: 1px solid #d0d4da;
+  display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }}
 pre#error {{ background: #fff; color: #b42318; padding: 16px; white-space: pre-wrap; }}
 </style></head>
 <body data-version="{shot.version}">
 <header><h1>{html.escape(shot.subject or "The issue cannot be rendered")}</h1>{toolbar}
 <span id="size" class="{level}">HTML {size / 1024:.1f} KB of {CLIP_BYTES // 1024} KB
 (Gmail clips above)</span></header>
-<main>{body}</main>
+{picker}<main>{body}</main>
 <script nonce="{nonce}">
 const shown = document.body.dataset.version;
 setInterval(async () => {{
   try {{
-    const answer = await fetch("/version", {{cache: "no-store"}});
+    const answer = await fetch("/version" + location.search, {{cache: "no-store"}});
     const {{version}} = await answer.json();
     if (version !== shown) location.reload();
   }} catch (e) {{ /* the server is restarting: try again on the next tick */ }}
@@ -349,7 +394,8 @@ def _handler(source: PreviewSource) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             scheme = "dark" if query.get("scheme") == "dark" else "light"
-            shot = source.current()
+            topics = tuple(t for t in query.get("topics", "").split(",") if t.strip())
+            shot = source.current(topics)
             if parts.path == "/":
                 nonce = secrets.token_urlsafe(16)
                 page = shell_page(

@@ -58,6 +58,8 @@ TOML_PLACES: dict[str, tuple[str, str]] = {
     "undated": ("selection", "undated"),
     "learn_from_clicks": ("selection", "learn_from_clicks"),
     "learned_weight_bounds": ("selection", "learned_weight_bounds"),
+    "personalize": ("selection", "personalize"),
+    "topics": ("topics", "choices"),
     "backend": ("delivery", "backend"),
     "outbox": ("delivery", "outbox"),
     "list": ("delivery", "list"),
@@ -150,6 +152,10 @@ class Settings:
     undated: str = "exclude"  # articles without a date: "exclude" (unless pinned) or "include"
     learn_from_clicks: bool = False  # past issues' clicks adjust source_weight (digest.learning)
     learned_weight_bounds: tuple[float, float] = (0.5, 2.0)  # what learning may multiply it by
+    # [selection] personalize: each subscriber's own lineup from the topics they chose
+    personalize: bool = False
+    # [topics] choices: the sections and sources (display names) readers may choose
+    topics: tuple[str, ...] = ()
     backend: str = "outbox"
     outbox: Path = Path("outbox")
     list: str = "main"
@@ -615,6 +621,7 @@ def _validate(s: Settings) -> None:
                 "mail header and fail every recipient)",
             )
     _validate_schedule(s)
+    _validate_topics(s)
     if "@" not in s.from_email:
         raise SettingsError(
             f"from_email is not an address: {s.from_email!r}",
@@ -623,6 +630,26 @@ def _validate(s: Settings) -> None:
 
 
 APPROVAL = ("required", "auto")  # [schedule] approval
+MAX_TOPIC = 200  # characters of one topic's name
+
+
+def _validate_topics(s: Settings) -> None:
+    """[topics] choices: names readers can tell apart, that a CSV cell can list (`;`)."""
+    place = f"{s.config_path} [topics] choices" if s.config_path else "[topics] choices"
+    seen: dict[str, str] = {}
+    for choice in s.topics:
+        if not choice.strip() or len(choice) > MAX_TOPIC or ";" in choice:
+            raise SettingsError(
+                f"{place}: {choice[:60]!r} is not a topic name",
+                f"name each topic as its section or source is named (1 to {MAX_TOPIC} "
+                'characters, no ";"), e.g. choices = ["Science Notes", "Technology"]',
+            )
+        if choice.strip().casefold() in seen:
+            raise SettingsError(
+                f"{place}: {choice!r} is listed twice",
+                f"keep one of {seen[choice.strip().casefold()]!r} and {choice!r}",
+            )
+        seen[choice.strip().casefold()] = choice
 
 
 def _validate_schedule(s: Settings) -> None:

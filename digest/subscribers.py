@@ -12,7 +12,7 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -23,8 +23,10 @@ from digest.csvfile import neutralize, read_rows, restore
 from digest.errors import SubscriberError
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Chunk, Consent, Store, SubscriberRow, one_line
+from digest.topics import parse_cell, topics_key
 
 CORE_COLUMNS = ("email", "name", "lists", "status")
+TOPICS_COLUMN = "topics"  # the [topics] chosen, ";"-separated
 # The consent record, last in an export; an import leaves them (consent is the web's record).
 CONSENT_COLUMNS = (
     "consent_source",
@@ -127,6 +129,7 @@ class _Columns:
     status: int | None
     custom: list[tuple[str, int]]
     name_parts: list[int] = field(default_factory=list)  # joined into the name, if no name
+    topics: int | None = None
 
     @classmethod
     def of(cls, header: list[str]) -> _Columns:
@@ -134,7 +137,10 @@ class _Columns:
         custom = [
             (name, i)
             for name, i in place.items()
-            if name not in CORE_COLUMNS and name not in CONSENT_COLUMNS and name
+            if name not in CORE_COLUMNS
+            and name not in CONSENT_COLUMNS
+            and name != TOPICS_COLUMN
+            and name
         ]
         return cls(
             place["email"],
@@ -143,6 +149,7 @@ class _Columns:
             place.get("status"),
             sorted(custom, key=lambda c: c[1]),
             [] if "name" in place else [place[p] for p in NAME_PARTS if p in place],
+            place.get(TOPICS_COLUMN),
         )
 
 
@@ -200,6 +207,7 @@ def import_csv(
     default_list: str,
     extra_list: str | None = None,
     encoding: str = "utf-8",
+    topics: Sequence[str] = (),
 ) -> ImportReport:
     """Import a subscribers CSV: good rows land, bad rows are reported with their line.
 
@@ -207,7 +215,8 @@ def import_csv(
     status wins); a re-import never re-activates an unsubscribed, bounced or complained one.
     The file is `encoding` unless it starts with a byte-order mark (UTF-8 or UTF-16); a row
     with a byte the encoding cannot read fails alone. Cells `export_csv` neutralized as
-    formulas are read back as they were.
+    formulas are read back as they were. A `topics` column lists [topics] choices (`topics`)
+    separated by ";"; a row naming another fails alone, with the fix.
     """
     for name, where in ((default_list, "[delivery] list"), (extra_list, "--list")):
         if name is not None and len(name) > MAX_LIST_NAME:
@@ -224,7 +233,7 @@ def import_csv(
         parse: _Parse | None = None
         for line, columns, cells in _rows(path, encoding, report):
             if parse is None:
-                parse = _parser(columns, default_list, extra_list, report)
+                parse = _parser(columns, default_list, extra_list, report, topics)
             person = parse(line, cells)
             if person is None:
                 continue
@@ -252,7 +261,11 @@ _Parse = Callable[[int, list[str]], "SubscriberRow | None"]
 
 
 def _parser(
-    columns: _Columns, default_list: str, extra_list: str | None, report: ImportReport
+    columns: _Columns,
+    default_list: str,
+    extra_list: str | None,
+    report: ImportReport,
+    choices: Sequence[str] = (),
 ) -> _Parse:
     """A function from (line, cells) to a row, or None with the failure reported.
 
@@ -266,6 +279,8 @@ def _parser(
     )
     custom = columns.custom
     name_parts = columns.name_parts
+    topics_at = columns.topics
+    topic_choices = choices
     failures = report.failures
     statuses = _STATUSES
 
@@ -306,6 +321,14 @@ def _parser(
             return None
         if extra_list and extra_list not in lists:
             lists.append(extra_list)
+        topics = None
+        if topics_at is not None:
+            try:
+                chosen = parse_cell(topic_choices, cell(cells, topics_at), "topics")
+            except SubscriberError as e:
+                failures.append(RowFailure(line, f"{e.message}; {e.hint}"))
+                return None
+            topics = topics_key(chosen) or ""
         fields = {}
         for field_name, index in custom:
             if index < width:
@@ -315,7 +338,7 @@ def _parser(
         name = cell(cells, name_at)
         if name_parts:
             name = " ".join(part for part in (cell(cells, i) for i in name_parts) if part)
-        return SubscriberRow(email, name, lists, status, fields)
+        return SubscriberRow(email, name, lists, status, fields, topics)
 
     return parse
 
@@ -333,12 +356,15 @@ def export_csv(store: Store, out: TextIO | None = None, list_name: str | None = 
     """
     out = out or sys.stdout
     extra: set[str] = set()
+    with_topics = False
     for page in store.subscriber_pages(list_name):
         for row in page:
             if row.fields and row.fields != "{}":
                 extra.update(json.loads(row.fields))
-    custom_columns = sorted(extra - set(CORE_COLUMNS) - set(CONSENT_COLUMNS))
-    columns = [*CORE_COLUMNS, *custom_columns, *CONSENT_COLUMNS]
+            with_topics = with_topics or bool(row.topics)
+    custom_columns = sorted(extra - set(CORE_COLUMNS) - set(CONSENT_COLUMNS) - {TOPICS_COLUMN})
+    topics_column = [TOPICS_COLUMN] if with_topics else []
+    columns = [*CORE_COLUMNS, *topics_column, *custom_columns, *CONSENT_COLUMNS]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([neutralize(c) for c in columns])
     count = 0
@@ -348,6 +374,7 @@ def export_csv(store: Store, out: TextIO | None = None, list_name: str | None = 
         for row in page:
             custom = json.loads(row.fields) if row.fields and row.fields != "{}" else {}
             cells = [row.email, row.name, ";".join(lists.get(row.id, [])), row.status]
+            cells += [row.topics or ""] if with_topics else []
             cells += [custom.get(c, "") for c in custom_columns]
             cells += consent_cells(consents.get(row.id))
             writer.writerow([neutralize(c) for c in cells])
@@ -387,6 +414,7 @@ class SubscriberRecord:
             "lists": person.lists,
             "status": str(person.status),
             "fields": person.fields,
+            "topics": person.topics,
             "consent": latest,
             "consents": [c.as_json() for c in self.consents],
             "welcomes": self.welcomes,
@@ -399,6 +427,7 @@ class SubscriberRecord:
             f"{person.email}: {person.status}",
             f"  name: {person.name or '-'}",
             f"  lists: {', '.join(person.lists) or '-'}",
+            f"  topics: {', '.join(person.topics) or '- (the general lineup)'}",
         ]
         if not self.consents:
             out.append("  consent: import (added by the editor; no web consent recorded)")

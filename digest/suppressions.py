@@ -20,6 +20,7 @@ from digest.store.suppression_store import escalate as escalate
 from digest.store.suppression_store import find_id as find_id
 from digest.store.suppression_store import insert_once as insert_once
 from digest.store.suppression_store import leave as leave
+from digest.topics import key_topics, match_topics, topics_key
 
 
 def subscriber_by_id(store: Store, subscriber_id: int) -> Subscriber | None:
@@ -72,6 +73,16 @@ def choose_lists(
         or after.subscriber.status != before.subscriber.status
     )
     return after
+
+
+def choose_topics(
+    store: Store, settings: Settings, subscriber_id: int, chosen: Iterable[str]
+) -> list[str]:
+    """Set the subscriber's topics to the chosen ones among [topics] choices (anything else
+    asked for is ignored); the topics now stored."""
+    found, _ = match_topics(settings.topics, chosen)
+    store.set_topics(subscriber_id, topics_key(found))
+    return key_topics(topics_key(found))
 
 
 # ---- SendGrid's suppression lists --------------------------------------------------------

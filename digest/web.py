@@ -28,7 +28,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from digest.archive import Links, Pages, issue_page, sent_issue, sent_issues
+from digest.archive import Links, Pages, issue_page, sent_issue, sent_issues, sent_variant
 from digest.batching import Batcher
 from digest.clicks_web import clicks
 from digest.errors import DigestError
@@ -53,10 +53,11 @@ from digest.suppressions import (
     OneClick,
     OneClickWriter,
     choose_lists,
+    choose_topics,
     preferences,
     subscriber_by_id,
 )
-from digest.tokens import TokenClaims, TokenError, read_token
+from digest.tokens import TokenClaims, TokenError, read_parts, read_token
 
 T = TypeVar("T")
 Scope = MutableMapping[str, Any]
@@ -340,6 +341,14 @@ class Site:
                 form.get("list", []),
                 claims.issue_id,
             )
+            if form.get("topics_shown") and self.settings.topics:
+                prefs.subscriber.topics = await self.write(
+                    choose_topics,
+                    self.store,
+                    self.settings,
+                    claims.subscriber_id,
+                    form.get("topic", []),
+                )
         else:
             prefs = await run_in_threadpool(
                 preferences, self.store, self.settings, claims.subscriber_id
@@ -360,6 +369,8 @@ class Site:
             offered=offered,
             form_token=self.form_token(token),
             chosen=person.lists if active else [],
+            topics=list(self.settings.topics),
+            chosen_topics=person.topics,
             saved=saved,
             blocked=prefs.blocked,
             status=str(person.status),
@@ -412,6 +423,22 @@ class Site:
     async def issue(self, request: Request) -> Response:
         """/issues/ID: one sent issue as it went out, without anyone's token."""
         found = await run_in_threadpool(sent_issue, self.store, int(request.path_params["id"]))
+        if found is None:
+            return self.error(404, "No such issue", "This issue does not exist or was not sent.")
+        return HTMLResponse(issue_page(found, self.settings, self.links(request)))
+
+    async def variant_issue(self, request: Request) -> Response:
+        """/issues/ID/v/TOKEN: a personalized issue's variant as its readers got it; the token
+        (signed, naming the issue and variant, nobody's identity) is in their "view in
+        browser" link."""
+        issue_id = int(request.path_params["id"])
+        try:
+            parts = read_parts(self.secret, str(request.path_params["token"]))
+        except TokenError:
+            return self.bad_link()
+        if len(parts) != 3 or parts[0] != "variant" or parts[1] != str(issue_id):
+            return self.bad_link()
+        found = await run_in_threadpool(sent_variant, self.store, issue_id, int(parts[2]))
         if found is None:
             return self.error(404, "No such issue", "This issue does not exist or was not sent.")
         return HTMLResponse(issue_page(found, self.settings, self.links(request)))
@@ -570,6 +597,7 @@ def create_app(settings: Settings, store: Store) -> WebApp:
             Route("/unsubscribe", site.unsubscribe_help),
             Route("/archive", site.archive),
             Route("/issues/{id:int}", site.issue),
+            Route("/issues/{id:int}/v/{token}", site.variant_issue),
             Route("/feed.xml", site.feed),
             Route("/webhooks/sendgrid", site.sendgrid_events, methods=["POST"]),
             *review_routes(settings, store),  # the editor's review links ([schedule])

@@ -212,14 +212,14 @@ def test_a_dead_workers_reserved_rows_go_back_and_its_sending_rows_are_unknown(
     store.enqueue(issue.id, "main")
     store.take_worker_lease("dead", issue.label, "main", "elsewhere", 1, 600)
     driver = Driver(store)
-    page = reserve(driver, issue.id, "main", "dead", 0, 8)
+    page = [row for row, _ in reserve(driver, issue.id, "main", "dead", 0, 8)]
     assert len(page) == 8
     assert start_sending(driver, issue.id, [r[0] for r in page[:3]], "dead") == {
         r[0] for r in page[:3]
     }
     # Another worker skips what "dead" holds.
     store.take_worker_lease("alive", issue.label, "main", "here", os.getpid(), 600)
-    rest = reserve(driver, issue.id, "main", "alive", 0, 100)
+    rest = [row for row, _ in reserve(driver, issue.id, "main", "alive", 0, 100)]
     assert [r[0] for r in rest] == sorted(store_ids(store))[8:]
     assert store.reap_workers(issue.id, issue.label, "main", lambda w: False) == (0, 0, 0)
     with store.begin() as conn:  # its machine vanished: no heartbeat since
@@ -232,7 +232,7 @@ def test_a_dead_workers_reserved_rows_go_back_and_its_sending_rows_are_unknown(
     assert store.reap_workers(issue.id, issue.label, "main", lambda w: False) == (0, 0, 0)
     states = Counter(st for _, st, _ in store.deliveries_of(issue.id))
     assert states == {"pending": 9, "unknown": 3}
-    again = reserve(driver, issue.id, "main", "alive", 0, 100)
+    again = [row for row, _ in reserve(driver, issue.id, "main", "alive", 0, 100)]
     assert [r[0] for r in again] == [r[0] for r in page[3:]]  # back in the pool
     # A lapsed lease moves nothing to sending, even rows it still has reserved.
     assert start_sending(driver, issue.id, [r[0] for r in page[3:]], "dead") == set()
@@ -354,9 +354,9 @@ def test_a_reserved_page_withdraws_those_who_left_the_list(store: Store) -> None
         })  # fmt: skip
     store.take_worker_lease("w", issue.label, "main", "here", os.getpid(), 600)
     page = reserve_page(Driver(store), issue.id, "main", "w", 0, 3)
-    assert ([r[0] for r in page.rows], page.last, page.left) == ([ids[0]], ids[2], 2)
+    assert ([r[0][0] for r in page.rows], page.last, page.left) == ([ids[0]], ids[2], 2)
     rest = reserve_page(Driver(store), issue.id, "main", "w", page.last, 10)
-    assert [r[0] for r in rest.rows] == ids[3:]
+    assert [r[0][0] for r in rest.rows] == ids[3:]
     states = Counter(st for _, st, _ in store.deliveries_of(issue.id))
     assert states == {"pending": 4}  # the two left are not in the ledger, as if never enqueued
 

@@ -28,7 +28,7 @@ from digest.errors import SendError, SubscriberError
 from digest.models import DeliveryStatus, Issue, Subscriber, SubscriberStatus
 from digest.settings import Settings
 from digest.store import Store
-from digest.store.sending import Driver, claim, next_page, record, settle
+from digest.store.sending import Driver, claim, next_page, next_variant_page, record, settle
 from digest.subscribers import normalize_email
 
 __all__ = ["DeliveryReport", "claim", "deliver", "next_page", "record", "send_test_copy"]
@@ -269,7 +269,9 @@ class _Run:
         self.sender, self.settings, self.report = sender, settings, report
         self.dry_run, self.statuses, self.progress = dry_run, list(statuses), progress
         secret = token_secret(store, settings, dry_run=dry_run)
+        self.secret = secret
         self.envelope = EnvelopeMaker(issue, list_name, settings, secret)
+        self.makers: dict[int, EnvelopeMaker] = {0: self.envelope}  # by variant
         self.driver = Driver(store)
         self.lease: SendLease | None = None
         self.streak: tuple[str | None, int] = (None, 0)  # the last request-level error, runs
@@ -277,7 +279,8 @@ class _Run:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.error: BaseException | None = None
-        self.pages: queue.Queue[list[Recipient] | None] = queue.Queue(settings.workers)
+        # Batches to send, each of one variant (0 unless [selection] personalize).
+        self.pages: queue.Queue[tuple[int, list[Recipient]] | None] = queue.Queue(settings.workers)
         self.rows_sender = sender if isinstance(sender, RowSender) else None
         self.deferred_now: list[tuple[str, str]] = []
         self.deferred_reasons: Counter[str] = Counter()  # this round's
@@ -323,7 +326,23 @@ class _Run:
         if self.error is not None:
             raise self.error
 
+    def maker(self, variant: int) -> EnvelopeMaker:
+        """The envelopes of one variant's copy (made on first use)."""
+        found = self.makers.get(variant)
+        if found is None:
+            with self.lock:
+                found = self.makers.get(variant)
+                if found is None:
+                    found = EnvelopeMaker(
+                        self.issue.variant(variant), self.list_name, self.settings, self.secret
+                    )
+                    self.makers[variant] = found
+        return found
+
     def _one_pass(self) -> None:
+        if self.issue.variants:
+            self._variant_pass()
+            return
         after = 0
         while not self.stop.is_set():
             page = next_page(
@@ -338,7 +357,33 @@ class _Run:
             if not page:
                 break
             after = page[-1][0]
-            self.pages.put(page)  # blocks while every worker is busy: memory stays flat
+            self.pages.put((0, page))  # blocks while every worker is busy: memory stays flat
+        self.pages.join()
+
+    def _variant_pass(self) -> None:
+        """Pages by subscriber id, sent in batches of one variant each: a variant's readers
+        wait in its buffer until it fills a batch (at most a batch less one per variant)."""
+        after = 0
+        size = self.sender.batch_size
+        buffers: dict[int, list[Recipient]] = {}
+        issue = self.issue
+        while not self.stop.is_set():
+            page = next_variant_page(
+                self.store, issue.id, self.list_name, after, size, self.statuses, self.driver
+            )
+            if not page:
+                break
+            after = page[-1][0]
+            for sid, email, name, extra, variant, topics in page:
+                number = variant if variant is not None else issue.variant_of(topics)
+                buffer = buffers.setdefault(number, [])
+                buffer.append((sid, email, name, extra))
+                if len(buffer) >= size:
+                    self.pages.put((number, buffer))
+                    buffers[number] = []
+        for number, buffer in sorted(buffers.items()):
+            if buffer and not self.stop.is_set():
+                self.pages.put((number, buffer))
         self.pages.join()
 
     def _work(self) -> None:
@@ -348,7 +393,7 @@ class _Run:
                 if page is None:
                     return
                 if not self.stop.is_set():
-                    self._batch(page)
+                    self._batch(page[1], page[0])
             except BaseException as e:  # noqa: BLE001 - handed to the main thread, re-raised
                 with self.lock:
                     self.error = self.error or e
@@ -356,7 +401,7 @@ class _Run:
             finally:
                 self.pages.task_done()
 
-    def _batch(self, rows: list[Recipient]) -> None:
+    def _batch(self, rows: list[Recipient], variant: int = 0) -> None:
         self.limit.acquire(len(rows), self.stop)
         if self.stop.is_set():
             return
@@ -374,9 +419,9 @@ class _Run:
                 return
         try:
             if self.rows_sender is not None:
-                outcomes = self.rows_sender.send_rows(rows, self.envelope)
+                outcomes = self.rows_sender.send_rows(rows, self.maker(variant))
             else:
-                envelope = self.envelope
+                envelope = self.maker(variant)
                 outcomes = self.sender.send(
                     [envelope(subscriber(row, self.list_name)) for row in rows]
                 )

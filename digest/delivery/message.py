@@ -30,7 +30,7 @@ from digest.delivery import Envelope
 from digest.models import Issue, Subscriber
 from digest.render import mime_body
 from digest.settings import Settings
-from digest.tokens import TokenMaker
+from digest.tokens import TokenMaker, sign_parts
 
 # SMTP line endings; hand-folded raw headers (List-Unsubscribe) are kept as we folded them,
 # because the default refolding turns a long URL into an RFC 2047 word mail clients won't follow.
@@ -51,6 +51,11 @@ _PLAIN_ADDRESS = re.compile(
 _LIST_SLUG = re.compile(r"[^a-z0-9-]+")
 _SHARED_FIELDS = frozenset({"list", "web_url"})  # values the same for a whole list
 _PREPARED = "_digest_prepared"  # where prepare() keeps its work on the Issue
+
+
+def issue_of(envelope: Envelope, opened: Issue) -> Issue:
+    """The copy of the issue `envelope` is of: its maker's (a variant), else the one opened."""
+    return envelope.maker.issue if envelope.maker is not None else opened
 
 
 def subscriber_id(subscriber: Subscriber) -> int:
@@ -115,6 +120,7 @@ class EnvelopeMaker:
     """`envelope_for` for one issue and list, with what all its envelopes share made once."""
 
     def __init__(self, issue: Issue, list_name: str, settings: Settings, secret: str) -> None:
+        self.issue = issue  # the copy it makes envelopes of (a personalized issue's variant)
         self.list_name = list_name
         self.token = TokenMaker(secret, list_name, issue.id)
         mailto = unsubscribe_mailto(settings)
@@ -125,6 +131,9 @@ class EnvelopeMaker:
             base = settings.base_url.rstrip("/")
             values["unsubscribe_url"] = (f"{base}/u/", "token", "")
             values["web_url"] = (f"{base}/issues/{issue.id}", "", "")
+            if issue.shown:  # a variant's web view: signed, so that only its readers find it
+                token = sign_parts(secret, "variant", str(issue.id), str(issue.shown))
+                values["web_url"] = (f"{base}/issues/{issue.id}/v/{token}", "", "")
             values["preferences_url"] = (f"{base}/p/", "token", "")
             headers = {
                 "List-Unsubscribe": (f"<{base}/u/", "token", f">, <{mailto}>"),

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from digest.delivery import Envelope, Outcome
-from digest.delivery.message import build_message, subscriber_id
+from digest.delivery.message import build_message, issue_of, subscriber_id
 from digest.errors import SendError
 from digest.models import DeliveryStatus, Issue
 from digest.settings import Settings
@@ -60,7 +60,7 @@ class OutboxSender:
         for envelope in batch:
             sid = subscriber_id(envelope.subscriber)
             try:
-                data = build_message(self._issue, envelope, self.settings)
+                data = build_message(issue_of(envelope, self._issue), envelope, self.settings)
             except ValueError as e:
                 outcomes.append(Outcome(sid, DeliveryStatus.FAILED, error=str(e)))
                 continue

@@ -10,6 +10,7 @@ from digest.delivery import FAULT_SENDER, Envelope, Outcome
 from digest.delivery.message import (
     ascii_address,
     build_message,
+    issue_of,
     new_message_id,
     subscriber_id,
 )
@@ -67,7 +68,7 @@ class SmtpSender:
         if self._issue is None:
             raise RuntimeError("SmtpSender.send called before open")
         if self.dry_run:
-            return [self._build_only(self._issue, e) for e in batch]
+            return [self._build_only(issue_of(e, self._issue), e) for e in batch]
         conn = self._borrow()
         if conn is None or not _alive(conn):
             _close(conn)
@@ -76,7 +77,7 @@ class SmtpSender:
         try:
             for i, envelope in enumerate(batch):
                 try:
-                    outcome, conn = self._deliver(conn, self._issue, envelope)
+                    outcome, conn = self._deliver(conn, issue_of(envelope, self._issue), envelope)
                 except SendError as e:
                     # The connection is gone and cannot be remade: the rest was not sent.
                     reason = f"temporary: {e.message}"

@@ -137,29 +137,58 @@ class _WorkerRun(_Run):
         self.wrapped = False  # this pass's cursor went back to the start once
         self.tail = threading.Lock()  # after that, one thread at a time looks
         self.drained = threading.Event()  # nothing left that this worker could take
+        # A personalized issue's reserved rows by variant, shared by the threads: a batch is
+        # one variant's (as SendGrid's content is per request); each holds under a batch.
+        self.buffers: dict[int, list[Recipient]] = {}
 
     def _one_pass(self) -> None:
         self.store.release_reserved(self.issue.id, self.lease.lease_id)  # last round's deferrals
         self.after, self.wrapped = 0, False
         self.drained.clear()
         for _ in range(self.settings.workers):
-            self.pages.put([])  # a ticket: reserve and send until nothing is left
+            self.pages.put((0, []))  # a ticket: reserve and send until nothing is left
         self.pages.join()
 
-    def _batch(self, rows: list[Recipient]) -> None:
+    def _batch(self, rows: list[Recipient], variant: int = 0) -> None:
         if rows:  # pragma: no cover - this run's pages are its threads' own
-            super()._batch(rows)
+            super()._batch(rows, variant)
             return
         while not self.stop.is_set():
             page = self._reserve()
             if page is None:
-                return
-            super()._batch(page)
+                break
+            if not self.issue.variants:  # one lineup: the page is the batch
+                super()._batch([row for row, _ in page])
+                continue
+            for number, batch in self._batches(page, full=True):
+                super()._batch(batch, number)
+        for number, batch in self._batches([], full=False):  # the end: what is left
+            if not self.stop.is_set():
+                super()._batch(batch, number)
 
-    def _reserve(self) -> list[Recipient] | None:
-        """The next page reserved for this worker; None when nothing is left that it could
-        take. Rows that come back later (a dead worker's, reaped) are the coordinator's to
-        send: `digest send --workers` takes them up once its workers are done."""
+    def _batches(
+        self, page: list[tuple[Recipient, int]], *, full: bool
+    ) -> list[tuple[int, list[Recipient]]]:
+        """The batches to send now: each variant's full ones (`full`), or all that is left."""
+        size = self.sender.batch_size
+        out: list[tuple[int, list[Recipient]]] = []
+        with self.lock:
+            for row, variant in page:
+                self.buffers.setdefault(variant, []).append(row)
+            for variant, rows in list(self.buffers.items()):
+                if len(rows) >= size or (not full and rows):
+                    out.append((variant, rows[:size]))
+                    self.buffers[variant] = rows[size:]
+                    while not full and self.buffers[variant]:
+                        out.append((variant, self.buffers[variant][:size]))
+                        self.buffers[variant] = self.buffers[variant][size:]
+        return out
+
+    def _reserve(self) -> list[tuple[Recipient, int]] | None:
+        """The next page reserved for this worker, each row with its variant; None when
+        nothing is left that it could take. Rows that come back later (a dead worker's,
+        reaped) are the coordinator's to send: `digest send --workers` takes them up once its
+        workers are done."""
         booked = False
         while not (self.stop.is_set() or self.drained.is_set()):
             self.lease.check()
@@ -177,7 +206,7 @@ class _WorkerRun(_Run):
                 return page
         return None
 
-    def _look(self) -> list[Recipient] | None:
+    def _look(self) -> list[tuple[Recipient, int]] | None:
         """One reservation past the shared cursor: its rows, or None to look again (the
         cursor moved), having set `drained` when nothing is left."""
         with self.lock:

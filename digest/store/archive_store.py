@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from digest.models import DeliveryStatus, Issue
 from digest.store.base import StoreBase
+from digest.store.issue_store import with_variants_of
 from digest.store.rows import _issue
 from digest.store.schema import deliveries, issues
 
@@ -33,14 +34,17 @@ class ArchiveStore(StoreBase):
         with self.engine.connect() as conn:
             return [_issue(row) for row in conn.execute(query)]
 
-    def public_issue(self, issue_id: int) -> Issue | None:
-        """One issue that went out to anyone, or None (drafts and unknown ids are not public)."""
+    def public_issue(self, issue_id: int, *, with_variants: bool = False) -> Issue | None:
+        """One issue that went out to anyone, or None (drafts and unknown ids are not public);
+        `with_variants`: its personalized lineups too."""
         if not 0 < issue_id <= MAX_ID:
             return None
         query = sa.select(issues).where(issues.c.id == issue_id, _public())
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
-        return None if row is None else _issue(row)
+            if row is None:
+                return None
+            return with_variants_of(conn, _issue(row)) if with_variants else _issue(row)
 
     def next_issue_id(self) -> int:
         """The id the next frozen issue will get (a draft's links point there)."""

@@ -53,9 +53,9 @@ _RESERVE = (
     "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d SKIP LOCKED), "
     "taken AS (UPDATE deliveries d SET lease_id = %s FROM picked "
     "WHERE d.issue_id = %s AND d.subscriber_id = picked.subscriber_id "
-    f"AND {_ACTIVE_MEMBER} RETURNING d.subscriber_id), "
+    f"AND {_ACTIVE_MEMBER} RETURNING d.subscriber_id, d.variant), "
     "page AS (SELECT max(subscriber_id) AS last, count(*) AS picked FROM picked) "
-    "SELECT page.last, page.picked, s.id, s.email, s.name, s.fields FROM page "
+    "SELECT page.last, page.picked, s.id, s.email, s.name, s.fields, taken.variant FROM page "
     "LEFT JOIN (taken JOIN subscribers s ON s.id = taken.subscriber_id) ON true ORDER BY s.id"
 )
 # The page's rows of those who left the list since the send was enqueued: withdrawn, as the
@@ -317,7 +317,7 @@ class Page(NamedTuple):
     """A page reserved for a worker: its recipients by id, the last id it looked at (the
     cursor's next start), and how many of it had left the list (withdrawn)."""
 
-    rows: list[Recipient]
+    rows: list[tuple[Recipient, int]]  # each with its variant ([selection] personalize)
     last: int
     left: int
 
@@ -333,7 +333,7 @@ def reserve_page(
         cursor.execute(_RESERVE, params)
         found = cursor.fetchall()
         last, picked = found[0][0], int(found[0][1])
-        rows: list[Recipient] = [tuple(row[2:]) for row in found if row[2] is not None]
+        rows = [((r[2], r[3], r[4], r[5]), int(r[6])) for r in found if r[2] is not None]
         if not picked:
             return Page([], after, 0)
         left = 0
@@ -347,8 +347,8 @@ def reserve_page(
 
 def reserve(
     driver: Driver, issue_id: int, list_name: str, lease_id: str, after: int, size: int
-) -> list[Recipient]:
-    """The recipients of `reserve_page`."""
+) -> list[tuple[Recipient, int]]:
+    """The recipients of `reserve_page`, each with the variant recorded for it."""
     return reserve_page(driver, issue_id, list_name, lease_id, after, size).rows
 
 

@@ -8,10 +8,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from digest.models import DeliveryStatus, Issue, RenderedIssue
+from digest.models import DeliveryStatus, Issue, RenderedIssue, Variant
 from digest.store.base import StoreBase
 from digest.store.rows import _issue, to_db, utcnow
-from digest.store.schema import articles, deliveries, issues, meta, picks
+from digest.store.schema import (
+    articles,
+    deliveries,
+    issue_topic_sets,
+    issue_variants,
+    issues,
+    meta,
+    picks,
+)
 
 # Where the note waiting for the next issue (`digest note FILE.md`) is kept until it freezes.
 NEXT_NOTE = "next_note"
@@ -24,7 +32,7 @@ class IssueStore(StoreBase):
         """The issue for a window label, if one was frozen."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(issues).where(issues.c.label == label)).first()
-        return None if row is None else _issue(row)
+            return None if row is None else with_variants_of(conn, _issue(row))
 
     def create_issue(
         self,
@@ -37,12 +45,16 @@ class IssueStore(StoreBase):
         *,
         with_picks: bool = False,
         note: str = "",
+        variants: list[Variant] | None = None,
+        general_sets: list[str] | None = None,
     ) -> Issue:
         """Freeze an issue: its lineup and rendered content never change after this.
 
         `with_picks`: the pending picks (the editor's pins and drops) and the note waiting
         for the next issue go to it in the same transaction, so a failure leaves neither the
         issue nor them half-moved. `note`: the note's Markdown it was rendered with.
+        `variants`, `general_sets`: a personalized issue's other lineups and which topic sets
+        get which, frozen with it.
         """
         with self.begin() as conn:
             issue_id = conn.execute(
@@ -63,8 +75,9 @@ class IssueStore(StoreBase):
             if with_picks:
                 self.attach_picks(label, conn)
                 conn.execute(meta.delete().where(meta.c.key == NEXT_NOTE))
+            _store_variants(conn, issue_id, variants or [], general_sets or [])
             row = conn.execute(sa.select(issues).where(issues.c.id == issue_id)).one()
-        return _issue(row)
+            return with_variants_of(conn, _issue(row))
 
     def freeze_issue(
         self,
@@ -76,12 +89,23 @@ class IssueStore(StoreBase):
         number: int,
         *,
         note: str = "",
+        variants: list[Variant] | None = None,
+        general_sets: list[str] | None = None,
     ) -> Issue:
         """`create_issue` with the pending picks; if another run froze `label` first, theirs,
-        so that both send the same thing."""
+        so that both send the same thing (variants included)."""
         try:
             return self.create_issue(
-                label, since, until, lineup, rendered, number, with_picks=True, note=note
+                label,
+                since,
+                until,
+                lineup,
+                rendered,
+                number,
+                with_picks=True,
+                note=note,
+                variants=variants,
+                general_sets=general_sets,
             )
         except sa.exc.IntegrityError:
             frozen = self.issue_by_label(label)
@@ -137,6 +161,8 @@ class IssueStore(StoreBase):
             ).first():
                 return False
             conn.execute(deliveries.delete().where(deliveries.c.issue_id == issue_id))
+            conn.execute(issue_topic_sets.delete().where(issue_topic_sets.c.issue_id == issue_id))
+            conn.execute(issue_variants.delete().where(issue_variants.c.issue_id == issue_id))
             conn.execute(
                 picks.update().where(picks.c.issue_label == row.label).values(issue_label=None)
             )
@@ -217,6 +243,15 @@ class IssueStore(StoreBase):
         with self.engine.connect() as conn:
             return [(str(key), str(action)) for key, action in conn.execute(query)]
 
+    def source_and_section_names(self) -> set[str]:
+        """Every stored article's source name and section: what a [topics] choice can name."""
+        names: set[str] = set()
+        with self.engine.connect() as conn:
+            for column in (articles.c.source, articles.c.section):
+                query = sa.select(column).where(column.is_not(None)).distinct()
+                names.update(str(v).strip() for (v,) in conn.execute(query) if str(v).strip())
+        return names
+
     def article_known(self, key: str) -> bool:
         """Whether a stored article has this key (canonical URL), URL or origin."""
         query = (
@@ -239,3 +274,63 @@ class IssueStore(StoreBase):
             picks.update().where(picks.c.issue_label.is_(None)).values(issue_label=label)
         )
         return int(result.rowcount or 0)
+
+
+def _store_variants(
+    conn: sa.Connection, issue_id: int, variants: list[Variant], general_sets: list[str]
+) -> None:
+    """A personalized issue's variants and the topic sets each serves (general: 0)."""
+    if variants:
+        conn.execute(
+            issue_variants.insert(),
+            [
+                {
+                    "issue_id": issue_id,
+                    "variant": v.number,
+                    "topics": json.dumps(v.topics),
+                    "lineup": json.dumps(v.lineup),
+                    "subject": v.rendered.subject,
+                    "preheader": v.rendered.preheader,
+                    "html": v.rendered.html,
+                    "text": v.rendered.text,
+                }
+                for v in variants
+            ],
+        )
+    sets = [(key, v.number) for v in variants for key in v.topic_sets]
+    sets += [(key, 0) for key in general_sets]
+    if sets:
+        conn.execute(
+            issue_topic_sets.insert(),
+            [{"issue_id": issue_id, "topics": key, "variant": n} for key, n in sets],
+        )
+
+
+def with_variants_of(conn: sa.Connection, issue: Issue) -> Issue:
+    """`issue` with its frozen variants (none unless it was personalized)."""
+    sets: dict[int, list[str]] = {}
+    for key, number in conn.execute(
+        sa.select(issue_topic_sets.c.topics, issue_topic_sets.c.variant).where(
+            issue_topic_sets.c.issue_id == issue.id
+        )
+    ):
+        sets.setdefault(int(number), []).append(str(key))
+    rows = conn.execute(
+        sa.select(issue_variants)
+        .where(issue_variants.c.issue_id == issue.id)
+        .order_by(issue_variants.c.variant)
+    )
+    issue.variants = [
+        Variant(
+            number=int(r.variant),
+            topics=json.loads(r.topics),
+            lineup=json.loads(r.lineup),
+            rendered=RenderedIssue(
+                subject=r.subject, preheader=r.preheader, html=r.html, text=r.text
+            ),
+            topic_sets=sorted(sets.get(int(r.variant), [])),
+        )
+        for r in rows
+    ]
+    issue.general_sets = sorted(sets.get(0, []))
+    return issue

@@ -14,6 +14,7 @@ from digest.store.rows import utcnow
 from digest.store.schema import (
     deliveries,
     events,
+    issue_topic_sets,
     issues,
     memberships,
     optouts,
@@ -66,6 +67,16 @@ class LedgerStore(StoreBase):
         have = sa.select(1).where(
             deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscribers.c.id
         )
+        # Each row's variant, decided as the issue froze for the reader's topic set (a set
+        # chosen since gets the general lineup, 0): a primary-key lookup per row, set-based.
+        variant = (
+            sa.select(issue_topic_sets.c.variant)
+            .where(
+                issue_topic_sets.c.issue_id == issue_id,
+                issue_topic_sets.c.topics == subscribers.c.topics,
+            )
+            .scalar_subquery()
+        )
         members = (
             sa.select(
                 sa.literal(issue_id).label("issue_id"),
@@ -74,6 +85,7 @@ class LedgerStore(StoreBase):
                 sa.literal(str(DeliveryStatus.PENDING)).label("status"),
                 sa.literal(0).label("attempts"),
                 sa.literal(utcnow()).label("updated_at"),
+                sa.func.coalesce(variant, 0).label("variant"),
             )
             .select_from(subscribers.join(memberships))
             .where(
@@ -83,7 +95,26 @@ class LedgerStore(StoreBase):
             )
             .order_by(subscribers.c.id)
         )
-        columns = ["issue_id", "subscriber_id", "list_name", "status", "attempts", "updated_at"]
+        with self.engine.connect() as conn:
+            personalized = conn.execute(
+                sa.select(issue_topic_sets.c.variant)
+                .where(issue_topic_sets.c.issue_id == issue_id)
+                .limit(1)
+            ).first()
+        if personalized is not None:
+            # Stored a variant after another: a batch is one variant's, so its claim and
+            # outcome then write rows that sit together, not a page for each of them (on
+            # SQLite 0.16 s against 0.015 s a batch of 1,000; the heap alike on PostgreSQL).
+            members = members.order_by("variant", subscribers.c.id)
+        columns = [
+            "issue_id",
+            "subscriber_id",
+            "list_name",
+            "status",
+            "attempts",
+            "updated_at",
+            "variant",
+        ]
         insert = dialect_insert(self.engine)
         plain = insert(deliveries).from_select(columns, members)
         try:
@@ -224,6 +255,25 @@ class LedgerStore(StoreBase):
                 rows.items(), key=lambda kv: (-kv[0][1], kv[0][2])
             )
         ]
+
+    def variant_counts(self, issue_id: int) -> dict[int, int]:
+        """Deliveries of an issue per variant ([selection] personalize; 0: the general one)."""
+        query = (
+            sa.select(deliveries.c.variant, sa.func.count())
+            .where(deliveries.c.issue_id == issue_id)
+            .group_by(deliveries.c.variant)
+        )
+        with self.engine.connect() as conn:
+            return {int(v): int(n) for v, n in conn.execute(query)}
+
+    def delivery_variant(self, issue_id: int, subscriber_id: int) -> int | None:
+        """The variant recorded for one subscriber's copy of an issue, if it was enqueued."""
+        query = sa.select(deliveries.c.variant).where(
+            deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscriber_id
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else int(found)
 
     def deliveries_of(self, issue_id: int) -> Iterator[tuple[str, str, str | None]]:
         """(email, status, message id) of every delivery of an issue."""

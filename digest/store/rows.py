@@ -215,6 +215,7 @@ def _subscriber(row: Any, lists: list[str]) -> Subscriber:
         lists=lists,
         status=SubscriberStatus(row.status),
         fields=json.loads(row.fields or "{}"),
+        topics=[t for t in (getattr(row, "topics", None) or "").split(";") if t],
     )
 
 

@@ -68,6 +68,9 @@ subscribers = sa.Table(
     sa.Column("name", sa.Text, nullable=False, default=""),
     sa.Column("status", sa.String(20), nullable=False, default="active"),
     sa.Column("fields", sa.Text, nullable=False, default="{}"),  # JSON of custom columns
+    # The [topics] chosen: sorted case-insensitively, ";"-joined (one value per topic set, so
+    # grouping readers by what they chose is a GROUP BY); NULL: none chosen.
+    sa.Column("topics", sa.Text),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.Index("ix_subscribers_email_key", "email_key", unique=True),
@@ -115,7 +118,36 @@ deliveries = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.Column("lease_id", sa.String(36)),  # the send lease it was claimed under
     sa.Column("fault", sa.String(20)),  # a failure's kind: "recipient" or "sender"
+    # The issue's variant this subscriber gets ([selection] personalize; 0: the general
+    # lineup), set when the row is enqueued and never changed: a resumed send sends the same.
+    sa.Column("variant", sa.Integer, nullable=False, server_default="0"),
 )
+
+# The lineups of a personalized issue beside its general one (variant 0, the issue itself):
+# one per distinct set of topics that have stories, frozen with the issue.
+issue_variants = sa.Table(
+    "issue_variants",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("variant", sa.Integer, primary_key=True),
+    sa.Column("topics", sa.Text, nullable=False),  # JSON list of the topics it carries
+    sa.Column("lineup", sa.Text, nullable=False),  # JSON, as issues.lineup
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+# Which variant each set of topics subscribers had chosen when the issue froze gets (a set
+# missing here, chosen later, gets the general lineup of this issue).
+issue_topic_sets = sa.Table(
+    "issue_topic_sets",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("topics", sa.String(4000), primary_key=True),  # as subscribers.topics
+    sa.Column("variant", sa.Integer, nullable=False),
+)
+
 # PostgreSQL: room in each page of deliveries for a row's next version, so that its claim
 # and its outcome update it in place (HOT) instead of adding a primary-key entry each
 # (migration 0010; `create_tables` for a new database). Not a table option here: naming

@@ -68,6 +68,17 @@ _CLAIM = (
     "RETURNING subscriber_id"
 )
 _ONE_ROW = "SELECT json_group_array(json_array(id, email, name, fields)) FROM ({page})"
+# A personalized issue's page: each recipient's variant too (recorded in the ledger; NULL in a
+# dry run, which records nothing) and their topic set (what decides it when not recorded).
+_VARIANT_PAGE = _PAGE.replace(
+    "SELECT s.id, s.email, s.name, s.fields ",
+    "SELECT s.id, s.email, s.name, s.fields, d.variant AS variant, s.topics AS topics ",
+)
+_VARIANT_ROW = (
+    "SELECT json_group_array(json_array(id, email, name, fields, variant, topics)) FROM ({page})"
+)
+# One recipient of a personalized issue's page: a Recipient, then variant and topic set.
+VariantRecipient = tuple[int, str, str, str, int | None, str | None]
 _RECORD = (
     "UPDATE deliveries SET status = {p}, message_id = {p}, error = {p}, fault = {p}, "
     "updated_at = {p} "
@@ -202,17 +213,45 @@ def next_page(
     issue never sent sees everyone, without writing a row. Rows, not Subscribers: at a
     million recipients the objects cost more than the query (see `subscriber`).
     """
-    driver = driver or Driver(store)
-    sql = _PAGE.format(p=driver.mark, states=_states(statuses))
+    return _page(
+        driver or Driver(store), _PAGE, _ONE_ROW, statuses, (list_name, issue_id, after_id, size)
+    )
+
+
+def next_variant_page(
+    store: StoreBase,
+    issue_id: int,
+    list_name: str,
+    after_id: int,
+    size: int,
+    statuses: Sequence[DeliveryStatus],
+    driver: Driver | None = None,
+) -> list[VariantRecipient]:
+    """`next_page` of a personalized issue: each row with its recorded variant (None when
+    not enqueued: a dry run) and topic set."""
+    args = (list_name, issue_id, after_id, size)
+    return _page(driver or Driver(store), _VARIANT_PAGE, _VARIANT_ROW, statuses, args)
+
+
+def _page(
+    driver: Driver,
+    page_sql: str,
+    row_sql: str,
+    statuses: Sequence[DeliveryStatus],
+    args: tuple[str, int, int, int],
+) -> list[Any]:
+    """One page of `page_sql` (list, issue, after, size), by subscriber id."""
+    list_name, issue_id, after_id, size = args
+    sql = page_sql.format(p=driver.mark, states=_states(statuses))
     params = (list_name, issue_id, after_id, after_id, size)
     if not driver.sqlite:
         return driver.read(sql, params)
     # SQLite's driver lets go of the GIL for each row it steps to, and with busy workers
     # getting it back can take milliseconds: the page comes as one row of JSON instead.
-    [(page,)] = driver.read(_ONE_ROW.format(page=sql), params)
-    rows: list[Recipient] = [tuple(row) for row in json.loads(page)]
-    rows.sort()  # SQLite aggregates in the subquery's order, but does not promise it
-    return rows
+    [(page,)] = driver.read(row_sql.format(page=sql), params)
+    rows = [tuple(row) for row in json.loads(page)]
+    rows.sort(key=lambda row: row[0])  # SQLite aggregates in the subquery's order, but does
+    return rows  # not promise it (ids are unique: by id is by row)
 
 
 def claim(

@@ -39,6 +39,7 @@ class SubscriberRow:
     lists: list[str]
     status: str
     fields: dict[str, str]
+    topics: str | None = None  # subscribers.topics ("" for none); None: keep what is stored
 
     def absorb(self, later: SubscriberRow) -> None:
         """Merge a later row for the same address: lists joined, the later name and fields
@@ -46,6 +47,8 @@ class SubscriberRow:
         self.lists.extend(n for n in later.lists if n not in self.lists)
         self.name = later.name or self.name
         self.fields.update(later.fields)
+        if later.topics is not None:
+            self.topics = later.topics
         if later.status != SubscriberStatus.ACTIVE:
             self.status = later.status
 
@@ -116,6 +119,7 @@ class SubscriberStore(StoreBase):
                     subscribers.c.name,
                     subscribers.c.status,
                     subscribers.c.fields,
+                    subscribers.c.topics,
                 )
                 .where(subscribers.c.id > after)
                 .order_by(subscribers.c.id)
@@ -129,6 +133,44 @@ class SubscriberStore(StoreBase):
                 return
             after = page[-1].id
             yield page
+
+    def set_topics(self, subscriber_id: int, key: str | None) -> None:
+        """Store the topics a subscriber chose (a topics.topics_key value; None: none)."""
+        with self.begin() as conn:
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == subscriber_id)
+                .values(topics=key, updated_at=utcnow())
+            )
+
+    def topic_set_counts(self) -> list[tuple[str, int]]:
+        """(topic set, readers) of every set chosen by someone who may get an issue (active
+        or pending), most readers first: one GROUP BY, whatever the number of readers."""
+        count = sa.func.count().label("n")
+        query = (
+            sa.select(subscribers.c.topics, count)
+            .where(
+                subscribers.c.topics.is_not(None),
+                subscribers.c.topics != "",
+                subscribers.c.status.in_(["active", "pending"]),
+            )
+            .group_by(subscribers.c.topics)
+            .order_by(count.desc(), subscribers.c.topics)
+        )
+        with self.engine.connect() as conn:
+            return [(str(key), int(n)) for key, n in conn.execute(query)]
+
+    def topics_of(self, ids: Sequence[int]) -> dict[int, str]:
+        """The stored topic set of each of the subscribers `ids` that chose some."""
+        found: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = sa.select(subscribers.c.id, subscribers.c.topics).where(
+                    subscribers.c.id.in_(ids[start : start + 500]),
+                    subscribers.c.topics.is_not(None),
+                )
+                found.update({int(i): str(t) for i, t in conn.execute(query) if t})
+        return found
 
     def lists_of(self, ids: Sequence[int]) -> dict[int, list[str]]:
         """The lists of each of the subscribers `ids`, by name."""
@@ -224,12 +266,14 @@ def _ids_by_key(conn: sa.Connection, keys: list[str]) -> dict[str, int]:
 # handling of each row and most of the driver's own (on SQLite, one statement of 5000 rows is
 # a third cheaper than 5000 executemany rows). PostgreSQL's statements are built from these.
 _UPSERT = (
-    "INSERT INTO subscribers (email_key, email, name, status, fields, created_at, updated_at) "
-    "VALUES {rows} "
+    "INSERT INTO subscribers (email_key, email, name, status, fields, topics, created_at, "
+    "updated_at) VALUES {rows} "
     # The address stays as first written; the same mailbox in another case is this row.
     "ON CONFLICT (email_key) DO UPDATE SET "
     "name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE subscribers.name END, "
     "fields = excluded.fields, updated_at = excluded.updated_at, "
+    # A file without a topics column leaves the topics chosen as they were.
+    "topics = COALESCE(excluded.topics, subscribers.topics), "
     # Only an active subscriber takes the file's status: nobody is ever re-activated.
     "status = CASE WHEN subscribers.status = 'active' THEN excluded.status "
     "ELSE subscribers.status END"
@@ -250,7 +294,7 @@ _PG_UPSERT = (
     _UPSERT.format(rows="").replace(
         "VALUES ",
         "SELECT v.*, %s, %s FROM "
-        "unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) AS v",
+        "unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) AS v",
     )
     + " RETURNING subscribers.email_key, subscribers.xmax = 0"
 )
@@ -340,7 +384,7 @@ class SubscriberWriter:
                 _UPSERT,
                 limit,
                 [
-                    (k, r.email, r.name, r.status, _fields_json(r.fields), now, now)
+                    (k, r.email, r.name, r.status, _fields_json(r.fields), r.topics, now, now)
                     for k, r in chunk.items()
                 ],
             )
@@ -370,6 +414,7 @@ class SubscriberWriter:
                 [r.name for r in rows],
                 [r.status for r in rows],
                 [_fields_json(r.fields) for r in rows],
+                [r.topics for r in rows],
             ],
         )
         pairs = [(k, name) for k, r in chunk.items() for name in dict.fromkeys(r.lists)]

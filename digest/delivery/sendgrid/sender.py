@@ -8,6 +8,7 @@ safe to retry; sent without an answer → `unknown`, never resent without the ed
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json_str
@@ -58,8 +59,8 @@ class SendGridSender:
         self.schedule: Schedule | None = None  # set before `open` for --send-at
         self.client = Client(settings)
         self._issue: Issue | None = None
-        self._shared = b"{}"
-        self._people = Personalizations([])
+        self._parts: dict[int, tuple[bytes, Personalizations]] = {}  # by variant
+        self._parts_lock = threading.Lock()
 
     # -- the Sender protocol -------------------------------------------------------------
 
@@ -119,12 +120,29 @@ class SendGridSender:
         if not self.dry_run:
             self.client.check_config()
         self._issue = issue
-        self._shared = json.dumps(
-            shared_fields(issue, self.settings, self.schedule), separators=(",", ":")
-        ).encode("ascii")
-        r = issue.rendered
-        found = dict.fromkeys(m.group(0) for m in MARKER.finditer(f"{r.subject}{r.html}{r.text}"))
-        self._people = Personalizations([(_json_str(m), m[4:-2], m[2] == "h") for m in found])
+        self._parts = {}
+        self._parts_of(issue)
+
+    def _parts_of(self, issue: Issue) -> tuple[bytes, Personalizations]:
+        """The encoded parts every batch of `issue` (or of one of its variants) shares, made
+        once per variant: batches group by variant, each request is one variant's."""
+        found_parts = self._parts.get(issue.shown)
+        if found_parts is not None:
+            return found_parts
+        with self._parts_lock:
+            found_parts = self._parts.get(issue.shown)
+            if found_parts is not None:
+                return found_parts
+            shared = json.dumps(
+                shared_fields(issue, self.settings, self.schedule), separators=(",", ":")
+            ).encode("ascii")
+            r = issue.rendered
+            found = dict.fromkeys(
+                m.group(0) for m in MARKER.finditer(f"{r.subject}{r.html}{r.text}")
+            )
+            people = Personalizations([(_json_str(m), m[4:-2], m[2] == "h") for m in found])
+            self._parts[issue.shown] = (shared, people)
+            return shared, people
 
     def send(self, batch: list[Envelope]) -> list[Outcome]:
         """One request for the batch (split if over 30 MB); its answer decides every outcome.
@@ -192,19 +210,23 @@ class SendGridSender:
         for e in batch:
             assert e.maker is not None
             row = (subscriber_id(e.subscriber), e.subscriber.email, e.subscriber.name, "")
-            people.append(self._people.rows_json([row], e.maker))
-        return self._wrap(",".join(people), batch[0].list_name)
+            people.append(self._parts_of(e.maker.issue)[1].rows_json([row], e.maker))
+        maker = batch[0].maker
+        assert maker is not None
+        return self._wrap(",".join(people), batch[0].list_name, maker.issue)
 
     def rows_body(self, rows: list[Recipient], envelopes: EnvelopeMaker) -> bytes:
         """The mail/send JSON of the envelopes `envelopes` makes for `rows`, written without
         them."""
         if self._issue is None:
             raise RuntimeError("SendGridSender.rows_body called before open")
-        return self._wrap(self._people.rows_json(rows, envelopes), envelopes.list_name)
+        people = self._parts_of(envelopes.issue)[1]
+        return self._wrap(people.rows_json(rows, envelopes), envelopes.list_name, envelopes.issue)
 
-    def _wrap(self, people: str, list_name: str) -> bytes:
-        assert self._issue is not None
-        args = {"issue": str(self._issue.id), "list": list_name}
+    def _wrap(self, people: str, list_name: str, issue: Issue) -> bytes:
+        args = {"issue": str(issue.id), "list": list_name}
+        if issue.shown:
+            args["variant"] = str(issue.shown)
         return b"".join(
             (
                 b'{"personalizations":[',
@@ -213,7 +235,7 @@ class SendGridSender:
                 b',"custom_args":',
                 json.dumps(args, separators=(",", ":")).encode("ascii"),
                 b",",
-                self._shared[1:],
+                self._parts_of(issue)[0][1:],
             )
         )
 

@@ -1,0 +1,279 @@
+"""A lineup per reader at scale: `digest send` with [selection] personalize beside today's
+single-lineup send, in the same run, through the SendGrid look-alike.
+
+    python -m bench.variants [--size 1000000] [--topics 20] [--sets 400] [--delay 0.1]
+                             [--workers 8] [--runs 3] [--db URL]
+
+One database is built once: `--size` subscribers made with set-based SQL (tests/bulk.py), a
+week of articles from `--topics` sources ("Topic 01" …, each with six stories of its own,
+in sentences of English words),
+and each subscriber's topic set drawn from a catalogue of `--sets` sets of one to four topics
+with a Zipf-like spread (rank r chosen ∝ 1/r; the topics inside a set are Zipf-weighted too,
+so popular topics recur across sets) and a fifth of readers choosing nothing. Each run sends
+the week's issue to a copy of that database twice, in turns: without personalize (one
+lineup, the baseline), then with it (the draft's variants chosen, rendered once each,
+frozen, and the batches grouped by variant). For each it prints the wall time of the real
+`digest send` subprocess, the requests, the recipients (each must be taken exactly once, or
+the bench fails) and the send's peak RSS; for the personalized send also the subscribers,
+their distinct topic sets and the renders (the variants frozen, plus the general lineup).
+The medians and their ratio are printed with the load average.
+
+Run it as a module from the repository root (`python -m bench.variants`), so that the
+look-alike in tests/peers.py and tests/bulk.py can be imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bench.send import API_KEY, say, serve
+from digest.models import Article
+from digest.store import Store, metadata
+from digest.topics import topics_key
+
+SLOTS = 10_000  # a subscriber's topic set is its slot's: (id × a prime) mod SLOTS
+
+
+def topic_names(count: int) -> list[str]:
+    """The topics: one source each."""
+    return [f"Topic {n:02d}" for n in range(1, count + 1)]
+
+
+def catalogue(topics: list[str], sets: int, seed: int = 17) -> list[tuple[str | None, int]]:
+    """(topic set key, slots) for SLOTS slots: a fifth choose nothing, the rest a Zipf-like
+    spread over `sets` distinct sets of one to four topics."""
+    rng = random.Random(seed)
+    weights = [1.0 / (rank + 1) for rank in range(len(topics))]
+    found: list[str] = []
+    seen: set[str] = set()
+    while len(found) < sets:
+        size = rng.choices([1, 2, 3, 4], weights=[4, 3, 2, 1])[0]
+        chosen = {rng.choices(topics, weights=weights)[0] for _ in range(size)}
+        key = topics_key(chosen)
+        if key and key not in seen:
+            seen.add(key)
+            found.append(key)
+    share = [1.0 / (rank + 1) for rank in range(sets)]
+    total = sum(share)
+    left = SLOTS - SLOTS // 5
+    slots = [max(1, int(left * s / total)) for s in share]
+    slots[0] += left - sum(slots)
+    return [(None, SLOTS // 5), *zip(found, slots, strict=True)]
+
+
+def vocabulary() -> list[str]:
+    """English words of three letters or more from the sample articles digest ships (made-up
+    syllables are several times slower to split into sentences and stem than real words)."""
+    from digest.sources.samples import _templates, sample_files
+
+    found: set[str] = set()
+    for _, template in _templates(sample_files()):
+        found.update(w.lower() for w in re.findall(r"[A-Za-z]{3,}", template.read_text()))
+    return sorted(found)
+
+
+def articles(topics: list[str], now: datetime) -> list[tuple[str, Article, list[str]]]:
+    """Six stories per topic, dated through the week: sentences of 12 to 24 English words,
+    and titles of their own (no two stories merge)."""
+    rng = random.Random(5)
+    words = vocabulary()
+    syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+    out = []
+    for t, topic in enumerate(topics):
+        for n in range(6):
+            name = "".join(rng.choice(syllables) for _ in range(3)).capitalize()
+            sentences = []
+            while sum(len(x.split()) for x in sentences) < 400:
+                chosen = [rng.choice(words) for _ in range(rng.randint(12, 24))]
+                sentences.append(" ".join([name, *chosen]) + ".")
+            url = f"https://topic{t + 1:02d}.example.com/story/{n}"
+            article = Article(
+                title=f"{name} {' '.join(rng.choice(words) for _ in range(7))}",
+                text=" ".join(sentences),
+                origin=url,
+                url=url,
+                source=topic,
+                published=now - timedelta(hours=2 + 5 * n + t),
+                metrics={"views": float(rng.randint(100, 100_000))},
+            )
+            out.append((url, article, []))
+    return out
+
+
+def build(url: str, size: int, topics: list[str], sets: int) -> dict[str, int]:
+    """The database: subscribers, their topic sets (set-based), the week's articles."""
+    from tests.bulk import add_members
+
+    store = Store.open(url)
+    try:
+        if not url.startswith("sqlite"):
+            metadata.drop_all(store.engine)
+            metadata.create_all(store.engine)
+        add_members(store, size)
+        with store.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE bench_slots (slot INTEGER PRIMARY KEY, topics TEXT)")
+            rows = []
+            slot = 0
+            for key, count in catalogue(topics, sets):
+                rows += [{"slot": slot + i, "topics": key} for i in range(count)]
+                slot += count
+            conn.execute(
+                sa.text("INSERT INTO bench_slots (slot, topics) VALUES (:slot, :topics)"), rows
+            )
+            conn.exec_driver_sql(
+                "UPDATE subscribers SET topics = (SELECT b.topics FROM bench_slots b "
+                f"WHERE b.slot = (subscribers.id * 7919) % {SLOTS})"
+            )
+            conn.exec_driver_sql("DROP TABLE bench_slots")
+        store.save_articles(articles(topics, datetime.now(UTC)))
+        return {"sets": len(store.topic_set_counts())}
+    finally:
+        store.close()
+
+
+def send(
+    url: str, folder: Path, personalize: bool, topics: list[str], delay: float, workers: int
+) -> dict[str, float]:
+    """One `digest send` of the week's issue; its wall time, requests and peak RSS."""
+    ours, theirs = mp.Pipe()
+    server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs))
+    server.start()
+    peer_url = ours.recv()
+    config = folder / "digest.toml"
+    quoted = ", ".join(f'"{t}"' for t in topics)
+    config.write_text(
+        f"[selection]\npersonalize = {'true' if personalize else 'false'}\n"
+        f"[topics]\nchoices = [{quoted}]\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
+        "DIGEST_CONFIG": str(config),
+        "DIGEST_DATABASE_URL": url,
+        "DIGEST_BACKEND": "sendgrid",
+        "DIGEST_SENDGRID_HOST": peer_url,
+        "SENDGRID_API_KEY": API_KEY,
+        "DIGEST_WORKERS": str(workers),
+        "DIGEST_BASE_URL": "https://news.example.com",
+        "DIGEST_FROM_EMAIL": "news@example.com",
+        "DIGEST_SECRET": "bench-secret",
+        "DIGEST_POSTAL_ADDRESS": "1 Example Street",
+        "DIGEST_SENDGRID_TIMEOUT": "60",
+    }
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "send", "--no-ingest", "--yes", "--force"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    ours.send("stop")
+    seen = ours.recv()
+    server.join()
+    if status != 0:
+        say(output)
+        raise SystemExit(f"digest send failed with status {status}")
+    return {
+        "wall": wall,
+        "requests": seen["requests"],
+        "recipients": seen["recipients"],
+        "distinct": seen["distinct"],
+        "most": seen["most"],
+        "rss": usage.ru_maxrss / 1024,
+    }
+
+
+def renders(url: str) -> int:
+    """Renders of the issue sent: its variants frozen, plus its general lineup."""
+    store = Store.open(url)
+    try:
+        [row] = store.status()
+        issue = store.issue_by_label(row.issue)
+        assert issue is not None
+        return 1 + len(issue.variants)
+    finally:
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--size", type=int, default=1_000_000, help="subscribers")
+    parser.add_argument("--topics", type=int, default=20, help="topics to choose from")
+    parser.add_argument("--sets", type=int, default=400, help="distinct topic sets on offer")
+    parser.add_argument("--delay", type=float, default=0.1, help="seconds per API answer")
+    parser.add_argument("--workers", type=int, default=8, help="[delivery] workers")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each; medians are shown")
+    parser.add_argument("--db", help="a PostgreSQL URL (default: SQLite in a temporary folder)")
+    args = parser.parse_args()
+    topics = topic_names(args.topics)
+    say(
+        f"digest send, one lineup vs a lineup per reader: {args.size:,} subscribers, "
+        f"{args.topics} topics, {args.delay * 1000:.0f} ms per answer, {args.workers} workers, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        master = folder / "master.db"
+        url = args.db or f"sqlite:///{master}"
+        started = time.perf_counter()
+        with mp.get_context("spawn").Pool(1) as pool:  # a small parent: see bench/send.py
+            built = pool.apply(build, (url, args.size, topics, args.sets))
+        say(f"built in {time.perf_counter() - started:.1f} s: {built['sets']:,} topic sets")
+        if args.db:
+            raise SystemExit("--db: only SQLite copies are made between runs for now")
+        for run in range(args.runs):
+            for personalize in (False, True):
+                copy = folder / f"run{run}-{int(personalize)}.db"
+                shutil.copyfile(master, copy)
+                found = send(
+                    f"sqlite:///{copy}", folder, personalize, topics, args.delay, args.workers
+                )
+                if (found["recipients"], found["distinct"], found["most"]) != (
+                    args.size,
+                    args.size,
+                    1,
+                ):
+                    raise SystemExit(f"not exactly once: {found}")
+                walls[personalize].append(found["wall"])
+                extra = ""
+                if personalize:
+                    extra = (
+                        f", {args.size:,} subscribers, {built['sets']:,} topic sets, "
+                        f"{renders(f'sqlite:///{copy}'):,} renders"
+                    )
+                say(
+                    f"run {run + 1} {'personalized' if personalize else 'one lineup  '}: "
+                    f"wall {found['wall']:6.2f} s, {found['requests']:,.0f} requests, peak RSS "
+                    f"{found['rss']:,.0f} MB{extra}; load {os.getloadavg()[0]:.2f}"
+                )
+                copy.unlink()
+    one, mine = statistics.median(walls[False]), statistics.median(walls[True])
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    say(
+        f"median wall: one lineup {one:.2f} s, personalized {mine:.2f} s, ratio "
+        f"{mine / one:.2f} (goal ≤ 1.3); load average {load}"
+    )
+
+
+if __name__ == "__main__":
+    main()
