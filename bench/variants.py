@@ -2,21 +2,23 @@
 single-lineup send, in the same run, through the SendGrid look-alike.
 
     python -m bench.variants [--size 1000000] [--topics 20] [--sets 400] [--delay 0.1]
-                             [--workers 8] [--runs 3] [--db URL]
+                             [--workers 8] [--runs 3] [--db URL] [--processes 1]
 
 One database is built once: `--size` subscribers made with set-based SQL (tests/bulk.py), a
-week of articles from `--topics` sources ("Topic 01" …, each with six stories of its own,
-in sentences of English words),
-and each subscriber's topic set drawn from a catalogue of `--sets` sets of one to four topics
-with a Zipf-like spread (rank r chosen ∝ 1/r; the topics inside a set are Zipf-weighted too,
-so popular topics recur across sets) and a fifth of readers choosing nothing. Each run sends
-the week's issue to a copy of that database twice, in turns: without personalize (one
-lineup, the baseline), then with it (the draft's variants chosen, rendered once each,
-frozen, and the batches grouped by variant). For each it prints the wall time of the real
-`digest send` subprocess, the requests, the recipients (each must be taken exactly once, or
-the bench fails) and the send's peak RSS; for the personalized send also the subscribers,
-their distinct topic sets and the renders (the variants frozen, plus the general lineup).
-The medians and their ratio are printed with the load average.
+week of articles from `--topics` sources ("Topic 01" …, each with six stories of its own, in
+sentences of English words), and each subscriber's topic set drawn from a catalogue of `--sets`
+sets of one to four topics with a Zipf-like spread (rank r chosen ∝ 1/r; the topics inside a
+set are Zipf-weighted too, so popular topics recur across sets) and a fifth of readers choosing
+nothing. Each run sends the week's issue to a copy of that database twice, in turns (SQLite: a
+copy of the file; PostgreSQL, `--db URL`: the database at URL is the master, and each send gets
+`CREATE DATABASE <name>_run TEMPLATE <name>`, so both arms start from the same state): without
+personalize (one lineup, the baseline), then with it (the draft's variants chosen, rendered
+once each, frozen, and the batches grouped by variant). For each it prints the wall time of the
+real `digest send` subprocess, the requests, the recipients (each must be taken exactly once,
+or the bench fails) and the send's peak RSS; for the personalized send also the subscribers,
+their distinct topic sets and the renders (the variants frozen, plus the general lineup). The
+medians and their ratio are printed with the load average. `--processes N` (PostgreSQL) runs
+`digest send --workers N`: N sending processes of `--workers` threads each.
 
 Run it as a module from the repository root (`python -m bench.variants`), so that the
 look-alike in tests/peers.py and tests/bulk.py can be imported.
@@ -43,6 +45,7 @@ import sqlalchemy as sa
 from bench.send import API_KEY, say, serve
 from digest.models import Article
 from digest.store import Store, metadata
+from digest.store.base import create_tables
 from digest.topics import topics_key
 
 SLOTS = 10_000  # a subscriber's topic set is its slot's: (id × a prime) mod SLOTS
@@ -120,9 +123,10 @@ def build(url: str, size: int, topics: list[str], sets: int) -> dict[str, int]:
 
     store = Store.open(url)
     try:
-        if not url.startswith("sqlite"):
+        if not url.startswith("sqlite"):  # as bench/send.py: the store's own storage settings
             metadata.drop_all(store.engine)
-            metadata.create_all(store.engine)
+            with store.engine.begin() as conn:
+                create_tables(conn)
         add_members(store, size)
         with store.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE bench_slots (slot INTEGER PRIMARY KEY, topics TEXT)")
@@ -134,19 +138,30 @@ def build(url: str, size: int, topics: list[str], sets: int) -> dict[str, int]:
             conn.execute(
                 sa.text("INSERT INTO bench_slots (slot, topics) VALUES (:slot, :topics)"), rows
             )
-            conn.exec_driver_sql(
-                "UPDATE subscribers SET topics = (SELECT b.topics FROM bench_slots b "
-                f"WHERE b.slot = (subscribers.id * 7919) % {SLOTS})"
+            conn.execute(  # text(): '%' is escaped for psycopg's paramstyle
+                sa.text(
+                    "UPDATE subscribers SET topics = (SELECT b.topics FROM bench_slots b "
+                    f"WHERE b.slot = (subscribers.id * 7919) % {SLOTS})"
+                )
             )
             conn.exec_driver_sql("DROP TABLE bench_slots")
         store.save_articles(articles(topics, datetime.now(UTC)))
+        if not url.startswith("sqlite"):  # statistics as autovacuum would leave them, every run
+            with store.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
         return {"sets": len(store.topic_set_counts())}
     finally:
         store.close()
 
 
 def send(
-    url: str, folder: Path, personalize: bool, topics: list[str], delay: float, workers: int
+    url: str,
+    folder: Path,
+    personalize: bool,
+    topics: list[str],
+    delay: float,
+    workers: int,
+    processes: int = 1,
 ) -> dict[str, float]:
     """One `digest send` of the week's issue; its wall time, requests and peak RSS."""
     ours, theirs = mp.Pipe()
@@ -175,7 +190,16 @@ def send(
     }
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "digest", "send", "--no-ingest", "--yes", "--force"],
+        [
+            sys.executable,
+            "-m",
+            "digest",
+            "send",
+            "--no-ingest",
+            "--yes",
+            "--force",
+            *(["--workers", str(processes)] if processes > 1 else []),
+        ],
         cwd=folder,
         env=env,
         stdout=subprocess.PIPE,
@@ -202,6 +226,40 @@ def send(
     }
 
 
+def fresh(master: str, folder: Path, name: str) -> str:
+    """A database of its own for one send, in the state `master` was built in: a copy of the
+    SQLite file, or a PostgreSQL database made with `master` as its template."""
+    if master.startswith("sqlite"):
+        copy = folder / f"{name}.db"
+        shutil.copyfile(sa.make_url(master).database or "", copy)
+        return f"sqlite:///{copy}"
+    target = sa.make_url(master)
+    run = f"{target.database}_run"
+    _admin(master, f'DROP DATABASE IF EXISTS "{run}" WITH (FORCE)')
+    _admin(master, f'CREATE DATABASE "{run}" TEMPLATE "{target.database}"')
+    return target.set(database=run).render_as_string(hide_password=False)
+
+
+def discard(url: str) -> None:
+    """Remove a database `fresh` made."""
+    if url.startswith("sqlite"):
+        Path(sa.make_url(url).database or "").unlink()
+    else:
+        _admin(url, f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
+
+
+def _admin(url: str, statement: str) -> None:
+    """`statement` outside a transaction, from PostgreSQL's maintenance database."""
+    engine = sa.create_engine(
+        sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
 def renders(url: str) -> int:
     """Renders of the issue sent: its variants frozen, plus its general lineup."""
     store = Store.open(url)
@@ -222,12 +280,22 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.1, help="seconds per API answer")
     parser.add_argument("--workers", type=int, default=8, help="[delivery] workers")
     parser.add_argument("--runs", type=int, default=3, help="runs of each; medians are shown")
-    parser.add_argument("--db", help="a PostgreSQL URL (default: SQLite in a temporary folder)")
+    parser.add_argument(
+        "--db",
+        help="a PostgreSQL URL: the master, emptied and rebuilt; each send gets a copy "
+        "named <database>_run (default: SQLite in a temporary folder)",
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="sending processes (PostgreSQL; --workers N)"
+    )
     args = parser.parse_args()
+    if args.processes > 1 and not args.db:
+        raise SystemExit("--processes: several sending processes need PostgreSQL (--db)")
     topics = topic_names(args.topics)
     say(
         f"digest send, one lineup vs a lineup per reader: {args.size:,} subscribers, "
         f"{args.topics} topics, {args.delay * 1000:.0f} ms per answer, {args.workers} workers, "
+        f"{args.processes} sending process(es), {'PostgreSQL' if args.db else 'SQLite'}, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
     walls: dict[bool, list[float]] = {False: [], True: []}
@@ -239,14 +307,17 @@ def main() -> None:
         with mp.get_context("spawn").Pool(1) as pool:  # a small parent: see bench/send.py
             built = pool.apply(build, (url, args.size, topics, args.sets))
         say(f"built in {time.perf_counter() - started:.1f} s: {built['sets']:,} topic sets")
-        if args.db:
-            raise SystemExit("--db: only SQLite copies are made between runs for now")
         for run in range(args.runs):
             for personalize in (False, True):
-                copy = folder / f"run{run}-{int(personalize)}.db"
-                shutil.copyfile(master, copy)
+                copy = fresh(url, folder, f"run{run}-{int(personalize)}")
                 found = send(
-                    f"sqlite:///{copy}", folder, personalize, topics, args.delay, args.workers
+                    copy,
+                    folder,
+                    personalize,
+                    topics,
+                    args.delay,
+                    args.workers,
+                    args.processes,
                 )
                 if (found["recipients"], found["distinct"], found["most"]) != (
                     args.size,
@@ -259,14 +330,15 @@ def main() -> None:
                 if personalize:
                     extra = (
                         f", {args.size:,} subscribers, {built['sets']:,} topic sets, "
-                        f"{renders(f'sqlite:///{copy}'):,} renders"
+                        f"{renders(copy):,} renders"
                     )
                 say(
                     f"run {run + 1} {'personalized' if personalize else 'one lineup  '}: "
                     f"wall {found['wall']:6.2f} s, {found['requests']:,.0f} requests, peak RSS "
-                    f"{found['rss']:,.0f} MB{extra}; load {os.getloadavg()[0]:.2f}"
+                    f"{found['rss']:,.0f} MB{extra}; load "
+                    f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
                 )
-                copy.unlink()
+                discard(copy)
     one, mine = statistics.median(walls[False]), statistics.median(walls[True])
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     say(
