@@ -141,7 +141,8 @@ def build(url: str, size: int, topics: list[str], sets: int) -> dict[str, int]:
             conn.execute(  # text(): '%' is escaped for psycopg's paramstyle
                 sa.text(
                     "UPDATE subscribers SET topics = (SELECT b.topics FROM bench_slots b "
-                    f"WHERE b.slot = (subscribers.id * 7919) % {SLOTS})"
+                    # (id mod SLOTS) × 7919 first: the same slot, and within PostgreSQL's int
+                    f"WHERE b.slot = ((subscribers.id % {SLOTS}) * 7919) % {SLOTS})"
                 )
             )
             conn.exec_driver_sql("DROP TABLE bench_slots")
