@@ -366,26 +366,49 @@ def variants_sent(peer: SendGridPeer, issue: Issue) -> dict[str, int]:
     return got
 
 
-@postgres_only
-def test_workers_claim_batches_of_one_variant_each(tmp_path: Path, db_url: str) -> None:
+def send_with_two_workers(tmp_path: Path, db_url: str, delay: float, **env: str) -> SendGridPeer:
+    """`digest send --workers 2` to the sixty readers, `delay` per answer; the peer, once every
+    active member was taken exactly once."""
     folder = sixty_readers(tmp_path, db_url)
     with sendgrid_server(API_KEY) as peer:
         ingest = digest(folder, db_url, peer, "ingest")
         ingest.communicate(timeout=60)
-        peer.delay = 0.05
-        run = digest(folder, db_url, peer, *SEND, "--workers", "2", DIGEST_BATCH_SIZE="4")
+        peer.delay = delay
+        run = digest(folder, db_url, peer, *SEND, "--workers", "2", **env)
         out, err = run.communicate(timeout=120)
     assert run.returncode == 0, out + err
     store = Store.open(db_url)
     try:
         everyone = {p.email for p in store.subscribers("main") if p.status == "active"}
+    finally:
+        store.close()
+    assert accepted(peer) == Counter(everyone)
+    return peer
+
+
+@postgres_only
+def test_workers_claim_batches_of_one_variant_each(tmp_path: Path, db_url: str) -> None:
+    peer = send_with_two_workers(tmp_path, db_url, 0.05, DIGEST_BATCH_SIZE="4")
+    store = Store.open(db_url)
+    try:
         issue = store.issue_by_label(store.status()[0].issue)
     finally:
         store.close()
     assert issue is not None
-    assert accepted(peer) == Counter(everyone)
     got = variants_sent(peer, issue)
     assert {e: got[e] for e in frozen_variants(issue)} == frozen_variants(issue)
+
+
+@postgres_only
+def test_a_workers_last_partial_batches_go_out_together(tmp_path: Path, db_url: str) -> None:
+    # Batches of 100 for ~60 readers: every variant's readers wait in a worker's buffers
+    # until nothing is left to reserve, and then go out, a request per variant.
+    peer = send_with_two_workers(tmp_path, db_url, 1.0, DIGEST_BATCH_SIZE="100", DIGEST_WORKERS="8")
+    arrived = sorted(r.at for r in peer.requests if r.path == "/v3/mail/send" and r.status == 202)
+    assert len(arrived) >= 3  # one request per variant
+    # The worker's threads share them: they overlap (one thread sent them one after
+    # another, a second or more apart).
+    assert arrived[-1] - arrived[0] < 0.9
 
 
 def test_the_preview_server_has_a_topic_picker(news: Path) -> None:

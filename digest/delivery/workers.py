@@ -160,29 +160,38 @@ class _WorkerRun(_Run):
             if not self.issue.variants:  # one lineup: the page is the batch
                 super()._batch([row for row, _ in page])
                 continue
-            for number, batch in self._batches(page, full=True):
+            for number, batch in self._batches(page):
                 super()._batch(batch, number)
-        for number, batch in self._batches([], full=False):  # the end: what is left
-            if not self.stop.is_set():
-                super()._batch(batch, number)
+        # The end: what is left, a batch at a time, so that every thread sends some of it (the
+        # first thread here took all of it once: a variant's request after another's).
+        while not self.stop.is_set():
+            left = self._leftover()
+            if left is None:
+                break
+            super()._batch(left[1], left[0])
 
-    def _batches(
-        self, page: list[tuple[Recipient, int]], *, full: bool
-    ) -> list[tuple[int, list[Recipient]]]:
-        """The batches to send now: each variant's full ones (`full`), or all that is left."""
+    def _batches(self, page: list[tuple[Recipient, int]]) -> list[tuple[int, list[Recipient]]]:
+        """`page` into the buffers; the variants' batches that are full."""
         size = self.sender.batch_size
         out: list[tuple[int, list[Recipient]]] = []
         with self.lock:
             for row, variant in page:
                 self.buffers.setdefault(variant, []).append(row)
             for variant, rows in list(self.buffers.items()):
-                if len(rows) >= size or (not full and rows):
+                if len(rows) >= size:
                     out.append((variant, rows[:size]))
                     self.buffers[variant] = rows[size:]
-                    while not full and self.buffers[variant]:
-                        out.append((variant, self.buffers[variant][:size]))
-                        self.buffers[variant] = self.buffers[variant][size:]
         return out
+
+    def _leftover(self) -> tuple[int, list[Recipient]] | None:
+        """One batch of what the buffers still hold, or None when they are empty."""
+        size = self.sender.batch_size
+        with self.lock:
+            for variant, rows in self.buffers.items():
+                if rows:
+                    self.buffers[variant] = rows[size:]
+                    return variant, rows[:size]
+        return None
 
     def _reserve(self) -> list[tuple[Recipient, int]] | None:
         """The next page reserved for this worker, each row with its variant; None when
