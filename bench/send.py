@@ -105,6 +105,24 @@ def content() -> RenderedIssue:
     return RenderedIssue("The Weekly Digest #1", "This week", html, text)
 
 
+def send_env(url: str, peer_url: str, workers: int) -> dict[str, str]:
+    """The environment of a bench's `digest send` to the SendGrid look-alike at `peer_url`:
+    this one's without its DIGEST_ settings, and the send's own."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
+        "DIGEST_DATABASE_URL": url,
+        "DIGEST_BACKEND": "sendgrid",
+        "DIGEST_SENDGRID_HOST": peer_url,
+        "SENDGRID_API_KEY": API_KEY,
+        "DIGEST_WORKERS": str(workers),
+        "DIGEST_BASE_URL": "https://news.example.com",
+        "DIGEST_FROM_EMAIL": "news@example.com",
+        "DIGEST_SECRET": "bench-secret",
+        "DIGEST_POSTAL_ADDRESS": "1 Example Street",
+        "DIGEST_SENDGRID_TIMEOUT": "60",
+    }
+
+
 def prepare(folder: Path, url: str, size: int) -> tuple[float, str]:
     """Import `size` subscribers and freeze this week's issue; the import's seconds."""
     csv_path = folder / "people.csv"
@@ -145,19 +163,7 @@ def run(
         server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs, in_flight))
         server.start()
         peer_url = ours.recv()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
-            "DIGEST_DATABASE_URL": url,
-            "DIGEST_BACKEND": "sendgrid",
-            "DIGEST_SENDGRID_HOST": peer_url,
-            "SENDGRID_API_KEY": API_KEY,
-            "DIGEST_WORKERS": str(workers),
-            "DIGEST_BASE_URL": "https://news.example.com",
-            "DIGEST_FROM_EMAIL": "news@example.com",
-            "DIGEST_SECRET": "bench-secret",
-            "DIGEST_POSTAL_ADDRESS": "1 Example Street",
-            "DIGEST_SENDGRID_TIMEOUT": "60",
-        }
+        env = send_env(url, peer_url, workers)
         started = time.perf_counter()
         proc = subprocess.Popen(
             [

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.send import API_KEY, say, serve
+from bench.send import say, send_env, serve
 from digest.models import Article
 from digest.store import Store, metadata
 from digest.store.base import create_tables
@@ -175,20 +175,7 @@ def send(
         f"[selection]\npersonalize = {'true' if personalize else 'false'}\n"
         f"[topics]\nchoices = [{quoted}]\n"
     )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
-        "DIGEST_CONFIG": str(config),
-        "DIGEST_DATABASE_URL": url,
-        "DIGEST_BACKEND": "sendgrid",
-        "DIGEST_SENDGRID_HOST": peer_url,
-        "SENDGRID_API_KEY": API_KEY,
-        "DIGEST_WORKERS": str(workers),
-        "DIGEST_BASE_URL": "https://news.example.com",
-        "DIGEST_FROM_EMAIL": "news@example.com",
-        "DIGEST_SECRET": "bench-secret",
-        "DIGEST_POSTAL_ADDRESS": "1 Example Street",
-        "DIGEST_SENDGRID_TIMEOUT": "60",
-    }
+    env = {**send_env(url, peer_url, workers), "DIGEST_CONFIG": str(config)}
     started = time.perf_counter()
     proc = subprocess.Popen(
         [
