@@ -44,8 +44,9 @@ STOP_AFTER = 3
 def send_rate(settings: Settings, sender: Sender) -> float:
     """Messages per second this send keeps to: `[delivery] rate` and the provider's
     `[delivery] max_requests_per_second`, whichever is lower (0: no limit)."""
-    per_request = getattr(sender, "messages_per_request", 1)
-    return message_rate(settings.rate, settings.max_requests_per_second, per_request)
+    return message_rate(
+        settings.rate, settings.max_requests_per_second, sender.messages_per_request
+    )
 
 
 class RequestsRefused(SendError):
