@@ -75,6 +75,7 @@ class Category:
     method: Tally = field(default_factory=Tally)
     lead: Tally = field(default_factory=Tally)
     chars: list[int] = field(default_factory=list)
+    unscored: int = 0  # articles without a reference summary
 
 
 def _squash(text: str) -> str:
@@ -116,7 +117,13 @@ def run(corpus: Path, sentences: int, tree: Path) -> list[Category]:
     results = []
     for folder in sorted(p for p in (corpus / "article").iterdir() if p.is_dir()):
         category = Category(folder.name)
-        files = sorted(path.resolve() for path in folder.glob("*.txt"))
+        # An article without a reference summary cannot be scored: left out (and counted).
+        files = sorted(
+            path.resolve()
+            for path in folder.glob("*.txt")
+            if (corpus / "summary" / folder.name / path.name).exists()
+        )
+        category.unscored = sum(1 for _ in folder.glob("*.txt")) - len(files)
         chosen = run_command(files, sentences, tree)
         for path in files:
             reference = _squash(
@@ -237,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             for c in run(args.corpus, args.sentences, tree):
                 out(
                     f"{name:<12}{c.name:<15}{c.articles:>9}{c.method.share:>11.3f}"
-                    f"{c.lead.share:>8.3f}{c.method.picked:>8}{statistics.median(c.chars):>7.0f}\n"
+                    f"{c.lead.share:>8.3f}{c.method.picked:>8}{statistics.median(c.chars):>7.0f}"
+                    + (f"  ({c.unscored} without a reference, left out)" if c.unscored else "")
+                    + "\n"
                 )
         if args.pages.is_dir():
             out(f"Real pages ({args.pages}): summaries opening mid-thought\n")
