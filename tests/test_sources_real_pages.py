@@ -362,8 +362,8 @@ def test_real_pages_are_all_read_and_dated_at_least_as_well_as_htmldate() -> Non
     assert unread == ["page-024.html"]  # an index page: no article text (trafilatura agrees)
     assert ours >= theirs
     # A wrong date leads an issue with an old story; undated is flagged and kept out. Measured:
-    # 4 of 187 (2.1%), each explained in bench/README.md; the issue's goal is 2%.
-    assert wrong / len(truth) <= 0.025, wrong
+    # 3 of 187 (1.6%), each explained in bench/README.md; the issue's goal is 2%.
+    assert wrong / len(truth) <= 0.02, wrong
 
 
 def _right(found: date | None, expected: date | None) -> bool:
@@ -508,3 +508,37 @@ def test_a_date_the_text_labels_as_the_publication_beats_other_stories_dates() -
 def test_a_pages_last_modified_line_is_not_its_publication() -> None:
     footer = "<p>This page was last modified on 4 November 2020, at 19:23.</p>"
     assert _dated(_page(after_text=footer)).date_flag == "missing"
+
+
+def test_a_date_readers_never_see_does_not_date_a_page_that_shows_another() -> None:
+    # a sidebar counter's tooltip ("smoke-free since 9 Apr 2003"), the post itself shows 2009
+    counter = (
+        '<div class="widget">smoke-free: <abbr title="9 Apr 2003, 0:00:00">16 years</abbr></div>'
+    )
+    article = _dated(_page(before_title=counter + "<p>Feb 18 2009</p>"))
+    assert article.date_flag == "missing"
+
+
+def test_a_time_element_shows_its_date_however_it_prints_it() -> None:
+    # "Dec 21st, 2018" split into spans, beside a date in a code sample
+    byline = (
+        "<time class='entry-date' datetime='2018-12-21T14:00:00-08:00'><span>Dec</span> "
+        "<span>21</span><span>st</span>, <span>2018</span></time>"
+    )
+    article = _dated(_page(before_title=byline, after_text='<pre>day = "2019-05-01"</pre>'))
+    assert article.published is not None and article.published.date() == date(2018, 12, 21)
+    assert article.date_flag is None
+
+
+def test_a_day_in_the_url_is_one_readers_see() -> None:
+    page = _page(
+        before_title='<abbr class="published" title="2018-12-21">Friday</abbr>',
+        after_text="<p>Next meeting: 7 January 2019</p>",
+    )
+    [article] = read_bytes(
+        page,
+        "https://blog.example.org/2018/12/21/depot/",
+        page_url="https://blog.example.org/2018/12/21/depot/",
+        fallback=datetime.now(UTC),
+    ).articles
+    assert article.published is not None and article.published.date() == date(2018, 12, 21)

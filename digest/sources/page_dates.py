@@ -103,6 +103,8 @@ _PRINTED = (
     rf"|(?P<m3>{_MONTH_WORD})\s+(?P<d3>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y3>(?:19|20)\d\d)"
 )
 _PRINTED_DATE = re.compile(rf"\b(?:{_PRINTED})\b")
+# A day written into a URL path: /2018/12/21/, -2018-12-21-, _2018_12_21.
+_URL_DAY = re.compile(r"\D((?:19|20)\d\d)[/_-](\d\d?)[/_-](\d\d?)(?:\D|$)")
 # A printed date the page labels as its publication, or as its last change.
 _ON = r"(?:\s+(?:on|am|le|at))?\s*:?\s*"
 _LABELLED_PUBLISHED = re.compile(
@@ -190,7 +192,8 @@ def publication_date(
        shows its readers the day of its last change and never the stated day: undated.
     2. Else a date the page's text labels as its publication ("Published: 3 March 2020").
     3. Else htmldate's search, the comment section left out. Its earliest and latest readings
-       more than a day apart, or a day the text labels only as an update: undated.
+       more than a day apart, a day the text labels only as an update, or a day neither the
+       URL nor the text shows while the text shows other days: undated.
     """
     # Other JSON-LD objects (a WebPage, an image) date themselves: they count when nothing else
     # states a date, and never contradict the article's own statements.
@@ -228,6 +231,8 @@ def publication_date(
     updates = _labelled(_LABELLED_MODIFIED, text)
     if any(not _apart(first, day) for day in updates):
         return None  # the only date found is what the page calls its last change
+    if not _in_url(first, url) and _shows_only_other_days(pruned, first):
+        return None  # read where readers never look (a tooltip, a widget's code)
     return datetime.combine(first, datetime.min.time(), tz)
 
 
@@ -284,6 +289,29 @@ def visible_text(tree: lxml.html.HtmlElement) -> str:
 def shows(text: str, day: date) -> bool:
     """Whether `text` prints `day` (within a day either way) in a common way."""
     return any(not _apart(day, found) for found in _printed(_PRINTED_DATE.finditer(text)))
+
+
+def _shows_only_other_days(tree: lxml.html.HtmlElement, day: date) -> bool:
+    """Whether the page shows its readers dates, and none of them is `day` (within a day
+    either way): printed in its text, or in a <time datetime> (the machine form of what the
+    element shows, "Dec 21st, 2018" or "3 days ago")."""
+    shown = list(_printed(_PRINTED_DATE.finditer(visible_text(tree))))
+    for element in tree.iter("time"):
+        when = parse_date((element.get("datetime") or "").strip())
+        if when is not None:
+            shown.append(when.date())
+    return bool(shown) and all(_apart(day, found) for found in shown)
+
+
+def _in_url(day: date, url: str | None) -> bool:
+    """Whether the URL's path carries `day` (/2018/12/21/), as readers see it in the address."""
+    for match in _URL_DAY.finditer(url or ""):
+        try:
+            if date(*map(int, match.groups())) == day:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def _labelled(pattern: re.Pattern[str], text: str) -> list[date]:
