@@ -52,6 +52,20 @@ Progress = Callable[[int, int], None]  # (sources done, sources in all)
 
 
 @dataclass
+class Undated:
+    """An article read without a date of its own: where to look, and why it has none."""
+
+    where: str  # its URL, else where it was read from
+    origin: str  # the file, page or feed it was read from
+    why: str
+
+    def line(self) -> str:
+        """ "  URL (read from ORIGIN): why", one line."""
+        read = f" (read from {self.origin})" if self.origin != self.where else ""
+        return f"  {self.where}{read}: {self.why}"
+
+
+@dataclass
 class IngestReport:
     """How many articles were new, updated or unchanged, and what could not be read."""
 
@@ -61,19 +75,24 @@ class IngestReport:
     failed: int = 0
     failures: list[SourceFailure] = field(default_factory=list)
     metrics: int | None = None  # rows of popularity numbers stored, when a file was given
-    undated: list[str] = field(default_factory=list)  # URL (or origin) of each article read
-    # without a date of its own
+    undated: list[Undated] = field(default_factory=list)  # articles read without a date
 
-    def undated_lines(self, shown: int = 10) -> list[str]:
-        """ "N without a date: …" with where to look, then the first `shown` of them; nothing
-        when every article had a date of its own."""
+    def undated_lines(self, *, included: bool = False, shown: int = 10) -> list[str]:
+        """ "N without a date", what that means and what to do, then the first `shown` of them,
+        each with where to look and why; nothing when every article had a date of its own.
+        `included`: [selection] undated = "include" lets them compete."""
         if not self.undated:
             return []
-        lines = [
-            f"{len(self.undated)} without a date: they stay out of the lineup unless pinned "
-            "([selection] undated); 'digest articles' marks them 'no date'"
-        ]
-        lines.extend(f"  no date: {where}" for where in self.undated[:shown])
+        count = f"{len(self.undated)} without a date"
+        listed = "'digest articles --undated' lists them"
+        if included:
+            head = f"{count}: they compete dated when first read ([selection] undated); {listed}"
+        else:
+            head = (
+                f"{count}: kept out of the lineup; 'digest pin URL' brings one in, "
+                f'[selection] undated = "include" all; {listed}'
+            )
+        lines = [head, *(item.line() for item in self.undated[:shown])]
         if len(self.undated) > shown:
             lines.append(f"  … and {len(self.undated) - shown} more")
         return lines
@@ -163,7 +182,13 @@ def ingest(
             progress(done, len(queue))
     _save(store, list(copies.items()), report)
     report.undated = [
-        c.article.url or c.article.origin for c in copies.values() if c.article.date_flag == UNDATED
+        Undated(
+            c.article.url or c.article.origin,
+            c.article.origin,
+            c.article.date_note or "no date found in it",
+        )
+        for c in copies.values()
+        if c.article.date_flag == UNDATED
     ]
     now = datetime.now(UTC)
     for top in dict.fromkeys(specs):

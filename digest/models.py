@@ -31,6 +31,8 @@ class Article:
     image_width: int | None = None  # the image's size in pixels, where stated
     image_height: int | None = None
     id: int | None = None
+    # why it has no date of its own, as read (not stored): where an editor should look
+    date_note: str | None = field(default=None, compare=False)
 
 
 @dataclass

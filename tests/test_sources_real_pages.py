@@ -457,6 +457,10 @@ def test_a_publication_day_the_text_contradicts_leaves_the_page_undated() -> Non
         )
     )
     assert article.date_flag == "missing"
+    assert (
+        article.date_note
+        == "its markup says published 2020-03-03, its text says published 2020-04-07"
+    )
 
 
 def test_a_page_that_shows_only_its_update_day_is_left_undated() -> None:
@@ -489,6 +493,7 @@ def test_a_readers_comment_does_not_date_a_page_that_states_no_date() -> None:
     )
     article = _dated(_page(after_text=comments))
     assert article.date_flag == "missing"
+    assert article.date_note == "no date in its markup (JSON-LD, <meta>, <time>), URL or text"
 
 
 def test_a_date_the_text_labels_as_the_publication_beats_other_stories_dates() -> None:
@@ -507,7 +512,20 @@ def test_a_date_the_text_labels_as_the_publication_beats_other_stories_dates() -
 
 def test_a_pages_last_modified_line_is_not_its_publication() -> None:
     footer = "<p>This page was last modified on 4 November 2020, at 19:23.</p>"
-    assert _dated(_page(after_text=footer)).date_flag == "missing"
+    article = _dated(_page(after_text=footer))
+    assert article.date_flag == "missing"
+    assert article.date_note == "the only date found (2020-11-04) is labelled as an update"
+
+
+def test_two_days_the_text_labels_as_the_publication_leave_the_page_undated() -> None:
+    article = _dated(
+        _page(
+            before_title="<p>Published: 3 March 2020</p>",
+            after_text="<p>Published: 7 April 2020</p>",
+        )
+    )
+    assert article.date_flag == "missing"
+    assert article.date_note == "its text labels two days as published (2020-03-03, 2020-04-07)"
 
 
 def test_a_date_readers_never_see_does_not_date_a_page_that_shows_another() -> None:
@@ -517,6 +535,10 @@ def test_a_date_readers_never_see_does_not_date_a_page_that_shows_another() -> N
     )
     article = _dated(_page(before_title=counter + "<p>Feb 18 2009</p>"))
     assert article.date_flag == "missing"
+    assert (
+        article.date_note
+        == "the only date found (2003-04-09) is not one it shows; it shows 2009-02-18"
+    )
 
 
 def test_a_time_element_shows_its_date_however_it_prints_it() -> None:

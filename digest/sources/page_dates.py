@@ -181,10 +181,18 @@ def time_rank(element: lxml.html.HtmlElement) -> int | None:
     return None  # dateModified, an event's startDate, a comment's time: htmldate weighs those
 
 
+@dataclass
+class Dating:
+    """A page's publication time, or None and why it has none it can be trusted on."""
+
+    published: datetime | None
+    why: str | None = None
+
+
 def publication_date(
     tree: lxml.html.HtmlElement, statements: Statements, url: str | None, tz: tzinfo
-) -> datetime | None:
-    """The page's publication time, or None when it states none it can be trusted on.
+) -> Dating:
+    """The page's publication time, or None (with why) when it states none it can be trusted on.
 
     1. The page's publication statements, most trusted first. When two of them name days more
        than a day apart, the one htmldate's search of the page agrees with wins; none: undated.
@@ -205,35 +213,54 @@ def publication_date(
         if any(_apart(best.date(), when.date()) for when in stated):
             searched = _searched(tree, url, original=True)
             agreeing = [when for when in stated if searched and not _apart(when.date(), searched)]
-            return agreeing[0] if agreeing else None
+            if agreeing:
+                return Dating(agreeing[0])
+            days = ", ".join(dict.fromkeys(when.date().isoformat() for when in stated))
+            return Dating(None, f"its markup states publication days apart ({days})")
         text = visible_text(tree)
         labelled = _labelled(_LABELLED_PUBLISHED, text)
         if labelled and all(_apart(day, best.date()) for day in labelled):
-            return None  # the text calls another day the publication than the markup does
+            return Dating(
+                None,
+                f"its markup says published {best.date()}, its text says published {labelled[0]}",
+            )
         changed = (parse_date(value.strip(), tz) for value in statements.modified)
         later = [when.date() for when in changed if when and _apart(when.date(), best.date())]
-        if any(shows(text, day) for day in later) and not shows(text, best.date()):
-            return None
-        return best
+        shown = [day for day in later if shows(text, day)]
+        if shown and not shows(text, best.date()):
+            return Dating(
+                None,
+                f"it shows readers only the day it was updated ({shown[0]}), "
+                f"not the publication its markup states ({best.date()})",
+            )
+        return Dating(best)
     text = visible_text(tree)
     labelled = _labelled(_LABELLED_PUBLISHED, text)
     if labelled:
-        if any(_apart(labelled[0], day) for day in labelled):
-            return None  # two days labelled as the publication: which one is not said
-        return datetime.combine(labelled[0], datetime.min.time(), tz)
+        other = [day for day in labelled if _apart(labelled[0], day)]
+        if other:
+            days = f"{labelled[0]}, {other[0]}"
+            return Dating(None, f"its text labels two days as published ({days})")
+        return Dating(datetime.combine(labelled[0], datetime.min.time(), tz))
     pruned = _article_part(tree)
     first = _searched(pruned, url, original=True)
     if first is None:
-        return None
+        return Dating(None, "no date in its markup (JSON-LD, <meta>, <time>), URL or text")
     last = _searched(pruned, url, original=False)
     if last is not None and _apart(first, last):
-        return None  # the page shows dates far apart and says not which is its own
+        return Dating(None, f"it shows days far apart ({first}, {last}), not which is its own")
     updates = _labelled(_LABELLED_MODIFIED, text)
     if any(not _apart(first, day) for day in updates):
-        return None  # the only date found is what the page calls its last change
-    if not _in_url(first, url) and _shows_only_other_days(pruned, first):
-        return None  # read where readers never look (a tooltip, a widget's code)
-    return datetime.combine(first, datetime.min.time(), tz)
+        return Dating(None, f"the only date found ({first}) is labelled as an update")
+    if not _in_url(first, url):
+        shown = _shown_days(pruned)
+        if shown and all(_apart(first, day) for day in shown):
+            # read where readers never look: a tooltip, a widget's code
+            return Dating(
+                None,
+                f"the only date found ({first}) is not one it shows; it shows {shown[0]}",
+            )
+    return Dating(datetime.combine(first, datetime.min.time(), tz))
 
 
 def _parsed(published: list[tuple[int, str]], tz: tzinfo) -> list[datetime]:
@@ -291,16 +318,15 @@ def shows(text: str, day: date) -> bool:
     return any(not _apart(day, found) for found in _printed(_PRINTED_DATE.finditer(text)))
 
 
-def _shows_only_other_days(tree: lxml.html.HtmlElement, day: date) -> bool:
-    """Whether the page shows its readers dates, and none of them is `day` (within a day
-    either way): printed in its text, or in a <time datetime> (the machine form of what the
-    element shows, "Dec 21st, 2018" or "3 days ago")."""
+def _shown_days(tree: lxml.html.HtmlElement) -> list[date]:
+    """The days the page shows its readers: printed in its text, or in a <time datetime> (the
+    machine form of what the element shows, "Dec 21st, 2018" or "3 days ago")."""
     shown = list(_printed(_PRINTED_DATE.finditer(visible_text(tree))))
     for element in tree.iter("time"):
         when = parse_date((element.get("datetime") or "").strip())
         if when is not None:
             shown.append(when.date())
-    return bool(shown) and all(_apart(day, found) for found in shown)
+    return shown
 
 
 def _in_url(day: date, url: str | None) -> bool:
