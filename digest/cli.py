@@ -302,7 +302,7 @@ def ingest(app: App, sources: tuple[str, ...], metrics: Path | None) -> None:
     click.echo(report.line())
     if report.metrics is not None:
         click.echo(f"metrics: {report.metrics} rows stored")
-    for line in report.undated_lines(included=app.settings.undated == "include"):
+    for line in report.date_lines(included=app.settings.undated == "include"):
         click.echo(line)
     for failure in report.failures:
         click.echo(f"{failure.source}: {failure.reason}")

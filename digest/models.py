@@ -8,6 +8,8 @@ from enum import StrEnum
 
 # The date_flag of an article that states no date of its own: its date is when it was read.
 UNDATED = "missing"
+# The date_flag of an article dated later than when it was read.
+FUTURE = "future"
 
 
 @dataclass

@@ -232,3 +232,20 @@ def test_a_record_says_why_it_is_undated() -> None:
         ("missing", "no date field (looked for published, published_at, date, pubdate)"),
         ("missing", "its date 'April 2025' is not a day, month and year"),
     ]
+
+
+def test_ingest_lists_articles_dated_in_the_future(
+    pages: tuple[Path, Path], tmp_path: Path
+) -> None:
+    later = datetime.now(UTC).date() + timedelta(days=30)
+    page = tmp_path / "future.txt"
+    page.write_text(
+        f"{later:%B %d, %Y}\n\nA Page Dated Next Month by Mistake\n\n"
+        "This paragraph is long enough to be the body of the article itself.\n"
+    )
+    result = run("ingest", str(page))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "1 dated in the future: each waits for the issue of its week; check the date on the page",
+        f"  {page}: dated {later}",
+    ]

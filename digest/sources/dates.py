@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 from dateutil import parser as date_parser
 from dateutil import tz as date_tz
 
-from digest.models import UNDATED, Article
+from digest.models import FUTURE, UNDATED, Article
 
 # Zone abbreviations dateutil does not know; news sites print them after the time.
 ZONE_ABBREVIATIONS: dict[str, int] = {
@@ -132,7 +132,7 @@ def settle_date(
         article.date_flag = UNDATED
         article.date_note = article.date_note or why
     elif article.published > now + FUTURE_SLACK:
-        article.date_flag = "future"
+        article.date_flag = FUTURE
     return article
 
 
