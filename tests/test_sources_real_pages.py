@@ -113,6 +113,20 @@ def test_date_in_the_url_is_used_when_the_page_states_none() -> None:
     assert page.date_flag is None
 
 
+def test_a_page_dated_only_in_its_title_gets_that_date_and_the_title_loses_it() -> None:
+    # DW's pages: "Berlin confronts … | DW | 19.01.2020", no date in their markup
+    page = (HTML / "undated.html").read_text()
+    page = page.replace(
+        "<title>What the tram depot could become</title>",
+        "<title>What the tram depot could become | DW | 19.01.2020</title>",
+    ).replace("<h1>What the tram depot could become</h1>", "")
+    url = "https://www.dw.com/en/what-the-tram-depot-could-become/a-52057146"
+    [article] = read_bytes(page.encode(), url, page_url=url, fallback=datetime.now(UTC)).articles
+    assert article.published == datetime(2020, 1, 19, tzinfo=UTC)
+    assert article.date_flag is None
+    assert article.title == "What the tram depot could become"
+
+
 def test_undated_page_is_flagged_not_dated_now() -> None:
     data = (HTML / "undated.html").read_bytes()
     url = "https://blog.example.net/tram-depot/"
