@@ -578,3 +578,14 @@ def test_a_day_in_the_url_is_one_readers_see() -> None:
         fallback=datetime.now(UTC),
     ).articles
     assert article.published is not None and article.published.date() == date(2018, 12, 21)
+
+
+def test_a_date_a_meta_tag_states_is_one_the_page_states() -> None:
+    # a citation tag digest does not rank, found by htmldate; the text shows only a related
+    # story's day
+    page = _page(
+        head='<meta name="citation_publication_date" content="2021/03/04">',
+        after_text="<p>Related: Depot plans, 7 January 2019</p>",
+    )
+    article = _dated(page)
+    assert article.published is not None and article.published.date() == date(2021, 3, 4)

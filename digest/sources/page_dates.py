@@ -103,6 +103,7 @@ _PRINTED = (
     rf"|(?P<m3>{_MONTH_WORD})\s+(?P<d3>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y3>(?:19|20)\d\d)"
 )
 _PRINTED_DATE = re.compile(rf"\b(?:{_PRINTED})\b")
+_YEAR = re.compile(r"(?:19|20)\d\d")
 # A day written into a URL path: /2018/12/21/, -2018-12-21-, _2018_12_21.
 _URL_DAY = re.compile(r"\D((?:19|20)\d\d)[/_-](\d\d?)[/_-](\d\d?)(?:\D|$)")
 # A printed date the page labels as its publication, or as its last change.
@@ -200,8 +201,9 @@ def publication_date(
        shows its readers the day of its last change and never the stated day: undated.
     2. Else a date the page's text labels as its publication ("Published: 3 March 2020").
     3. Else htmldate's search, the comment section left out. Its earliest and latest readings
-       more than a day apart, a day the text labels only as an update, or a day neither the
-       URL nor the text shows while the text shows other days: undated.
+       more than a day apart, a day the text labels only as an update, or a day the page
+       neither shows (text, <time>) nor states (URL, <meta>) while it shows other days:
+       undated.
     """
     # Other JSON-LD objects (a WebPage, an image) date themselves: they count when nothing else
     # states a date, and never contradict the article's own statements.
@@ -252,7 +254,7 @@ def publication_date(
     updates = _labelled(_LABELLED_MODIFIED, text)
     if any(not _apart(first, day) for day in updates):
         return Dating(None, f"the only date found ({first}) is labelled as an update")
-    if not _in_url(first, url):
+    if not _in_url(first, url) and not _in_meta(tree, first):
         shown = _shown_days(pruned)
         if shown and all(_apart(first, day) for day in shown):
             # read where readers never look: a tooltip, a widget's code
@@ -327,6 +329,17 @@ def _shown_days(tree: lxml.html.HtmlElement) -> list[date]:
         if when is not None:
             shown.append(when.date())
     return shown
+
+
+def _in_meta(tree: lxml.html.HtmlElement, day: date) -> bool:
+    """Whether a <meta> of the page states `day`: a statement of the page's own, in a tag
+    DATE_SOURCES does not rank (htmldate knows more of them)."""
+    for element in tree.iter("meta"):
+        content = element.get("content") or ""
+        when = parse_date(content.strip()) if _YEAR.search(content) else None
+        if when is not None and when.date() == day:
+            return True
+    return False
 
 
 def _in_url(day: date, url: str | None) -> bool:
