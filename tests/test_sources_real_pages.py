@@ -589,3 +589,15 @@ def test_a_date_a_meta_tag_states_is_one_the_page_states() -> None:
     )
     article = _dated(page)
     assert article.published is not None and article.published.date() == date(2021, 3, 4)
+
+
+def test_a_date_printed_across_elements_is_one_the_page_shows() -> None:
+    # "Dec 21st, 2018" in spans, the text of the page; a footer shows another day
+    byline = (
+        "<p class='date'>Posted <span>Dec</span> <span>21</span><span>st</span>, "
+        "<span>2018</span></p>"
+    )
+    footer = "<footer><p>Site launched 7 January 2015</p></footer>"
+    article = _dated(_page(before_title=byline, after_text=footer))
+    assert article.published is not None and article.published.date() == date(2018, 12, 21)
+    assert article.date_flag is None

@@ -96,11 +96,15 @@ _MONTHS = {
 _MONTH_NUMBER = {name: number for number, names in _MONTHS.items() for name in names}
 _MONTH_WORD = r"[^\W\d_]{3,10}\.?"
 # A date as pages print it: ISO, 12.01.2022, 12/01/2022, 12 January 2022, January 12, 2022.
+# A space may stand between any two parts: visible_text puts one where an element ends
+# ("<span>21</span><span>st</span>, 2018" reads "21 st , 2018").
 _PRINTED = (
     r"(?P<iso>(?:19|20)\d\d-\d\d-\d\d)"
-    r"|(?P<d1>\d{1,2})\.\s?(?P<m1>\d{1,2})\.\s?(?P<y1>(?:19|20)\d\d)"
-    rf"|(?P<d2>\d{{1,2}})(?:st|nd|rd|th|er)?\.?\s+(?P<m2>{_MONTH_WORD}),?\s+(?P<y2>(?:19|20)\d\d)"
-    rf"|(?P<m3>{_MONTH_WORD})\s+(?P<d3>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y3>(?:19|20)\d\d)"
+    r"|(?P<d1>\d{1,2})\s?\.\s?(?P<m1>\d{1,2})\s?\.\s?(?P<y1>(?:19|20)\d\d)"
+    rf"|(?P<d2>\d{{1,2}})\s?(?:st|nd|rd|th|er)?\s?\.?\s+(?P<m2>{_MONTH_WORD})\s?,?\s+"
+    r"(?P<y2>(?:19|20)\d\d)"
+    rf"|(?P<m3>{_MONTH_WORD})\s+(?P<d3>\d{{1,2}})\s?(?:st|nd|rd|th)?\s?,?\s+"
+    r"(?P<y3>(?:19|20)\d\d)"
 )
 _PRINTED_DATE = re.compile(rf"\b(?:{_PRINTED})\b")
 _YEAR = re.compile(r"(?:19|20)\d\d")
