@@ -302,7 +302,7 @@ def ingest(app: App, sources: tuple[str, ...], metrics: Path | None) -> None:
     click.echo(report.line())
     if report.metrics is not None:
         click.echo(f"metrics: {report.metrics} rows stored")
-    for line in report.undated_lines():
+    for line in report.date_lines(included=app.settings.undated == "include"):
         click.echo(line)
     for failure in report.failures:
         click.echo(f"{failure.source}: {failure.reason}")
@@ -312,10 +312,20 @@ def ingest(app: App, sources: tuple[str, ...], metrics: Path | None) -> None:
 
 @cli.command()
 @window_options
+@click.option(
+    "--undated",
+    is_flag=True,
+    help="Only the articles without a date of their own (kept out of the lineup unless pinned).",
+)
 @json_option
 @click.pass_obj
 def articles(
-    app: App, week: str | None, since: str | None, until: str | None, as_json: bool
+    app: App,
+    week: str | None,
+    since: str | None,
+    until: str | None,
+    undated: bool,
+    as_json: bool,
 ) -> None:
     """List stored articles (all, or those of a window).
 
@@ -324,7 +334,7 @@ def articles(
     from digest import pipeline
 
     window = app.window(week, since, until) if (week or since or until) else None
-    records = pipeline.article_records(app.store, app.settings, window)
+    records = pipeline.article_records(app.store, app.settings, window, undated_only=undated)
     if as_json:
         echo_json(records)
         return
@@ -332,6 +342,12 @@ def articles(
         day = "no date   " if r["undated"] else (r["published"] or "")[:10]
         click.echo(f"{r['id']:>5}  {day}  {r['title']}")
         click.echo(f"       {r['source'] or '-'}  {r['url'] or r['origin']}")
+    if undated:
+        click.echo(
+            f"{len(records)} article{'s' if len(records) != 1 else ''} without a date: kept out "
+            "of the lineup; 'digest pin URL' brings one in, [selection] undated = \"include\" all"
+        )
+        return
     click.echo(f"{len(records)} articles")
 
 

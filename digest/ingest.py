@@ -16,7 +16,7 @@ from typing import Any
 from digest.csvfile import guess_delimiter
 from digest.errors import DigestError
 from digest.identity import article_key, url_key
-from digest.models import UNDATED, Article
+from digest.models import FUTURE, UNDATED, Article
 from digest.settings import Settings
 from digest.source_names import apply_names
 from digest.sources import (
@@ -52,6 +52,20 @@ Progress = Callable[[int, int], None]  # (sources done, sources in all)
 
 
 @dataclass
+class DateNote:
+    """An article read without a date of its own, or dated in the future: where to look, why."""
+
+    where: str  # its URL, else where it was read from
+    origin: str  # the file, page or feed it was read from
+    why: str
+
+    def line(self) -> str:
+        """ "  URL (read from ORIGIN): why", one line."""
+        read = f" (read from {self.origin})" if self.origin != self.where else ""
+        return f"  {self.where}{read}: {self.why}"
+
+
+@dataclass
 class IngestReport:
     """How many articles were new, updated or unchanged, and what could not be read."""
 
@@ -61,21 +75,33 @@ class IngestReport:
     failed: int = 0
     failures: list[SourceFailure] = field(default_factory=list)
     metrics: int | None = None  # rows of popularity numbers stored, when a file was given
-    undated: list[str] = field(default_factory=list)  # URL (or origin) of each article read
-    # without a date of its own
+    undated: list[DateNote] = field(default_factory=list)  # articles read without a date
+    future: list[DateNote] = field(default_factory=list)  # articles dated in the future
 
-    def undated_lines(self, shown: int = 10) -> list[str]:
-        """ "N without a date: …" with where to look, then the first `shown` of them; nothing
-        when every article had a date of its own."""
-        if not self.undated:
-            return []
-        lines = [
-            f"{len(self.undated)} without a date: they stay out of the lineup unless pinned "
-            "([selection] undated); 'digest articles' marks them 'no date'"
-        ]
-        lines.extend(f"  no date: {where}" for where in self.undated[:shown])
-        if len(self.undated) > shown:
-            lines.append(f"  … and {len(self.undated) - shown} more")
+    def date_lines(self, *, included: bool = False, shown: int = 10) -> list[str]:
+        """ "N without a date", what that means and what to do, then the first `shown` of them,
+        each with where to look and why; the same for those dated in the future; nothing when
+        every article had a date of its own. `included`: [selection] undated = "include"."""
+        lines = []
+        if self.undated:
+            count = f"{len(self.undated)} without a date"
+            listed = "'digest articles --undated' lists them"
+            if included:
+                lines.append(
+                    f"{count}: they compete dated when first read ([selection] undated); {listed}"
+                )
+            else:
+                lines.append(
+                    f"{count}: kept out of the lineup; 'digest pin URL' brings one in, "
+                    f'[selection] undated = "include" all; {listed}'
+                )
+            lines.extend(_listed(self.undated, shown))
+        if self.future:
+            lines.append(
+                f"{len(self.future)} dated in the future: each waits for the issue of its week; "
+                "check the date on the page"
+            )
+            lines.extend(_listed(self.future, shown))
         return lines
 
     def line(self) -> str:
@@ -162,9 +188,7 @@ def ingest(
         if progress is not None:
             progress(done, len(queue))
     _save(store, list(copies.items()), report)
-    report.undated = [
-        c.article.url or c.article.origin for c in copies.values() if c.article.date_flag == UNDATED
-    ]
+    report.undated, report.future = _date_notes([c.article for c in copies.values()])
     now = datetime.now(UTC)
     for top in dict.fromkeys(specs):
         if not is_url(top) and len(_state_key(top)) <= MAX_SOURCE_CHARS:
@@ -176,6 +200,26 @@ def ingest(
         for failure in failures:
             report.fail(failure)
     return report
+
+
+def _date_notes(articles: list[Article]) -> tuple[list[DateNote], list[DateNote]]:
+    """The articles without a date of their own, and those dated in the future."""
+    undated, future = [], []
+    for article in articles:
+        where = article.url or article.origin
+        if article.date_flag == UNDATED:
+            undated.append(DateNote(where, article.origin, article.date_note or "no date in it"))
+        elif article.date_flag == FUTURE and article.published is not None:
+            future.append(DateNote(where, article.origin, f"dated {article.published.date()}"))
+    return undated, future
+
+
+def _listed(notes: list[DateNote], shown: int) -> list[str]:
+    """The first `shown` notes, one line each, and how many more."""
+    lines = [note.line() for note in notes[:shown]]
+    if len(notes) > shown:
+        lines.append(f"  … and {len(notes) - shown} more")
+    return lines
 
 
 def _follow(

@@ -8,6 +8,8 @@ from enum import StrEnum
 
 # The date_flag of an article that states no date of its own: its date is when it was read.
 UNDATED = "missing"
+# The date_flag of an article dated later than when it was read.
+FUTURE = "future"
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Article:
     image_width: int | None = None  # the image's size in pixels, where stated
     image_height: int | None = None
     id: int | None = None
+    # why it has no date of its own, as read (not stored): where an editor should look
+    date_note: str | None = field(default=None, compare=False)
 
 
 @dataclass

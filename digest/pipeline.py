@@ -80,14 +80,17 @@ def ingest_sources(
 
 
 def article_records(
-    store: Store, settings: Settings, window: Window | None
+    store: Store, settings: Settings, window: Window | None, *, undated_only: bool = False
 ) -> list[dict[str, Any]]:
-    """Stored articles (in a window, or all) as the `digest articles --json` records."""
+    """Stored articles (in a window, or all; only the undated ones with `undated_only`) as the
+    `digest articles --json` records."""
     found = (
         store.all_articles()
         if window is None
         else store.articles_between(window.since, window.until)
     )
+    if undated_only:
+        found = [article for article in found if article.date_flag == UNDATED]
     records = []
     for article in found:
         summary = summarize(

@@ -54,12 +54,77 @@ def test_ingest_says_how_many_have_no_date_and_where(pages: tuple[Path, Path]) -
     result = run("ingest", str(dated), str(undated))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "2 new, 0 updated, 0 unchanged, 0 failed"
-    assert lines[1] == (
-        "1 without a date: they stay out of the lineup unless pinned ([selection] undated); "
-        "'digest articles' marks them 'no date'"
+    assert lines == [
+        "2 new, 0 updated, 0 unchanged, 0 failed",
+        "1 without a date: kept out of the lineup; 'digest pin URL' brings one in, "
+        "[selection] undated = \"include\" all; 'digest articles --undated' lists them",
+        f"  {undated}: no date in its markup (JSON-LD, <meta>, <time>), URL or text",
+    ]
+
+
+def test_ingest_says_why_each_is_undated_and_where_it_was_read(
+    pages: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # a page whose canonical URL differs from the file, showing only the day it was updated;
+    # a feed entry with no date; a text page with no date line
+    updated = tmp_path / "updated.html"
+    updated.write_text(
+        (HTML / "undated.html")
+        .read_text()
+        .replace(
+            "</head>",
+            '<link rel="canonical" href="https://news.example.org/depot">'
+            '<meta property="article:published_time" content="2021-11-29T14:13:37Z">'
+            '<meta property="article:modified_time" content="2022-01-12T14:27:30Z"></head>',
+        )
+        .replace("<h1>", "<p>Christoph Hein, 12.01.2022</p><h1>")
     )
-    assert lines[2] == f"  no date: {undated}"
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Harbour news</title>'
+        "<item><title>Ferry timetable changes</title><link>https://news.example.org/ferry</link>"
+        "<description>The winter timetable starts next week.</description></item>"
+        "</channel></rss>"
+    )
+    text = tmp_path / "note.txt"
+    text.write_text(
+        "Quay plan passes\n\nThe council approved the quay plan on a close vote, after a long"
+        " debate about the cost of the new moorings and who should pay for them.\n"
+    )
+    result = run("ingest", str(updated), str(feed), str(text))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2:] == [
+        f"  https://news.example.org/depot (read from {updated}): it shows readers only the day "
+        "it was updated (2022-01-12), not the publication its markup states (2021-11-29)",
+        f"  https://news.example.org/ferry (read from {feed}): the feed entry has no date "
+        "(<pubDate>, <published>, <updated>, <dc:date>)",
+        f"  {text}: no date line near its top (such as 'Published: 1 April 2025')",
+    ]
+
+
+def test_ingest_says_undated_ones_compete_when_included(
+    pages: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_UNDATED", "include")
+    lines = run("ingest", *map(str, pages)).output.splitlines()
+    assert lines[1] == (
+        "1 without a date: they compete dated when first read ([selection] undated); "
+        "'digest articles --undated' lists them"
+    )
+
+
+def test_articles_undated_lists_only_them_and_what_to_do(pages: tuple[Path, Path]) -> None:
+    dated, undated = pages
+    run("ingest", str(dated), str(undated))
+    lines = run("articles", "--undated").output.splitlines()
+    assert "What the tram depot could become" in lines[0]
+    assert lines[1].endswith(str(undated))
+    assert lines[2:] == [
+        "1 article without a date: kept out of the lineup; 'digest pin URL' brings one in, "
+        '[selection] undated = "include" all'
+    ]
+    records = json.loads(run("articles", "--undated", "--json").output)
+    assert [r["title"] for r in records] == ["What the tram depot could become"]
 
 
 def test_articles_show_the_flag(pages: tuple[Path, Path]) -> None:
@@ -153,3 +218,34 @@ def test_check_warns_about_a_story_older_than_the_window() -> None:
         "story 2 (Stale) was published 2020-01-19, before the window starts (2025-04-07): "
         "'digest drop' it if it is old news"
     )
+
+
+def test_a_record_says_why_it_is_undated() -> None:
+    from digest.sources import read_bytes
+
+    records = [
+        {"title": "Quay plan passes", "body": "The council approved it."},
+        {"title": "Ferry timetable", "body": "It changes.", "date": "April 2025"},
+    ]
+    result = read_bytes(json.dumps(records).encode(), "export.json", name="export.json")
+    assert [(a.date_flag, a.date_note) for a in result.articles] == [
+        ("missing", "no date field (looked for published, published_at, date, pubdate)"),
+        ("missing", "its date 'April 2025' is not a day, month and year"),
+    ]
+
+
+def test_ingest_lists_articles_dated_in_the_future(
+    pages: tuple[Path, Path], tmp_path: Path
+) -> None:
+    later = datetime.now(UTC).date() + timedelta(days=30)
+    page = tmp_path / "future.txt"
+    page.write_text(
+        f"{later:%B %d, %Y}\n\nA Page Dated Next Month by Mistake\n\n"
+        "This paragraph is long enough to be the body of the article itself.\n"
+    )
+    result = run("ingest", str(page))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "1 dated in the future: each waits for the issue of its week; check the date on the page",
+        f"  {page}: dated {later}",
+    ]

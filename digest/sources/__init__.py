@@ -241,7 +241,9 @@ def _read_bytes(
         return _failed(origin, _reason(e))
     except Exception as e:  # noqa: BLE001 - a parser's bug on one document must not stop the batch
         return _failed(origin, f"could not be read ({type(e).__name__}: {e}); {_KINDS_HINT}")
-    return SourceResult(articles=[settle_date(article, fallback)])
+    # HTML pages and Markdown records say why they are undated; a text page has no date line.
+    why = "no date line near its top (such as 'Published: 1 April 2025')"
+    return SourceResult(articles=[settle_date(article, fallback, why=why)])
 
 
 def sniff(data: bytes, content_type: str | None = None, *, name: str = "") -> str:

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 from dateutil import parser as date_parser
 from dateutil import tz as date_tz
 
-from digest.models import UNDATED, Article
+from digest.models import FUTURE, UNDATED, Article
 
 # Zone abbreviations dateutil does not know; news sites print them after the time.
 ZONE_ABBREVIATIONS: dict[str, int] = {
@@ -118,15 +118,21 @@ def _machine_date(text: str, tz: tzinfo) -> datetime | None:
 
 
 def settle_date(
-    article: Article, fallback: datetime | None, *, now: datetime | None = None
+    article: Article,
+    fallback: datetime | None,
+    *,
+    why: str = "no date found in it",
+    now: datetime | None = None,
 ) -> Article:
-    """Give the article a date: its own, else `fallback` (flagged "missing"); flag the future."""
+    """Give the article a date: its own, else `fallback` (flagged "missing", with `why` unless
+    the reader said more); flag the future."""
     now = now or datetime.now(UTC)
     if article.published is None:
         article.published = fallback or now
         article.date_flag = UNDATED
+        article.date_note = article.date_note or why
     elif article.published > now + FUTURE_SLACK:
-        article.date_flag = "future"
+        article.date_flag = FUTURE
     return article
 
 

@@ -247,18 +247,27 @@ def record_article(
         text = summary
     url = _plain(_field(record, "url", mapping))
     published_raw = _field(record, "published", mapping)
+    published = _date(published_raw, tz)
     return Article(
         title=title,
         text=text,
         origin=origin,
         url=canonical_url(url) if url.lower().startswith(("http://", "https://")) else None,
         source=_plain(_field(record, "source", mapping)) or None,
-        published=_date(published_raw, tz),
+        published=published,
         summary=summary,
         author=_plain(_field(record, "author", mapping)) or None,
         image=_plain(_field(record, "image", mapping)) or None,
         section=_plain(_field(record, "section", mapping)) or None,
+        date_note=None if published else _no_date(published_raw, mapping),
     )
+
+
+def _no_date(value: Any, mapping: Mapping[str, str] | None) -> str:
+    """Why a record is undated: no date field, or one that is not a full date."""
+    if value in (None, ""):
+        return f"no date field (looked for {_names('published', mapping)})"
+    return f"its date {str(value)[:40]!r} is not a day, month and year"
 
 
 def markdown_to_text(markdown: str) -> str:

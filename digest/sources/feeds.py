@@ -33,6 +33,9 @@ _SURROGATE_REF = re.compile(
 # FeedParserDict.get maps old key names at each call; entries are read with dict's own get.
 _get = dict.get
 
+# Why an entry is undated, as `digest ingest` says it.
+NO_ENTRY_DATE = "the feed entry has no date (<pubDate>, <published>, <updated>, <dc:date>)"
+
 
 def parse_feed(
     data: bytes,
@@ -75,7 +78,7 @@ def parse_feed(
                 )
             )
             continue
-        result.articles.append(settle_date(article, feed_date))
+        result.articles.append(settle_date(article, feed_date, why=NO_ENTRY_DATE))
     return result
 
 

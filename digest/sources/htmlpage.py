@@ -104,7 +104,8 @@ def parse_html_page(
     meta["title"] = meta["title"] or meta["h1"]
     stated = bool(meta["title"] and meta["author"])
     document = trafilatura.bare_extraction(tree, options=_extractor(url, with_metadata=not stated))
-    published = publication_date(tree, dates, url, tz)
+    dating = publication_date(tree, dates, url, tz)
+    published = dating.published
     text = tidy((getattr(document, "text", None) or "").replace("\n", "\n\n"))
     title = tidy(meta["title"] or getattr(document, "title", None) or meta["title_tag"] or "")
     source = site_name(meta["sitename"], url)
@@ -135,6 +136,7 @@ def parse_html_page(
         image_width=size[0] if meta["image"] else None,
         image_height=size[1] if meta["image"] else None,
         section=page_section(sections, tree, title=title, url=url, site=meta["sitename"]),
+        date_note=dating.why,
     )
 
 

@@ -79,7 +79,9 @@ def parse_json_feed(
             image=_string(item.get("image")) or _string(item.get("banner_image")) or None,
             section=str(tags[0]) if isinstance(tags, list) and tags else None,
         )
-        result.articles.append(settle_date(article, fallback))
+        result.articles.append(
+            settle_date(article, fallback, why="the JSON Feed item has no date_published")
+        )
     return result
 
 

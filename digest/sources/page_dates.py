@@ -96,13 +96,20 @@ _MONTHS = {
 _MONTH_NUMBER = {name: number for number, names in _MONTHS.items() for name in names}
 _MONTH_WORD = r"[^\W\d_]{3,10}\.?"
 # A date as pages print it: ISO, 12.01.2022, 12/01/2022, 12 January 2022, January 12, 2022.
+# A space may stand between any two parts: visible_text puts one where an element ends
+# ("<span>21</span><span>st</span>, 2018" reads "21 st , 2018").
 _PRINTED = (
     r"(?P<iso>(?:19|20)\d\d-\d\d-\d\d)"
-    r"|(?P<d1>\d{1,2})\.\s?(?P<m1>\d{1,2})\.\s?(?P<y1>(?:19|20)\d\d)"
-    rf"|(?P<d2>\d{{1,2}})(?:st|nd|rd|th|er)?\.?\s+(?P<m2>{_MONTH_WORD}),?\s+(?P<y2>(?:19|20)\d\d)"
-    rf"|(?P<m3>{_MONTH_WORD})\s+(?P<d3>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y3>(?:19|20)\d\d)"
+    r"|(?P<d1>\d{1,2})\s?\.\s?(?P<m1>\d{1,2})\s?\.\s?(?P<y1>(?:19|20)\d\d)"
+    rf"|(?P<d2>\d{{1,2}})\s?(?:st|nd|rd|th|er)?\s?\.?\s+(?P<m2>{_MONTH_WORD})\s?,?\s+"
+    r"(?P<y2>(?:19|20)\d\d)"
+    rf"|(?P<m3>{_MONTH_WORD})\s+(?P<d3>\d{{1,2}})\s?(?:st|nd|rd|th)?\s?,?\s+"
+    r"(?P<y3>(?:19|20)\d\d)"
 )
 _PRINTED_DATE = re.compile(rf"\b(?:{_PRINTED})\b")
+_YEAR = re.compile(r"(?:19|20)\d\d")
+# A day written into a URL path: /2018/12/21/, -2018-12-21-, _2018_12_21.
+_URL_DAY = re.compile(r"\D((?:19|20)\d\d)[/_-](\d\d?)[/_-](\d\d?)(?:\D|$)")
 # A printed date the page labels as its publication, or as its last change.
 _ON = r"(?:\s+(?:on|am|le|at))?\s*:?\s*"
 _LABELLED_PUBLISHED = re.compile(
@@ -179,10 +186,18 @@ def time_rank(element: lxml.html.HtmlElement) -> int | None:
     return None  # dateModified, an event's startDate, a comment's time: htmldate weighs those
 
 
+@dataclass
+class Dating:
+    """A page's publication time, or None and why it has none it can be trusted on."""
+
+    published: datetime | None
+    why: str | None = None
+
+
 def publication_date(
     tree: lxml.html.HtmlElement, statements: Statements, url: str | None, tz: tzinfo
-) -> datetime | None:
-    """The page's publication time, or None when it states none it can be trusted on.
+) -> Dating:
+    """The page's publication time, or None (with why) when it states none it can be trusted on.
 
     1. The page's publication statements, most trusted first. When two of them name days more
        than a day apart, the one htmldate's search of the page agrees with wins; none: undated.
@@ -190,7 +205,9 @@ def publication_date(
        shows its readers the day of its last change and never the stated day: undated.
     2. Else a date the page's text labels as its publication ("Published: 3 March 2020").
     3. Else htmldate's search, the comment section left out. Its earliest and latest readings
-       more than a day apart, or a day the text labels only as an update: undated.
+       more than a day apart, a day the text labels only as an update, or a day the page
+       neither shows (text, <time>) nor states (URL, <meta>) while it shows other days:
+       undated.
     """
     # Other JSON-LD objects (a WebPage, an image) date themselves: they count when nothing else
     # states a date, and never contradict the article's own statements.
@@ -202,33 +219,54 @@ def publication_date(
         if any(_apart(best.date(), when.date()) for when in stated):
             searched = _searched(tree, url, original=True)
             agreeing = [when for when in stated if searched and not _apart(when.date(), searched)]
-            return agreeing[0] if agreeing else None
+            if agreeing:
+                return Dating(agreeing[0])
+            days = ", ".join(dict.fromkeys(when.date().isoformat() for when in stated))
+            return Dating(None, f"its markup states publication days apart ({days})")
         text = visible_text(tree)
         labelled = _labelled(_LABELLED_PUBLISHED, text)
         if labelled and all(_apart(day, best.date()) for day in labelled):
-            return None  # the text calls another day the publication than the markup does
+            return Dating(
+                None,
+                f"its markup says published {best.date()}, its text says published {labelled[0]}",
+            )
         changed = (parse_date(value.strip(), tz) for value in statements.modified)
         later = [when.date() for when in changed if when and _apart(when.date(), best.date())]
-        if any(shows(text, day) for day in later) and not shows(text, best.date()):
-            return None
-        return best
+        shown = [day for day in later if shows(text, day)]
+        if shown and not shows(text, best.date()):
+            return Dating(
+                None,
+                f"it shows readers only the day it was updated ({shown[0]}), "
+                f"not the publication its markup states ({best.date()})",
+            )
+        return Dating(best)
     text = visible_text(tree)
     labelled = _labelled(_LABELLED_PUBLISHED, text)
     if labelled:
-        if any(_apart(labelled[0], day) for day in labelled):
-            return None  # two days labelled as the publication: which one is not said
-        return datetime.combine(labelled[0], datetime.min.time(), tz)
+        other = [day for day in labelled if _apart(labelled[0], day)]
+        if other:
+            days = f"{labelled[0]}, {other[0]}"
+            return Dating(None, f"its text labels two days as published ({days})")
+        return Dating(datetime.combine(labelled[0], datetime.min.time(), tz))
     pruned = _article_part(tree)
     first = _searched(pruned, url, original=True)
     if first is None:
-        return None
+        return Dating(None, "no date in its markup (JSON-LD, <meta>, <time>), URL or text")
     last = _searched(pruned, url, original=False)
     if last is not None and _apart(first, last):
-        return None  # the page shows dates far apart and says not which is its own
+        return Dating(None, f"it shows days far apart ({first}, {last}), not which is its own")
     updates = _labelled(_LABELLED_MODIFIED, text)
     if any(not _apart(first, day) for day in updates):
-        return None  # the only date found is what the page calls its last change
-    return datetime.combine(first, datetime.min.time(), tz)
+        return Dating(None, f"the only date found ({first}) is labelled as an update")
+    if not _in_url(first, url) and not _in_meta(tree, first):
+        shown = _shown_days(pruned)
+        if shown and all(_apart(first, day) for day in shown):
+            # read where readers never look: a tooltip, a widget's code
+            return Dating(
+                None,
+                f"the only date found ({first}) is not one it shows; it shows {shown[0]}",
+            )
+    return Dating(datetime.combine(first, datetime.min.time(), tz))
 
 
 def _parsed(published: list[tuple[int, str]], tz: tzinfo) -> list[datetime]:
@@ -284,6 +322,39 @@ def visible_text(tree: lxml.html.HtmlElement) -> str:
 def shows(text: str, day: date) -> bool:
     """Whether `text` prints `day` (within a day either way) in a common way."""
     return any(not _apart(day, found) for found in _printed(_PRINTED_DATE.finditer(text)))
+
+
+def _shown_days(tree: lxml.html.HtmlElement) -> list[date]:
+    """The days the page shows its readers: printed in its text, or in a <time datetime> (the
+    machine form of what the element shows, "Dec 21st, 2018" or "3 days ago")."""
+    shown = list(_printed(_PRINTED_DATE.finditer(visible_text(tree))))
+    for element in tree.iter("time"):
+        when = parse_date((element.get("datetime") or "").strip())
+        if when is not None:
+            shown.append(when.date())
+    return shown
+
+
+def _in_meta(tree: lxml.html.HtmlElement, day: date) -> bool:
+    """Whether a <meta> of the page states `day`: a statement of the page's own, in a tag
+    DATE_SOURCES does not rank (htmldate knows more of them)."""
+    for element in tree.iter("meta"):
+        content = element.get("content") or ""
+        when = parse_date(content.strip()) if _YEAR.search(content) else None
+        if when is not None and when.date() == day:
+            return True
+    return False
+
+
+def _in_url(day: date, url: str | None) -> bool:
+    """Whether the URL's path carries `day` (/2018/12/21/), as readers see it in the address."""
+    for match in _URL_DAY.finditer(url or ""):
+        try:
+            if date(*map(int, match.groups())) == day:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def _labelled(pattern: re.Pattern[str], text: str) -> list[date]:
