@@ -601,3 +601,20 @@ def test_a_date_printed_across_elements_is_one_the_page_shows() -> None:
     article = _dated(_page(before_title=byline, after_text=footer))
     assert article.published is not None and article.published.date() == date(2018, 12, 21)
     assert article.date_flag is None
+
+
+def test_the_day_a_page_is_read_printed_in_its_masthead_does_not_date_it() -> None:
+    # An old post under a masthead that prints the day it is read: not "published today".
+    read = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+    masthead = "<p class='masthead'>Thursday, December 3, 2026</p>"
+    [article] = read_bytes(_page(before_title=masthead), "x.html", fallback=read).articles
+    assert article.date_flag == "missing"
+    assert article.published == read  # shown as undated, kept out of the lineup
+    assert article.date_note is not None and article.date_note.startswith(
+        "the only date found (2026-12-03) is the day it was read"
+    )
+    # The same page with the day in its own address is dated by it.
+    url = "https://news.example.org/2026/12/03/ferry/"
+    [linked] = read_bytes(_page(before_title=masthead), url, page_url=url, fallback=read).articles
+    assert linked.published is not None and linked.published.date() == date(2026, 12, 3)
+    assert linked.date_flag is None

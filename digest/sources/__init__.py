@@ -232,7 +232,7 @@ def _read_bytes(
         if kind == "markdown":
             article = parse_markdown(text, origin, mapping=mapping, tz=tz)
         elif kind == "html":
-            article = parse_html_page(text, origin, tz=tz, page_url=page_url)
+            article = parse_html_page(text, origin, tz=tz, page_url=page_url, read_at=fallback)
         else:
             article = parse_text_page(text, origin, tz=tz)
         if article.url is None and page_url:

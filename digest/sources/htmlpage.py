@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from copy import copy
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import urljoin
 
 import lxml.html
@@ -84,9 +84,15 @@ _EXTRACTORS = {
 
 
 def parse_html_page(
-    html: str, origin: str, *, tz: tzinfo = UTC, page_url: str | None = None
+    html: str,
+    origin: str,
+    *,
+    tz: tzinfo = UTC,
+    page_url: str | None = None,
+    read_at: datetime | None = None,
 ) -> Article:
-    """The article on an HTML page; `published` is None when the page states no date.
+    """The article on an HTML page; `published` is None when the page states no date
+    (`read_at`, when it was fetched, now by default, is never taken for one).
 
     Raises SourceError when the page has no main text.
     """
@@ -104,7 +110,7 @@ def parse_html_page(
     meta["title"] = meta["title"] or meta["h1"]
     stated = bool(meta["title"] and meta["author"])
     document = trafilatura.bare_extraction(tree, options=_extractor(url, with_metadata=not stated))
-    dating = publication_date(tree, dates, url, tz)
+    dating = publication_date(tree, dates, url, tz, read_at=read_at)
     published = dating.published
     text = tidy((getattr(document, "text", None) or "").replace("\n", "\n\n"))
     title = tidy(meta["title"] or getattr(document, "title", None) or meta["title_tag"] or "")

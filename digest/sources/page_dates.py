@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Iterator
 from copy import deepcopy
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 import htmldate
@@ -195,7 +195,12 @@ class Dating:
 
 
 def publication_date(
-    tree: lxml.html.HtmlElement, statements: Statements, url: str | None, tz: tzinfo
+    tree: lxml.html.HtmlElement,
+    statements: Statements,
+    url: str | None,
+    tz: tzinfo,
+    *,
+    read_at: datetime | None = None,
 ) -> Dating:
     """The page's publication time, or None (with why) when it states none it can be trusted on.
 
@@ -207,7 +212,8 @@ def publication_date(
     3. Else htmldate's search, the comment section left out. Its earliest and latest readings
        more than a day apart, a day the text labels only as an update, or a day the page
        neither shows (text, <time>) nor states (URL, <meta>) while it shows other days:
-       undated.
+       undated. So is a day found only there that is the day the page is read (`read_at`,
+       now by default): a masthead or a clock prints that day on every page, however old.
     """
     # Other JSON-LD objects (a WebPage, an image) date themselves: they count when nothing else
     # states a date, and never contradict the article's own statements.
@@ -265,6 +271,12 @@ def publication_date(
             return Dating(
                 None,
                 f"the only date found ({first}) is not one it shows; it shows {shown[0]}",
+            )
+        if not _apart(first, (read_at or datetime.now(UTC)).astimezone(tz).date()):
+            return Dating(
+                None,
+                f"the only date found ({first}) is the day it was read, as a masthead or a "
+                "clock prints it; nothing on the page states it as the publication",
             )
     return Dating(datetime.combine(first, datetime.min.time(), tz))
 
