@@ -342,6 +342,8 @@ def articles(
         day = "no date   " if r["undated"] else (r["published"] or "")[:10]
         click.echo(f"{r['id']:>5}  {day}  {r['title']}")
         click.echo(f"       {r['source'] or '-'}  {r['url'] or r['origin']}")
+        if r["date_note"]:
+            click.echo(f"       no date: {r['date_note']}")
     if undated:
         click.echo(
             f"{len(records)} article{'s' if len(records) != 1 else ''} without a date: kept out "

@@ -216,7 +216,8 @@ def undated_candidate(article: Article) -> Candidate:
         story=Story(article=article, summary="", score=0.0),
         rank=None,
         verdict="undated",
-        reason=f"no date of its own: 'digest pin {where}' brings it in"
+        reason=f"no date of its own{f' ({article.date_note})' if article.date_note else ''}: "
+        f"'digest pin {where}' brings it in"
         ' (or [selection] undated = "include")',
     )
 

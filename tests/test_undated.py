@@ -120,11 +120,18 @@ def test_articles_undated_lists_only_them_and_what_to_do(pages: tuple[Path, Path
     assert "What the tram depot could become" in lines[0]
     assert lines[1].endswith(str(undated))
     assert lines[2:] == [
+        # why, as ingest said it when it read the page
+        "       no date: no date in its markup (JSON-LD, <meta>, <time>), URL or text",
         "1 article without a date: kept out of the lineup; 'digest pin URL' brings one in, "
-        '[selection] undated = "include" all'
+        '[selection] undated = "include" all',
     ]
     records = json.loads(run("articles", "--undated", "--json").output)
     assert [r["title"] for r in records] == ["What the tram depot could become"]
+    assert [r["date_note"] for r in records] == [
+        "no date in its markup (JSON-LD, <meta>, <time>), URL or text"
+    ]
+    [dated_record] = [r for r in json.loads(run("articles", "--json").output) if not r["undated"]]
+    assert dated_record["date_note"] is None
 
 
 def test_articles_show_the_flag(pages: tuple[Path, Path]) -> None:
@@ -162,7 +169,9 @@ def test_select_explain_lists_the_undated_and_how_to_pin_them_in(pages: tuple[Pa
     [line] = [line for line in lines if "What the tram depot could become" in line]
     assert line.startswith("  -. What the tram depot could become  [")
     assert "no date, score 0.0]" in line
-    assert f"no date of its own: 'digest pin {undated}' brings it in" in line
+    # why, as ingest said it when it read the page
+    why = "no date in its markup (JSON-LD, <meta>, <time>), URL or text"
+    assert f"no date of its own ({why}): 'digest pin {undated}' brings it in" in line
     stories = json.loads(run("select", "--explain", "--json").output)
     assert [(s["title"], s["verdict"], s["rank"]) for s in stories] == [
         ("Tram depot sold to the city", "in", 1),

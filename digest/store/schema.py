@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0010"
+HEAD = "0011"
 
 metadata = sa.MetaData()
 
@@ -39,6 +39,7 @@ articles = sa.Table(
     sa.Column("image_alt", sa.Text),  # the image's own alt text, where the source states it
     sa.Column("image_width", sa.Integer),  # and its size in pixels
     sa.Column("image_height", sa.Integer),
+    sa.Column("date_note", sa.Text),  # why it has no date of its own, as read (undated only)
 )
 
 article_metrics = sa.Table(
