@@ -121,13 +121,14 @@ _BACK_WORDS = {
     "de": """er sie ihm ihn ihr ihre ihren ihrem ihrer sein seine seinen seinem seiner ihnen und
         aber oder doch denn sondern auch außerdem zudem ebenfalls allerdings jedoch trotzdem
         dennoch deshalb deswegen daher darum dadurch dabei damit dazu davon darauf danach dann
-        somit also insgesamt stattdessen ansonsten hingegen immerhin inzwischen dort""",
+        somit also insgesamt stattdessen ansonsten hingegen immerhin inzwischen dort
+        insbesondere beispielsweise ebenso gleichzeitig""",
     "fr": """il elle ils elles lui leur leurs cela ceci ça mais et ou donc ainsi pourtant
-        cependant toutefois néanmoins aussi puis ensuite alors sinon enfin""",
+        cependant toutefois néanmoins aussi puis ensuite alors sinon enfin notamment""",
     "es": """él ella ellos ellas esto eso pero y o además también así entonces sin embargo
         luego""",
     "nl": """hij zij ze hem haar hun en maar of dus ook echter toch daarom daarna bovendien
-        verder""",
+        verder bijvoorbeeld""",
 }
 _DEMONSTRATIVES = {
     "en": ("this that these those such", "is was are were has had have will would could can "
@@ -138,8 +139,9 @@ _DEMONSTRATIVES = {
 }  # fmt: skip
 _BACK_PHRASES = re.compile(
     r"^(?:in addition|as a result|on the other hand|despite this|even so|after that|by contrast|"
-    r"in contrast|that said|for example|for instance|in fact|at the same time|"
-    r"sin embargo|por eso|por lo tanto|en outre|de plus|par ailleurs)\b",
+    r"in contrast|that said|for example|for instance|in fact|at the same time|in particular|"
+    r"in other words|zum beispiel|vor allem|sin embargo|por eso|por lo tanto|por ejemplo|"
+    r"en particular|en outre|de plus|par ailleurs|par exemple|en particulier)\b",
     re.IGNORECASE,
 )
 # Calls to action and page furniture, never news: "You can download Python 3.6.0 here."

@@ -506,6 +506,7 @@ def test_a_hook_that_is_not_the_news_does_not_lead() -> None:
         "But the pace slowed",
         "This is the seventh year",
         "In addition, the pace slowed",
+        "In particular, the pace slowed",
         "to her Instagram page to share",
         "“and then it stopped",
     ],
@@ -516,7 +517,15 @@ def test_openers_that_point_back_or_are_cut(opener: str) -> None:
 
 @pytest.mark.parametrize(
     "opener",
-    ["Und er meldet", "Außerdem wurde es", "Dennoch streitet", "Das liegt aber", "Dies ist"],
+    [
+        "Und er meldet",
+        "Außerdem wurde es",
+        "Dennoch streitet",
+        "Das liegt aber",
+        "Dies ist",
+        "Insbesondere das Rotwild",
+        "Zum Beispiel wenn ich sage",
+    ],
 )
 def test_german_openers_that_point_back(opener: str) -> None:
     assert opens_mid_thought(opener + " nichts.", "de")
