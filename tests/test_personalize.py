@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -326,15 +327,18 @@ def test_kill_9_mid_send_then_rerun_keeps_each_readers_frozen_variant(
 SETS = ["", "Science Notes", "Tech Wire;Metro Ledger", "Metro Ledger", "Tech Wire"]
 
 
-def sixty_readers(tmp_path: Path, db_url: str) -> Path:
-    """A personalized `digest init` folder with 60 more readers over SETS of topics."""
+def sixty_readers(
+    tmp_path: Path, db_url: str, chose: Callable[[int], str] = lambda n: SETS[n % 5]
+) -> Path:
+    """A personalized `digest init` folder with 60 more readers, reader n choosing the
+    topics `chose(n)` (by default SETS in turn)."""
     folder = tmp_path / "news"
     init_folder(folder, database_url=db_url)
     personalized(folder)
     csv = tmp_path / "more.csv"
     csv.write_text(
         "email,name,topics\n"
-        + "".join(f"reader{n:03d}@example.com,Reader {n},{SETS[n % 5]}\n" for n in range(60))
+        + "".join(f"reader{n:03d}@example.com,Reader {n},{chose(n)}\n" for n in range(60))
     )
     store = Store.open(db_url)
     try:
@@ -417,22 +421,7 @@ def test_a_variants_last_partial_batch_goes_once_its_last_reader_was_read(
     # The first ten readers chose Science Notes, the fifty after them nothing (the general
     # lineup). Batches of 4: the Science variant's last two readers are read early, and their
     # batch goes then, not after every batch of the general lineup's.
-    folder = tmp_path / "news"
-    init_folder(folder, database_url=db_url)
-    personalized(folder)
-    csv = tmp_path / "more.csv"
-    csv.write_text(
-        "email,name,topics\n"
-        + "".join(
-            f"reader{n:03d}@example.com,Reader {n},{'Science Notes' if n < 10 else ''}\n"
-            for n in range(60)
-        )
-    )
-    store = Store.open(db_url)
-    try:
-        import_csv(store, csv, "main", topics=("Science Notes", "Tech Wire", "Metro Ledger"))
-    finally:
-        store.close()
+    folder = sixty_readers(tmp_path, db_url, lambda n: "Science Notes" if n < 10 else "")
     with sendgrid_server(API_KEY) as peer:
         ingest = digest(folder, db_url, peer, "ingest")
         ingest.communicate(timeout=60)
