@@ -14,10 +14,12 @@ copy of the file; PostgreSQL, `--db URL`: the database at URL is the master, and
 `CREATE DATABASE <name>_run TEMPLATE <name>`, so both arms start from the same state): without
 personalize (one lineup, the baseline), then with it (the draft's variants chosen, rendered
 once each, frozen, and the batches grouped by variant). For each it prints the wall time of the
-real `digest send` subprocess, the requests, the recipients (each must be taken exactly once,
-or the bench fails) and the send's peak RSS; for the personalized send also the subscribers,
-their distinct topic sets and the renders (the variants frozen, plus the general lineup). The
-medians and their ratio are printed with the load average. `--processes N` (PostgreSQL) runs
+real `digest send` subprocess and its sending phase (the look-alike's first request to its last
+answer; the rest is the work before and after: variants, their check, freezing, queuing), the
+requests, the recipients (each must be taken exactly once, or the bench fails) and the send's
+peak RSS; for the personalized send also the subscribers, their distinct topic sets and the
+renders (the variants frozen, plus the general lineup). The medians and their ratio are
+printed with the load average. `--processes N` (PostgreSQL) runs
 `digest send --workers N`: N sending processes of `--workers` threads each.
 
 Run it as a module from the repository root (`python -m bench.variants`), so that the
@@ -210,6 +212,7 @@ def send(
         "recipients": seen["recipients"],
         "distinct": seen["distinct"],
         "most": seen["most"],
+        "sending": seen["sending"],
         "rss": usage.ru_maxrss / 1024,
     }
 
@@ -322,7 +325,8 @@ def main() -> None:
                     )
                 say(
                     f"run {run + 1} {'personalized' if personalize else 'one lineup  '}: "
-                    f"wall {found['wall']:6.2f} s, {found['requests']:,.0f} requests, peak RSS "
+                    f"wall {found['wall']:6.2f} s (sending {found['sending']:.2f} s), "
+                    f"{found['requests']:,.0f} requests, peak RSS "
                     f"{found['rss']:,.0f} MB{extra}; load "
                     f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
                 )

@@ -144,6 +144,7 @@ def current_issue(
     lineup = ranking.lineup()
     number = store.next_issue_number()
     click_secret = (settings.secret or store.secret()) if settings.track_clicks else ""
+    now = datetime.now(UTC)  # the issue's date, its variants' too
     issue = Issue(
         id=0,
         number=number,
@@ -151,8 +152,8 @@ def current_issue(
         since=window.since,
         until=window.until,
         lineup=_with_positions(lineup_json(lineup), shown_positions(lineup, settings.sections)),
-        rendered=render_issue(lineup, settings, number, click_secret=click_secret),
-        created_at=datetime.now(UTC),
+        rendered=render_issue(lineup, settings, number, now=now, click_secret=click_secret),
+        created_at=now,
         note=settings.note if settings.note.strip() else "",
     )
     if settings.personalize and settings.topics:
@@ -164,6 +165,7 @@ def current_issue(
             store.topic_set_counts(),
             click_secret=click_secret,
             top=top,
+            now=now,
         )
         issue.variants, issue.general_sets = made.variants, made.general_sets
         issue.__dict__["renders"] = 1 + made.renders

@@ -6,6 +6,7 @@ until each copy is filled in at delivery or preview time.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import re
 import textwrap
@@ -97,6 +98,10 @@ class StoryView:
     def cta(self) -> str:
         """The story's one call to action: short, naming where it leads."""
         return f"Read at {self.source}" if self.source else "Read the story"
+
+
+# Story views by (id of the story, with its image), for renderings of the same stories.
+StoryViews = dict[tuple[int, bool], StoryView]
 
 
 @dataclass(frozen=True)
@@ -193,20 +198,27 @@ def render_issue(
     *,
     now: datetime | None = None,
     click_secret: str = "",
+    views: StoryViews | None = None,
 ) -> RenderedIssue:
     """Render the issue once for all subscribers: subject, preheader, HTML and text parts.
 
     With [tracking] clicks and `click_secret`, story links lead through BASE_URL/c/TOKEN.
+    `views`: the story views made by earlier renderings of the same stories (the variants
+    of a personalized issue), kept and reused.
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     local_now = now.astimezone(settings.tz)
     images = image_policy(settings)
-    stories = [
-        _story_view(i, story, settings, images == "all" or (images == "lead" and i == 1))
-        for i, story in enumerate(lineup.stories, 1)
-    ]
+    views = {} if views is None else views
+    stories = []
+    for i, story in enumerate(lineup.stories, 1):
+        with_image = images == "all" or (images == "lead" and i == 1)
+        view = views.get((id(story), with_image))
+        if view is None:  # numbered below, as shown
+            view = views[id(story), with_image] = _story_view(i, story, settings, with_image)
+        stories.append(view)
     # Sections move stories away from their rank: number them as the reader meets them (the
     # lead, then section by section; the "In this issue" order too).
     stories, groups = number_as_shown(stories[:1], group_stories(stories[1:], settings.sections))
@@ -588,6 +600,11 @@ def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None
 
     A subscriber marker counts as wide as the plain marker it becomes (not its keyed form).
     """
+    return _wrap(str(text), width, indent, first)
+
+
+@functools.lru_cache(maxsize=4096)  # a personalized issue wraps each story in many variants
+def _wrap(text: str, width: int, indent: str, first: str | None) -> str:
     keyed: list[str] = []
 
     def stand_in(match: re.Match[str]) -> str:
@@ -596,7 +613,7 @@ def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None
 
     # _clean has dropped every \x01 and \x02 of the text, so the stand-ins are only ours.
     wrapped = textwrap.fill(
-        _KEYED_MARKER.sub(stand_in, _clean(str(text))),
+        _KEYED_MARKER.sub(stand_in, _clean(text)),
         width=width,
         initial_indent=indent if first is None else first,
         subsequent_indent=indent,

@@ -9,11 +9,12 @@ lineup is variant 0 (the issue itself); a set whose lineup is the general one ge
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from digest.errors import DigestError, SubscriberError
 from digest.models import Lineup, RenderedIssue, Story, Variant, Window
-from digest.render import render_issue
+from digest.render import StoryViews, render_issue
 from digest.selection import Ranking, lineup_json
 from digest.settings import Settings
 from digest.store import Store
@@ -57,9 +58,13 @@ def build_variants(
     *,
     click_secret: str = "",
     top: int | None = None,
+    now: datetime | None = None,
 ) -> Variants:
     """The variants for readers' `topic_sets` ((subscribers.topics, readers) pairs, most
-    readers first), each distinct lineup rendered once."""
+    readers first), each distinct lineup rendered once, all dated `now` (the general
+    lineup's moment: every variant shows the same date)."""
+    now = now or datetime.now(UTC)
+    views: StoryViews = {}  # each story's view made once, whatever the variants it is in
     topical = TopicRanking.of(ranking, settings.topics, top or settings.top)
     general_key = tuple(id(s) for s in general.stories)
     by_lineup: dict[tuple[int, ...], Variant] = {}
@@ -78,7 +83,9 @@ def build_variants(
                 found = by_lineup.get(lineup_key)
                 if found is None:
                     lineup = Lineup(window=general.window, stories=stories)
-                    rendered = render_issue(lineup, settings, number, click_secret=click_secret)
+                    rendered = render_issue(
+                        lineup, settings, number, now=now, click_secret=click_secret, views=views
+                    )
                     renders += 1
                     found = Variant(
                         number=len(by_lineup) + 1,

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -326,15 +327,18 @@ def test_kill_9_mid_send_then_rerun_keeps_each_readers_frozen_variant(
 SETS = ["", "Science Notes", "Tech Wire;Metro Ledger", "Metro Ledger", "Tech Wire"]
 
 
-def sixty_readers(tmp_path: Path, db_url: str) -> Path:
-    """A personalized `digest init` folder with 60 more readers over SETS of topics."""
+def sixty_readers(
+    tmp_path: Path, db_url: str, chose: Callable[[int], str] = lambda n: SETS[n % 5]
+) -> Path:
+    """A personalized `digest init` folder with 60 more readers, reader n choosing the
+    topics `chose(n)` (by default SETS in turn)."""
     folder = tmp_path / "news"
     init_folder(folder, database_url=db_url)
     personalized(folder)
     csv = tmp_path / "more.csv"
     csv.write_text(
         "email,name,topics\n"
-        + "".join(f"reader{n:03d}@example.com,Reader {n},{SETS[n % 5]}\n" for n in range(60))
+        + "".join(f"reader{n:03d}@example.com,Reader {n},{chose(n)}\n" for n in range(60))
     )
     store = Store.open(db_url)
     try:
@@ -409,6 +413,30 @@ def test_a_workers_last_partial_batches_go_out_together(tmp_path: Path, db_url: 
     # The worker's threads share them: they overlap (one thread sent them one after
     # another, a second or more apart).
     assert arrived[-1] - arrived[0] < 0.9
+
+
+def test_a_variants_last_partial_batch_goes_once_its_last_reader_was_read(
+    tmp_path: Path, db_url: str
+) -> None:
+    # The first ten readers chose Science Notes, the fifty after them nothing (the general
+    # lineup). Batches of 4: the Science variant's last two readers are read early, and their
+    # batch goes then, not after every batch of the general lineup's.
+    folder = sixty_readers(tmp_path, db_url, lambda n: "Science Notes" if n < 10 else "")
+    with sendgrid_server(API_KEY) as peer:
+        ingest = digest(folder, db_url, peer, "ingest")
+        ingest.communicate(timeout=60)
+        send = digest(folder, db_url, peer, *SEND, DIGEST_BATCH_SIZE="4", DIGEST_WORKERS="1")
+        out, err = send.communicate(timeout=120)
+    assert send.returncode == 0, out + err
+    sent = [
+        (int(r.body["custom_args"].get("variant", 0)), len(r.body["personalizations"]))
+        for r in sorted(peer.requests, key=lambda r: r.at)
+        if r.path == "/v3/mail/send" and r.status == 202
+    ]
+    science = [number for number, _ in sent if number]
+    assert len(set(science)) == 1 and [n for v, n in sent if v] == [4, 4, 2], sent
+    last_general = max(i for i, (number, _) in enumerate(sent) if number == 0)
+    assert sent.index((science[0], 2)) < last_general, sent
 
 
 def test_the_preview_server_has_a_topic_picker(news: Path) -> None:

@@ -363,11 +363,17 @@ class _Run:
 
     def _variant_pass(self) -> None:
         """Pages by subscriber id, sent in batches of one variant each: a variant's readers
-        wait in its buffer until it fills a batch (at most a batch less one per variant)."""
+        wait in its buffer until it fills a batch (at most a batch less one per variant), or
+        until its last row queued for the issue was read. That last partial batch goes while
+        the others are still being read, not in a row with every other variant's at the end
+        (a million readers over 388 variants: ~390 requests that only waited for answers)."""
         after = 0
         size = self.sender.batch_size
         buffers: dict[int, list[Recipient]] = {}
         issue = self.issue
+        # The issue's rows of each variant, whatever their state or list: a variant counted
+        # down to none was all read here. (A dry run queues none: the end takes them all.)
+        unread = {} if self.dry_run else self.store.variant_counts(issue.id)
         while not self.stop.is_set():
             page = next_variant_page(
                 self.store, issue.id, self.list_name, after, size, self.statuses, self.driver
@@ -379,7 +385,9 @@ class _Run:
                 number = variant if variant is not None else issue.variant_of(topics)
                 buffer = buffers.setdefault(number, [])
                 buffer.append((sid, email, name, extra))
-                if len(buffer) >= size:
+                left = unread.get(number, 0) - 1
+                unread[number] = left
+                if len(buffer) >= size or left == 0:
                     self.pages.put((number, buffer))
                     buffers[number] = []
         for number, buffer in sorted(buffers.items()):
