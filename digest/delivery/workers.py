@@ -145,9 +145,7 @@ class _WorkerRun(_Run):
         self.store.release_reserved(self.issue.id, self.lease.lease_id)  # last round's deferrals
         self.after, self.wrapped = 0, False
         self.drained.clear()
-        for _ in range(self.settings.workers):
-            self.pages.put((0, []))  # a ticket: reserve and send until nothing is left
-        self.pages.join()
+        self._tickets()
 
     def _batch(self, rows: list[Recipient], variant: int = 0) -> None:
         if rows:  # pragma: no cover - this run's pages are its threads' own
