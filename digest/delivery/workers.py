@@ -381,7 +381,7 @@ class _Child:
     reader: threading.Thread | None = None
 
 
-def worker_command(settings: Settings, label: str, list_name: str) -> list[str]:
+def worker_command(label: str, list_name: str) -> list[str]:
     """The command line of one worker process of this send."""
     return [
         sys.executable, "-m", "digest", "worker", "--issue", label, "--list", list_name, "--json",
@@ -419,7 +419,7 @@ def coordinate(
     # Started first: they start up (a second or more each) while this one enqueues, and
     # wait for the send to open.
     env = worker_env(settings)
-    command = worker_command(settings, issue.label, list_name)
+    command = worker_command(issue.label, list_name)
     children = [_start(command, env) for _ in range(processes - 1)]
     try:
         report.interrupted = store.recover_interrupted(issue.id, list_name)
