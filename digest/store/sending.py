@@ -326,10 +326,10 @@ def record(
     recipient's.
     """
     driver = driver or Driver(store)
-    driver.write(_recorder(driver, issue_id, outcomes))
+    driver.write(recorder(driver, issue_id, outcomes))
 
 
-def _recorder(driver: Driver, issue_id: int, outcomes: Iterable[Settled]) -> Callable[[Any], None]:
+def recorder(driver: Driver, issue_id: int, outcomes: Iterable[Settled]) -> Callable[[Any], None]:
     """The statements of `record`, to run on a cursor (in a transaction of the caller's)."""
     Key = tuple[DeliveryStatus, str | None, str | None, str | None]
     groups: dict[Key, list[int]] = {}
@@ -378,7 +378,7 @@ def claim_page(
     """
     states = _states(statuses)
     sql = _CLAIM_PAGE.format(states=states)
-    record_done = _recorder(driver, issue_id, done) if done else None
+    record_done = recorder(driver, issue_id, done) if done else None
 
     def work(db: Any) -> tuple[list[Recipient], int]:
         if record_done is not None:
