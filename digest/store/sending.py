@@ -352,11 +352,33 @@ def recorder(driver: Driver, issue_id: int, outcomes: Iterable[Settled]) -> Call
 
 class PageCursor:
     """Where a pass's next claimed page starts (a subscriber id); one claim at a time reads
-    and moves it, so the threads' pages never overlap and none waits for another's rows."""
+    and moves it, so the threads' pages never overlap and none waits for another's rows.
+
+    While the send's deliveries are still going in a step at a time (`enqueuing`), a claim
+    that finds nothing waits for the next step (`steps` counts those committed).
+    """
 
     def __init__(self) -> None:
         self.after = 0
         self.lock = threading.Lock()
+        self.enqueuing = False
+        self.steps = 0
+        self.more = threading.Condition()
+
+    def stepped(self, last: bool = False) -> None:
+        """A step of the enqueue is committed (the last one: `last`)."""
+        with self.more:
+            self.steps += 1
+            self.enqueuing = self.enqueuing and not last
+            self.more.notify_all()
+
+    def wait_for_more(self, seen: int, stop: threading.Event) -> bool:
+        """After a claim that found nothing, begun when `seen` steps were in: whether to
+        claim again (a step came in since, or may yet come), once one did or all are in."""
+        with self.more:
+            while self.enqueuing and self.steps == seen and not stop.is_set():
+                self.more.wait(0.2)
+            return self.steps != seen
 
 
 def claim_page(
