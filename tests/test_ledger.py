@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from digest.delivery.ledger import DeliveryReport, claim, deliver, send_test_copy
+from digest.delivery.ledger import DeliveryReport, _PageRun, claim, deliver, send_test_copy
 from digest.delivery.sendgrid import SendGridSender
 from digest.delivery.smtp import SmtpSender
 from digest.errors import SendError
@@ -341,3 +341,18 @@ def test_names_and_addresses_reach_the_request_as_they_are_stored(store: Store) 
     assert zoe["substitutions"]["[[h:name]]"] == (
         "Zoë &quot;Z&quot; O&#x27;Neil, &lt;b&gt;&amp;amp;&lt;/b&gt;"
     )
+
+
+def test_a_send_going_on_beside_its_enqueue_reaches_everyone_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Steps of 4 subscriber ids for 30 people, 3 threads of batches of 4: claims catch up
+    # with the enqueue and wait for its next step (on PostgreSQL; SQLite enqueues first).
+    monkeypatch.setattr(_PageRun, "STEP", 4)
+    emails = add_people(store, 30)
+    issue = freeze_issue(store)
+    with sendgrid_server(API_KEY) as peer:
+        report = run(store, issue, settings_for(peer.url))
+    assert received(peer) == Counter(emails)
+    assert (report.sent, report.failed, report.unknown, report.deferred) == (30, 0, 0, 0)
+    assert ledger(store, issue) == dict.fromkeys(emails, "sent")

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from digest.delivery import Outcome
 from digest.delivery.lease import LeaseLost, SendLease
 from digest.delivery.ledger import DeliveryReport
 from digest.delivery.sendgrid import SendGridSender
@@ -207,9 +208,7 @@ def test_kill_9_of_one_of_three_workers_mid_send(newsletter: Path, db_url: str) 
 def test_a_dead_workers_reserved_rows_go_back_and_its_sending_rows_are_unknown(
     store: Store,
 ) -> None:
-    add_people(store, 12)
-    issue = freeze_issue(store)
-    store.enqueue(issue.id, "main")
+    issue = enqueued(store, 12)
     store.take_worker_lease("dead", issue.label, "main", "elsewhere", 1, 600)
     driver = Driver(store)
     page = [row for row, _ in reserve(driver, issue.id, "main", "dead", 0, 8)]
@@ -222,12 +221,7 @@ def test_a_dead_workers_reserved_rows_go_back_and_its_sending_rows_are_unknown(
     rest = [row for row, _ in reserve(driver, issue.id, "main", "alive", 0, 100)]
     assert [r[0] for r in rest] == sorted(store_ids(store))[8:]
     assert store.reap_workers(issue.id, issue.label, "main", lambda w: False) == (0, 0, 0)
-    with store.begin() as conn:  # its machine vanished: no heartbeat since
-        conn.execute(
-            send_workers.update()
-            .where(send_workers.c.lease_id == "dead")
-            .values(expires_at=utcnow() - timedelta(seconds=1))
-        )
+    lapse(store, "dead")  # its machine vanished: no heartbeat since
     assert store.reap_workers(issue.id, issue.label, "main", lambda w: False) == (1, 5, 3)
     assert store.reap_workers(issue.id, issue.label, "main", lambda w: False) == (0, 0, 0)
     states = Counter(st for _, st, _ in store.deliveries_of(issue.id))
@@ -236,6 +230,56 @@ def test_a_dead_workers_reserved_rows_go_back_and_its_sending_rows_are_unknown(
     assert [r[0] for r in again] == [r[0] for r in page[3:]]  # back in the pool
     # A lapsed lease moves nothing to sending, even rows it still has reserved.
     assert start_sending(driver, issue.id, [r[0] for r in page[3:]], "dead") == set()
+
+
+@postgres_only
+def test_a_page_claimed_for_its_request_is_sending_only_under_a_live_lease(
+    store: Store,
+) -> None:
+    issue = enqueued(store, 6)
+    people = sorted((p.id or 0, p.email) for p in store.subscribers("main"))
+    ids = [sid for sid, _ in people]
+    driver = Driver(store)
+    store.take_worker_lease("w", issue.label, "main", "here", os.getpid(), 600)
+    first = reserve_page(driver, issue.id, "main", "w", 0, 3, start=True)
+    assert [r[0][0] for r in first.rows] == ids[:3]
+    # The next claim records the last batch's outcomes in its own transaction.
+    done = [Outcome(ids[0], DeliveryStatus.SENT, "m1"), Outcome(ids[1], DeliveryStatus.PENDING)]
+    done.append(Outcome(ids[2], DeliveryStatus.FAILED, error="HTTP 400: bad"))
+    second = reserve_page(driver, issue.id, "main", "w", first.last, 2, start=True, done=done)
+    assert [r[0][0] for r in second.rows] == ids[3:5]
+    states = {email: st for email, st, _ in store.deliveries_of(issue.id)}
+    assert [states[email] for _, email in people] == [
+        "sent",
+        "pending",
+        "failed",
+        "sending",
+        "sending",
+        "pending",
+    ]
+    lapse(store, "w")  # its heartbeat stopped
+    late = reserve_page(driver, issue.id, "main", "w", second.last, 5, start=True)
+    assert late.rows == []
+    states = {email: st for email, st, _ in store.deliveries_of(issue.id)}
+    assert states[people[5][1]] == "pending"  # nothing moves to sending under a lapsed lease
+
+
+def enqueued(store: Store, people: int) -> Any:
+    """A frozen issue with its deliveries to `people` new members of "main" enqueued."""
+    add_people(store, people)
+    issue = freeze_issue(store)
+    store.enqueue(issue.id, "main")
+    return issue
+
+
+def lapse(store: Store, lease_id: str) -> None:
+    """The worker lease `lease_id` expired a second ago."""
+    with store.begin() as conn:
+        conn.execute(
+            send_workers.update()
+            .where(send_workers.c.lease_id == lease_id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def store_ids(store: Store) -> list[int]:

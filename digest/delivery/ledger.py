@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from digest.delivery import FAULT_SENDER, Outcome, Recipient, RowSender, Scheduler, Sender
 from digest.delivery.lease import SendLease
@@ -28,7 +29,16 @@ from digest.errors import SendError, SubscriberError
 from digest.models import DeliveryStatus, Issue, Subscriber, SubscriberStatus
 from digest.settings import Settings
 from digest.store import Store
-from digest.store.sending import Driver, claim, next_page, next_variant_page, record, settle
+from digest.store.sending import (
+    Driver,
+    PageCursor,
+    claim,
+    claim_page,
+    next_page,
+    next_variant_page,
+    record,
+    settle,
+)
 from digest.subscribers import normalize_email
 
 __all__ = ["DeliveryReport", "claim", "deliver", "next_page", "record", "send_test_copy"]
@@ -190,9 +200,11 @@ def _deliver(
     report = DeliveryReport(
         issue=issue.label, list_name=list_name, backend=sender.name, dry_run=dry_run
     )
+    kind = _PageRun if _pages_claimed(store, issue, dry_run) else _Run
     if not dry_run:
         report.interrupted = store.recover_interrupted(issue.id, list_name)
-        store.enqueue(issue.id, list_name)
+        if kind is _Run:  # a _PageRun's threads send beside the enqueue, a step behind it
+            store.enqueue(issue.id, list_name)
         report.already_sent = store.count_deliveries(issue.id, list_name, DeliveryStatus.SENT)
     else:
         statuses = [DeliveryStatus.PENDING]
@@ -203,11 +215,14 @@ def _deliver(
             f"--send-at needs the sendgrid backend, not {sender.name}",
             "set [delivery] backend = 'sendgrid' (or --backend sendgrid), or send now",
         )
-    run = _Run(store, issue, list_name, sender, settings, report, dry_run, statuses, progress)
+    run = kind(store, issue, list_name, sender, settings, report, dry_run, statuses, progress)
     run.lease = lease
     run.send_all()
     if not dry_run:
         report.left = store.withdraw_departed(issue.id, list_name)
+    if kind is _PageRun:  # whoever is still pending (none, unless a step went wrong) is told
+        pending = store.count_deliveries(issue.id, list_name, DeliveryStatus.PENDING)
+        report.deferred = max(report.deferred, pending)
     if not dry_run and not (
         report.failed or report.unknown or report.deferred or report.interrupted
     ):
@@ -361,6 +376,13 @@ class _Run:
             self.pages.put((0, page))  # blocks while every worker is busy: memory stays flat
         self.pages.join()
 
+    def _tickets(self) -> None:
+        """A pass of a run whose threads find their own pages (an empty batch each: a
+        ticket to claim and send until nothing is left), until every thread is done."""
+        for _ in range(self.settings.workers):
+            self.pages.put((0, []))
+        self.pages.join()
+
     def _variant_pass(self) -> None:
         """Pages by subscriber id, sent in batches of one variant each: a variant's readers
         wait in its buffer until it fills a batch (at most a batch less one per variant), or
@@ -416,16 +438,29 @@ class _Run:
             return
         ids = [row[0] for row in rows]
         if not self.dry_run:
-            lease_id = None
-            if self.lease is not None:
-                self.lease.check()  # a run that lost its lease sends no further batch
-                lease_id = self.lease.lease_id
-            claimed = self._claim(ids, lease_id)
+            claimed = self._claim(ids, self._lease_id())
             if len(claimed) < len(ids):  # another run took some
                 rows = [row for row in rows if row[0] in claimed]
                 ids = [row[0] for row in rows]
             if not rows:
                 return
+        outcomes = self._request(rows, ids, variant)
+        if not self.dry_run:
+            record(self.store, self.issue.id, outcomes, self.driver)
+        self._tally(outcomes, rows)
+        self._watch(outcomes)
+
+    def _lease_id(self) -> str | None:
+        """This run's lease id; LeaseLost once the lease is lost (no further batch)."""
+        if self.lease is None:
+            return None
+        self.lease.check()
+        return self.lease.lease_id
+
+    def _request(self, rows: list[Recipient], ids: list[int], variant: int) -> list[Outcome]:
+        """Hand the claimed batch `rows` to the sender: an outcome for each of `ids`. A
+        sender's error settles the batch first: pending when nothing of it was taken, else
+        unknown."""
         try:
             if self.rows_sender is not None:
                 outcomes = self.rows_sender.send_rows(rows, self.maker(variant))
@@ -449,11 +484,7 @@ class _Run:
                     driver=self.driver,
                 )
             raise
-        outcomes = _complete(outcomes, ids)
-        if not self.dry_run:
-            record(self.store, self.issue.id, outcomes, self.driver)
-        self._tally(outcomes, rows)
-        self._watch(outcomes)
+        return _complete(outcomes, ids)
 
     def _claim(self, ids: list[int], lease_id: str | None) -> set[int]:
         """Move a batch to `sending` (committed) before its request; the ids really moved."""
@@ -511,6 +542,95 @@ class _Run:
                     report.unknown += 1
             if self.progress is not None:
                 self.progress(report)
+
+
+def _pages_claimed(store: Store, issue: Issue, dry_run: bool) -> bool:
+    """Whether a send's threads claim their pages themselves (`_PageRun`): PostgreSQL, a
+    real send, one lineup."""
+    return store.engine.dialect.name == "postgresql" and not dry_run and not issue.variants
+
+
+class _PageRun(_Run):
+    """A PostgreSQL run whose threads each claim their next page in one statement, with the
+    last batch's outcomes recorded in the same transaction (`claim_page`): one commit a batch.
+
+    The outcomes wait for the next claim only when it follows at once; under a rate limit
+    (a wait before the claim) they are recorded as soon as they are known.
+    """
+
+    STEP = 100_000  # subscriber ids a step of the enqueue covers
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.cursor = PageCursor()
+        self.cursor.enqueuing = True  # until the first pass has put every delivery in
+
+    def _one_pass(self) -> None:
+        self.cursor.after = 0
+        if not self.cursor.enqueuing:
+            self._tickets()
+            return
+        for _ in range(self.settings.workers):
+            self.pages.put((0, []))  # the threads claim while the deliveries go in
+        try:
+            self._enqueue_in_steps()
+        finally:
+            self.cursor.stepped(last=True)
+        self.pages.join()
+
+    def _enqueue_in_steps(self) -> None:
+        """The send's deliveries, a step of subscriber ids at a time, each committed before
+        the next, in id order: a claim never passes a row still to come. A million of them
+        took 3-6 s before the first request could go; now the first step does."""
+        issue, list_name = self.issue.id, self.list_name
+        bound = self.store.last_subscriber_id()
+        after = 0
+        while after < bound and not self.stop.is_set():
+            until = after + self.STEP
+            self.store.enqueue(issue, list_name, after=after, until=until, analyze=after == 0)
+            self.cursor.stepped()
+            after = until
+        if not self.stop.is_set():  # and whoever joined since the bound was read
+            self.store.enqueue(issue, list_name, after=after, analyze=False)
+
+    def _batch(self, rows: list[Recipient], variant: int = 0) -> None:
+        if rows:  # pragma: no cover - this run's pages are its threads' own
+            super()._batch(rows, variant)
+            return
+        size = self.sender.batch_size
+        done: list[Outcome] = []  # the last batch's outcomes, not yet recorded
+        try:
+            while not self.stop.is_set():
+                if done and self.limit.rate > 0:
+                    record(self.store, self.issue.id, done, self.driver)
+                    done = []
+                self.limit.acquire(size, self.stop)
+                if self.stop.is_set():
+                    break
+                seen = self.cursor.steps
+                rows, picked = claim_page(
+                    self.driver,
+                    self.issue.id,
+                    self.cursor,
+                    size,
+                    self.statuses,
+                    self._lease_id(),
+                    done,
+                )
+                done = []
+                if not picked:
+                    if self.cursor.wait_for_more(seen, self.stop):
+                        continue
+                    break
+                if not rows:  # all of the page had left the list
+                    continue
+                outcomes = self._request(rows, [row[0] for row in rows], variant)
+                done = outcomes
+                self._tally(outcomes, rows)
+                self._watch(outcomes)
+        finally:
+            if done:  # stopped (or an error) before a next claim took them along
+                record(self.store, self.issue.id, done, self.driver)
 
 
 def _complete(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]:

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from digest.delivery.ledger import (
     DeliveryReport,
     Progress,
     _Run,
+    record,
     send_rate,
 )
 from digest.delivery.ratelimit import RateLimit
@@ -100,10 +102,15 @@ class SharedPace:
     def __init__(self, store: Store, label: str, list_name: str) -> None:
         self.store, self.label, self.list_name = store, label, list_name
 
-    def acquire(self, count: int, stop: threading.Event) -> None:
-        """Wait until `count` more messages may go, across all workers."""
+    def acquire(
+        self, count: int, stop: threading.Event, before_wait: Callable[[], None] | None = None
+    ) -> None:
+        """Wait until `count` more messages may go, across all workers (calling
+        `before_wait` first when there is a wait)."""
         wait = self.store.book_pace(self.label, self.list_name, count)
         if wait > 0:
+            if before_wait is not None:
+                before_wait()
             stop.wait(wait)
 
     def pause(self, seconds: float) -> None:
@@ -145,21 +152,19 @@ class _WorkerRun(_Run):
         self.store.release_reserved(self.issue.id, self.lease.lease_id)  # last round's deferrals
         self.after, self.wrapped = 0, False
         self.drained.clear()
-        for _ in range(self.settings.workers):
-            self.pages.put((0, []))  # a ticket: reserve and send until nothing is left
-        self.pages.join()
+        self._tickets()
 
     def _batch(self, rows: list[Recipient], variant: int = 0) -> None:
         if rows:  # pragma: no cover - this run's pages are its threads' own
             super()._batch(rows, variant)
             return
+        if not self.issue.variants:  # one lineup: the page is the batch
+            self._claimed_batches()
+            return
         while not self.stop.is_set():
             page = self._reserve()
             if page is None:
                 break
-            if not self.issue.variants:  # one lineup: the page is the batch
-                super()._batch([row for row, _ in page])
-                continue
             for number, batch in self._batches(page):
                 super()._batch(batch, number)
         # The end: what is left, a batch at a time, so that every thread sends some of it (the
@@ -169,6 +174,23 @@ class _WorkerRun(_Run):
             if left is None:
                 break
             super()._batch(left[1], left[0])
+
+    def _claimed_batches(self) -> None:
+        """Pages claimed straight to `sending` and sent, each with the last one's outcomes
+        recorded in its claim's transaction (one commit a batch)."""
+        done: list[Outcome] = []  # the last batch's outcomes, until the next claim takes them
+        try:
+            while not self.stop.is_set():
+                page = self._reserve(done)
+                if page is None:
+                    break
+                rows = [row for row, _ in page]
+                done = self._request(rows, [row[0] for row in rows], 0)
+                self._tally(done, rows)
+                self._watch(done)
+        finally:
+            if done:  # stopped (or an error) before a next claim took them along
+                record(self.store, self.issue.id, done, self.driver)
 
     def _batches(self, page: list[tuple[Recipient, int]]) -> list[tuple[int, list[Recipient]]]:
         """`page` into the buffers; the variants' batches that are full."""
@@ -193,29 +215,41 @@ class _WorkerRun(_Run):
                     return variant, rows[:size]
         return None
 
-    def _reserve(self) -> list[tuple[Recipient, int]] | None:
+    def _reserve(self, done: list[Outcome] | None = None) -> list[tuple[Recipient, int]] | None:
         """The next page reserved for this worker, each row with its variant; None when
         nothing is left that it could take. Rows that come back later (a dead worker's,
         reaped) are the coordinator's to send: `digest send --workers` takes them up once its
-        workers are done."""
+        workers are done.
+
+        done: given for a one-lineup send, whose page is claimed `sending` at once: the last
+        batch's outcomes, recorded with the claim (emptied once they are), or before a wait
+        for the send's pace.
+        """
         booked = False
         while not (self.stop.is_set() or self.drained.is_set()):
             self.lease.check()
             if not booked:
-                self.feed_limit.acquire(self.sender.batch_size, self.stop)
+                self.feed_limit.acquire(
+                    self.sender.batch_size, self.stop, lambda: self._record_now(done)
+                )
                 booked = True
             if self.wrapped:  # the end: one look at a time, each a scan of what is left
                 with self.tail:
                     if self.drained.is_set():
                         return None
-                    page = self._look()
+                    page = self._look(done)
             else:
-                page = self._look()
+                page = self._look(done)
             if page is not None:
                 return page
         return None
 
-    def _look(self) -> list[tuple[Recipient, int]] | None:
+    def _record_now(self, done: list[Outcome] | None) -> None:
+        if done:
+            record(self.store, self.issue.id, done, self.driver)
+            done.clear()
+
+    def _look(self, done: list[Outcome] | None = None) -> list[tuple[Recipient, int]] | None:
         """One reservation past the shared cursor: its rows, or None to look again (the
         cursor moved), having set `drained` when nothing is left."""
         with self.lock:
@@ -227,7 +261,11 @@ class _WorkerRun(_Run):
             self.lease.lease_id,
             after,
             self.sender.batch_size,
+            start=done is not None,
+            done=done or (),
         )
+        if done:
+            done.clear()  # recorded
         with self.lock:
             self.after = max(self.after, page.last)
             self.report.left += page.left
@@ -383,7 +421,7 @@ class _Child:
     reader: threading.Thread | None = None
 
 
-def worker_command(settings: Settings, label: str, list_name: str) -> list[str]:
+def worker_command(label: str, list_name: str) -> list[str]:
     """The command line of one worker process of this send."""
     return [
         sys.executable, "-m", "digest", "worker", "--issue", label, "--list", list_name, "--json",
@@ -421,7 +459,7 @@ def coordinate(
     # Started first: they start up (a second or more each) while this one enqueues, and
     # wait for the send to open.
     env = worker_env(settings)
-    command = worker_command(settings, issue.label, list_name)
+    command = worker_command(issue.label, list_name)
     children = [_start(command, env) for _ in range(processes - 1)]
     try:
         report.interrupted = store.recover_interrupted(issue.id, list_name)

@@ -23,7 +23,7 @@ from digest.store.base import StoreBase
 from digest.store.leases import Lease, _lease, update_own_lease
 from digest.store.rows import from_db, utcnow
 from digest.store.schema import deliveries, send_leases, send_workers
-from digest.store.sending import Driver, Recipient
+from digest.store.sending import Driver, Recipient, Settled, recorder
 
 INTERRUPTED = "interrupted while sending; the provider may or may not have it"
 # A page of pending, unreserved deliveries past `after`, reserved for one worker, in one
@@ -51,13 +51,17 @@ _RESERVE = (
     "AND EXISTS (SELECT 1 FROM send_workers w WHERE w.lease_id = %s AND w.expires_at > %s "
     "FOR KEY SHARE) "
     "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d SKIP LOCKED), "
-    "taken AS (UPDATE deliveries d SET lease_id = %s FROM picked "
+    "taken AS (UPDATE deliveries d SET lease_id = %s{start} FROM picked "
     "WHERE d.issue_id = %s AND d.subscriber_id = picked.subscriber_id "
     f"AND {_ACTIVE_MEMBER} RETURNING d.subscriber_id, d.variant), "
     "page AS (SELECT max(subscriber_id) AS last, count(*) AS picked FROM picked) "
     "SELECT page.last, page.picked, s.id, s.email, s.name, s.fields, taken.variant FROM page "
     "LEFT JOIN (taken JOIN subscribers s ON s.id = taken.subscriber_id) ON true ORDER BY s.id"
 )
+# What `{start}` adds when the page is the next batch, claimed for its request at once
+# (`reserve_page(start=True)`): rows go to `sending` under the worker's live lease, as
+# `_START` would move them a moment later, in the same statement.
+_STARTED = ", status = 'sending', attempts = d.attempts + 1, updated_at = %s"
 # The page's rows of those who left the list since the send was enqueued: withdrawn, as the
 # send's end withdraws them (`withdraw_departed`), so that no worker picks them again.
 _WITHDRAW = (
@@ -323,14 +327,33 @@ class Page(NamedTuple):
 
 
 def reserve_page(
-    driver: Driver, issue_id: int, list_name: str, lease_id: str, after: int, size: int
+    driver: Driver,
+    issue_id: int,
+    list_name: str,
+    lease_id: str,
+    after: int,
+    size: int,
+    *,
+    start: bool = False,
+    done: Sequence[Settled] = (),
 ) -> Page:
     """Reserve the next `size` pending deliveries past subscriber id `after` for the worker
-    `lease_id`, skipping rows other workers are reserving (see `_RESERVE`)."""
-    params = (issue_id, after, list_name, lease_id, driver.now(), size, lease_id, issue_id)
+    `lease_id`, skipping rows other workers are reserving (see `_RESERVE`).
+
+    start: the page is the next batch: its rows go straight to `sending` (`start_sending`
+    in the same statement). done: outcomes of this thread's last batch, recorded in the
+    same transaction (one commit a batch).
+    """
+    now = driver.now()
+    params: tuple[Any, ...] = (issue_id, after, list_name, lease_id, now, size, lease_id)
+    params += ((now,) if start else ()) + (issue_id,)
+    sql = _RESERVE.format(start=_STARTED if start else "")
+    record_done = recorder(driver, issue_id, done) if done else None
 
     def work(cursor: Any) -> Page:
-        cursor.execute(_RESERVE, params)
+        if record_done is not None:
+            record_done(cursor)
+        cursor.execute(sql, params)
         found = cursor.fetchall()
         last, picked = found[0][0], int(found[0][1])
         rows = [((r[2], r[3], r[4], r[5]), int(r[6])) for r in found if r[2] is not None]

@@ -53,8 +53,18 @@ class StatusRow:
 class LedgerStore(StoreBase):
     """Deliveries and what became of them."""
 
-    def enqueue(self, issue_id: int, list_name: str) -> int:
-        """Add a pending delivery for every active list member who has none for this issue.
+    def enqueue(
+        self,
+        issue_id: int,
+        list_name: str,
+        *,
+        after: int = 0,
+        until: int | None = None,
+        analyze: bool = True,
+    ) -> int:
+        """Add a pending delivery for every active list member who has none for this issue
+        (those with a subscriber id past `after`, up to `until` when given: a step of an
+        enqueue the send goes on beside; `analyze`: refresh PostgreSQL's statistics after).
 
         Costs in proportion to the list, however much of it was sent: `NOT EXISTS` is an
         anti-join on the primary key (a `NOT IN (subquery)` outgrew PostgreSQL's work_mem at
@@ -87,9 +97,12 @@ class LedgerStore(StoreBase):
             .where(
                 memberships.c.list_name == list_name,
                 subscribers.c.status == "active",
+                subscribers.c.id > after,
                 ~have.exists(),
             )
         )
+        if until is not None:
+            members = members.where(subscribers.c.id <= until)
         with self.engine.connect() as conn:
             personalized = conn.execute(
                 sa.select(issue_topic_sets.c.variant)
@@ -120,13 +133,18 @@ class LedgerStore(StoreBase):
             added = self._insert_count(plain)
         except sa.exc.IntegrityError:  # another run's rows, committed while we inserted
             added = self._insert_count(plain.on_conflict_do_nothing())
-        if added and self.engine.dialect.name == "postgresql":
+        if added and analyze and self.engine.dialect.name == "postgresql":
             # Fresh statistics before the send reads its pages: right after a bulk import,
             # before autovacuum gets to it, the planner takes the tables for nearly empty
             # and picks plans that read the whole list for each page.
             with self.begin() as conn:
                 conn.exec_driver_sql("ANALYZE subscribers, memberships, deliveries")
         return added
+
+    def last_subscriber_id(self) -> int:
+        """The highest subscriber id so far (0: none)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(subscribers.c.id))).scalar() or 0)
 
     def _insert_count(self, statement: Any) -> int:
         with self.begin() as conn:

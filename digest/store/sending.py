@@ -84,6 +84,30 @@ _RECORD = (
     "updated_at = {p} "
     "WHERE issue_id = {p} AND status = 'sending' AND subscriber_id {ids}"
 )
+# PostgreSQL's claim of a page in one statement (`claim_page`): the page picked by the
+# primary key past the cursor, merged in id order with subscribers and memberships (ranges
+# on all three, so no index lookup per row), locked, and those still active members of their
+# delivery's list moved to `sending` by their rows' addresses (a TID scan of an array of
+# ctids: no second lookup by key, and a plan that stays right once psycopg prepares the
+# statement: a join on ctid became a sequential scan of the table in the generic plan).
+# Only rows the UPDATE moved come back; the first row also says how far the page went.
+_CLAIM_PAGE = (
+    "WITH page AS MATERIALIZED (SELECT d.subscriber_id, d.ctid AS at, s.email, s.name, "
+    "s.fields, coalesce(s.status = 'active' AND m.subscriber_id IS NOT NULL, false) AS member "
+    "FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id AND s.id > %s "
+    "LEFT JOIN memberships m ON m.subscriber_id = d.subscriber_id "
+    "AND m.list_name = d.list_name AND m.subscriber_id > %s "
+    "WHERE d.issue_id = %s AND d.subscriber_id > %s AND d.status IN ({states}) "
+    "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d), "
+    "taken AS (UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
+    "updated_at = %s, lease_id = %s "
+    "WHERE d.ctid = ANY(ARRAY(SELECT at FROM page WHERE member)) AND d.status IN ({states}) "
+    "RETURNING d.subscriber_id), "
+    "seen AS (SELECT max(subscriber_id) AS last, count(*) AS picked FROM page) "
+    "SELECT seen.last, seen.picked, p.subscriber_id, p.email, p.name, p.fields FROM seen "
+    "LEFT JOIN (taken JOIN page p ON p.subscriber_id = taken.subscriber_id) ON true "
+    "ORDER BY p.subscriber_id"
+)
 # SQLite takes one writer at a time and makes the others poll (sleeping up to 100 ms between
 # tries); workers of one run queue on this lock instead. Other processes still poll.
 _SQLITE_WRITES: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
@@ -302,6 +326,11 @@ def record(
     recipient's.
     """
     driver = driver or Driver(store)
+    driver.write(recorder(driver, issue_id, outcomes))
+
+
+def recorder(driver: Driver, issue_id: int, outcomes: Iterable[Settled]) -> Callable[[Any], None]:
+    """The statements of `record`, to run on a cursor (in a transaction of the caller's)."""
     Key = tuple[DeliveryStatus, str | None, str | None, str | None]
     groups: dict[Key, list[int]] = {}
     for o in outcomes:
@@ -318,7 +347,74 @@ def record(
                     + driver.ids(chunk),
                 )
 
-    driver.write(write)
+    return write
+
+
+class PageCursor:
+    """Where a pass's next claimed page starts (a subscriber id); one claim at a time reads
+    and moves it, so the threads' pages never overlap and none waits for another's rows.
+
+    While the send's deliveries are still going in a step at a time (`enqueuing`), a claim
+    that finds nothing waits for the next step (`steps` counts those committed).
+    """
+
+    def __init__(self) -> None:
+        self.after = 0
+        self.lock = threading.Lock()
+        self.enqueuing = False
+        self.steps = 0
+        self.more = threading.Condition()
+
+    def stepped(self, last: bool = False) -> None:
+        """A step of the enqueue is committed (the last one: `last`)."""
+        with self.more:
+            self.steps += 1
+            self.enqueuing = self.enqueuing and not last
+            self.more.notify_all()
+
+    def wait_for_more(self, seen: int, stop: threading.Event) -> bool:
+        """After a claim that found nothing, begun when `seen` steps were in: whether to
+        claim again (a step came in since, or may yet come), once one did or all are in."""
+        with self.more:
+            while self.enqueuing and self.steps == seen and not stop.is_set():
+                self.more.wait(0.2)
+            return self.steps != seen
+
+
+def claim_page(
+    driver: Driver,
+    issue_id: int,
+    cursor: PageCursor,
+    size: int,
+    statuses: Sequence[DeliveryStatus],
+    lease_id: str | None,
+    done: Sequence[Settled] = (),
+) -> tuple[list[Recipient], int]:
+    """PostgreSQL: the outcomes `done` of this thread's last batch recorded, and the next
+    `size` deliveries in `statuses` past `cursor` moved to `sending` under `lease_id`, in one
+    transaction, committed before this returns: the recipients claimed (active members of
+    their delivery's list) and how many rows the page looked at (0: nothing left past it).
+
+    One commit a batch instead of three statements and two commits (a page read, a claim,
+    a record): the outcomes go with the next claim, which follows their answer at once.
+    """
+    states = _states(statuses)
+    sql = _CLAIM_PAGE.format(states=states)
+    record_done = recorder(driver, issue_id, done) if done else None
+
+    def work(db: Any) -> tuple[list[Recipient], int]:
+        if record_done is not None:
+            record_done(db)
+        with cursor.lock:
+            after = cursor.after
+            db.execute(sql, (after, after, issue_id, after, size, driver.now(), lease_id))
+            found = db.fetchall()
+            last, picked = found[0][0], int(found[0][1])
+            if picked:
+                cursor.after = max(cursor.after, int(last))
+        return [(r[2], r[3], r[4], r[5]) for r in found if r[2] is not None], picked
+
+    return driver.write(work)
 
 
 def settle(
