@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.models import Subscriber
-from digest.preview import PreviewSource, Snapshot
+from digest.preview import PreviewSource
 from digest.settings import read_settings
 from digest.store import Store
 from tests.conftest import init_folder
@@ -29,20 +27,12 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PreviewS
     preview.close()
 
 
-def timed(source: PreviewSource) -> tuple[Snapshot, float]:
-    start = time.perf_counter()
-    shot = source.current()
-    return shot, time.perf_counter() - start
-
-
-def test_an_unchanged_poll_returns_the_last_rendering_at_a_fraction_of_its_cost(
-    source: PreviewSource,
-) -> None:
-    first, render = timed(source)
+def test_an_unchanged_poll_returns_the_last_rendering(source: PreviewSource) -> None:
+    # The very snapshot rendered first: nothing was rendered again. (What a poll costs is
+    # a figure for a bench, not a test: a wall-clock bound here failed under load.)
+    first = source.current()
     assert not first.error and first.html
-    polls = [timed(source) for _ in range(10)]
-    assert all(shot is first for shot, _ in polls)
-    assert statistics.median(cost for _, cost in polls) < render / 3
+    assert all(source.current() is first for _ in range(10))
 
 
 def test_a_change_in_the_database_or_a_template_renders_again(
