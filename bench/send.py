@@ -36,9 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from digest.models import RenderedIssue
 from digest.personalize import html_marker, text_marker
@@ -123,6 +126,67 @@ def send_env(url: str, peer_url: str, workers: int) -> dict[str, str]:
     }
 
 
+@dataclass
+class Sent:
+    """One bench `digest send`: its wall time, what the look-alike saw, its resource use and
+    what it printed."""
+
+    wall: float
+    seen: dict[str, Any]
+    usage: Any  # resource.struct_rusage of the send process (peak RSS, CPU)
+    output: str
+
+
+def timed_send(
+    folder: Path,
+    url: str,
+    *,
+    delay: float,
+    workers: int,
+    processes: int = 1,
+    in_flight: int = 0,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Sent:
+    """`digest send --no-ingest --yes --force ARGS` in `folder` against a SendGrid look-alike
+    of its own (answers after `delay`, at most `in_flight` at once), with `processes` sending
+    processes; stops the bench when the send fails."""
+    ours, theirs = mp.Pipe()
+    server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs, in_flight))
+    server.start()
+    peer_url = ours.recv()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digest",
+            "send",
+            "--no-ingest",
+            "--yes",
+            "--force",
+            *args,
+            *(["--workers", str(processes)] if processes > 1 else []),
+        ],
+        cwd=folder,
+        env={**send_env(url, peer_url, workers), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    ours.send("stop")
+    seen = ours.recv()
+    server.join()
+    if status != 0:
+        say(output)
+        raise SystemExit(f"digest send failed with status {status}")
+    return Sent(wall, seen, usage, output)
+
+
 def prepare(folder: Path, url: str, size: int) -> tuple[float, str]:
     """Import `size` subscribers and freeze this week's issue; the import's seconds."""
     csv_path = folder / "people.csv"
@@ -159,41 +223,16 @@ def run(
         with mp.get_context("spawn").Pool(1) as pool:
             imported, label = pool.apply(prepare, (folder, url, size))
         say(f"{size:>9,} subscribers: import {imported:6.2f} s ({size / imported:,.0f} rows/s)")
-        ours, theirs = mp.Pipe()
-        server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs, in_flight))
-        server.start()
-        peer_url = ours.recv()
-        env = send_env(url, peer_url, workers)
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "digest",
-                "send",
-                "--no-ingest",
-                "--yes",
-                "--force",
-                "--week",
-                label,
-                *(["--workers", str(processes)] if processes > 1 else []),
-            ],
-            cwd=folder,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        sent = timed_send(
+            folder,
+            url,
+            delay=delay,
+            workers=workers,
+            processes=processes,
+            in_flight=in_flight,
+            args=["--week", label],
         )
-        assert proc.stdout is not None
-        output = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        ours.send("stop")
-        seen = ours.recv()
-        server.join()
-        if status != 0:
-            say(output)
-            raise SystemExit(f"digest send failed with status {status}")
+        wall, seen, usage, output = sent.wall, sent.seen, sent.usage, sent.output
         if (seen["recipients"], seen["distinct"], seen["most"]) != (size, size, 1):
             raise SystemExit(f"not exactly once: {seen}")
         floor = seen["requests"] * delay / (workers * processes)

@@ -35,8 +35,6 @@ import random
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -44,7 +42,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.send import say, send_env, serve
+from bench.send import say, timed_send
 from digest.models import Article
 from digest.store import Store, metadata
 from digest.store.base import create_tables
@@ -167,45 +165,21 @@ def send(
     processes: int = 1,
 ) -> dict[str, float]:
     """One `digest send` of the week's issue; its wall time, requests and peak RSS."""
-    ours, theirs = mp.Pipe()
-    server = mp.get_context("spawn").Process(target=serve, args=(delay, theirs))
-    server.start()
-    peer_url = ours.recv()
     config = folder / "digest.toml"
     quoted = ", ".join(f'"{t}"' for t in topics)
     config.write_text(
         f"[selection]\npersonalize = {'true' if personalize else 'false'}\n"
         f"[topics]\nchoices = [{quoted}]\n"
     )
-    env = {**send_env(url, peer_url, workers), "DIGEST_CONFIG": str(config)}
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "digest",
-            "send",
-            "--no-ingest",
-            "--yes",
-            "--force",
-            *(["--workers", str(processes)] if processes > 1 else []),
-        ],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    sent = timed_send(
+        folder,
+        url,
+        delay=delay,
+        workers=workers,
+        processes=processes,
+        env={"DIGEST_CONFIG": str(config)},
     )
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    ours.send("stop")
-    seen = ours.recv()
-    server.join()
-    if status != 0:
-        say(output)
-        raise SystemExit(f"digest send failed with status {status}")
+    wall, seen, usage = sent.wall, sent.seen, sent.usage
     return {
         "wall": wall,
         "requests": seen["requests"],
