@@ -110,8 +110,9 @@ def article_records(
                 "published": article.published.isoformat() if article.published else None,
                 "date_flag": article.date_flag,
                 "undated": article.date_flag == UNDATED,  # the date is only when it was read
-                # why, as read (null for a dated article, or one stored before it was kept)
-                "date_note": article.date_note if article.date_flag == UNDATED else None,
+                # why, as read (the store keeps it for undated articles only; null too for
+                # one stored before it was kept)
+                "date_note": article.date_note,
                 "author": article.author,
                 "image": article.image,
                 "summary": summary.text,
