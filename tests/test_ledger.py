@@ -7,18 +7,28 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from digest.delivery import Outcome
 from digest.delivery.ledger import DeliveryReport, _PageRun, claim, deliver, send_test_copy
 from digest.delivery.sendgrid import SendGridSender
 from digest.delivery.smtp import SmtpSender
 from digest.errors import SendError
-from digest.models import DeliveryStatus, Issue, RenderedIssue, Subscriber, SubscriberStatus
+from digest.models import (
+    DeliveryStatus,
+    Issue,
+    RenderedIssue,
+    Subscriber,
+    SubscriberStatus,
+    Variant,
+)
 from digest.personalize import html_marker, text_marker
 from digest.settings import Settings
 from digest.store import Store
+from digest.store.sending import Driver, PageCursor, claim_run, first_position, record
 from digest.suppressions import leave
 from tests.peers import Reply, SendGridPeer, sendgrid_server, smtp_server
 
@@ -356,3 +366,103 @@ def test_a_send_going_on_beside_its_enqueue_reaches_everyone_once(
     assert received(peer) == Counter(emails)
     assert (report.sent, report.failed, report.unknown, report.deferred) == (30, 0, 0, 0)
     assert ledger(store, issue) == dict.fromkeys(emails, "sent")
+
+
+def personalized_issue(store: Store) -> Issue:
+    """An issue like `freeze_issue`'s with two variants beside the general lineup: readers who
+    chose Science get variant 1, those who chose Tech variant 2, the rest the general one."""
+    html = f'<p>Hi {html_marker("name")}</p><a href="{html_marker("unsubscribe_url")}">u</a>'
+    text = f"Hi {text_marker('name')}\n{text_marker('unsubscribe_url')}\n"
+    variants = [
+        Variant(number, [topic], [], RenderedIssue(f"Week 5: {topic}", "", html, text), [topic])
+        for number, topic in ((1, "Science"), (2, "Tech"))
+    ]
+    return store.freeze_issue(
+        "2024-W05",
+        datetime(2024, 1, 29, tzinfo=UTC),
+        datetime(2024, 2, 5, tzinfo=UTC),
+        [],
+        RenderedIssue("Week 5", "In brief", html, text),
+        1,
+        variants=variants,
+        general_sets=[],
+    )
+
+
+def add_readers(store: Store, count: int) -> list[str]:
+    """`add_people` who chose Science, Tech and nothing in turn (reader n: variant (n+1) % 3)."""
+    emails = add_people(store, count)
+    for p in store.subscribers("main"):
+        store.set_topics(p.id or 0, ("Science", "Tech", None)[int(p.email[6:9]) % 3])
+    return emails
+
+
+def test_a_personalized_send_goes_in_batches_of_one_variant_to_whoever_stayed(
+    store: Store,
+) -> None:
+    emails = add_readers(store, 30)
+    issue = personalized_issue(store)
+    store.enqueue(issue.id, "main")  # queued, then two readers leave before their turn
+    ids = {p.email: p.id or 0 for p in store.subscribers("main")}
+    with store.begin() as conn:
+        leave(conn, ids[emails[4]], "main", source="one-click")  # a Tech reader
+        leave(conn, ids[emails[9]], "main", source="one-click")  # a Science one
+    with sendgrid_server(API_KEY) as peer:
+        report = run(store, issue, settings_for(peer.url))
+    stayed = [e for n, e in enumerate(emails) if n not in (4, 9)]
+    assert received(peer) == Counter(stayed)
+    assert (report.sent, report.left, report.deferred) == (28, 2, 0)
+    for r in peer.requests:  # each request one variant's copy, for that variant's readers
+        variant = int(r.body["custom_args"].get("variant", 0))
+        readers = [int(p["to"][0]["email"][6:9]) for p in r.body["personalizations"]]
+        assert {(n + 1) % 3 for n in readers} == {variant}, (variant, readers)
+        assert len(readers) <= 4
+    # Each variant's readers in as few requests as batches of 4 allow: 10, 9 and 9 of them.
+    requests = Counter(int(r.body["custom_args"].get("variant", 0)) for r in peer.requests)
+    assert requests == {0: 3, 1: 3, 2: 3}
+    assert ledger(store, issue) == dict.fromkeys(stayed, "sent")
+
+
+def test_a_personalized_claim_takes_a_run_of_one_variant_still_waiting(tmp_path: Path) -> None:
+    # SQLite's way (PostgreSQL pages a personalized issue by subscriber id): its own store.
+    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        claim_runs(store)
+    finally:
+        store.close()
+
+
+def claim_runs(store: Store) -> None:
+    emails = add_readers(store, 12)  # four readers in each variant
+    issue = personalized_issue(store)
+    store.enqueue(issue.id, "main")  # stored variant after variant
+    ids = {p.email: p.id or 0 for p in store.subscribers("main")}
+    pending = [DeliveryStatus.PENDING]
+    claim(store, issue.id, [ids[emails[2]]], pending)  # another run had a general reader
+    with store.begin() as conn:
+        leave(conn, ids[emails[5]], "main", source="one-click")  # a general one left
+    driver = Driver(store)
+    cursor = PageCursor()
+    cursor.after = first_position(driver, issue.id)
+    places: dict[int, int] = {}
+    taken = []
+    while True:
+        rows, variant, picked = claim_run(driver, issue.id, cursor, 3, pending, None, (), places)
+        if not picked:
+            break
+        taken.append((variant, [int(row[1][6:9]) for row in rows], picked))
+    assert taken == [
+        (0, [8, 11], 3),  # 2 was taken, 5 left: looked at, not claimed
+        (1, [0, 3, 6], 3),
+        (1, [9], 1),  # a run ends where its variant does
+        (2, [1, 4, 7], 3),
+        (2, [10], 1),
+    ]
+    claimed = (0, 1, 3, 4, 6, 7, 8, 9, 10, 11)
+    assert set(places) == {ids[emails[n]] for n in claimed}
+    # Their outcomes go where the rows lie; the one who left is still pending, not sent.
+    record(store, issue.id, [Outcome(i, DeliveryStatus.SENT) for i in list(places)], driver, places)
+    assert places == {}
+    states = ledger(store, issue)
+    assert (states[emails[2]], states[emails[5]]) == ("sending", "pending")
+    assert {states[emails[n]] for n in claimed} == {"sent"}

@@ -34,6 +34,8 @@ from digest.store.sending import (
     PageCursor,
     claim,
     claim_page,
+    claim_run,
+    first_position,
     next_page,
     next_variant_page,
     record,
@@ -200,10 +202,10 @@ def _deliver(
     report = DeliveryReport(
         issue=issue.label, list_name=list_name, backend=sender.name, dry_run=dry_run
     )
-    kind = _PageRun if _pages_claimed(store, issue, dry_run) else _Run
+    kind = _run_kind(store, issue, dry_run)
     if not dry_run:
         report.interrupted = store.recover_interrupted(issue.id, list_name)
-        if kind is _Run:  # a _PageRun's threads send beside the enqueue, a step behind it
+        if not kind.ENQUEUES:  # a _PageRun's threads send beside the enqueue, a step behind
             store.enqueue(issue.id, list_name)
         report.already_sent = store.count_deliveries(issue.id, list_name, DeliveryStatus.SENT)
     else:
@@ -220,7 +222,8 @@ def _deliver(
     run.send_all()
     if not dry_run:
         report.left = store.withdraw_departed(issue.id, list_name)
-    if kind is _PageRun:  # whoever is still pending (none, unless a step went wrong) is told
+    if issubclass(kind, _PageRun):  # whoever is still pending (none, unless a claim went
+        # wrong) is told
         pending = store.count_deliveries(issue.id, list_name, DeliveryStatus.PENDING)
         report.deferred = max(report.deferred, pending)
     if not dry_run and not (
@@ -268,6 +271,8 @@ def send_test_copy(
 
 class _Run:
     """One delivery run: the main thread pages through the list, workers send."""
+
+    ENQUEUES = False  # whether the run puts the deliveries in itself (else `_deliver` does)
 
     def __init__(
         self,
@@ -544,10 +549,15 @@ class _Run:
                 self.progress(report)
 
 
-def _pages_claimed(store: Store, issue: Issue, dry_run: bool) -> bool:
-    """Whether a send's threads claim their pages themselves (`_PageRun`): PostgreSQL, a
-    real send, one lineup."""
-    return store.engine.dialect.name == "postgresql" and not dry_run and not issue.variants
+def _run_kind(store: Store, issue: Issue, dry_run: bool) -> type[_Run]:
+    """How a send's pages are found: by its threads, each claiming its own (`_PageRun` on
+    PostgreSQL with one lineup, `_RunsRun` on SQLite with a lineup per reader), or by the
+    main thread (`_Run`: a dry run, which claims nothing, and the rest)."""
+    if dry_run:
+        return _Run
+    if store.engine.dialect.name == "postgresql":
+        return _Run if issue.variants else _PageRun
+    return _RunsRun if issue.variants else _Run
 
 
 class _PageRun(_Run):
@@ -558,6 +568,7 @@ class _PageRun(_Run):
     (a wait before the claim) they are recorded as soon as they are known.
     """
 
+    ENQUEUES = True
     STEP = 100_000  # subscriber ids a step of the enqueue covers
 
     def __init__(self, *args: Any) -> None:
@@ -602,21 +613,13 @@ class _PageRun(_Run):
         try:
             while not self.stop.is_set():
                 if done and self.limit.rate > 0:
-                    record(self.store, self.issue.id, done, self.driver)
+                    self._record(done)
                     done = []
                 self.limit.acquire(size, self.stop)
                 if self.stop.is_set():
                     break
                 seen = self.cursor.steps
-                rows, picked = claim_page(
-                    self.driver,
-                    self.issue.id,
-                    self.cursor,
-                    size,
-                    self.statuses,
-                    self._lease_id(),
-                    done,
-                )
+                rows, variant, picked = self._claim_next(size, done)
                 done = []
                 if not picked:
                     if self.cursor.wait_for_more(seen, self.stop):
@@ -630,7 +633,57 @@ class _PageRun(_Run):
                 self._watch(outcomes)
         finally:
             if done:  # stopped (or an error) before a next claim took them along
-                record(self.store, self.issue.id, done, self.driver)
+                self._record(done)
+
+    def _record(self, done: list[Outcome]) -> None:
+        """A batch's outcomes recorded on their own (not with a next claim)."""
+        record(self.store, self.issue.id, done, self.driver)
+
+    def _claim_next(self, size: int, done: list[Outcome]) -> tuple[list[Recipient], int, int]:
+        """`done` recorded and the next page claimed: its recipients, their variant and how
+        many rows it held (0: none left past the cursor)."""
+        rows, picked = claim_page(
+            self.driver, self.issue.id, self.cursor, size, self.statuses, self._lease_id(), done
+        )
+        return rows, 0, picked
+
+
+class _RunsRun(_PageRun):
+    """A SQLite run of a personalized issue: each thread claims the next run of one variant's
+    deliveries in the order they were stored (variant after variant, see `enqueue`), with its
+    last outcomes, in one transaction (`claim_run`).
+
+    Paging by subscriber id instead, a variant's readers waited in a buffer until they filled
+    a batch, their rows lay apart from their page's (each read a row lookup), and the claim
+    looked up each membership again: at a million readers over ~390 variants, twice the
+    database work a batch of one lineup costs.
+    """
+
+    ENQUEUES = False  # in variant order, so all of it before the first claim
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.cursor.enqueuing = False
+        self.places: dict[int, int] = {}  # rowids of the threads' claimed rows, by subscriber
+
+    def _record(self, done: list[Outcome]) -> None:
+        record(self.store, self.issue.id, done, self.driver, self.places)
+
+    def _one_pass(self) -> None:
+        self.cursor.after = first_position(self.driver, self.issue.id)
+        self._tickets()
+
+    def _claim_next(self, size: int, done: list[Outcome]) -> tuple[list[Recipient], int, int]:
+        return claim_run(
+            self.driver,
+            self.issue.id,
+            self.cursor,
+            size,
+            self.statuses,
+            self._lease_id(),
+            done,
+            self.places,
+        )
 
 
 def _complete(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]:

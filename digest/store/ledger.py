@@ -50,6 +50,10 @@ class StatusRow:
     unsubscribes: int = 0
 
 
+# SQLite's page cache for an enqueue, in PRAGMA cache_size's units (negative: KiB).
+ENQUEUE_CACHE_KIB = -16_384
+
+
 class LedgerStore(StoreBase):
     """Deliveries and what became of them."""
 
@@ -148,9 +152,21 @@ class LedgerStore(StoreBase):
 
     def _insert_count(self, statement: Any) -> int:
         with self.begin() as conn:
-            # SQLAlchemy keeps an INSERT's rowcount only when asked to.
-            result = conn.execute(statement.execution_options(preserve_rowcount=True))
-            return int(result.rowcount or 0)
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # A personalized issue's rows go in variant after variant, so its primary key
+                # takes them out of order: with SQLite's default 2 MB of cache a million-row
+                # enqueue read and wrote its index pages again and again (4.2 s, against
+                # 2.8 s with 16 MB; in id order 1.6 s either way). Given back after.
+                cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+                conn.exec_driver_sql(f"PRAGMA cache_size = {ENQUEUE_CACHE_KIB}")
+            try:
+                # SQLAlchemy keeps an INSERT's rowcount only when asked to.
+                result = conn.execute(statement.execution_options(preserve_rowcount=True))
+                return int(result.rowcount or 0)
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache)}")
 
     def withdraw_departed(self, issue_id: int, list_name: str) -> int:
         """Drop the pending deliveries of those no longer active members of the list.

@@ -108,6 +108,40 @@ _CLAIM_PAGE = (
     "LEFT JOIN (taken JOIN page p ON p.subscriber_id = taken.subscriber_id) ON true "
     "ORDER BY p.subscriber_id"
 )
+# SQLite, a personalized issue (`claim_run`): `enqueue` stores its deliveries variant after
+# variant, so a batch of one variant is a run of rows in stored order (rowid). First the run:
+# the next `size` rows in `states` past the cursor, cut before the first row of another variant
+# (its variant, last rowid, rows). `+issue_id` keeps the planner on the rowid range.
+_RUN_SPAN = (
+    "WITH page AS (SELECT rowid AS at, variant FROM deliveries WHERE +issue_id = ? "
+    "AND rowid > ? AND status IN ({states}) ORDER BY rowid LIMIT ?), "
+    "head AS (SELECT variant FROM page ORDER BY at LIMIT 1), "
+    "tail AS (SELECT min(page.at) AS at FROM page, head WHERE page.variant != head.variant) "
+    "SELECT head.variant, max(page.at), count(*) FROM page, head, tail "
+    "WHERE page.at < coalesce(tail.at, 9223372036854775807)"
+)
+# Then its recipients, in one row of JSON (see `_page`), each with whether they are still an
+# active member of the delivery's list: the lookups a claim's EXISTS makes, made once.
+_RUN_ROWS = (
+    "SELECT json_group_array(json_array(at, subscriber_id, email, name, fields, member)) "
+    "FROM (SELECT d.rowid AS at, d.subscriber_id, s.email, s.name, s.fields, "
+    "coalesce(s.status = 'active' AND m.subscriber_id IS NOT NULL, 0) AS member "
+    "FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id "
+    "LEFT JOIN memberships m ON m.subscriber_id = d.subscriber_id "
+    "AND m.list_name = d.list_name "
+    "WHERE +d.issue_id = ? AND d.rowid > ? AND d.rowid <= ? AND d.status IN ({states}))"
+)
+# And the members among them moved to `sending`, by their rows' addresses.
+# And their outcomes, by the same addresses (`recorder`'s `places`).
+_RECORD_AT = (
+    "UPDATE deliveries SET status = ?, message_id = ?, error = ?, fault = ?, updated_at = ? "
+    "WHERE rowid IN ({ids}) AND +issue_id = ? AND status = 'sending'"
+)
+_CLAIM_RUN = (
+    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?, "
+    "lease_id = ? WHERE rowid IN ({ids}) AND +issue_id = ? AND status IN ({states}) "
+    "RETURNING subscriber_id"
+)
 # SQLite takes one writer at a time and makes the others poll (sleeping up to 100 ms between
 # tries); workers of one run queue on this lock instead. Other processes still poll.
 _SQLITE_WRITES: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
@@ -318,24 +352,43 @@ def claim(
 
 
 def record(
-    store: StoreBase, issue_id: int, outcomes: Iterable[Settled], driver: Driver | None = None
+    store: StoreBase,
+    issue_id: int,
+    outcomes: Iterable[Settled],
+    driver: Driver | None = None,
+    places: dict[int, int] | None = None,
 ) -> None:
     """Write a batch's outcomes over its `sending` rows, committed before this returns.
 
     A failure keeps whose fault it was: the sender's when the outcome says so, else the
-    recipient's.
+    recipient's. places: see `recorder`.
     """
     driver = driver or Driver(store)
-    driver.write(recorder(driver, issue_id, outcomes))
+    driver.write(recorder(driver, issue_id, outcomes, places))
 
 
-def recorder(driver: Driver, issue_id: int, outcomes: Iterable[Settled]) -> Callable[[Any], None]:
-    """The statements of `record`, to run on a cursor (in a transaction of the caller's)."""
+def recorder(
+    driver: Driver,
+    issue_id: int,
+    outcomes: Iterable[Settled],
+    places: dict[int, int] | None = None,
+) -> Callable[[Any], None]:
+    """The statements of `record`, to run on a cursor (in a transaction of the caller's).
+
+    places: SQLite rowids of claimed rows by subscriber id (`claim_run`'s), taken out as they
+    are used: those rows are written where they lie, not looked up by subscriber id (a batch
+    of one variant's readers is spread over the whole primary key: 5.9 ms against 1.1 ms)."""
     Key = tuple[DeliveryStatus, str | None, str | None, str | None]
     groups: dict[Key, list[int]] = {}
+    placed: dict[Key, list[int]] = {}
     for o in outcomes:
         fault = (o.fault or FAULT_RECIPIENT) if o.status == DeliveryStatus.FAILED else None
-        groups.setdefault((o.status, o.message_id, o.error, fault), []).append(o.subscriber_id)
+        key = (o.status, o.message_id, o.error, fault)
+        at = places.pop(o.subscriber_id, None) if places is not None else None
+        if at is None:
+            groups.setdefault(key, []).append(o.subscriber_id)
+        else:
+            placed.setdefault(key, []).append(at)
     mark, now = driver.mark, driver.now()
 
     def write(cursor: Any) -> None:
@@ -345,6 +398,12 @@ def recorder(driver: Driver, issue_id: int, outcomes: Iterable[Settled]) -> Call
                     _RECORD.format(p=mark, ids=driver.among(chunk)),
                     (DeliveryStatus(status).value, message_id, error, fault, now, issue_id)
                     + driver.ids(chunk),
+                )
+        for (status, message_id, error, fault), rowids in placed.items():
+            for chunk in chunks(rowids, _CHUNK):
+                cursor.execute(
+                    _RECORD_AT.format(ids=", ".join(["?"] * len(chunk))),
+                    (DeliveryStatus(status).value, message_id, error, fault, now, *chunk, issue_id),
                 )
 
     return write
@@ -415,6 +474,74 @@ def claim_page(
         return [(r[2], r[3], r[4], r[5]) for r in found if r[2] is not None], picked
 
     return driver.write(work)
+
+
+def first_position(driver: Driver, issue_id: int) -> int:
+    """SQLite: the rowid just before the issue's first stored delivery (a `claim_run`
+    cursor's start; 0 when it has none)."""
+    [(found,)] = driver.read("SELECT min(rowid) FROM deliveries WHERE issue_id = ?", (issue_id,))
+    return max(0, int(found or 1) - 1)
+
+
+def claim_run(
+    driver: Driver,
+    issue_id: int,
+    cursor: PageCursor,
+    size: int,
+    statuses: Sequence[DeliveryStatus],
+    lease_id: str | None,
+    done: Sequence[Settled] = (),
+    places: dict[int, int] | None = None,
+) -> tuple[list[Recipient], int, int]:
+    """SQLite, a personalized issue: `claim_page` of a run of one variant in stored order
+    (`cursor` holds a rowid): the outcomes `done` recorded, and the next run of at most `size`
+    deliveries in `statuses`, all of one variant, moved to `sending` under `lease_id` in the
+    same transaction, committed before this returns: the recipients claimed (active members
+    of their delivery's list), their variant, and how many rows the run held (0: nothing left).
+    places: where the claimed rows lie, by subscriber id, added to (and `done`'s taken from).
+
+    Against a page read by subscriber id and buffered per variant: no buffer holds anyone
+    (rows wait in none, so none is claimed long before its request), the deliveries are read
+    where they lie, and each recipient's membership is looked up once, not again by the claim.
+    """
+    states = _states(statuses)
+    record_done = recorder(driver, issue_id, done, places) if done else None
+
+    def work(db: Any, exact: bool = True) -> tuple[list[Recipient], int, int]:
+        if record_done is not None:
+            record_done(db)
+        with cursor.lock:
+            after = cursor.after
+            db.execute(_RUN_SPAN.format(states=states), (issue_id, after, size))
+            variant, last, picked = db.fetchone()
+            if not picked:
+                return [], 0, 0
+            db.execute(_RUN_ROWS.format(states=states), (issue_id, after, last))
+            [(page,)] = db.fetchall()
+            rows = sorted(json.loads(page))  # by rowid (see `_page`)
+            members = [row for row in rows if row[5]]
+            taken: set[int] = set()
+            for chunk in chunks(members, _CHUNK):
+                sql = _CLAIM_RUN.format(ids=", ".join(["?"] * len(chunk)), states=states)
+                params = (driver.now(), lease_id, *[row[0] for row in chunk], issue_id)
+                if exact:  # the usual case, without RETURNING (see `claim`)
+                    db.execute(sql.partition(" RETURNING ")[0], params)
+                    if db.rowcount != len(chunk):
+                        raise _Partly  # rolled back: nothing of it was claimed
+                    taken.update(row[1] for row in chunk)
+                else:
+                    db.execute(sql, params)
+                    taken.update(found for (found,) in db.fetchall())
+            cursor.after = max(cursor.after, int(last))
+        claimed = [(row[1], row[2], row[3], row[4]) for row in members if row[1] in taken]
+        if places is not None:
+            places.update((row[1], row[0]) for row in members if row[1] in taken)
+        return claimed, int(variant), int(picked)
+
+    try:
+        return driver.write(work)
+    except _Partly:  # another process moved some of them since the run was read: ask which
+        return driver.write(lambda db: work(db, exact=False))
 
 
 def settle(
