@@ -207,9 +207,12 @@ def _deliver(
         report.interrupted = store.recover_interrupted(issue.id, list_name)
         if not kind.ENQUEUES:  # a _PageRun's threads send beside the enqueue, a step behind
             store.enqueue(issue.id, list_name)
-        report.already_sent = store.count_deliveries(issue.id, list_name, DeliveryStatus.SENT)
+        where = first_position(Driver(store), issue.id) if kind is _RunsRun else None
+        report.already_sent = store.count_deliveries(
+            issue.id, list_name, DeliveryStatus.SENT, stored_after=where
+        )
     else:
-        statuses = [DeliveryStatus.PENDING]
+        statuses, where = [DeliveryStatus.PENDING], None
     if isinstance(sender, Scheduler):  # a capability, not a backend's name
         report.scheduled = sender.join_schedule(store, issue, send_at, settings.tz)
     elif send_at is not None:
@@ -221,10 +224,12 @@ def _deliver(
     run.lease = lease
     run.send_all()
     if not dry_run:
-        report.left = store.withdraw_departed(issue.id, list_name)
+        report.left = store.withdraw_departed(issue.id, list_name, stored_after=where)
     if issubclass(kind, _PageRun):  # whoever is still pending (none, unless a claim went
         # wrong) is told
-        pending = store.count_deliveries(issue.id, list_name, DeliveryStatus.PENDING)
+        pending = store.count_deliveries(
+            issue.id, list_name, DeliveryStatus.PENDING, stored_after=where
+        )
         report.deferred = max(report.deferred, pending)
     if not dry_run and not (
         report.failed or report.unknown or report.deferred or report.interrupted

@@ -168,8 +168,11 @@ class LedgerStore(StoreBase):
                 if sqlite:
                     conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache)}")
 
-    def withdraw_departed(self, issue_id: int, list_name: str) -> int:
-        """Drop the pending deliveries of those no longer active members of the list.
+    def withdraw_departed(
+        self, issue_id: int, list_name: str, *, stored_after: int | None = None
+    ) -> int:
+        """Drop the pending deliveries of those no longer active members of the list
+        (stored_after: see `count_deliveries`).
 
         They left (or bounced, or complained) after the send began or after an interrupted
         one: as if they had left before it, when `enqueue` would not have added them. Only
@@ -187,7 +190,7 @@ class LedgerStore(StoreBase):
         with self.begin() as conn:
             result = conn.execute(
                 deliveries.delete().where(
-                    deliveries.c.issue_id == issue_id,
+                    *_of_issue(issue_id, stored_after),
                     deliveries.c.list_name == list_name,
                     deliveries.c.status == str(DeliveryStatus.PENDING),
                     ~still_member.exists(),
@@ -241,13 +244,26 @@ class LedgerStore(StoreBase):
             )
             return int(result.rowcount or 0)
 
-    def count_deliveries(self, issue_id: int, list_name: str, status: DeliveryStatus) -> int:
-        """How many deliveries of an issue to a list are in `status`."""
+    def count_deliveries(
+        self,
+        issue_id: int,
+        list_name: str,
+        status: DeliveryStatus,
+        *,
+        stored_after: int | None = None,
+    ) -> int:
+        """How many deliveries of an issue to a list are in `status`.
+
+        stored_after: SQLite, a rowid before the issue's first delivery (`first_position`):
+        its rows are read where they lie from there on, not through the primary key. A
+        personalized issue's rows lie variant after variant, so in key order each is a page
+        read elsewhere (a million: 0.4-0.5 s against ~0.15 s).
+        """
         query = (
             sa.select(sa.func.count())
             .select_from(deliveries)
             .where(
-                deliveries.c.issue_id == issue_id,
+                *_of_issue(issue_id, stored_after),
                 deliveries.c.list_name == list_name,
                 deliveries.c.status == str(status),
             )
@@ -346,3 +362,14 @@ class LedgerStore(StoreBase):
             found = {key: sum(by_event.get(k, 0) for k in names) for key, names in kinds.items()}
             found["unsubscribes"] = int(conn.execute(left).scalar_one())
         return found
+
+
+def _of_issue(issue_id: int, stored_after: int | None) -> list[Any]:
+    """The deliveries of an issue: by the primary key, or (SQLite, `stored_after`) by rowid
+    from there on, the key kept out of the plan (`+issue_id`) so that SQLite reads the range."""
+    if stored_after is None:
+        return [deliveries.c.issue_id == issue_id]
+    return [
+        sa.literal_column("deliveries.rowid") > stored_after,
+        sa.literal_column("+deliveries.issue_id") == issue_id,
+    ]
