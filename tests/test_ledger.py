@@ -28,7 +28,7 @@ from digest.models import (
 from digest.personalize import html_marker, text_marker
 from digest.settings import Settings
 from digest.store import Store
-from digest.store.sending import Driver, PageCursor, claim_run, first_position, record
+from digest.store.sending import Driver, PageCursor, claim_variant_run, first_position, record
 from digest.suppressions import leave
 from tests.peers import Reply, SendGridPeer, sendgrid_server, smtp_server
 
@@ -427,12 +427,12 @@ def test_a_personalized_claim_takes_a_run_of_one_variant_still_waiting(tmp_path:
     # SQLite's way (PostgreSQL pages a personalized issue by subscriber id): its own store.
     store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
     try:
-        claim_runs(store)
+        claim_variant_runs(store)
     finally:
         store.close()
 
 
-def claim_runs(store: Store) -> None:
+def claim_variant_runs(store: Store) -> None:
     emails = add_readers(store, 12)  # four readers in each variant
     issue = personalized_issue(store)
     store.enqueue(issue.id, "main")  # stored variant after variant
@@ -447,7 +447,9 @@ def claim_runs(store: Store) -> None:
     places: dict[int, int] = {}
     taken = []
     while True:
-        rows, variant, picked = claim_run(driver, issue.id, cursor, 3, pending, None, (), places)
+        rows, variant, picked = claim_variant_run(
+            driver, issue.id, "main", cursor, 3, pending, None, (), places
+        )
         if not picked:
             break
         taken.append((variant, [int(row[1][6:9]) for row in rows], picked))
@@ -466,3 +468,20 @@ def claim_runs(store: Store) -> None:
     states = ledger(store, issue)
     assert (states[emails[2]], states[emails[5]]) == ("sending", "pending")
     assert {states[emails[n]] for n in claimed} == {"sent"}
+
+
+@pytest.mark.parametrize("personalized", [False, True], ids=["one-lineup", "personalized"])
+def test_a_send_to_one_list_leaves_the_issues_deliveries_to_another_alone(
+    store: Store, personalized: bool
+) -> None:
+    main = add_readers(store, 6)
+    others = [Subscriber(f"other{n}@example.com", f"Other {n}", ["other"]) for n in range(5)]
+    store.upsert_subscribers(others)
+    issue = personalized_issue(store) if personalized else freeze_issue(store)
+    store.enqueue(issue.id, "other")  # a send of the issue to "other", queued, then stopped
+    with sendgrid_server(API_KEY) as peer:
+        report = run(store, issue, settings_for(peer.url))  # to "main"
+    assert received(peer) == Counter(main)
+    assert (report.sent, report.deferred) == (6, 0)
+    states = ledger(store, issue)
+    assert {states[p.email] for p in others} == {"pending"}  # theirs to send, with their list

@@ -34,7 +34,7 @@ from digest.store.sending import (
     PageCursor,
     claim,
     claim_page,
-    claim_run,
+    claim_variant_run,
     first_position,
     next_page,
     next_variant_page,
@@ -648,7 +648,14 @@ class _PageRun(_Run):
         """`done` recorded and the next page claimed: its recipients, their variant and how
         many rows it held (0: none left past the cursor)."""
         rows, picked = claim_page(
-            self.driver, self.issue.id, self.cursor, size, self.statuses, self._lease_id(), done
+            self.driver,
+            self.issue.id,
+            self.list_name,
+            self.cursor,
+            size,
+            self.statuses,
+            self._lease_id(),
+            done,
         )
         return rows, 0, picked
 
@@ -656,7 +663,7 @@ class _PageRun(_Run):
 class _RunsRun(_PageRun):
     """A SQLite run of a personalized issue: each thread claims the next run of one variant's
     deliveries in the order they were stored (variant after variant, see `enqueue`), with its
-    last outcomes, in one transaction (`claim_run`).
+    last outcomes, in one transaction (`claim_variant_run`).
 
     Paging by subscriber id instead, a variant's readers waited in a buffer until they filled
     a batch, their rows lay apart from their page's (each read a row lookup), and the claim
@@ -679,9 +686,10 @@ class _RunsRun(_PageRun):
         self._tickets()
 
     def _claim_next(self, size: int, done: list[Outcome]) -> tuple[list[Recipient], int, int]:
-        return claim_run(
+        return claim_variant_run(
             self.driver,
             self.issue.id,
+            self.list_name,
             self.cursor,
             size,
             self.statuses,

@@ -97,7 +97,8 @@ _CLAIM_PAGE = (
     "FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id AND s.id > %s "
     "LEFT JOIN memberships m ON m.subscriber_id = d.subscriber_id "
     "AND m.list_name = d.list_name AND m.subscriber_id > %s "
-    "WHERE d.issue_id = %s AND d.subscriber_id > %s AND d.status IN ({states}) "
+    "WHERE d.issue_id = %s AND d.list_name = %s AND d.subscriber_id > %s "
+    "AND d.status IN ({states}) "
     "ORDER BY d.subscriber_id LIMIT %s FOR UPDATE OF d), "
     "taken AS (UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
     "updated_at = %s, lease_id = %s "
@@ -108,13 +109,13 @@ _CLAIM_PAGE = (
     "LEFT JOIN (taken JOIN page p ON p.subscriber_id = taken.subscriber_id) ON true "
     "ORDER BY p.subscriber_id"
 )
-# SQLite, a personalized issue (`claim_run`): `enqueue` stores its deliveries variant after
+# SQLite, a personalized issue (`claim_variant_run`): `enqueue` stores its deliveries variant after
 # variant, so a batch of one variant is a run of rows in stored order (rowid). First the run:
 # the next `size` rows in `states` past the cursor, cut before the first row of another variant
 # (its variant, last rowid, rows). `+issue_id` keeps the planner on the rowid range.
 _RUN_SPAN = (
     "WITH page AS (SELECT rowid AS at, variant FROM deliveries WHERE +issue_id = ? "
-    "AND rowid > ? AND status IN ({states}) ORDER BY rowid LIMIT ?), "
+    "AND list_name = ? AND rowid > ? AND status IN ({states}) ORDER BY rowid LIMIT ?), "
     "head AS (SELECT variant FROM page ORDER BY at LIMIT 1), "
     "tail AS (SELECT min(page.at) AS at FROM page, head WHERE page.variant != head.variant) "
     "SELECT head.variant, max(page.at), count(*) FROM page, head, tail "
@@ -129,7 +130,8 @@ _RUN_ROWS = (
     "FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id "
     "LEFT JOIN memberships m ON m.subscriber_id = d.subscriber_id "
     "AND m.list_name = d.list_name "
-    "WHERE +d.issue_id = ? AND d.rowid > ? AND d.rowid <= ? AND d.status IN ({states}))"
+    "WHERE +d.issue_id = ? AND d.list_name = ? AND d.rowid > ? AND d.rowid <= ? "
+    "AND d.status IN ({states}))"
 )
 # And the members among them moved to `sending`, by their rows' addresses.
 # And their outcomes, by the same addresses (`recorder`'s `places`).
@@ -375,9 +377,10 @@ def recorder(
 ) -> Callable[[Any], None]:
     """The statements of `record`, to run on a cursor (in a transaction of the caller's).
 
-    places: SQLite rowids of claimed rows by subscriber id (`claim_run`'s), taken out as they
-    are used: those rows are written where they lie, not looked up by subscriber id (a batch
-    of one variant's readers is spread over the whole primary key: 5.9 ms against 1.1 ms)."""
+    places: SQLite rowids of claimed rows by subscriber id (`claim_variant_run`'s), taken out
+    as they are used: those rows are written where they lie, not looked up by subscriber id
+    (a batch of one variant's readers is spread over the whole primary key: 5.9 ms against
+    1.1 ms)."""
     Key = tuple[DeliveryStatus, str | None, str | None, str | None]
     groups: dict[Key, list[int]] = {}
     placed: dict[Key, list[int]] = {}
@@ -443,6 +446,7 @@ class PageCursor:
 def claim_page(
     driver: Driver,
     issue_id: int,
+    list_name: str,
     cursor: PageCursor,
     size: int,
     statuses: Sequence[DeliveryStatus],
@@ -450,9 +454,9 @@ def claim_page(
     done: Sequence[Settled] = (),
 ) -> tuple[list[Recipient], int]:
     """PostgreSQL: the outcomes `done` of this thread's last batch recorded, and the next
-    `size` deliveries in `statuses` past `cursor` moved to `sending` under `lease_id`, in one
-    transaction, committed before this returns: the recipients claimed (active members of
-    their delivery's list) and how many rows the page looked at (0: nothing left past it).
+    `size` deliveries to `list_name` in `statuses` past `cursor` moved to `sending` under
+    `lease_id`, in one transaction, committed before this returns: the recipients claimed
+    (active members of the list) and how many rows the page looked at (0: nothing left).
 
     One commit a batch instead of three statements and two commits (a page read, a claim,
     a record): the outcomes go with the next claim, which follows their answer at once.
@@ -466,7 +470,9 @@ def claim_page(
             record_done(db)
         with cursor.lock:
             after = cursor.after
-            db.execute(sql, (after, after, issue_id, after, size, driver.now(), lease_id))
+            db.execute(
+                sql, (after, after, issue_id, list_name, after, size, driver.now(), lease_id)
+            )
             found = db.fetchall()
             last, picked = found[0][0], int(found[0][1])
             if picked:
@@ -477,15 +483,16 @@ def claim_page(
 
 
 def first_position(driver: Driver, issue_id: int) -> int:
-    """SQLite: the rowid just before the issue's first stored delivery (a `claim_run`
+    """SQLite: the rowid just before the issue's first stored delivery (a `claim_variant_run`
     cursor's start; 0 when it has none)."""
     [(found,)] = driver.read("SELECT min(rowid) FROM deliveries WHERE issue_id = ?", (issue_id,))
     return max(0, int(found or 1) - 1)
 
 
-def claim_run(
+def claim_variant_run(
     driver: Driver,
     issue_id: int,
+    list_name: str,
     cursor: PageCursor,
     size: int,
     statuses: Sequence[DeliveryStatus],
@@ -512,11 +519,11 @@ def claim_run(
             record_done(db)
         with cursor.lock:
             after = cursor.after
-            db.execute(_RUN_SPAN.format(states=states), (issue_id, after, size))
+            db.execute(_RUN_SPAN.format(states=states), (issue_id, list_name, after, size))
             variant, last, picked = db.fetchone()
             if not picked:
                 return [], 0, 0
-            db.execute(_RUN_ROWS.format(states=states), (issue_id, after, last))
+            db.execute(_RUN_ROWS.format(states=states), (issue_id, list_name, after, last))
             [(page,)] = db.fetchall()
             rows = sorted(json.loads(page))  # by rowid (see `_page`)
             members = [row for row in rows if row[5]]
