@@ -203,16 +203,19 @@ def _deliver(
         issue=issue.label, list_name=list_name, backend=sender.name, dry_run=dry_run
     )
     kind = _run_kind(store, issue, dry_run)
-    if not dry_run:
+    if dry_run:
+        statuses = [DeliveryStatus.PENDING]
+    else:
         report.interrupted = store.recover_interrupted(issue.id, list_name)
         if not kind.ENQUEUES:  # a _PageRun's threads send beside the enqueue, a step behind
             store.enqueue(issue.id, list_name)
-        where = first_position(Driver(store), issue.id) if kind is _RunsRun else None
+    run = kind(store, issue, list_name, sender, settings, report, dry_run, statuses, progress)
+    run.lease = lease
+    where = run.stored_after
+    if not dry_run:
         report.already_sent = store.count_deliveries(
             issue.id, list_name, DeliveryStatus.SENT, stored_after=where
         )
-    else:
-        statuses, where = [DeliveryStatus.PENDING], None
     if isinstance(sender, Scheduler):  # a capability, not a backend's name
         report.scheduled = sender.join_schedule(store, issue, send_at, settings.tz)
     elif send_at is not None:
@@ -220,8 +223,6 @@ def _deliver(
             f"--send-at needs the sendgrid backend, not {sender.name}",
             "set [delivery] backend = 'sendgrid' (or --backend sendgrid), or send now",
         )
-    run = kind(store, issue, list_name, sender, settings, report, dry_run, statuses, progress)
-    run.lease = lease
     run.send_all()
     if not dry_run:
         report.left = store.withdraw_departed(issue.id, list_name, stored_after=where)
@@ -278,6 +279,9 @@ class _Run:
     """One delivery run: the main thread pages through the list, workers send."""
 
     ENQUEUES = False  # whether the run puts the deliveries in itself (else `_deliver` does)
+    # SQLite: the rowid before the issue's first stored delivery, when the run reads its rows
+    # where they lie (`_RunsRun`); the ledger's counts then read them so too.
+    stored_after: int | None = None
 
     def __init__(
         self,
@@ -677,12 +681,13 @@ class _RunsRun(_PageRun):
         super().__init__(*args)
         self.cursor.enqueuing = False
         self.places: dict[int, int] = {}  # rowids of the threads' claimed rows, by subscriber
+        self.stored_after = first_position(self.driver, self.issue.id)  # queued before this
 
     def _record(self, done: list[Outcome]) -> None:
         record(self.store, self.issue.id, done, self.driver, self.places)
 
     def _one_pass(self) -> None:
-        self.cursor.after = first_position(self.driver, self.issue.id)
+        self.cursor.after = self.stored_after or 0
         self._tickets()
 
     def _claim_next(self, size: int, done: list[Outcome]) -> tuple[list[Recipient], int, int]:
