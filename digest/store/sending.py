@@ -540,10 +540,10 @@ def claim_variant_run(
                     db.execute(sql, params)
                     taken.update(found for (found,) in db.fetchall())
             cursor.after = max(cursor.after, int(last))
-        claimed = [(row[1], row[2], row[3], row[4]) for row in members if row[1] in taken]
+        kept = [row for row in members if row[1] in taken]
         if places is not None:
-            places.update((row[1], row[0]) for row in members if row[1] in taken)
-        return claimed, int(variant), int(picked)
+            places.update((row[1], row[0]) for row in kept)
+        return [(row[1], row[2], row[3], row[4]) for row in kept], int(variant), int(picked)
 
     try:
         return driver.write(work)
