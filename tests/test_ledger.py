@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +26,15 @@ from digest.models import (
 )
 from digest.personalize import html_marker, text_marker
 from digest.settings import Settings
-from digest.store import Store
-from digest.store.sending import Driver, PageCursor, claim_variant_run, first_position, record
+from digest.store import Store, sending
+from digest.store.sending import (
+    Driver,
+    PageCursor,
+    claim_variant_run,
+    first_position,
+    heap_end,
+    record,
+)
 from digest.suppressions import leave
 from tests.peers import Reply, SendGridPeer, sendgrid_server, smtp_server
 
@@ -423,16 +429,7 @@ def test_a_personalized_send_goes_in_batches_of_one_variant_to_whoever_stayed(
     assert ledger(store, issue) == dict.fromkeys(stayed, "sent")
 
 
-def test_a_personalized_claim_takes_a_run_of_one_variant_still_waiting(tmp_path: Path) -> None:
-    # SQLite's way (PostgreSQL pages a personalized issue by subscriber id): its own store.
-    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
-    try:
-        claim_variant_runs(store)
-    finally:
-        store.close()
-
-
-def claim_variant_runs(store: Store) -> None:
+def test_a_personalized_claim_takes_a_run_of_one_variant_still_waiting(store: Store) -> None:
     emails = add_readers(store, 12)  # four readers in each variant
     issue = personalized_issue(store)
     store.enqueue(issue.id, "main")  # stored variant after variant
@@ -441,10 +438,9 @@ def claim_variant_runs(store: Store) -> None:
     claim(store, issue.id, [ids[emails[2]]], pending)  # another run had a general reader
     with store.begin() as conn:
         leave(conn, ids[emails[5]], "main", source="one-click")  # a general one left
-    driver = Driver(store)
-    cursor = PageCursor()
-    cursor.after = first_position(driver, issue.id)
-    places: dict[int, int] = {}
+    driver, cursor = Driver(store), PageCursor()
+    start_pass(driver, cursor, issue.id)
+    places: dict[int, int] | None = {} if driver.sqlite else None
     taken = []
     while True:
         rows, variant, picked = claim_variant_run(
@@ -461,13 +457,57 @@ def claim_variant_runs(store: Store) -> None:
         (2, [10], 1),
     ]
     claimed = (0, 1, 3, 4, 6, 7, 8, 9, 10, 11)
-    assert set(places) == {ids[emails[n]] for n in claimed}
-    # Their outcomes go where the rows lie; the one who left is still pending, not sent.
-    record(store, issue.id, [Outcome(i, DeliveryStatus.SENT) for i in list(places)], driver, places)
-    assert places == {}
-    states = ledger(store, issue)
+    sent = [Outcome(ids[emails[n]], DeliveryStatus.SENT) for n in claimed]
+    if places is not None:  # SQLite: their outcomes go where the rows lie
+        assert set(places) == {ids[emails[n]] for n in claimed}
+    record(store, issue.id, sent, driver, places)
+    assert not places
+    states = ledger(store, issue)  # the one who left is still pending, not sent
     assert (states[emails[2]], states[emails[5]]) == ("sending", "pending")
     assert {states[emails[n]] for n in claimed} == {"sent"}
+
+
+def start_pass(driver: Driver, cursor: PageCursor, issue_id: int) -> None:
+    """A pass of `claim_variant_run` from the issue's first row, as a send begins one."""
+    if driver.sqlite:
+        cursor.after = first_position(driver, issue_id)
+    else:
+        cursor.after, cursor.end, cursor.since = 0, heap_end(driver), driver.now()
+
+
+def test_a_personalized_claim_goes_on_past_a_window_and_leaves_deferrals_for_the_next_pass(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Enough readers for PostgreSQL's heap to hold them in several blocks, read a block at a
+    # time (a window of one block per claim): a run goes on from window to window. Its last
+    # block is part full (607 is prime), so rows put back there stay where a claim looks.
+    monkeypatch.setattr(sending, "_ROWS_PER_BLOCK", 10_000)
+    add_readers(store, 607)  # reader n in variant (n + 1) % 3: 202, 203 and 202 of them
+    issue = personalized_issue(store)
+    store.enqueue(issue.id, "main")
+    pending = [DeliveryStatus.PENDING]
+    driver, cursor = Driver(store), PageCursor()
+    places: dict[int, int] | None = {} if driver.sqlite else None
+
+    def one_pass(defer: int | None) -> list[tuple[int, int]]:
+        start_pass(driver, cursor, issue.id)
+        runs = []
+        while True:
+            rows, variant, picked = claim_variant_run(
+                driver, issue.id, "main", cursor, 201, pending, None, (), places
+            )
+            if not picked:
+                return runs
+            runs.append((variant, len(rows)))
+            status = DeliveryStatus.PENDING if variant == defer else DeliveryStatus.SENT
+            record(store, issue.id, [Outcome(row[0], status) for row in rows], driver, places)
+            defer = None if variant == defer else defer  # its first run only
+
+    # Variant 2's first run deferred: not taken again in the pass that put it back.
+    assert one_pass(defer=2) == [(0, 201), (0, 1), (1, 201), (1, 2), (2, 201), (2, 1)]
+    assert Counter(ledger(store, issue).values()) == {"sent": 406, "pending": 201}
+    assert one_pass(defer=None) == [(2, 201)]  # the next pass takes them
+    assert Counter(ledger(store, issue).values()) == {"sent": 607}
 
 
 @pytest.mark.parametrize("personalized", [False, True], ids=["one-lineup", "personalized"])

@@ -36,6 +36,7 @@ from digest.store.sending import (
     claim_page,
     claim_variant_run,
     first_position,
+    heap_end,
     next_page,
     next_variant_page,
     record,
@@ -560,13 +561,13 @@ class _Run:
 
 def _run_kind(store: Store, issue: Issue, dry_run: bool) -> type[_Run]:
     """How a send's pages are found: by its threads, each claiming its own (`_PageRun` on
-    PostgreSQL with one lineup, `_RunsRun` on SQLite with a lineup per reader), or by the
-    main thread (`_Run`: a dry run, which claims nothing, and the rest)."""
+    PostgreSQL with one lineup, `_RunsRun` with a lineup per reader), or by the main thread
+    (`_Run`: a dry run, which claims nothing, and SQLite with one lineup)."""
     if dry_run:
         return _Run
-    if store.engine.dialect.name == "postgresql":
-        return _Run if issue.variants else _PageRun
-    return _RunsRun if issue.variants else _Run
+    if issue.variants:
+        return _RunsRun
+    return _PageRun if store.engine.dialect.name == "postgresql" else _Run
 
 
 class _PageRun(_Run):
@@ -665,9 +666,10 @@ class _PageRun(_Run):
 
 
 class _RunsRun(_PageRun):
-    """A SQLite run of a personalized issue: each thread claims the next run of one variant's
-    deliveries in the order they were stored (variant after variant, see `enqueue`), with its
-    last outcomes, in one transaction (`claim_variant_run`).
+    """A run of a personalized issue: each thread claims the next run of one variant's
+    deliveries in the order they were stored (variant after variant, see `enqueue`; SQLite's
+    rowids, PostgreSQL's heap), with its last outcomes, in one transaction
+    (`claim_variant_run`).
 
     Paging by subscriber id instead, a variant's readers waited in a buffer until they filled
     a batch, their rows lay apart from their page's (each read a row lookup), and the claim
@@ -680,14 +682,18 @@ class _RunsRun(_PageRun):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.cursor.enqueuing = False
-        self.places: dict[int, int] = {}  # rowids of the threads' claimed rows, by subscriber
-        self.stored_after = first_position(self.driver, self.issue.id)  # queued before this
+        self.places: dict[int, int] | None = None
+        if self.driver.sqlite:
+            self.places = {}  # rowids of the threads' claimed rows, by subscriber
+            self.stored_after = first_position(self.driver, self.issue.id)  # queued before
 
     def _record(self, done: list[Outcome]) -> None:
         record(self.store, self.issue.id, done, self.driver, self.places)
 
     def _one_pass(self) -> None:
         self.cursor.after = self.stored_after or 0
+        if not self.driver.sqlite:  # the heap as it is now: the whole issue is in
+            self.cursor.end, self.cursor.since = heap_end(self.driver), self.driver.now()
         self._tickets()
 
     def _claim_next(self, size: int, done: list[Outcome]) -> tuple[list[Recipient], int, int]:

@@ -144,6 +144,49 @@ _CLAIM_RUN = (
     "lease_id = ? WHERE rowid IN ({ids}) AND +issue_id = ? AND status IN ({states}) "
     "RETURNING subscriber_id"
 )
+# PostgreSQL, a personalized issue (`claim_variant_run`): the same runs where the rows lie in
+# the heap (the enqueue wrote them variant after variant, and a pending row keeps its place
+# until claimed), read by a TID range scan of a window of blocks past the cursor, never by an
+# index a one-lineup send would pay for too. The window's candidates in heap order, cut before
+# the first row of another variant than `wanted` (NULL: the first row's); each with what its
+# message needs and whether they are still an active member of their delivery's list (looked
+# up once, for the run only); those moved to `sending` by address, as `_CLAIM_PAGE` does (a row
+# another transaction moved meanwhile fails `ctid = ANY` on its new version: skipped, not taken
+# twice). `since`: rows a deferral put back in this pass (updated since it began) wait for the
+# next, as a subscriber-id cursor would have them wait. The first row says how far the run
+# went, how many rows it and the window's page held, and its variant.
+_HEAP_RUN = (
+    "WITH page AS MATERIALIZED (SELECT d.ctid AS at, d.subscriber_id, d.variant "
+    "FROM deliveries d WHERE d.ctid > %s::tid AND d.ctid < %s::tid AND d.issue_id = %s "
+    "AND d.list_name = %s AND d.status IN ({states}) AND d.updated_at <= %s "
+    "ORDER BY d.ctid LIMIT %s), "
+    "head AS (SELECT coalesce(%s::integer, (SELECT variant FROM page ORDER BY at LIMIT 1)) "
+    "AS variant), "
+    "cut AS (SELECT min(p.at) AS at FROM page p, head WHERE p.variant <> head.variant), "
+    "run AS MATERIALIZED (SELECT p.at, p.subscriber_id, s.email, s.name, s.fields, "
+    "coalesce(s.status = 'active' AND m.subscriber_id IS NOT NULL, false) AS member "
+    "FROM page p CROSS JOIN cut LEFT JOIN subscribers s ON s.id = p.subscriber_id "
+    "LEFT JOIN memberships m ON m.subscriber_id = p.subscriber_id AND m.list_name = %s "
+    "WHERE cut.at IS NULL OR p.at < cut.at), "
+    "taken AS (UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
+    "updated_at = %s, lease_id = %s "
+    "WHERE d.ctid = ANY(ARRAY(SELECT at FROM run WHERE member)) AND d.status IN ({states}) "
+    "RETURNING d.subscriber_id), "
+    "seen AS (SELECT max(at)::text AS last, count(*) AS picked, "
+    "(SELECT count(*) FROM page) AS paged, (SELECT variant FROM head) AS variant FROM run) "
+    "SELECT seen.last, seen.picked, seen.paged, seen.variant, r.subscriber_id, r.email, "
+    "r.name, r.fields FROM seen "
+    "LEFT JOIN (taken JOIN run r ON r.subscriber_id = taken.subscriber_id) ON true "
+    "ORDER BY r.at"
+)
+# The heap's blocks now: every row queued before a pass lies below them.
+_HEAP_END = "SELECT pg_relation_size('deliveries') / current_setting('block_size')::integer"
+# A window's blocks per row wanted: a block holds ~100 fresh deliveries, fewer where old rows
+# or other issues' lie between; a window short of a run is followed by the next one.
+_ROWS_PER_BLOCK = 50
+_OFFSETS = 1 << 16  # a heap position as one number: block × _OFFSETS + line pointer
+
+
 # SQLite takes one writer at a time and makes the others poll (sleeping up to 100 ms between
 # tries); workers of one run queue on this lock instead. Other processes still poll.
 _SQLITE_WRITES: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
@@ -423,6 +466,10 @@ class PageCursor:
     def __init__(self) -> None:
         self.after = 0
         self.lock = threading.Lock()
+        # A PostgreSQL heap run's pass (`claim_variant_run`): `after` is a heap position, the
+        # pass ends at `end` (`heap_end`), and takes rows not updated since `since`.
+        self.end = 0
+        self.since: Any = None
         self.enqueuing = False
         self.steps = 0
         self.more = threading.Condition()
@@ -489,6 +536,67 @@ def first_position(driver: Driver, issue_id: int) -> int:
     return max(0, int(found or 1) - 1)
 
 
+def heap_end(driver: Driver) -> int:
+    """PostgreSQL: the heap position past the deliveries' last block (a pass's `end`)."""
+    [(blocks,)] = driver.read(_HEAP_END, ())
+    return int(blocks) * _OFFSETS
+
+
+def _tid(position: int) -> str:
+    return f"({position // _OFFSETS},{position % _OFFSETS})"
+
+
+def _position(tid: str) -> int:
+    block, line = tid.strip("()").split(",")
+    return int(block) * _OFFSETS + int(line)
+
+
+def _claim_heap_run(
+    driver: Driver,
+    issue_id: int,
+    list_name: str,
+    cursor: PageCursor,
+    size: int,
+    statuses: Sequence[DeliveryStatus],
+    lease_id: str | None,
+    done: Sequence[Settled],
+) -> tuple[list[Recipient], int, int]:
+    """`claim_variant_run` on PostgreSQL (`_HEAP_RUN`): windows of blocks past the cursor,
+    one after another, in one transaction, until the run holds `size` rows, meets another
+    variant, or the pass's end."""
+    sql = _HEAP_RUN.format(states=_states(statuses))
+    record_done = recorder(driver, issue_id, done) if done else None
+    window = max(1, -(-size // _ROWS_PER_BLOCK)) * _OFFSETS
+
+    def work(db: Any) -> tuple[list[Recipient], int, int]:
+        if record_done is not None:
+            record_done(db)
+        taken: list[Recipient] = []
+        variant: int | None = None
+        picked = 0
+        with cursor.lock:
+            while picked < size and cursor.after < cursor.end:
+                after, limit = cursor.after, size - picked
+                until = min(after - after % _OFFSETS + window, cursor.end)
+                params = (_tid(after), _tid(until), issue_id, list_name, cursor.since, limit)
+                params2 = (variant, list_name, driver.now(), lease_id)
+                # prepare=False: planned for these bounds, never as psycopg's generic plan
+                db.execute(sql, params + params2, prepare=False)
+                found = db.fetchall()
+                last, run, paged, head = found[0][0], int(found[0][1]), found[0][2], found[0][3]
+                taken.extend((r[4], r[5], r[6], r[7]) for r in found if r[4] is not None)
+                if run:
+                    picked, variant = picked + run, int(head)
+                    cursor.after = _position(last)
+                if run < paged:  # met another variant: the run ends before it
+                    break
+                if paged < limit:  # the window held no more: the next one
+                    cursor.after = until
+        return taken, variant or 0, picked
+
+    return driver.write(work)
+
+
 def claim_variant_run(
     driver: Driver,
     issue_id: int,
@@ -500,17 +608,21 @@ def claim_variant_run(
     done: Sequence[Settled] = (),
     places: dict[int, int] | None = None,
 ) -> tuple[list[Recipient], int, int]:
-    """SQLite, a personalized issue: `claim_page` of a run of one variant in stored order
-    (`cursor` holds a rowid): the outcomes `done` recorded, and the next run of at most `size`
-    deliveries in `statuses`, all of one variant, moved to `sending` under `lease_id` in the
-    same transaction, committed before this returns: the recipients claimed (active members
-    of their delivery's list), their variant, and how many rows the run held (0: nothing left).
-    places: where the claimed rows lie, by subscriber id, added to (and `done`'s taken from).
+    """A personalized issue: `claim_page` of a run of one variant in stored order (`cursor`
+    holds a rowid on SQLite, a heap position on PostgreSQL: `_HEAP_RUN`): the outcomes `done`
+    recorded, and the next run of at most `size` deliveries in `statuses`, all of one variant,
+    moved to `sending` under `lease_id` in the same transaction, committed before this
+    returns: the recipients claimed (active members of their delivery's list), their variant,
+    and how many rows the run held (0: nothing left).
+    places (SQLite): where the claimed rows lie, by subscriber id, added to (and `done`'s
+    taken from).
 
     Against a page read by subscriber id and buffered per variant: no buffer holds anyone
     (rows wait in none, so none is claimed long before its request), the deliveries are read
     where they lie, and each recipient's membership is looked up once, not again by the claim.
     """
+    if not driver.sqlite:
+        return _claim_heap_run(driver, issue_id, list_name, cursor, size, statuses, lease_id, done)
     states = _states(statuses)
     record_done = recorder(driver, issue_id, done, places) if done else None
 
