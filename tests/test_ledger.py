@@ -472,7 +472,8 @@ def start_pass(driver: Driver, cursor: PageCursor, issue_id: int) -> None:
     if driver.sqlite:
         cursor.after = first_position(driver, issue_id)
     else:
-        cursor.after, cursor.end, cursor.since = 0, heap_end(driver), driver.now()
+        cursor.end, cursor.since = heap_end(driver), driver.now()
+        cursor.after = first_position(driver, issue_id, cursor.end)
 
 
 def test_a_personalized_claim_goes_on_past_a_window_and_leaves_deferrals_for_the_next_pass(

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from digest.errors import StoreError
 from digest.models import DeliveryStatus
 from digest.store.base import StoreBase
+from digest.store.heap import OFFSETS, position, tid
 from digest.store.ledger import FAULT_RECIPIENT
 from digest.store.rows import chunks, utcnow
 from digest.store.schema import deliveries
@@ -184,7 +185,6 @@ _HEAP_END = "SELECT pg_relation_size('deliveries') / current_setting('block_size
 # A window's blocks per row wanted: a block holds ~100 fresh deliveries, fewer where old rows
 # or other issues' lie between; a window short of a run is followed by the next one.
 _ROWS_PER_BLOCK = 50
-_OFFSETS = 1 << 16  # a heap position as one number: block × _OFFSETS + line pointer
 
 
 # SQLite takes one writer at a time and makes the others poll (sleeping up to 100 ms between
@@ -529,26 +529,25 @@ def claim_page(
     return driver.write(work)
 
 
-def first_position(driver: Driver, issue_id: int) -> int:
-    """SQLite: the rowid just before the issue's first stored delivery (a `claim_variant_run`
-    cursor's start; 0 when it has none)."""
-    [(found,)] = driver.read("SELECT min(rowid) FROM deliveries WHERE issue_id = ?", (issue_id,))
-    return max(0, int(found or 1) - 1)
+def first_position(driver: Driver, issue_id: int, default: int = 0) -> int:
+    """Just before the issue's first stored delivery (a `claim_variant_run` pass's start):
+    its rowid on SQLite, its heap position on PostgreSQL (the rows of issues before lie
+    behind it, not read again); `default` when it has none."""
+    if driver.sqlite:
+        [(found,)] = driver.read(
+            "SELECT min(rowid) FROM deliveries WHERE issue_id = ?", (issue_id,)
+        )
+        return default if found is None else max(0, int(found) - 1)
+    [(found,)] = driver.read(
+        "SELECT min(ctid)::text FROM deliveries WHERE issue_id = %s", (issue_id,)
+    )
+    return default if found is None else position(found) - 1
 
 
 def heap_end(driver: Driver) -> int:
     """PostgreSQL: the heap position past the deliveries' last block (a pass's `end`)."""
     [(blocks,)] = driver.read(_HEAP_END, ())
-    return int(blocks) * _OFFSETS
-
-
-def _tid(position: int) -> str:
-    return f"({position // _OFFSETS},{position % _OFFSETS})"
-
-
-def _position(tid: str) -> int:
-    block, line = tid.strip("()").split(",")
-    return int(block) * _OFFSETS + int(line)
+    return int(blocks) * OFFSETS
 
 
 def _claim_heap_run(
@@ -566,7 +565,7 @@ def _claim_heap_run(
     variant, or the pass's end."""
     sql = _HEAP_RUN.format(states=_states(statuses))
     record_done = recorder(driver, issue_id, done) if done else None
-    window = max(1, -(-size // _ROWS_PER_BLOCK)) * _OFFSETS
+    window = max(1, -(-size // _ROWS_PER_BLOCK)) * OFFSETS
 
     def work(db: Any) -> tuple[list[Recipient], int, int]:
         if record_done is not None:
@@ -577,8 +576,8 @@ def _claim_heap_run(
         with cursor.lock:
             while picked < size and cursor.after < cursor.end:
                 after, limit = cursor.after, size - picked
-                until = min(after - after % _OFFSETS + window, cursor.end)
-                params = (_tid(after), _tid(until), issue_id, list_name, cursor.since, limit)
+                until = min(after - after % OFFSETS + window, cursor.end)
+                params = (tid(after), tid(until), issue_id, list_name, cursor.since, limit)
                 params2 = (variant, list_name, driver.now(), lease_id)
                 # prepare=False: planned for these bounds, never as psycopg's generic plan
                 db.execute(sql, params + params2, prepare=False)
@@ -587,7 +586,7 @@ def _claim_heap_run(
                 taken.extend((r[4], r[5], r[6], r[7]) for r in found if r[4] is not None)
                 if run:
                     picked, variant = picked + run, int(head)
-                    cursor.after = _position(last)
+                    cursor.after = position(last)
                 if run < paged:  # met another variant: the run ends before it
                     break
                 if paged < limit:  # the window held no more: the next one
