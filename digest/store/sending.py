@@ -182,8 +182,9 @@ _HEAP_RUN = (
 )
 # The heap's blocks now: every row queued before a pass lies below them.
 _HEAP_END = "SELECT pg_relation_size('deliveries') / current_setting('block_size')::integer"
-# A window's blocks per row wanted: a block holds ~100 fresh deliveries, fewer where old rows
-# or other issues' lie between; a window short of a run is followed by the next one.
+# A window's blocks per row wanted: a block holds ~58 fresh deliveries (the table's fillfactor
+# is 60), fewer where old rows or other issues' lie between; a window short of a run is
+# followed by the next one.
 _ROWS_PER_BLOCK = 50
 
 
