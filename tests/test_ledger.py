@@ -32,8 +32,8 @@ from digest.store.sending import (
     PageCursor,
     claim_variant_run,
     first_position,
-    heap_end,
     record,
+    start_heap_pass,
 )
 from digest.suppressions import leave
 from tests.peers import Reply, SendGridPeer, sendgrid_server, smtp_server
@@ -472,8 +472,7 @@ def start_pass(driver: Driver, cursor: PageCursor, issue_id: int) -> None:
     if driver.sqlite:
         cursor.after = first_position(driver, issue_id)
     else:
-        cursor.end, cursor.since = heap_end(driver), driver.now()
-        cursor.after = first_position(driver, issue_id, cursor.end)
+        start_heap_pass(driver, cursor, issue_id)
 
 
 def test_a_personalized_claim_goes_on_past_a_window_and_leaves_deferrals_for_the_next_pass(

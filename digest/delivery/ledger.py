@@ -36,11 +36,11 @@ from digest.store.sending import (
     claim_page,
     claim_variant_run,
     first_position,
-    heap_end,
     next_page,
     next_variant_page,
     record,
     settle,
+    start_heap_pass,
 )
 from digest.subscribers import normalize_email
 
@@ -725,8 +725,8 @@ class _HeapRunsRun(_RunsRun):
     """
 
     def _start(self) -> int:
-        self.cursor.end, self.cursor.since = heap_end(self.driver), self.driver.now()
-        return first_position(self.driver, self.issue.id, self.cursor.end)
+        start_heap_pass(self.driver, self.cursor, self.issue.id)
+        return self.cursor.after
 
 
 def _complete(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]:

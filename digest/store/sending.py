@@ -551,6 +551,13 @@ def heap_end(driver: Driver) -> int:
     return int(blocks) * OFFSETS
 
 
+def start_heap_pass(driver: Driver, cursor: PageCursor, issue_id: int) -> None:
+    """PostgreSQL: `cursor` set for a pass of `claim_variant_run`, from the issue's first row
+    to the heap's end as it is now, taking the rows not updated since now."""
+    cursor.end, cursor.since = heap_end(driver), driver.now()
+    cursor.after = first_position(driver, issue_id, cursor.end)
+
+
 def _claim_heap_run(
     driver: Driver,
     issue_id: int,
