@@ -5,8 +5,9 @@ Every test runs on SQLite and, when DIGEST_TEST_DATABASE_URL is set, on PostgreS
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ from digest.models import (
 from digest.personalize import html_marker, text_marker
 from digest.settings import Settings
 from digest.store import Store, sending
+from digest.store.rows import utcnow
+from digest.store.schema import deliveries
 from digest.store.sending import (
     Driver,
     PageCursor,
@@ -36,6 +39,7 @@ from digest.store.sending import (
     start_heap_pass,
 )
 from digest.suppressions import leave
+from digest.topics import topics_key
 from tests.peers import Reply, SendGridPeer, sendgrid_server, smtp_server
 
 API_KEY = "SG.ledger-test.key"
@@ -374,22 +378,26 @@ def test_a_send_going_on_beside_its_enqueue_reaches_everyone_once(
     assert ledger(store, issue) == dict.fromkeys(emails, "sent")
 
 
-def personalized_issue(store: Store) -> Issue:
+def personalized_issue(store: Store, week: int = 5) -> Issue:
     """An issue like `freeze_issue`'s with two variants beside the general lineup: readers who
-    chose Science get variant 1, those who chose Tech variant 2, the rest the general one."""
+    chose Science get variant 1, those who chose Tech variant 2, the rest the general one.
+    Its subjects start with "Week `week`" (the week of 2024 it is)."""
     html = f'<p>Hi {html_marker("name")}</p><a href="{html_marker("unsubscribe_url")}">u</a>'
     text = f"Hi {text_marker('name')}\n{text_marker('unsubscribe_url')}\n"
     variants = [
-        Variant(number, [topic], [], RenderedIssue(f"Week 5: {topic}", "", html, text), [topic])
+        Variant(
+            number, [topic], [], RenderedIssue(f"Week {week}: {topic}", "", html, text), [topic]
+        )
         for number, topic in ((1, "Science"), (2, "Tech"))
     ]
+    monday = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(weeks=week - 1)
     return store.freeze_issue(
-        "2024-W05",
-        datetime(2024, 1, 29, tzinfo=UTC),
-        datetime(2024, 2, 5, tzinfo=UTC),
+        f"2024-W{week:02d}",
+        monday,
+        monday + timedelta(weeks=1),
         [],
-        RenderedIssue("Week 5", "In brief", html, text),
-        1,
+        RenderedIssue(f"Week {week}", "In brief", html, text),
+        week - 4,
         variants=variants,
         general_sets=[],
     )
@@ -427,6 +435,54 @@ def test_a_personalized_send_goes_in_batches_of_one_variant_to_whoever_stayed(
     requests = Counter(int(r.body["custom_args"].get("variant", 0)) for r in peer.requests)
     assert requests == {0: 3, 1: 3, 2: 3}
     assert ledger(store, issue) == dict.fromkeys(stayed, "sent")
+
+
+def test_two_personalized_issues_sent_at_once_reach_each_reader_once_each(store: Store) -> None:
+    # Two issues to the same list at the same moment (two newsletters on one database). Their
+    # deliveries lie row by row among each other's, as two enqueues at once can leave them;
+    # each send's claims take only their own issue's rows, in runs of one variant that the
+    # other's rows do not cut.
+    emails = add_readers(store, 60)
+    issues = [personalized_issue(store, week) for week in (5, 6)]
+    people = store.subscribers("main")
+    readers = sorted((issues[0].variant_of(topics_key(p.topics)), p.id or 0) for p in people)
+    with store.begin() as conn:
+        conn.execute(
+            deliveries.insert(),
+            [
+                {"issue_id": issue.id, "subscriber_id": sid, "list_name": "main",
+                 "status": "pending", "attempts": 0, "updated_at": utcnow(), "variant": variant}
+                for variant, sid in readers
+                for issue in issues
+            ],
+        )  # fmt: skip
+    reports: dict[str, DeliveryReport] = {}
+    with sendgrid_server(API_KEY) as peer:
+        s = settings_for(peer.url)
+        go = threading.Barrier(2)
+
+        def send(issue: Issue) -> None:
+            go.wait()
+            reports[issue.label] = run(store, issue, s)
+
+        threads = [threading.Thread(target=send, args=(issue,)) for issue in issues]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    for issue, week in zip(issues, (5, 6), strict=True):
+        requests = [r for r in peer.requests if r.body["subject"].startswith(f"Week {week}")]
+        got = Counter(p["to"][0]["email"] for r in requests for p in r.body["personalizations"])
+        assert got == Counter(emails), issue.label
+        for r in requests:  # each request one variant's copy of this issue, for its readers
+            variant = int(r.body["custom_args"].get("variant", 0))
+            readers = [int(p["to"][0]["email"][6:9]) for p in r.body["personalizations"]]
+            assert {(n + 1) % 3 for n in readers} == {variant}, (issue.label, variant, readers)
+        # 20 readers in each variant: five full batches of 4 each, none cut short.
+        sizes = Counter(int(r.body["custom_args"].get("variant", 0)) for r in requests)
+        assert sizes == {0: 5, 1: 5, 2: 5}, issue.label
+        assert reports[issue.label].sent == 60
+        assert ledger(store, issue) == dict.fromkeys(emails, "sent")
 
 
 def test_a_personalized_claim_takes_a_run_of_one_variant_still_waiting(store: Store) -> None:
