@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -17,12 +18,25 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # What the project owns is kept here: the seed page (our own specification of a scraped page)
 # and SendGrid's mail/send schema (see fixtures/sendgrid/README.md).
 SEED = FIXTURES / "seed.txt"
+T = TypeVar("T")
+
 SENDGRID_SCHEMA = FIXTURES / "sendgrid" / "mail_send.schema.json"
 
 # Third-party corpora sit beside the clone (../shared); DIGEST_SHARED overrides.
 SHARED = Path(os.environ.get("DIGEST_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL", "")
+
+
+def only_on_postgres(reason: str) -> Callable[[T], T]:
+    """A test on PostgreSQL alone, skipped with `reason` where it is not configured (CI has
+    it)."""
+
+    def mark(test: T) -> T:
+        marked = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)(test)
+        return pytest.mark.skipif(not PG_URL, reason=reason)(marked)
+
+    return mark
 
 
 def corpus(name: str) -> Path:

@@ -6,7 +6,6 @@ Every test runs on SQLite and, when DIGEST_TEST_DATABASE_URL is set, on PostgreS
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,8 +40,9 @@ from digest.store.sending import (
 )
 from digest.suppressions import leave
 from digest.topics import topics_key
-from tests.conftest import PG_URL
+from tests.conftest import only_on_postgres
 from tests.peers import Reply, SendGridPeer, sendgrid_server, smtp_server
+from tests.test_faults import wait_for
 
 API_KEY = "SG.ledger-test.key"
 
@@ -96,6 +96,11 @@ def received(peer: SendGridPeer, accepted: tuple[int, ...] = (202,)) -> Counter[
         if r.path == "/v3/mail/send" and r.status in accepted
         for p in r.body["personalizations"]
     )
+
+
+def request_variant(request: Any) -> int:
+    """The variant whose copy a request to the look-alike carried (0: the general lineup)."""
+    return int(request.body["custom_args"].get("variant", 0))
 
 
 def ledger(store: Store, issue: Issue) -> dict[str, str]:
@@ -429,12 +434,12 @@ def test_a_personalized_send_goes_in_batches_of_one_variant_to_whoever_stayed(
     assert received(peer) == Counter(stayed)
     assert (report.sent, report.left, report.deferred) == (28, 2, 0)
     for r in peer.requests:  # each request one variant's copy, for that variant's readers
-        variant = int(r.body["custom_args"].get("variant", 0))
+        variant = request_variant(r)
         readers = [int(p["to"][0]["email"][6:9]) for p in r.body["personalizations"]]
         assert {(n + 1) % 3 for n in readers} == {variant}, (variant, readers)
         assert len(readers) <= 4
     # Each variant's readers in as few requests as batches of 4 allow: 10, 9 and 9 of them.
-    requests = Counter(int(r.body["custom_args"].get("variant", 0)) for r in peer.requests)
+    requests = Counter(request_variant(r) for r in peer.requests)
     assert requests == {0: 3, 1: 3, 2: 3}
     assert ledger(store, issue) == dict.fromkeys(stayed, "sent")
 
@@ -477,18 +482,17 @@ def test_two_personalized_issues_sent_at_once_reach_each_reader_once_each(store:
         got = Counter(p["to"][0]["email"] for r in requests for p in r.body["personalizations"])
         assert got == Counter(emails), issue.label
         for r in requests:  # each request one variant's copy of this issue, for its readers
-            variant = int(r.body["custom_args"].get("variant", 0))
+            variant = request_variant(r)
             numbers = [int(p["to"][0]["email"][6:9]) for p in r.body["personalizations"]]
             assert {(n + 1) % 3 for n in numbers} == {variant}, (issue.label, variant, numbers)
         # 20 readers in each variant: five full batches of 4 each, none cut short.
-        sizes = Counter(int(r.body["custom_args"].get("variant", 0)) for r in requests)
+        sizes = Counter(request_variant(r) for r in requests)
         assert sizes == {0: 5, 1: 5, 2: 5}, issue.label
         assert reports[issue.label].sent == 60
         assert ledger(store, issue) == dict.fromkeys(emails, "sent")
 
 
-@pytest.mark.skipif(not PG_URL, reason="a table rewrite is PostgreSQL's (DIGEST_TEST_DATABASE_URL)")
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+@only_on_postgres("a table rewrite is PostgreSQL's (DIGEST_TEST_DATABASE_URL)")
 def test_a_table_rewritten_during_a_personalized_send_sends_nobody_twice(store: Store) -> None:
     # VACUUM FULL (or CLUSTER, pg_repack) in the middle of a send moves every row, so the
     # pass's cursor, a place in the heap, no longer says which rows lie behind it. Nobody is
@@ -501,9 +505,7 @@ def test_a_table_rewritten_during_a_personalized_send_sends_nobody_twice(store: 
         peer.delay = 0.15  # 15 batches of 4 over three threads: the rewrite comes between
 
         def rewrite() -> None:
-            deadline = time.monotonic() + 30
-            while len(peer.requests) < 4 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(lambda: len(peer.requests) >= 4)
             with store.engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
                     "VACUUM FULL deliveries"

@@ -25,6 +25,7 @@ from digest.topics import TopicRanking, topics_key
 from tests.peers import SendGridPeer, sendgrid_server
 from tests.peers_web import request, web_server
 from tests.test_faults import API_KEY, SEND, accepted, digest, wait_for
+from tests.test_ledger import request_variant
 from tests.test_workers import postgres_only
 
 TOPICS = """
@@ -363,7 +364,7 @@ def variants_sent(peer: SendGridPeer, issue: Issue) -> dict[str, int]:
     for r in peer.requests:
         if r.path != "/v3/mail/send" or r.status != 202:
             continue
-        number = int(r.body["custom_args"].get("variant", 0))
+        number = request_variant(r)
         assert r.body["subject"] == issue.variant(number).rendered.subject
         for p in r.body["personalizations"]:
             got[p["to"][0]["email"]] = number
@@ -430,7 +431,7 @@ def test_a_variants_last_partial_batch_goes_with_its_others_not_at_the_end(
         out, err = send.communicate(timeout=120)
     assert send.returncode == 0, out + err
     sent = [
-        (int(r.body["custom_args"].get("variant", 0)), len(r.body["personalizations"]))
+        (request_variant(r), len(r.body["personalizations"]))
         for r in sorted(peer.requests, key=lambda r: r.at)
         if r.path == "/v3/mail/send" and r.status == 202
     ]

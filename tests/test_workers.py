@@ -29,7 +29,7 @@ from digest.models import DeliveryStatus
 from digest.store import Store, deliveries, send_workers, utcnow
 from digest.store.claims import reserve, reserve_page, start_sending
 from digest.store.sending import Driver
-from tests.conftest import PG_URL
+from tests.conftest import only_on_postgres
 from tests.peers import Reply, sendgrid_server
 from tests.test_faults import (
     API_KEY,
@@ -44,11 +44,8 @@ from tests.test_ledger import API_KEY as LEDGER_KEY
 from tests.test_ledger import add_people, freeze_issue, received, settings_for
 from tests.test_senders import api_errors
 
-
-def postgres_only(test: Any) -> Any:
-    """The test on PostgreSQL alone (workers need it), skipped where it is not configured."""
-    marked = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)(test)
-    return pytest.mark.skipif(not PG_URL, reason="workers need PostgreSQL")(marked)
+# The test on PostgreSQL alone (workers need it), skipped where it is not configured.
+postgres_only = only_on_postgres("workers need PostgreSQL")
 
 
 def status_of(db_url: str) -> object:
