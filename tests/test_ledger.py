@@ -29,7 +29,7 @@ from digest.personalize import html_marker, text_marker
 from digest.settings import Settings
 from digest.store import Store, sending
 from digest.store.rows import utcnow
-from digest.store.schema import deliveries
+from digest.store.schema import deliveries, subscribers
 from digest.store.sending import (
     Driver,
     PageCursor,
@@ -442,6 +442,39 @@ def test_a_personalized_send_goes_in_batches_of_one_variant_to_whoever_stayed(
     requests = Counter(request_variant(r) for r in peer.requests)
     assert requests == {0: 3, 1: 3, 2: 3}
     assert ledger(store, issue) == dict.fromkeys(stayed, "sent")
+
+
+def test_a_personalized_send_reaches_readers_as_they_are_when_their_turn_comes(
+    store: Store,
+) -> None:
+    # On PostgreSQL a personalized enqueue copies each reader into their delivery (its claims
+    # then look nobody up): whoever changed or left after it must not get the copy's version.
+    emails = add_readers(store, 12)
+    issue = personalized_issue(store)
+    store.enqueue(issue.id, "main")
+    ids = {p.email: p.id or 0 for p in store.subscribers("main")}
+    store.upsert_subscribers(  # a re-import with a new name and a new field for reader 1
+        [Subscriber(emails[1], "Renamed", ["main"], fields={"city": "Graz"})]
+    )
+    with store.begin() as conn:  # an administrator's edit of reader 2's address
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id == ids[emails[2]])
+            .values(email="moved@example.com", email_key="moved@example.com")
+        )
+        leave(conn, ids[emails[4]], "main", source="one-click")  # no list left
+    store.upsert_subscribers([Subscriber(emails[5], "", ["other"])])
+    with store.begin() as conn:
+        leave(conn, ids[emails[5]], "main", source="one-click")  # still on "other"
+    store.set_subscriber_status(ids[emails[7]], SubscriberStatus.BOUNCED)
+    with sendgrid_server(API_KEY) as peer:
+        report = run(store, issue, settings_for(peer.url))
+    stayed = [e for n, e in enumerate(emails) if n not in (2, 4, 5, 7)] + ["moved@example.com"]
+    assert received(peer) == Counter(stayed)
+    assert (report.sent, report.left, report.deferred) == (9, 3, 0)
+    sent = {p["to"][0]["email"]: p for r in peer.bodies() for p in r["personalizations"]}
+    assert sent[emails[1]]["to"][0]["name"] == "Renamed"
+    assert sent[emails[1]]["substitutions"]["[[t:name]]"] == "Renamed"
 
 
 def test_two_personalized_issues_sent_at_once_reach_each_reader_once_each(store: Store) -> None:

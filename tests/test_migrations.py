@@ -136,9 +136,20 @@ def test_an_upgraded_database_has_exactly_the_latest_schema(db_url: str, tmp_pat
     try:
         with engine.connect() as conn:
             diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+            triggers = set()
+            if db_url.startswith("postgresql"):  # what a new database gets (create_tables)
+                query = "SELECT tgrelid::regclass::text, tgname FROM pg_trigger "
+                query += "WHERE NOT tgisinternal"
+                triggers = {tuple(row) for row in conn.exec_driver_sql(query)}
     finally:
         engine.dispose()
     assert diffs == []
+    if db_url.startswith("postgresql"):
+        assert triggers == {
+            ("subscribers", "digest_subscriber_changed"),
+            ("subscribers", "digest_subscriber_deleted"),
+            ("memberships", "digest_membership_deleted"),
+        }
     store = Store.open(db_url)
     try:
         assert {a.section for a in store.all_articles()} == {None}

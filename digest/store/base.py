@@ -257,6 +257,8 @@ def create_tables(conn: Any) -> None:
         conn.exec_driver_sql(
             f"ALTER TABLE deliveries SET (fillfactor = {schema.DELIVERIES_FILLFACTOR})"
         )
+        for statement in schema.RECIPIENT_COPY_TRIGGERS:
+            conn.exec_driver_sql(statement)
 
 
 def _create_latest(engine: Engine) -> None:

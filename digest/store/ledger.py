@@ -78,9 +78,25 @@ class LedgerStore(StoreBase):
         with members in common) does it insert again with `ON CONFLICT DO NOTHING`, whose
         per-row check nearly doubled the time of a million-row enqueue on PostgreSQL.
         """
+        with self.engine.connect() as conn:
+            personalized = conn.execute(
+                sa.select(issue_topic_sets.c.variant)
+                .where(issue_topic_sets.c.issue_id == issue_id)
+                .limit(1)
+            ).first()
         have = sa.select(1).where(
             deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscribers.c.id
         )
+        # PostgreSQL, a personalized issue: each reader copied into their row, for the claims
+        # of runs of one variant to read there, numbered as `recipient_changes` stands
+        # (schema: deliveries.copied).
+        copied = personalized is not None and self.engine.dialect.name == "postgresql"
+        copy = [
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.fields,
+            sa.bindparam("copied", type_=sa.BigInteger),
+        ]
         # Each row's variant, decided as the issue froze for the reader's topic set (a set
         # chosen since gets the general lineup, 0): an outer join on the primary key of the
         # issue's few hundred sets. Not a scalar subquery: PostgreSQL ran that once per row
@@ -96,23 +112,23 @@ class LedgerStore(StoreBase):
                 sa.literal(0).label("attempts"),
                 sa.literal(utcnow()).label("updated_at"),
                 sa.func.coalesce(sets.c.variant, 0).label("variant"),
+                *(copy if copied else []),
             )
             .select_from(subscribers.join(memberships).outerjoin(sets, chosen))
             .where(
                 memberships.c.list_name == list_name,
                 subscribers.c.status == "active",
                 subscribers.c.id > after,
-                ~have.exists(),
             )
         )
+        queued = [deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id > after]
         if until is not None:
             members = members.where(subscribers.c.id <= until)
+            queued.append(deliveries.c.subscriber_id <= until)
         with self.engine.connect() as conn:
-            personalized = conn.execute(
-                sa.select(issue_topic_sets.c.variant)
-                .where(issue_topic_sets.c.issue_id == issue_id)
-                .limit(1)
-            ).first()
+            some = conn.execute(sa.select(1).where(*queued).limit(1)).first()
+        if some is not None:  # a resumed send: only those not queued yet (a first has none)
+            members = members.where(~have.exists())
         if personalized is not None:
             # Stored a variant after another: a batch is one variant's, so its claim and
             # outcome then write rows that sit together, not a page for each of them (on
@@ -130,19 +146,20 @@ class LedgerStore(StoreBase):
             "attempts",
             "updated_at",
             "variant",
-        ]
+        ] + (["email", "name", "fields", "copied"] if copied else [])
         insert = dialect_insert(self.engine)
         plain = insert(deliveries).from_select(columns, members)
         try:
-            added = self._insert_count(plain)
+            added = self._insert_count(plain, hold=copied)
         except sa.exc.IntegrityError:  # another run's rows, committed while we inserted
-            added = self._insert_count(plain.on_conflict_do_nothing())
+            added = self._insert_count(plain.on_conflict_do_nothing(), hold=copied)
         if added and analyze and self.engine.dialect.name == "postgresql":
             # Fresh statistics before the send reads its pages: right after a bulk import,
             # before autovacuum gets to it, the planner takes the tables for nearly empty
             # and picks plans that read the whole list for each page.
             with self.begin() as conn:
-                conn.exec_driver_sql("ANALYZE subscribers, memberships, deliveries")
+                stale = ", ".join(["deliveries", *_stale_statistics(conn)])
+                conn.exec_driver_sql(f"ANALYZE {stale}")
         return added
 
     def last_subscriber_id(self) -> int:
@@ -150,8 +167,19 @@ class LedgerStore(StoreBase):
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.max(subscribers.c.id))).scalar() or 0)
 
-    def _insert_count(self, statement: Any) -> int:
+    def _insert_count(self, statement: Any, hold: bool = False) -> int:
+        """Run an enqueue's INSERT; its rowcount. hold: readers are copied into the rows,
+        numbered as `recipient_changes` stands: no change may be under way then (one numbered
+        before the copy but committed after the INSERT read the list would leave a stale copy
+        trusted), so writers to `subscribers` and `memberships` wait for the commit (seconds
+        for a million); readers do not."""
+        params: dict[str, Any] = {}
         with self.begin() as conn:
+            if hold:
+                conn.exec_driver_sql("LOCK TABLE subscribers, memberships IN SHARE MODE")
+                # Every change so far is committed and numbered below this; any to come, above.
+                number = conn.exec_driver_sql("SELECT nextval('digest_recipient_change_seq')")
+                params["copied"] = int(number.scalar_one())
             sqlite = conn.dialect.name == "sqlite"
             if sqlite:
                 # A personalized issue's rows go in variant after variant, so its primary key
@@ -162,7 +190,7 @@ class LedgerStore(StoreBase):
                 conn.exec_driver_sql(f"PRAGMA cache_size = {ENQUEUE_CACHE_KIB}")
             try:
                 # SQLAlchemy keeps an INSERT's rowcount only when asked to.
-                result = conn.execute(statement.execution_options(preserve_rowcount=True))
+                result = conn.execute(statement.execution_options(preserve_rowcount=True), params)
                 return int(result.rowcount or 0)
             finally:
                 if sqlite:
@@ -362,6 +390,23 @@ class LedgerStore(StoreBase):
             found = {key: sum(by_event.get(k, 0) for k in names) for key, names in kinds.items()}
             found["unsubscribes"] = int(conn.execute(left).scalar_one())
         return found
+
+
+# PostgreSQL's own rule for when autovacuum analyzes a table (autovacuum_analyze_threshold and
+# _scale_factor at their defaults): rows changed since its last ANALYZE above 50 + 10%.
+_STALE = (
+    "SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables t ON t.relid = c.oid "
+    "WHERE c.relname IN ('subscribers', 'memberships') AND c.relnamespace = "
+    "to_regnamespace(current_schema())::oid "
+    "AND (c.reltuples < 0 OR t.n_mod_since_analyze > 50 + 0.1 * c.reltuples)"
+)
+
+
+def _stale_statistics(conn: Any) -> list[str]:
+    """Of `subscribers` and `memberships`, those whose statistics autovacuum would refresh
+    now (never analyzed, or changed much since): an import just before a send. Analyzing a
+    million-reader list again each send was a quarter of a second before its first request."""
+    return [row[0] for row in conn.exec_driver_sql(_STALE)]
 
 
 def _of_issue(issue_id: int, stored_after: int | None) -> list[Any]:

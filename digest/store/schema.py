@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # The migration (digest/store/migrations/versions/) whose result the tables below are.
-HEAD = "0011"
+HEAD = "0012"
 
 metadata = sa.MetaData()
 
@@ -122,6 +122,24 @@ deliveries = sa.Table(
     # The issue's variant this subscriber gets ([selection] personalize; 0: the general
     # lineup), set when the row is enqueued and never changed: a resumed send sends the same.
     sa.Column("variant", sa.Integer, nullable=False, server_default="0"),
+    # PostgreSQL, a personalized issue: the reader's address, name and fields as they were
+    # when the row was queued, so that a claim of a run of one variant (readers spread over
+    # the whole list) need not look each of them up (migration 0012); `copied`: the number
+    # `recipient_changes` had reached then. A reader changed since (a higher number there) is
+    # looked up, as a row without a copy is. The claim clears the copy.
+    sa.Column("email", sa.String(320)),
+    sa.Column("name", sa.Text),
+    sa.Column("fields", sa.Text),
+    sa.Column("copied", sa.BigInteger),
+)
+
+# PostgreSQL: the last change of each reader who changed or left (`RECIPIENT_COPY_TRIGGERS`),
+# numbered by a sequence: one row per reader, however often they change.
+recipient_changes = sa.Table(
+    "recipient_changes",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
 )
 
 # The lineups of a personalized issue beside its general one (variant 0, the issue itself):
@@ -154,6 +172,36 @@ issue_topic_sets = sa.Table(
 # (migration 0010; `create_tables` for a new database). Not a table option here: naming
 # PostgreSQL in a table's options loads its dialect in every command, SQLite's too.
 DELIVERIES_FILLFACTOR = 60
+
+# PostgreSQL: whenever a reader changes (status, address, name, fields), leaves a list or
+# is deleted, by whatever path (a trigger, not each of the places that change them), their
+# row in `recipient_changes` takes the sequence's next number; a delivery's copy of them made
+# before it (`deliveries.copied` lower) is not trusted. Nothing in `deliveries` is written,
+# so a waiting row keeps its place in the heap (where a personalized send's claims find it).
+RECIPIENT_COPY_TRIGGERS = [
+    "CREATE SEQUENCE IF NOT EXISTS digest_recipient_change_seq",
+    """CREATE OR REPLACE FUNCTION digest_recipient_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_TABLE_NAME = 'memberships' THEN
+        INSERT INTO recipient_changes (subscriber_id, seq)
+        VALUES (OLD.subscriber_id, nextval('digest_recipient_change_seq'))
+        ON CONFLICT (subscriber_id) DO UPDATE SET seq = EXCLUDED.seq;
+      ELSE
+        INSERT INTO recipient_changes (subscriber_id, seq)
+        VALUES (OLD.id, nextval('digest_recipient_change_seq'))
+        ON CONFLICT (subscriber_id) DO UPDATE SET seq = EXCLUDED.seq;
+      END IF;
+      RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER digest_subscriber_changed AFTER UPDATE ON subscribers FOR EACH ROW "
+    "WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.email IS DISTINCT FROM NEW.email "
+    "OR OLD.name IS DISTINCT FROM NEW.name OR OLD.fields IS DISTINCT FROM NEW.fields) "
+    "EXECUTE FUNCTION digest_recipient_changed()",
+    "CREATE TRIGGER digest_subscriber_deleted AFTER DELETE ON subscribers FOR EACH ROW "
+    "EXECUTE FUNCTION digest_recipient_changed()",
+    "CREATE TRIGGER digest_membership_deleted AFTER DELETE ON memberships FOR EACH ROW "
+    "EXECUTE FUNCTION digest_recipient_changed()",
+]
 
 # One live run per issue and list: who holds the send, and until when (see ledger leases).
 send_leases = sa.Table(

@@ -150,27 +150,36 @@ _CLAIM_RUN = (
 # until claimed), read by a TID range scan of a window of blocks past the cursor, never by an
 # index a one-lineup send would pay for too. The window's candidates in heap order, cut before
 # the first row of another variant than `wanted` (NULL: the first row's); each with what its
-# message needs and whether they are still an active member of their delivery's list (looked
-# up once, for the run only); those moved to `sending` by address, as `_CLAIM_PAGE` does (a row
+# message needs and whether they are still an active member of their delivery's list: read
+# from the row's copy of its reader when it has one made after their last change (`enqueue`;
+# `recipient_changes`, kept by the schema's triggers), else looked up once, for the run only
+# (a run of one variant is readers spread over the whole list: each lookup a page of
+# `subscribers` of its own, most of a claim's time); those moved to `sending` by address,
+# their copies cleared, as `_CLAIM_PAGE` does (a row
 # another transaction moved meanwhile fails `ctid = ANY` on its new version: skipped, not taken
 # twice). `since`: rows a deferral put back in this pass (updated since it began) wait for the
 # next, as a subscriber-id cursor would have them wait. The first row says how far the run
 # went, how many rows it and the window's page held, and its variant.
 _HEAP_RUN = (
-    "WITH page AS MATERIALIZED (SELECT d.ctid AS at, d.subscriber_id, d.variant "
+    "WITH page AS MATERIALIZED (SELECT d.ctid AS at, d.subscriber_id, d.variant, d.email, "
+    "d.name, d.fields, d.email IS NOT NULL AND NOT EXISTS (SELECT 1 FROM recipient_changes c "
+    "WHERE c.subscriber_id = d.subscriber_id AND c.seq > d.copied) AS trusted "
     "FROM deliveries d WHERE d.ctid > %s::tid AND d.ctid < %s::tid AND d.issue_id = %s "
     "AND d.list_name = %s AND d.status IN ({states}) AND d.updated_at <= %s "
     "ORDER BY d.ctid LIMIT %s), "
     "head AS (SELECT coalesce(%s::integer, (SELECT variant FROM page ORDER BY at LIMIT 1)) "
     "AS variant), "
     "cut AS (SELECT min(p.at) AS at FROM page p, head WHERE p.variant <> head.variant), "
-    "run AS MATERIALIZED (SELECT p.at, p.subscriber_id, s.email, s.name, s.fields, "
-    "coalesce(s.status = 'active' AND m.subscriber_id IS NOT NULL, false) AS member "
+    "run AS MATERIALIZED (SELECT p.at, p.subscriber_id, p.email, p.name, p.fields, "
+    "true AS member FROM page p CROSS JOIN cut "
+    "WHERE (cut.at IS NULL OR p.at < cut.at) AND p.trusted "
+    "UNION ALL SELECT p.at, p.subscriber_id, s.email, s.name, s.fields, "
+    "coalesce(s.status = 'active' AND m.subscriber_id IS NOT NULL, false) "
     "FROM page p CROSS JOIN cut LEFT JOIN subscribers s ON s.id = p.subscriber_id "
     "LEFT JOIN memberships m ON m.subscriber_id = p.subscriber_id AND m.list_name = %s "
-    "WHERE cut.at IS NULL OR p.at < cut.at), "
+    "WHERE (cut.at IS NULL OR p.at < cut.at) AND NOT p.trusted), "
     "taken AS (UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
-    "updated_at = %s, lease_id = %s "
+    "updated_at = %s, lease_id = %s, email = NULL, name = NULL, fields = NULL, copied = NULL "
     "WHERE d.ctid = ANY(ARRAY(SELECT at FROM run WHERE member)) AND d.status IN ({states}) "
     "RETURNING d.subscriber_id), "
     "seen AS (SELECT max(at)::text AS last, count(*) AS picked, "
