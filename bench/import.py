@@ -58,8 +58,10 @@ def fresh(url: str | None, folder: Path, name: str) -> Store:
     if url:
         store = Store.open(url)
         from digest.store import metadata
+        from digest.store.schema import versions
 
         metadata.drop_all(store.engine)
+        versions.drop(store.engine, checkfirst=True)  # else the next open takes it as current
         store.close()
         return Store.open(url)
     return Store.open(f"sqlite:///{folder / name}")
