@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from digest.delivery import Outcome
 from digest.delivery.ledger import DeliveryReport, _PageRun, claim, deliver, send_test_copy
@@ -475,6 +476,9 @@ def test_a_personalized_send_reaches_readers_as_they_are_when_their_turn_comes(
     sent = {p["to"][0]["email"]: p for r in peer.bodies() for p in r["personalizations"]}
     assert sent[emails[1]]["to"][0]["name"] == "Renamed"
     assert sent[emails[1]]["substitutions"]["[[t:name]]"] == "Renamed"
+    with store.engine.connect() as conn:  # no second copy of anyone's address stays behind
+        left = sa.select(sa.func.count()).where(deliveries.c.email.is_not(None))
+        assert conn.execute(left).scalar() == 0
 
 
 def test_two_personalized_issues_sent_at_once_reach_each_reader_once_each(store: Store) -> None:

@@ -61,7 +61,10 @@ _RESERVE = (
 # What `{start}` adds when the page is the next batch, claimed for its request at once
 # (`reserve_page(start=True)`): rows go to `sending` under the worker's live lease, as
 # `_START` would move them a moment later, in the same statement.
-_STARTED = ", status = 'sending', attempts = d.attempts + 1, updated_at = %s"
+_STARTED = (
+    ", status = 'sending', attempts = d.attempts + 1, updated_at = %s, "
+    "email = NULL, name = NULL, fields = NULL, copied = NULL"
+)
 # The page's rows of those who left the list since the send was enqueued: withdrawn, as the
 # send's end withdraws them (`withdraw_departed`), so that no worker picks them again.
 _WITHDRAW = (
@@ -71,8 +74,11 @@ _WITHDRAW = (
 )
 # Just before the request: our reserved rows to `sending`, only while our lease is live.
 # (Membership was checked as they were reserved, moments ago, by the thread that sends them.)
+# A personalized enqueue's copies of the readers (`deliveries.copied`) go: workers look
+# readers up, and a ledger keeps no second copy of an address once it is sent.
 _START = (
-    "UPDATE deliveries d SET status = 'sending', attempts = attempts + 1, updated_at = %s "
+    "UPDATE deliveries d SET status = 'sending', attempts = attempts + 1, updated_at = %s, "
+    "email = NULL, name = NULL, fields = NULL, copied = NULL "
     "WHERE d.issue_id = %s AND d.subscriber_id = ANY(%s::integer[]) AND d.status = 'pending' "
     "AND d.lease_id = %s AND EXISTS (SELECT 1 FROM send_workers w WHERE w.lease_id = %s "
     "AND w.expires_at > %s) "
