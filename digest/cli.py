@@ -945,8 +945,8 @@ def status(app: App, issue: str | None, variants: bool, as_json: bool) -> None:
                 f"variant {v['variant']} ({topics}): {v['subscribers']} subscribers, "
                 f"{len(v['stories'])} stories"
             )
-            for url in v["stories"]:
-                click.echo(f"  {url}")
+            for url in v["stories"]:  # a story read from a file may have no address
+                click.echo(f"  {url or '(a story without a link)'}")
         return
 
     rows = app.store.status()

@@ -219,6 +219,8 @@ def test_each_reader_gets_their_own_lineup_rendered_once_per_variant(
     assert "/issues/1/v/" not in alan.replace("=\n", "")
     code, out = run("status", "--issue", "1", "--variants")
     assert "variant 0 (the general lineup):" in out
+    assert "  https://techwire.example.com/news/hanbit-solid-state-production\n" in out
+    assert "  (a story without a link)\n" in out and "None" not in out  # the microbes' file
     # preview --as shows the frozen variant; --topics the one that set gets.
     code, out = run("preview", "--as", "ada@example.com", "--text")
     assert "[variant " in out and "Science Notes]" in out and "Glaciers in the Alps" in out
