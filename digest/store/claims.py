@@ -23,7 +23,7 @@ from digest.store.base import StoreBase
 from digest.store.leases import Lease, _lease, update_own_lease
 from digest.store.rows import from_db, utcnow
 from digest.store.schema import deliveries, send_leases, send_workers
-from digest.store.sending import Driver, Recipient, Settled, recorder
+from digest.store.sending import FORGET_COPY, Driver, Recipient, Settled, recorder
 
 INTERRUPTED = "interrupted while sending; the provider may or may not have it"
 # A page of pending, unreserved deliveries past `after`, reserved for one worker, in one
@@ -61,10 +61,7 @@ _RESERVE = (
 # What `{start}` adds when the page is the next batch, claimed for its request at once
 # (`reserve_page(start=True)`): rows go to `sending` under the worker's live lease, as
 # `_START` would move them a moment later, in the same statement.
-_STARTED = (
-    ", status = 'sending', attempts = d.attempts + 1, updated_at = %s, "
-    "email = NULL, name = NULL, fields = NULL, copied = NULL"
-)
+_STARTED = f", status = 'sending', attempts = d.attempts + 1, updated_at = %s, {FORGET_COPY}"
 # The page's rows of those who left the list since the send was enqueued: withdrawn, as the
 # send's end withdraws them (`withdraw_departed`), so that no worker picks them again.
 _WITHDRAW = (
@@ -74,11 +71,10 @@ _WITHDRAW = (
 )
 # Just before the request: our reserved rows to `sending`, only while our lease is live.
 # (Membership was checked as they were reserved, moments ago, by the thread that sends them.)
-# A personalized enqueue's copies of the readers (`deliveries.copied`) go: workers look
-# readers up, and a ledger keeps no second copy of an address once it is sent.
+# A personalized enqueue's copies of the readers go (`FORGET_COPY`): workers look them up.
 _START = (
     "UPDATE deliveries d SET status = 'sending', attempts = attempts + 1, updated_at = %s, "
-    "email = NULL, name = NULL, fields = NULL, copied = NULL "
+    f"{FORGET_COPY} "
     "WHERE d.issue_id = %s AND d.subscriber_id = ANY(%s::integer[]) AND d.status = 'pending' "
     "AND d.lease_id = %s AND EXISTS (SELECT 1 FROM send_workers w WHERE w.lease_id = %s "
     "AND w.expires_at > %s) "

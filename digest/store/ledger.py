@@ -91,12 +91,16 @@ class LedgerStore(StoreBase):
         # of runs of one variant to read there, numbered as `recipient_changes` stands
         # (schema: deliveries.copied).
         copied = personalized is not None and self.engine.dialect.name == "postgresql"
-        copy = [
-            subscribers.c.email,
-            subscribers.c.name,
-            subscribers.c.fields,
-            sa.bindparam("copied", type_=sa.BigInteger),
-        ]
+        copy = (
+            [
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.fields,
+                sa.bindparam("copied", type_=sa.BigInteger),
+            ]
+            if copied
+            else []
+        )
         # Each row's variant, decided as the issue froze for the reader's topic set (a set
         # chosen since gets the general lineup, 0): an outer join on the primary key of the
         # issue's few hundred sets. Not a scalar subquery: PostgreSQL ran that once per row
@@ -112,7 +116,7 @@ class LedgerStore(StoreBase):
                 sa.literal(0).label("attempts"),
                 sa.literal(utcnow()).label("updated_at"),
                 sa.func.coalesce(sets.c.variant, 0).label("variant"),
-                *(copy if copied else []),
+                *copy,
             )
             .select_from(subscribers.join(memberships).outerjoin(sets, chosen))
             .where(

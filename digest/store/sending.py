@@ -145,6 +145,10 @@ _CLAIM_RUN = (
     "lease_id = ? WHERE rowid IN ({ids}) AND +issue_id = ? AND status IN ({states}) "
     "RETURNING subscriber_id"
 )
+# What every claim of a delivery sets besides its state: a personalized enqueue's copy of its
+# reader (`deliveries.email`, `name`, `fields`, `copied`) goes, so that a sent delivery keeps
+# no second copy of an address, and a row put back to pending is looked up again.
+FORGET_COPY = "email = NULL, name = NULL, fields = NULL, copied = NULL"
 # PostgreSQL, a personalized issue (`claim_variant_run`): the same runs where the rows lie in
 # the heap (the enqueue wrote them variant after variant, and a pending row keeps its place
 # until claimed), read by a TID range scan of a window of blocks past the cursor, never by an
@@ -155,11 +159,11 @@ _CLAIM_RUN = (
 # `recipient_changes`, kept by the schema's triggers), else looked up once, for the run only
 # (a run of one variant is readers spread over the whole list: each lookup a page of
 # `subscribers` of its own, most of a claim's time); those moved to `sending` by address,
-# their copies cleared, as `_CLAIM_PAGE` does (a row
-# another transaction moved meanwhile fails `ctid = ANY` on its new version: skipped, not taken
-# twice). `since`: rows a deferral put back in this pass (updated since it began) wait for the
-# next, as a subscriber-id cursor would have them wait. The first row says how far the run
-# went, how many rows it and the window's page held, and its variant.
+# their copies cleared (`FORGET_COPY`), as `_CLAIM_PAGE` does (a row another transaction moved
+# meanwhile fails `ctid = ANY` on its new version: skipped, not taken twice). `since`: rows a
+# deferral put back in this pass (updated since it began) wait for the next, as a
+# subscriber-id cursor would have them wait. The first row says how far the run went, how
+# many rows it and the window's page held, and its variant.
 _HEAP_RUN = (
     "WITH page AS MATERIALIZED (SELECT d.ctid AS at, d.subscriber_id, d.variant, d.email, "
     "d.name, d.fields, d.email IS NOT NULL AND NOT EXISTS (SELECT 1 FROM recipient_changes c "
@@ -179,7 +183,7 @@ _HEAP_RUN = (
     "LEFT JOIN memberships m ON m.subscriber_id = p.subscriber_id AND m.list_name = %s "
     "WHERE (cut.at IS NULL OR p.at < cut.at) AND NOT p.trusted), "
     "taken AS (UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
-    "updated_at = %s, lease_id = %s, email = NULL, name = NULL, fields = NULL, copied = NULL "
+    f"updated_at = %s, lease_id = %s, {FORGET_COPY} "
     "WHERE d.ctid = ANY(ARRAY(SELECT at FROM run WHERE member)) AND d.status IN ({states}) "
     "RETURNING d.subscriber_id), "
     "seen AS (SELECT max(at)::text AS last, count(*) AS picked, "
